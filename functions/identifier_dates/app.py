@@ -1,0 +1,17 @@
+"""GET /api/v1/consumption/identifier/{identifier}/dates (AgentsGT): credits per day."""
+
+from meter.http import api_handler, path_parameter, query_parameters
+from meter.logs import logger, metrics, tracer
+from meter.queries import identifier_dates
+
+
+@api_handler("read")
+def get_identifier_dates(event, principal) -> dict:
+    return identifier_dates(principal.tenant, path_parameter(event, "identifier"), query_parameters(event))
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict, context: object) -> dict:
+    return get_identifier_dates(event, context)

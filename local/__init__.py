@@ -1,0 +1,1 @@
+"""Local stack without Docker: serves template.yaml over DynamoDB Local (see README)."""

@@ -1,0 +1,252 @@
+"""template.yaml as the single source of truth: tables, functions, routes, event sources.
+
+The local runner, the tests and the benchmarks all read the stack from here, so a route, table
+or stream mapping added to the template is picked up everywhere with no other change.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML loader that turns short-form intrinsics (``!Ref X``) into their long form."""
+
+
+def _intrinsic(loader: yaml.Loader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+def load(path: Path = TEMPLATE) -> dict[str, Any]:
+    """The template as plain data."""
+    return yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+
+
+@dataclass(frozen=True)
+class Function:
+    """One AWS::Serverless::Function, with its environment resolved."""
+
+    logical_id: str
+    code_dir: Path
+    handler: str
+    environment: dict[str, str]
+    events: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """An HttpApi event: ``METHOD path`` served by a function, behind the default authorizer."""
+
+    method: str
+    path: str
+    function: str
+    pattern: re.Pattern[str] = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Authorizer:
+    """The HTTP API's default Lambda authorizer."""
+
+    function: str
+    identity_headers: list[str]
+    ttl_seconds: int
+    simple_responses: bool
+
+
+@dataclass(frozen=True)
+class StreamSource:
+    """A DynamoDB stream event source mapping."""
+
+    function: str
+    table: str
+    batch_size: int
+    window_seconds: float
+    filters: list[dict[str, Any]]
+    bisect_on_error: bool
+    report_item_failures: bool
+    max_retries: int
+    on_failure: str | None
+
+
+@dataclass(frozen=True)
+class QueueSource:
+    """An SQS event source mapping."""
+
+    function: str
+    queue: str
+    batch_size: int
+    report_item_failures: bool
+
+
+class Stack:
+    """The resources of template.yaml, with Ref/GetAtt/Sub resolved to local names."""
+
+    def __init__(self, template: dict[str, Any] | None = None, table_prefix: str = ""):
+        self.template = template or load()
+        self.resources: dict[str, dict[str, Any]] = self.template["Resources"]
+        self.table_prefix = table_prefix
+        self.parameters = {k: str(v.get("Default", "")) for k, v in self.template.get("Parameters", {}).items()}
+
+    # -- intrinsic functions -------------------------------------------------------------
+    def physical_name(self, logical_id: str) -> str:
+        """The local name of a resource: tables get the prefix, others keep their logical id."""
+        if self.resources[logical_id]["Type"] == "AWS::DynamoDB::Table":
+            return self.table_prefix + logical_id
+        return logical_id
+
+    def resolve(self, value: Any) -> Any:
+        """Resolve intrinsics against parameter defaults and local resource names."""
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if "Ref" in value:
+            ref = value["Ref"]
+            return self.parameters[ref] if ref in self.parameters else self.physical_name(ref)
+        if "Fn::GetAtt" in value:
+            logical_id, attribute = value["Fn::GetAtt"]
+            return f"local:{attribute}:{self.physical_name(logical_id)}"
+        if "Fn::Sub" in value:
+            text = value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
+            return re.sub(r"\$\{([^}!]+)\}", lambda m: str(self.resolve({"Ref": m.group(1)})), text)
+        return {k: self.resolve(v) for k, v in value.items()}
+
+    def _of_type(self, kind: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.resources.items() if v["Type"] == kind}
+
+    @staticmethod
+    def _target(arn: str) -> str:
+        return arn.rsplit(":", 1)[-1]
+
+    # -- tables --------------------------------------------------------------------------
+    def tables(self) -> dict[str, dict[str, Any]]:
+        """``create_table`` arguments of every table, keyed by logical id."""
+        result = {}
+        for logical_id, resource in self._of_type("AWS::DynamoDB::Table").items():
+            props = self.resolve(resource["Properties"])
+            spec: dict[str, Any] = {
+                "TableName": self.physical_name(logical_id),
+                "AttributeDefinitions": props["AttributeDefinitions"],
+                "KeySchema": props["KeySchema"],
+                "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+            }
+            if props.get("GlobalSecondaryIndexes"):
+                spec["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+            if props.get("StreamSpecification"):
+                view = props["StreamSpecification"]["StreamViewType"]
+                spec["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": view}
+            result[logical_id] = spec
+        return result
+
+    # -- functions -----------------------------------------------------------------------
+    def functions(self) -> dict[str, Function]:
+        """Every function with Globals merged in."""
+        globals_ = self.template.get("Globals", {}).get("Function", {})
+        global_env = globals_.get("Environment", {}).get("Variables", {})
+        result = {}
+        for logical_id, resource in self._of_type("AWS::Serverless::Function").items():
+            props = resource["Properties"]
+            env = {**global_env, **props.get("Environment", {}).get("Variables", {})}
+            result[logical_id] = Function(
+                logical_id=logical_id,
+                code_dir=ROOT / props["CodeUri"],
+                handler=props.get("Handler", globals_.get("Handler", "")),
+                environment={k: str(v) for k, v in self.resolve(env).items()},
+                events=self.resolve(props.get("Events", {})),
+            )
+        return result
+
+    def environment(self) -> dict[str, str]:
+        """The union of every function's environment; the runner is one process, so they must agree."""
+        merged: dict[str, str] = {}
+        for function in self.functions().values():
+            for key, value in function.environment.items():
+                if merged.setdefault(key, value) != value:
+                    raise ValueError(f"Functions disagree on {key}: {merged[key]!r} vs {value!r}")
+        return merged
+
+    def routes(self) -> list[Route]:
+        """Every HttpApi route, static paths before parameterized ones."""
+        routes = []
+        for name, function in self.functions().items():
+            for event in function.events.values():
+                if event["Type"] != "HttpApi":
+                    continue
+                path, method = event["Properties"]["Path"], event["Properties"]["Method"].upper()
+                regex = "^" + re.sub(r"\\\{([^}+]+)\\\}", r"(?P<\1>[^/]+)", re.escape(path)) + "$"
+                routes.append(Route(method=method, path=path, function=name, pattern=re.compile(regex)))
+        return sorted(routes, key=lambda r: ("{" in r.path, r.path))
+
+    def authorizer(self) -> Authorizer:
+        """The HTTP API's default authorizer."""
+        api = next(iter(self._of_type("AWS::Serverless::HttpApi").values()))
+        auth = api["Properties"]["Auth"]
+        spec = self.resolve(auth["Authorizers"][auth["DefaultAuthorizer"]])
+        identity = spec.get("Identity", {})
+        return Authorizer(
+            function=self._target(spec["FunctionArn"]),
+            identity_headers=identity.get("Headers", []),
+            ttl_seconds=int(identity.get("ReauthorizeEvery", 300)),
+            simple_responses=bool(spec.get("EnableSimpleResponses")),
+        )
+
+    def stream_sources(self) -> list[StreamSource]:
+        """Every DynamoDB stream event source mapping."""
+        result = []
+        for name, function in self.functions().items():
+            for event in function.events.values():
+                if event["Type"] != "DynamoDB":
+                    continue
+                props = event["Properties"]
+                on_failure = props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+                result.append(
+                    StreamSource(
+                        function=name,
+                        table=self._target(props["Stream"]),
+                        batch_size=int(props.get("BatchSize", 100)),
+                        window_seconds=float(props.get("MaximumBatchingWindowInSeconds", 0)),
+                        filters=[f["Pattern"] for f in props.get("FilterCriteria", {}).get("Filters", [])],
+                        bisect_on_error=bool(props.get("BisectBatchOnFunctionError", False)),
+                        report_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+                        max_retries=int(props.get("MaximumRetryAttempts", -1)),
+                        on_failure=self._target(on_failure) if on_failure else None,
+                    )
+                )
+        return result
+
+    def queue_sources(self) -> list[QueueSource]:
+        """Every SQS event source mapping."""
+        result = []
+        for name, function in self.functions().items():
+            for event in function.events.values():
+                if event["Type"] == "SQS":
+                    props = event["Properties"]
+                    result.append(
+                        QueueSource(
+                            function=name,
+                            queue=self._target(props["Queue"]),
+                            batch_size=int(props.get("BatchSize", 10)),
+                            report_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+                        )
+                    )
+        return result

@@ -1,0 +1,190 @@
+"""Exactly-once roll-up of stored records into hourly and daily totals.
+
+Each stream batch is coalesced into one ``ADD`` per aggregate item. Every event also gets a
+``countedAt`` marker on its own record, set with ``attribute_not_exists`` in the *same*
+``TransactWriteItems`` as the counter updates. A replayed event fails its marker condition, the
+transaction is cancelled, and it is retried without that event, so any replay, in any batch
+boundaries, after a crash between any two writes, counts each event once. Lambda events carry
+no shard id, so sequence-number watermarks cannot do this.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter, defaultdict
+from typing import Any, Iterable
+
+from botocore.exceptions import ClientError
+
+from meter import dynamo
+from meter.config import get_settings
+from meter.ingest import record_from_item
+from meter.logs import logger
+from meter.models import UsageRecord
+from meter.timerange import day_key, hour_key, now_ms
+
+MAX_TRANSACT_ACTIONS = 100
+MAX_ATTEMPTS = 8
+TOTALS = ("events", "credits", "tokens", "messages", "conversations")
+TYPE_PREFIX = "n:"
+
+AggregateKey = tuple[str, str]
+
+
+class AggregationFailed(Exception):
+    """A chunk of events could not be committed after retries (reported as batch failures)."""
+
+
+def dimension_keys(record: UsageRecord) -> list[str]:
+    """Partition keys of every aggregate the record feeds: tenant, identifier, agent."""
+    keys = [f"{record.tenant}#T"]
+    if record.identifier is not None:
+        keys.append(f"{record.tenant}#I#{record.identifier}")
+    if record.agent_id is not None:
+        keys.append(f"{record.tenant}#A#{record.agent_id}")
+    return keys
+
+
+def aggregate_keys(record: UsageRecord) -> list[AggregateKey]:
+    """Every (pk, sk) item the record adds to: one day and one hour item per dimension."""
+    day, hour = f"D#{day_key(record.ts)}", f"H#{hour_key(record.ts)}"
+    return [(pk, sk) for pk in dimension_keys(record) for sk in (day, hour)]
+
+
+def contribution(record: UsageRecord) -> Counter[str]:
+    """What one record adds to each of its aggregates."""
+    return contribution_of(record.type, record.count, record.credits)
+
+
+def contribution_of(event_type: str, count: int, credits: int) -> Counter[str]:
+    """What an event of this type, count and credits adds to an aggregate.
+
+    ``tokens`` sums every type starting with ``tokens`` (``tokens.input``, ``tokens.output``…);
+    ``messages`` counts type ``message``; ``conversations`` counts type ``conversation``.
+    """
+    added: Counter[str] = Counter(events=1, credits=credits)
+    added[TYPE_PREFIX + event_type] += count
+    if event_type.startswith("tokens"):
+        added["tokens"] += count
+    elif event_type == "message":
+        added["messages"] += count
+    elif event_type == "conversation":
+        added["conversations"] += count
+    return added
+
+
+def coalesce(records: Iterable[UsageRecord]) -> dict[AggregateKey, Counter[str]]:
+    """Sum the contributions of many records per aggregate item."""
+    totals: dict[AggregateKey, Counter[str]] = defaultdict(Counter)
+    for record in records:
+        added = contribution(record)
+        for key in aggregate_keys(record):
+            totals[key].update(added)
+    return totals
+
+
+def _marker_action(record: UsageRecord, counted_at: int) -> dict[str, Any]:
+    return {
+        "Update": {
+            "TableName": get_settings().records_table,
+            "Key": {"pk": {"S": f"{record.tenant}#{record.id}"}},
+            "UpdateExpression": "SET countedAt = :at",
+            "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(countedAt)",
+            "ExpressionAttributeValues": {":at": {"N": str(counted_at)}},
+        }
+    }
+
+
+def _counter_action(key: AggregateKey, added: Counter[str]) -> dict[str, Any]:
+    names = {f"#a{i}": name for i, name in enumerate(sorted(added))}
+    values = {f":v{i}": {"N": str(added[name])} for i, name in enumerate(sorted(added))}
+    clauses = ", ".join(f"#a{i} :v{i}" for i in range(len(names)))
+    return {
+        "Update": {
+            "TableName": get_settings().aggregates_table,
+            "Key": {"pk": {"S": key[0]}, "sk": {"S": key[1]}},
+            "UpdateExpression": f"ADD {clauses}",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+    }
+
+
+def transact(actions: list[dict[str, Any]]) -> None:
+    """Commit one transaction (a seam tests use to inject crashes)."""
+    dynamo.client().transact_write_items(TransactItems=actions)
+
+
+def chunks(records: list[UsageRecord]) -> list[list[UsageRecord]]:
+    """Split records so each chunk's markers plus coalesced counters fit one transaction."""
+    result: list[list[UsageRecord]] = []
+    current: list[UsageRecord] = []
+    keys: set[AggregateKey] = set()
+    for record in records:
+        new_keys = set(aggregate_keys(record)) - keys
+        if current and len(current) + 1 + len(keys) + len(new_keys) > MAX_TRANSACT_ACTIONS:
+            result.append(current)
+            current, keys, new_keys = [], set(), set(aggregate_keys(record))
+        current.append(record)
+        keys |= new_keys
+    return result + [current] if current else result
+
+
+def _commit_chunk(records: list[UsageRecord]) -> None:
+    pending = records
+    for attempt in range(MAX_ATTEMPTS):
+        if not pending:
+            return
+        counted_at = now_ms()
+        actions = [_marker_action(r, counted_at) for r in pending]
+        actions += [_counter_action(key, added) for key, added in coalesce(pending).items()]
+        try:
+            transact(actions)
+            return
+        except ClientError as cancelled:
+            if cancelled.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = cancelled.response.get("CancellationReasons") or []
+            counted = {i for i, r in enumerate(reasons[: len(pending)]) if r.get("Code") == "ConditionalCheckFailed"}
+            if counted:
+                pending = [r for i, r in enumerate(pending) if i not in counted]
+                continue
+            time.sleep(min(2.0, 0.05 * 2**attempt) * random.random())
+    raise AggregationFailed(f"{len(pending)} events not committed after {MAX_ATTEMPTS} attempts")
+
+
+def aggregate(records: list[UsageRecord]) -> list[UsageRecord]:
+    """Count every not-yet-counted record once; returns the records whose chunk failed."""
+    unique = list({(r.tenant, r.id): r for r in records}.values())
+    failed: list[UsageRecord] = []
+    for chunk in chunks(unique):
+        try:
+            _commit_chunk(chunk)
+        except (AggregationFailed, ClientError):
+            logger.exception("aggregation chunk failed", extra={"events": len(chunk)})
+            failed.extend(chunk)
+    return failed
+
+
+def handle_stream_records(stream_records: list[dict[str, Any]]) -> dict[str, list[dict[str, str]]]:
+    """Aggregate a DynamoDB stream batch; the partial-batch-failure response for Lambda.
+
+    Records that cannot be parsed (poison pills) and records whose chunk failed are reported
+    by sequence number. Lambda resumes from the lowest one; records after it that were
+    counted now are skipped on that replay by their markers.
+    """
+    parsed: list[tuple[str, UsageRecord]] = []
+    failures: list[str] = []
+    for raw in stream_records:
+        sequence = raw.get("dynamodb", {}).get("SequenceNumber", "")
+        if raw.get("eventName") != "INSERT":
+            continue
+        try:
+            parsed.append((sequence, record_from_item(dynamo.deserialize(raw["dynamodb"]["NewImage"]))))
+        except Exception:
+            logger.exception("unreadable stream record", extra={"sequence": sequence})
+            failures.append(sequence)
+    failed = {(r.tenant, r.id) for r in aggregate([record for _, record in parsed])}
+    failures += [seq for seq, record in parsed if (record.tenant, record.id) in failed]
+    return {"batchItemFailures": [{"itemIdentifier": seq} for seq in failures]}

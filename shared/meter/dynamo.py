@@ -1,0 +1,79 @@
+"""DynamoDB plumbing: one cached low-level client, and item (de)serialization.
+
+The low-level client keeps cold starts short (no resource model to load). boto3 honours
+``AWS_ENDPOINT_URL_DYNAMODB``, which is how tests and the local runner point it elsewhere.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+@lru_cache(maxsize=1)
+def client() -> Any:
+    """The process-wide DynamoDB client (created on first use)."""
+    import boto3
+
+    return boto3.client(
+        "dynamodb",
+        config=Config(retries={"mode": "standard", "max_attempts": 5}, tcp_keepalive=True),
+    )
+
+
+def reset_client() -> None:
+    """Forget the cached client (tests that switch endpoints or mocks call this)."""
+    client.cache_clear()
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _to_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo(v) for v in value]
+    return value
+
+
+def serialize(item: dict[str, Any]) -> dict[str, Any]:
+    """A plain dict (ints, floats, strings, maps) as a DynamoDB attribute map; ``None`` dropped."""
+    return {k: _serializer.serialize(_to_dynamo(v)) for k, v in item.items() if v is not None}
+
+
+def deserialize(item: dict[str, Any]) -> dict[str, Any]:
+    """A DynamoDB attribute map as a plain dict with ints and floats instead of Decimals."""
+    return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def value(python_value: Any) -> dict[str, Any]:
+    """One value as a DynamoDB attribute value."""
+    return _serializer.serialize(_to_dynamo(python_value))
+
+
+def query_all(**kwargs: Any) -> list[dict[str, Any]]:
+    """Every item of a Query, following LastEvaluatedKey, deserialized."""
+    items: list[dict[str, Any]] = []
+    while True:
+        page = client().query(**kwargs)
+        items.extend(deserialize(i) for i in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

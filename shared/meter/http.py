@@ -1,0 +1,80 @@
+"""The HTTP edge shared by every API handler: auth guard, JSON responses, the error map.
+
+API Gateway has already routed the request to the one function that serves it, so handlers
+do not route again: ``api_handler`` checks the caller's scope, runs the use case, and turns
+``MeterError``s (and anything unexpected) into JSON responses. This is the only place that
+maps errors to HTTP.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any, Callable
+
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+
+from meter.auth import Principal, principal_from_event
+from meter.errors import MeterError
+from meter.logs import logger, metrics
+
+INTERNAL_ERROR = "Internal server error"
+
+UseCase = Callable[[APIGatewayProxyEventV2, Principal], Any]
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """An HTTP API (payload 2.0) response with a JSON body."""
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "body": json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+    }
+
+
+def error_body(error: MeterError) -> dict[str, Any]:
+    """``{"error": message}``, with ``details`` when the error lists per-field problems."""
+    return {"error": error.message, "details": error.details} if error.details else {"error": error.message}
+
+
+def error_response(error: MeterError) -> dict[str, Any]:
+    """The response of a domain error."""
+    if error.status >= 500:
+        logger.warning("request failed", extra={"status": error.status, "reason": error.message})
+    return json_response(error.status, error_body(error))
+
+
+def api_handler(scope: str, status: Callable[[Any], int] = lambda _: 200) -> Callable[[UseCase], Callable]:
+    """Wrap a use case as a Lambda handler behind API Gateway, requiring ``scope``.
+
+    ``status`` picks the success status from the use case's result (e.g. 409 on conflicts).
+    """
+
+    def decorate(use_case: UseCase) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+        @functools.wraps(use_case)
+        def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            try:
+                principal = principal_from_event(event, scope)
+                logger.append_keys(tenant=principal.tenant)
+                result = use_case(APIGatewayProxyEventV2(event), principal)
+                return json_response(status(result), result)
+            except MeterError as error:
+                return error_response(error)
+            except Exception:
+                logger.exception("unhandled error")
+                metrics.add_metric(name="UnhandledErrors", unit="Count", value=1)
+                return json_response(500, {"error": INTERNAL_ERROR})
+
+        return handler
+
+    return decorate
+
+
+def path_parameter(event: APIGatewayProxyEventV2, name: str) -> str:
+    """A path parameter as API Gateway decoded it."""
+    return (event.path_parameters or {}).get(name, "")
+
+
+def query_parameters(event: APIGatewayProxyEventV2) -> dict[str, str]:
+    """Query parameters (API Gateway joins repeated ones with commas)."""
+    return dict(event.query_string_parameters or {})

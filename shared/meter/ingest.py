@@ -1,0 +1,224 @@
+"""Ingestion use case: validate a batch all-or-nothing, then store each event exactly once.
+
+A conditional put keyed by tenant and event id makes a resend a ``duplicate`` (same body) or a
+``conflict`` (different body) without overwriting anything; a refused put writes no stream
+record, so only new events are ever aggregated.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from meter import dynamo
+from meter.config import get_settings
+from meter.errors import BadRequest, PayloadTooLarge, Unavailable
+from meter.models import RELATION_FIELDS, UsageEvent, UsageRecord
+from meter.tenants import credits_for, rate_card
+from meter.timerange import DAY_MS, now_ms, to_ms
+
+MAX_BATCH_EVENTS = 500
+MAX_BODY_BYTES = 1_000_000
+_PUT_WORKERS = 16
+
+
+@dataclass
+class IngestResult:
+    """Per-event outcome of one batch, in request order."""
+
+    results: list[dict[str, str]] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r["status"] == status)
+
+    def body(self) -> dict[str, Any]:
+        """The response body of ``POST /v1/events``."""
+        return {
+            "accepted": self.count("accepted"),
+            "duplicates": self.count("duplicate"),
+            "conflicts": self.count("conflict"),
+            "results": self.results,
+        }
+
+
+def _decode(body: str | bytes | None) -> Any:
+    raw = body.encode() if isinstance(body, str) else (body or b"")
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"Request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
+    if not raw.strip():
+        raise BadRequest("Request body is empty: send an event object or {\"events\": [...]}")
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise BadRequest("Request body is not valid UTF-8") from None
+    except (json.JSONDecodeError, RecursionError) as bad:
+        raise BadRequest(f"Request body is not valid JSON: {getattr(bad, 'msg', 'too deeply nested')}") from None
+
+
+def _event_dicts(payload: Any) -> list[Any]:
+    if isinstance(payload, dict) and "events" in payload:
+        extra = sorted(set(payload) - {"events"})
+        if extra:
+            raise BadRequest(f"Unknown field '{extra[0]}' beside 'events'")
+        events = payload["events"]
+        if not isinstance(events, list) or not events:
+            raise BadRequest("Field 'events' must be a non-empty array of events")
+        if len(events) > MAX_BATCH_EVENTS:
+            raise PayloadTooLarge(f"A batch holds at most {MAX_BATCH_EVENTS} events; got {len(events)}")
+        return events
+    if isinstance(payload, dict):
+        return [payload]
+    raise BadRequest("Request body must be an event object or {\"events\": [...]}")
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "event"
+
+
+def _problems(index: int, raw: Any, now: int) -> list[dict[str, Any]]:
+    event_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+    where = {"index": index, "id": event_id}
+    if not isinstance(raw, dict):
+        return [{**where, "field": "event", "reason": "must be a JSON object"}]
+    try:
+        event = UsageEvent.model_validate(raw)
+    except ValidationError as invalid:
+        return [{**where, "field": _field_name(e["loc"]), "reason": e["msg"]} for e in invalid.errors()]
+    if event.timestamp is None:
+        return []
+    settings, ts = get_settings(), to_ms(event.timestamp)
+    if ts < now - settings.max_event_age_days * DAY_MS:
+        return [{**where, "field": "timestamp", "reason": f"is older than {settings.max_event_age_days} days"}]
+    if ts > now + settings.max_future_skew_seconds * 1000:
+        reason = f"is more than {settings.max_future_skew_seconds} seconds in the future"
+        return [{**where, "field": "timestamp", "reason": reason}]
+    return []
+
+
+def parse_events(body: str | bytes | None, now: int | None = None) -> list[UsageEvent]:
+    """Parse a request or message body; BadRequest listing every bad event if any is invalid."""
+    now = now_ms() if now is None else now
+    raws = _event_dicts(_decode(body))
+    problems = [p for index, raw in enumerate(raws) for p in _problems(index, raw, now)]
+    if problems:
+        bad = len({p["index"] for p in problems})
+        noun = "event is" if bad == 1 else "events are"
+        first = problems[0]
+        raise BadRequest(
+            f"{bad} of {len(raws)} {noun} invalid (first: event {first['index']} field "
+            f"'{first['field']}' {first['reason']}); nothing was stored",
+            details=problems,
+        )
+    return [UsageEvent.model_validate(raw) for raw in raws]
+
+
+def to_record(tenant: str, event: UsageEvent, card: dict[str, Any], received_at: int) -> UsageRecord:
+    """The immutable record of an accepted event, credits resolved by the rate-card rule."""
+    credits, source = credits_for(event.type, event.count, event.credits, card)
+    relations = {name: getattr(event, name) for name in RELATION_FIELDS if getattr(event, name) is not None}
+    return UsageRecord(
+        tenant=tenant,
+        id=event.id,
+        type=event.type,
+        count=event.count,
+        ts=to_ms(event.timestamp) if event.timestamp else received_at,
+        credits=credits,
+        credits_source=source,
+        received_at=received_at,
+        fingerprint=event.fingerprint(),
+        relations=relations,
+        meta=event.meta,
+    )
+
+
+def record_item(record: UsageRecord) -> dict[str, Any]:
+    """The Records-table item of a record (with the index keys its lookups need)."""
+    item = {
+        "pk": f"{record.tenant}#{record.id}",
+        "tenant": record.tenant,
+        "id": record.id,
+        "type": record.type,
+        "count": record.count,
+        "ts": record.ts,
+        "credits": record.credits,
+        "creditsSource": record.credits_source,
+        "receivedAt": record.received_at,
+        "fp": record.fingerprint,
+        "meta": record.meta or None,
+        **record.relations,
+    }
+    if record.identifier is not None:
+        item["ik"] = f"{record.tenant}#{record.identifier}"
+    if record.agent_id is not None:
+        item["ak"] = f"{record.tenant}#{record.agent_id}"
+    return item
+
+
+def record_from_item(item: dict[str, Any]) -> UsageRecord:
+    """A record back from its item (as read, or as a stream NewImage deserializes)."""
+    return UsageRecord(
+        tenant=item["tenant"],
+        id=item["id"],
+        type=item["type"],
+        count=item["count"],
+        ts=item["ts"],
+        credits=item["credits"],
+        credits_source=item.get("creditsSource", "none"),
+        received_at=item.get("receivedAt", item["ts"]),
+        fingerprint=item.get("fp", ""),
+        relations={name: item[name] for name in RELATION_FIELDS if name in item},
+        meta=item.get("meta"),
+    )
+
+
+def _store(record: UsageRecord) -> str:
+    """Put one record unless its id exists; the outcome as a result status."""
+    try:
+        dynamo.client().put_item(
+            TableName=get_settings().records_table,
+            Item=dynamo.serialize(record_item(record)),
+            ConditionExpression="attribute_not_exists(pk)",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except ClientError as refused:
+        if refused.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+        stored = refused.response.get("Item") or {}
+        return "duplicate" if stored.get("fp", {}).get("S") == record.fingerprint else "conflict"
+    return "accepted"
+
+
+def ingest(tenant: str, events: list[UsageEvent]) -> IngestResult:
+    """Store every event of a validated batch for ``tenant``; never overwrites a stored record."""
+    received_at = now_ms()
+    card = rate_card(tenant)
+    first_by_id: dict[str, UsageRecord] = {}
+    for event in events:
+        first_by_id.setdefault(event.id, to_record(tenant, event, card, received_at))
+    unique = list(first_by_id.values())
+    try:
+        if len(unique) == 1:
+            statuses = [_store(unique[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=min(_PUT_WORKERS, len(unique))) as pool:
+                statuses = list(pool.map(_store, unique))
+    except ClientError as failed:
+        raise Unavailable(
+            f"Storage refused the batch ({failed.response['Error']['Code']}); resend it: "
+            "events already stored will come back as duplicates"
+        ) from None
+    status_by_id = dict(zip(first_by_id, statuses))
+    result, seen = IngestResult(), set()
+    for event in events:
+        status = status_by_id[event.id]
+        if event.id in seen:
+            same = event.fingerprint() == first_by_id[event.id].fingerprint
+            status = "duplicate" if same else "conflict"
+        seen.add(event.id)
+        result.results.append({"id": event.id, "status": status})
+    return result

@@ -1,0 +1,105 @@
+"""Tenants, their API keys and rate cards (the Tenants table).
+
+Items: ``TENANT#<name>`` holds the tenant and its rate card; ``KEY#<public id>`` holds one
+API key (tenant, scopes, SHA-256 of the secret, revocation time).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from meter import dynamo
+from meter.config import get_settings
+from meter.errors import BadRequest, NotFound
+from meter.timerange import now_ms
+
+TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+SCOPES = ("ingest", "read")
+
+_rate_cards: dict[str, tuple[float, dict[str, Decimal]]] = {}
+
+
+def _table() -> str:
+    return get_settings().tenants_table
+
+
+def validate_tenant_name(name: str) -> str:
+    """A tenant name: lowercase letters, digits and dashes, at most 63 characters."""
+    if not TENANT_NAME.match(name):
+        raise BadRequest("Invalid tenant: use lowercase letters, digits and '-' (at most 63)")
+    return name
+
+
+def ensure_tenant(name: str) -> bool:
+    """Create the tenant if it does not exist; True when it was created."""
+    validate_tenant_name(name)
+    try:
+        dynamo.client().put_item(
+            TableName=_table(),
+            Item=dynamo.serialize({"pk": f"TENANT#{name}", "tenant": name, "createdAt": now_ms()}),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+    except dynamo.client().exceptions.ConditionalCheckFailedException:
+        return False
+    return True
+
+
+def get_tenant(name: str) -> dict[str, Any] | None:
+    """The tenant item, or None."""
+    found = dynamo.client().get_item(TableName=_table(), Key={"pk": {"S": f"TENANT#{name}"}})
+    return dynamo.deserialize(found["Item"]) if "Item" in found else None
+
+
+def set_rate_card(name: str, rates: dict[str, str | int | float]) -> dict[str, Decimal]:
+    """Replace a tenant's rate card: credits per unit of each event type."""
+    card: dict[str, Decimal] = {}
+    for event_type, rate in rates.items():
+        try:
+            card[event_type] = Decimal(str(rate))
+        except InvalidOperation:
+            raise BadRequest(f"Invalid rate for '{event_type}': {rate!r} is not a number") from None
+        if not card[event_type].is_finite() or card[event_type] < 0:
+            raise BadRequest(f"Invalid rate for '{event_type}': it must be a number >= 0")
+    try:
+        dynamo.client().update_item(
+            TableName=_table(),
+            Key={"pk": {"S": f"TENANT#{name}"}},
+            UpdateExpression="SET rateCard = :card",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":card": {"M": {k: {"N": str(v)} for k, v in card.items()}}},
+        )
+    except dynamo.client().exceptions.ConditionalCheckFailedException:
+        raise NotFound(f"Unknown tenant '{name}'") from None
+    _rate_cards.pop(name, None)
+    return card
+
+
+def rate_card(name: str) -> dict[str, Decimal]:
+    """The tenant's rate card, cached for RATE_CARD_CACHE_SECONDS per process."""
+    cached = _rate_cards.get(name)
+    if cached and time.monotonic() - cached[0] < get_settings().rate_card_cache_seconds:
+        return cached[1]
+    found = dynamo.client().get_item(
+        TableName=_table(), Key={"pk": {"S": f"TENANT#{name}"}}, ProjectionExpression="rateCard"
+    )
+    raw = found.get("Item", {}).get("rateCard", {}).get("M", {})
+    card = {k: Decimal(v["N"]) for k, v in raw.items()}
+    _rate_cards[name] = (time.monotonic(), card)
+    return card
+
+
+def credits_for(event_type: str, count: int, explicit: int | None, card: dict[str, Decimal]) -> tuple[int, str]:
+    """Credits of one event and where they came from: ``event``, ``rate_card`` or ``none``.
+
+    The event's own ``credits`` win; else ``count`` times the rate of its type, rounded up to
+    a whole credit; else 0.
+    """
+    if explicit is not None:
+        return explicit, "event"
+    if event_type in card:
+        return math.ceil(card[event_type] * count), "rate_card"
+    return 0, "none"

@@ -1,0 +1,105 @@
+"""Time handling: query-parameter parsing, bucket keys, and the exact-range read plan.
+
+All instants are Unix milliseconds (UTC). Ranges are half-open ``[start, end)`` inside the
+code; the API's inclusive ``to`` becomes ``end = to + 1 ms``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+
+from meter.errors import BadRequest
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def now_ms() -> int:
+    """The current instant."""
+    return time.time_ns() // 1_000_000
+
+
+def to_ms(moment: datetime) -> int:
+    """An aware datetime as Unix milliseconds."""
+    return (moment - EPOCH) // timedelta(milliseconds=1)
+
+
+def iso(ms: int) -> str:
+    """Unix milliseconds as ISO 8601 UTC with a ``Z`` (seconds precision when whole)."""
+    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    text = moment.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def day_key(ms: int) -> str:
+    """``YYYY-MM-DD`` of the UTC day holding ``ms``."""
+    return datetime.fromtimestamp(ms // 1000, tz=timezone.utc).strftime("%Y-%m-%d")
+
+
+def hour_key(ms: int) -> str:
+    """``YYYY-MM-DDTHH`` of the UTC hour holding ``ms``."""
+    return datetime.fromtimestamp(ms // 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H")
+
+
+def parse_instant(name: str, value: str, *, end_of_day: bool = False) -> int:
+    """Parse a query parameter: ISO 8601 (zone optional, UTC if absent) or a bare date.
+
+    A bare date means midnight UTC, or with ``end_of_day`` its last millisecond, so that
+    ``to=2024-01-31`` includes all of January 31st.
+    """
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            start = to_ms(datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
+            return start + DAY_MS - 1 if end_of_day else start
+        moment = datetime.fromisoformat(text.replace(" ", "+") if "T" in text else text)
+    except ValueError:
+        raise BadRequest(
+            f"Invalid '{name}' parameter: expected ISO 8601 such as 2024-01-01T00:00:00Z or 2024-01-01"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return to_ms(moment)
+
+
+def parse_range(
+    start_name: str, start: str | None, end_name: str, end: str | None, *, default_end: int | None = None
+) -> tuple[int | None, int | None]:
+    """Parse an inclusive ``[start, end]`` pair into half-open milliseconds (``None`` = open)."""
+    start_ms = parse_instant(start_name, start) if start else None
+    end_ms = parse_instant(end_name, end, end_of_day=True) + 1 if end else default_end
+    if start_ms is not None and end_ms is not None and start_ms >= end_ms:
+        raise BadRequest(f"Invalid '{start_name}' parameter: it must not be after '{end_name}'")
+    return start_ms, end_ms
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """How to answer ``[start, end)`` exactly: day items, hour items, raw records at the edges."""
+
+    days: tuple[str, str] | None = None
+    hours: list[tuple[str, str]] = field(default_factory=list)
+    raw: list[tuple[int, int]] = field(default_factory=list)
+
+
+def _ceil(ms: int, unit: int) -> int:
+    return -(-ms // unit) * unit
+
+
+def plan_range(start: int, end: int) -> ReadPlan:
+    """Split ``[start, end)`` into whole days, whole hours and ragged raw slices (inclusive keys)."""
+    first_hour, last_hour = _ceil(start, HOUR_MS), end // HOUR_MS * HOUR_MS
+    if first_hour >= last_hour:
+        return ReadPlan(raw=[(start, end)] if start < end else [])
+    raw = [(a, b) for a, b in ((start, first_hour), (last_hour, end)) if a < b]
+    first_day, last_day = _ceil(first_hour, DAY_MS), last_hour // DAY_MS * DAY_MS
+    if first_day >= last_day:
+        return ReadPlan(hours=[(hour_key(first_hour), hour_key(last_hour - 1))], raw=raw)
+    hours = [
+        (hour_key(a), hour_key(b - 1)) for a, b in ((first_hour, first_day), (last_day, last_hour)) if a < b
+    ]
+    return ReadPlan(days=(day_key(first_day), day_key(last_day - 1)), hours=hours, raw=raw)
