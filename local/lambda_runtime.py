@@ -7,9 +7,10 @@ import importlib.util
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any, Callable
+from functools import cache
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
 from local.template import Function
@@ -32,7 +33,7 @@ class LambdaContext:
         return max(0, int((self._deadline - time.time()) * 1000))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(path: str, module_name: str, attribute: str) -> Callable[[dict[str, Any], Any], Any]:
     spec = importlib.util.spec_from_file_location(module_name, path)
     assert spec and spec.loader, path

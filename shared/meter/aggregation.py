@@ -13,7 +13,8 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter, defaultdict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -128,7 +129,7 @@ def chunks(records: list[UsageRecord]) -> list[list[UsageRecord]]:
             current, keys, new_keys = [], set(), set(aggregate_keys(record))
         current.append(record)
         keys |= new_keys
-    return result + [current] if current else result
+    return [*result, current] if current else result
 
 
 def _commit_chunk(records: list[UsageRecord]) -> None:

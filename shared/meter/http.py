@@ -8,9 +8,11 @@ maps errors to HTTP.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
@@ -78,3 +80,9 @@ def path_parameter(event: APIGatewayProxyEventV2, name: str) -> str:
 def query_parameters(event: APIGatewayProxyEventV2) -> dict[str, str]:
     """Query parameters (API Gateway joins repeated ones with commas)."""
     return dict(event.query_string_parameters or {})
+
+
+def body_bytes(event: APIGatewayProxyEventV2) -> bytes:
+    """The request body as sent (API Gateway base64-encodes bodies that are not text)."""
+    body = event.body or ""
+    return base64.b64decode(body) if event.is_base64_encoded else body.encode()

@@ -51,7 +51,7 @@ def _decode(body: str | bytes | None) -> Any:
     if len(raw) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"Request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
     if not raw.strip():
-        raise BadRequest("Request body is empty: send an event object or {\"events\": [...]}")
+        raise BadRequest('Request body is empty: send an event object or {"events": [...]}')
     try:
         return json.loads(raw)
     except UnicodeDecodeError:
@@ -73,7 +73,7 @@ def _event_dicts(payload: Any) -> list[Any]:
         return events
     if isinstance(payload, dict):
         return [payload]
-    raise BadRequest("Request body must be an event object or {\"events\": [...]}")
+    raise BadRequest('Request body must be an event object or {"events": [...]}')
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
@@ -212,7 +212,7 @@ def ingest(tenant: str, events: list[UsageEvent]) -> IngestResult:
             f"Storage refused the batch ({failed.response['Error']['Code']}); resend it: "
             "events already stored will come back as duplicates"
         ) from None
-    status_by_id = dict(zip(first_by_id, statuses))
+    status_by_id = dict(zip(first_by_id, statuses, strict=False))
     result, seen = IngestResult(), set()
     for event in events:
         status = status_by_id[event.id]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -23,9 +23,12 @@ MAX_COUNT = 10**15
 MAX_META_KEYS = 16
 
 RelationId = Annotated[StrictStr, Field(min_length=1, max_length=128)]
-MetaValue = StrictBool | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)] | Annotated[
-    StrictStr, Field(max_length=256)
-]
+MetaValue = (
+    StrictBool
+    | StrictInt
+    | Annotated[StrictFloat, Field(allow_inf_nan=False)]
+    | Annotated[StrictStr, Field(max_length=256)]
+)
 
 # The optional string fields a record may carry, in the order they are stored.
 RELATION_FIELDS = (
@@ -104,7 +107,7 @@ class UsageRecord(BaseModel):
     @property
     def time(self) -> datetime:
         """Event time as an aware UTC datetime."""
-        return datetime.fromtimestamp(self.ts / 1000, tz=timezone.utc)
+        return datetime.fromtimestamp(self.ts / 1000, tz=UTC)
 
     @property
     def identifier(self) -> str | None:

@@ -16,7 +16,7 @@ RAW_INDEX = {"I": ("ByIdentifier", "ik"), "A": ("ByAgent", "ak")}
 
 
 def _aggregate_items(pk: str, low: str, high: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
-    names = {f"#f{i}": name for i, name in enumerate(("sk",) + fields)}
+    names = {f"#f{i}": name for i, name in enumerate(("sk", *fields))}
     return dynamo.query_all(
         TableName=get_settings().aggregates_table,
         KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",

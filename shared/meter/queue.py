@@ -3,7 +3,8 @@
 The queue is for trusted producers (IAM decides who may send). Each message names its tenant
 in the ``tenant`` message attribute, or, for producers that cannot set attributes (an
 EventBridge rule's SQS target), in a top-level ``tenant`` field of the body. The tenant must be
-registered. A message that fails here (invalid, unknown tenant, or an id conflict) is retried and then lands in the dead-letter queue.
+registered. A message that fails here (invalid, unknown tenant, or an id conflict) is retried
+and then lands in the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from meter.tenants import get_tenant, validate_tenant_name
 
 
 def _split_tenant(record: SQSRecord) -> tuple[str, str]:
-    attribute = (record.message_attributes.get("tenant") or {}).get("stringValue") if record.message_attributes else None
+    attribute = (
+        (record.message_attributes.get("tenant") or {}).get("stringValue") if record.message_attributes else None
+    )
     body = record.body
     try:
         payload: Any = json.loads(body)

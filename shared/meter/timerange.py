@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from meter.errors import BadRequest
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def now_ms() -> int:
@@ -29,19 +29,19 @@ def to_ms(moment: datetime) -> int:
 
 def iso(ms: int) -> str:
     """Unix milliseconds as ISO 8601 UTC with a ``Z`` (seconds precision when whole)."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
     text = moment.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
     return text.replace("+00:00", "Z")
 
 
 def day_key(ms: int) -> str:
     """``YYYY-MM-DD`` of the UTC day holding ``ms``."""
-    return datetime.fromtimestamp(ms // 1000, tz=timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%d")
 
 
 def hour_key(ms: int) -> str:
     """``YYYY-MM-DDTHH`` of the UTC hour holding ``ms``."""
-    return datetime.fromtimestamp(ms // 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H")
+    return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H")
 
 
 def parse_instant(name: str, value: str, *, end_of_day: bool = False) -> int:
@@ -54,7 +54,7 @@ def parse_instant(name: str, value: str, *, end_of_day: bool = False) -> int:
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
-            start = to_ms(datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
+            start = to_ms(datetime(day.year, day.month, day.day, tzinfo=UTC))
             return start + DAY_MS - 1 if end_of_day else start
         moment = datetime.fromisoformat(text.replace(" ", "+") if "T" in text else text)
     except ValueError:
@@ -62,7 +62,7 @@ def parse_instant(name: str, value: str, *, end_of_day: bool = False) -> int:
             f"Invalid '{name}' parameter: expected ISO 8601 such as 2024-01-01T00:00:00Z or 2024-01-01"
         ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return to_ms(moment)
 
 
@@ -99,7 +99,5 @@ def plan_range(start: int, end: int) -> ReadPlan:
     first_day, last_day = _ceil(first_hour, DAY_MS), last_hour // DAY_MS * DAY_MS
     if first_day >= last_day:
         return ReadPlan(hours=[(hour_key(first_hour), hour_key(last_hour - 1))], raw=raw)
-    hours = [
-        (hour_key(a), hour_key(b - 1)) for a, b in ((first_hour, first_day), (last_day, last_hour)) if a < b
-    ]
+    hours = [(hour_key(a), hour_key(b - 1)) for a, b in ((first_hour, first_day), (last_day, last_hour)) if a < b]
     return ReadPlan(days=(day_key(first_day), day_key(last_day - 1)), hours=hours, raw=raw)

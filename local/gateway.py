@@ -1,0 +1,110 @@
+"""API Gateway (HTTP API) emulation: routing, the cached Lambda authorizer, payload 2.0.
+
+Behaves as the deployed HTTP API does for what clients can see: unknown path → 404, known
+path with another method → 405, missing identity header → 401 without calling the
+authorizer, ``isAuthorized: false`` → 403, a handler crash → 500; all with JSON bodies.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from local.lambda_runtime import authorizer_event, http_event, invoke
+from local.template import Stack
+from meter.logs import logger
+
+
+@dataclass
+class Response:
+    """What the gateway answers: status, headers and body bytes."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def _json(status: int, body: Any) -> Response:
+    return Response(status, {"Content-Type": "application/json"}, json.dumps(body).encode())
+
+
+class Gateway:
+    """Serves every HttpApi route of the template through its functions."""
+
+    def __init__(self, stack: Stack, clock: Any = time.monotonic):
+        self.stack = stack
+        self.functions = stack.functions()
+        self.routes = stack.routes()
+        self.authorizer = stack.authorizer()
+        self.clock = clock
+        self._cache: dict[tuple[str, ...], tuple[float, dict[str, Any]]] = {}
+        # One "container" per function: Lambda never runs two requests in one process at once.
+        self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+
+    def _match(self, method: str, raw_path: str) -> tuple[Any, dict[str, str]] | Response:
+        path_matches = [(r, m) for r in self.routes if (m := r.pattern.match(raw_path))]
+        if not path_matches:
+            return _json(404, {"message": "Not Found"})
+        for route, match in path_matches:
+            if route.method in (method, "ANY"):
+                return route, {k: unquote(v) for k, v in match.groupdict().items()}
+        return _json(405, {"message": "Method Not Allowed"})
+
+    def _authorize(self, route_key: str, headers: dict[str, str], raw_path: str) -> dict[str, Any] | Response:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        identity = tuple(lowered.get(h.lower(), "") for h in self.authorizer.identity_headers)
+        if not all(identity):
+            return _json(401, {"message": "Unauthorized"})
+        cached = self._cache.get(identity)
+        if cached and self.clock() - cached[0] < self.authorizer.ttl_seconds:
+            verdict = cached[1]
+        else:
+            verdict = self._call(self.authorizer.function, authorizer_event(route_key, headers, raw_path))
+            if isinstance(verdict, Response):
+                return verdict
+            if self.authorizer.ttl_seconds:
+                self._cache[identity] = (self.clock(), verdict)
+        if not verdict.get("isAuthorized"):
+            return _json(403, {"message": "Forbidden"})
+        return verdict.get("context") or {}
+
+    def _call(self, function: str, event: dict[str, Any]) -> Any:
+        try:
+            with self._locks[function]:
+                return invoke(self.functions[function], event)
+        except Exception:
+            logger.exception("function failed", extra={"function": function})
+            return _json(500, {"message": "Internal Server Error"})
+
+    def handle(
+        self, method: str, raw_path: str, raw_query: str, headers: dict[str, str], body: bytes = b""
+    ) -> Response:
+        """Answer one HTTP request."""
+        found = self._match(method.upper(), raw_path)
+        if isinstance(found, Response):
+            return found
+        route, params = found
+        route_key = f"{route.method} {route.path}"
+        context = self._authorize(route_key, headers, raw_path)
+        if isinstance(context, Response):
+            return context
+        event = http_event(method.upper(), raw_path, route.path, params, headers, raw_query, body, context)
+        result = self._call(route.function, event)
+        return result if isinstance(result, Response) else self._to_response(result)
+
+    @staticmethod
+    def _to_response(result: Any) -> Response:
+        if not isinstance(result, dict) or "statusCode" not in result:
+            return _json(200, result)
+        body = result.get("body") or ""
+        raw = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
+        return Response(int(result["statusCode"]), dict(result.get("headers") or {}), raw)

@@ -1,0 +1,236 @@
+"""DynamoDB stream → Lambda event source mapping emulation (polls DynamoDB Local or moto).
+
+Follows the template's mapping: batch size, batching window, FilterCriteria, bisect on
+function error, ReportBatchItemFailures (resume from the lowest failed sequence number, never
+skip a record), MaximumRetryAttempts and the on-failure destination.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from local.lambda_runtime import invoke
+from local.template import Function, StreamSource
+from meter import dynamo
+from meter.logs import logger
+
+FailureSink = Callable[[dict[str, Any]], None]
+
+
+def matches(pattern: Any, value: Any) -> bool:
+    """Lambda event-filter matching for the rules we support: literals, prefix, exists, anything-but."""
+    if isinstance(pattern, dict):
+        if not isinstance(value, dict):
+            return False
+        for key, rule in pattern.items():
+            if isinstance(rule, list) and any(isinstance(r, dict) and "exists" in r for r in rule):
+                if (key in value) != rule[0]["exists"]:
+                    return False
+                continue
+            if key not in value or not matches(rule, value[key]):
+                return False
+        return True
+    if isinstance(pattern, list):
+        return any(_matches_rule(rule, value) for rule in pattern)
+    raise ValueError(f"Unsupported filter pattern: {pattern!r}")
+
+
+def _matches_rule(rule: Any, value: Any) -> bool:
+    if isinstance(rule, dict):
+        if "prefix" in rule:
+            return isinstance(value, str) and value.startswith(rule["prefix"])
+        if "anything-but" in rule:
+            excluded = rule["anything-but"]
+            return value not in (excluded if isinstance(excluded, list) else [excluded])
+        raise ValueError(f"Unsupported filter rule: {rule!r}")
+    return rule == value
+
+
+class StreamMapping:
+    """One stream event source mapping: poll, filter, batch, invoke, retry, dead-letter."""
+
+    def __init__(
+        self,
+        source: StreamSource,
+        function: Function,
+        table_name: str,
+        on_failure: FailureSink,
+        checkpoint: Path | None = None,
+        retry_delay: float = 0.2,
+    ):
+        self.source = source
+        self.function = function
+        self.table_name = table_name
+        self.on_failure = on_failure
+        self.checkpoint = checkpoint
+        self.retry_delay = retry_delay
+        self.filters = [json.loads(p) if isinstance(p, str) else p for p in source.filters]
+        self.delivered = 0
+        self._iterators: dict[str, str | None] = {}
+        self._positions: dict[str, str] = self._load_checkpoint()
+
+    # -- stream reading ------------------------------------------------------------------
+    def stream_arn(self) -> str | None:
+        table = dynamo.client().describe_table(TableName=self.table_name)["Table"]
+        return table.get("LatestStreamArn")
+
+    def _streams(self) -> Any:
+        import boto3
+
+        # DynamoDB Local serves streams on its one endpoint; boto3 reads AWS_ENDPOINT_URL_DYNAMODBSTREAMS.
+        return boto3.client("dynamodbstreams")
+
+    def _load_checkpoint(self) -> dict[str, str]:
+        if self.checkpoint and self.checkpoint.exists():
+            return json.loads(self.checkpoint.read_text())
+        return {}
+
+    def _save_checkpoint(self) -> None:
+        if self.checkpoint:
+            self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            self.checkpoint.write_text(json.dumps(self._positions))
+
+    def _shards(self, streams: Any, arn: str) -> list[dict[str, Any]]:
+        shards, kwargs = [], {"StreamArn": arn}
+        while True:
+            description = streams.describe_stream(**kwargs)["StreamDescription"]
+            shards += description.get("Shards", [])
+            if not description.get("LastEvaluatedShardId"):
+                return sorted(shards, key=lambda s: int(s["SequenceNumberRange"]["StartingSequenceNumber"]))
+            kwargs["ExclusiveStartShardId"] = description["LastEvaluatedShardId"]
+
+    def _read(self, streams: Any, arn: str) -> list[tuple[str, dict[str, Any]]]:
+        records: list[tuple[str, dict[str, Any]]] = []
+        for shard in self._shards(streams, arn):
+            shard_id = shard["ShardId"]
+            key = f"{arn}|{shard_id}"
+            if key not in self._iterators:
+                position = self._positions.get(key)
+                kwargs = {"StreamArn": arn, "ShardId": shard_id}
+                if position:
+                    kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=position)
+                else:
+                    kwargs.update(ShardIteratorType="TRIM_HORIZON")
+                self._iterators[key] = streams.get_shard_iterator(**kwargs)["ShardIterator"]
+            iterator = self._iterators[key]
+            while iterator and len(records) < 1000:
+                page = streams.get_records(ShardIterator=iterator, Limit=1000)
+                iterator = page.get("NextShardIterator")
+                records += [(key, self._lambda_record(r, arn)) for r in page.get("Records", [])]
+                if not page.get("Records"):
+                    break
+            self._iterators[key] = iterator
+        return records
+
+    @staticmethod
+    def _lambda_record(record: dict[str, Any], arn: str) -> dict[str, Any]:
+        change = dict(record["dynamodb"])
+        created = change.get("ApproximateCreationDateTime")
+        if hasattr(created, "timestamp"):
+            change["ApproximateCreationDateTime"] = int(created.timestamp())
+        return {
+            "eventID": record.get("eventID"),
+            "eventName": record["eventName"],
+            "eventVersion": record.get("eventVersion", "1.1"),
+            "eventSource": "aws:dynamodb",
+            "awsRegion": record.get("awsRegion", "local"),
+            "dynamodb": change,
+            "eventSourceARN": arn,
+        }
+
+    # -- delivery ------------------------------------------------------------------------
+    def poll_once(self) -> int:
+        """Deliver what the stream holds now; returns how many records were read."""
+        arn = self.stream_arn()
+        if not arn:
+            return 0
+        read = self._read(self._streams(), arn)
+        for start in range(0, len(read), 10_000):
+            chunk = read[start : start + 10_000]
+            wanted = [r for _, r in chunk if not self.filters or any(matches(f, r) for f in self.filters)]
+            for batch_start in range(0, len(wanted), self.source.batch_size):
+                self._deliver(wanted[batch_start : batch_start + self.source.batch_size], attempt=0)
+            for key, record in chunk:
+                self._positions[key] = record["dynamodb"]["SequenceNumber"]
+        if read:
+            self._save_checkpoint()
+        self.delivered += len(read)
+        return len(read)
+
+    def drain(self, quiet_polls: int = 2, timeout: float = 60.0) -> None:
+        """Poll until the stream has nothing new for ``quiet_polls`` polls in a row."""
+        deadline, quiet = time.monotonic() + timeout, 0
+        while quiet < quiet_polls and time.monotonic() < deadline:
+            quiet = quiet + 1 if self.poll_once() == 0 else 0
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll continuously, honouring the batching window, until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                if self.poll_once() == 0:
+                    stop.wait(max(0.05, min(self.source.window_seconds, 0.5)))
+            except Exception:
+                logger.exception("stream poll failed", extra={"function": self.function.logical_id})
+                stop.wait(1.0)
+
+    def _exhausted(self, attempt: int) -> bool:
+        return 0 <= self.source.max_retries < attempt
+
+    def _deliver(self, batch: list[dict[str, Any]], attempt: int) -> None:
+        while batch:
+            try:
+                response = invoke(self.function, {"Records": batch})
+            except Exception:
+                logger.exception("stream batch failed", extra={"records": len(batch), "attempt": attempt})
+                attempt += 1
+                if self._exhausted(attempt):
+                    return self._dead_letter(batch)
+                time.sleep(self.retry_delay)
+                if self.source.bisect_on_error and len(batch) > 1:
+                    half = len(batch) // 2
+                    self._deliver(batch[:half], attempt)
+                    return self._deliver(batch[half:], attempt)
+                continue
+            first_failed = self._first_failed(batch, response)
+            if first_failed is None:
+                return None
+            attempt += 1
+            if self._exhausted(attempt):
+                return self._dead_letter(batch[first_failed:])
+            time.sleep(self.retry_delay)
+            batch = batch[first_failed:]
+        return None
+
+    def _first_failed(self, batch: list[dict[str, Any]], response: Any) -> int | None:
+        if not self.source.report_item_failures or not isinstance(response, dict):
+            return None
+        failures = response.get("batchItemFailures") or []
+        if not failures:
+            return None
+        sequences = [r["dynamodb"]["SequenceNumber"] for r in batch]
+        indexes = [sequences.index(f.get("itemIdentifier")) for f in failures if f.get("itemIdentifier") in sequences]
+        # Lambda treats an unknown or empty identifier as a failure of the whole batch.
+        return min(indexes) if len(indexes) == len(failures) else 0
+
+    def _dead_letter(self, batch: list[dict[str, Any]]) -> None:
+        logger.error("stream batch dead-lettered", extra={"records": len(batch)})
+        self.on_failure(
+            {
+                "requestContext": {
+                    "condition": "RetryAttemptsExhausted",
+                    "functionArn": self.function.logical_id,
+                    "approximateInvokeCount": self.source.max_retries + 1,
+                },
+                "DDBStreamBatchInfo": {
+                    "startSequenceNumber": batch[0]["dynamodb"]["SequenceNumber"],
+                    "endSequenceNumber": batch[-1]["dynamodb"]["SequenceNumber"],
+                    "batchSize": len(batch),
+                    "streamArn": batch[0]["eventSourceARN"],
+                },
+            }
+        )

@@ -1,0 +1,140 @@
+"""GET /api/v1/consumption/identifier/{identifier}/dates (AgentsGT), exact over any range."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from unittest import mock
+
+import pytest
+
+from meter import dynamo
+from tests.conftest import STACK
+from tests.helpers import aggregator, call, identifier_path
+
+DAY0 = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=5)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def day(offset: int) -> str:
+    return (DAY0 + timedelta(days=offset)).strftime("%Y-%m-%d")
+
+
+# (identifier, moment, credits): spread over days, hours and minutes.
+EVENTS = [
+    ("user@example.com", DAY0 + timedelta(hours=1, minutes=10), 1),
+    ("user@example.com", DAY0 + timedelta(hours=1, minutes=50), 2),
+    ("user@example.com", DAY0 + timedelta(hours=23, minutes=59, seconds=59), 4),
+    ("user@example.com", DAY0 + timedelta(days=1, hours=0, minutes=0), 8),
+    ("user@example.com", DAY0 + timedelta(days=1, hours=12, minutes=30), 16),
+    ("user@example.com", DAY0 + timedelta(days=2, hours=5), 0),
+    ("user@example.com", DAY0 + timedelta(days=3, hours=5, minutes=1), 32),
+    ("+15551234567", DAY0 + timedelta(hours=3), 5),
+    ("José Ünïcødé 名前", DAY0 + timedelta(hours=3), 6),
+    ("a/b?c#d%20e", DAY0 + timedelta(hours=3), 7),
+]
+
+
+@pytest.fixture
+def api(gateway, keys):
+    batch = [
+        {"id": f"e{i}", "type": "message", "count": 1, "credits": credits, "identifier": who, "timestamp": iso(at)}
+        for i, (who, at, credits) in enumerate(EVENTS)
+    ]
+    assert call(gateway, "POST", "/v1/events", keys["acme"], {"events": batch}).status == 200
+    aggregator(STACK).drain()
+    return lambda identifier, **query: call(gateway, "GET", identifier_path(identifier), keys["acme"], query=query)
+
+
+def expected(identifier: str, start: datetime, end: datetime) -> list[dict]:
+    """Recount from the fixture: credits per day of events in [start, end], zero days omitted."""
+    totals: dict[str, int] = {}
+    for who, at, credits in EVENTS:
+        if who == identifier and start <= at <= end and credits:
+            key = at.strftime("%Y-%m-%d")
+            totals[key] = totals.get(key, 0) + credits
+    return [{"date": d, "total_credits": c} for d, c in sorted(totals.items())]
+
+
+def test_all_time_ascending_without_zero_days(api):
+    response = api("user@example.com")
+    assert response.status == 200
+    assert response.json() == {
+        "data": [
+            {"date": day(0), "total_credits": 7},
+            {"date": day(1), "total_credits": 24},
+            {"date": day(3), "total_credits": 32},
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (timedelta(hours=1, minutes=30), timedelta(days=1, hours=12, minutes=30)),
+        (timedelta(hours=1, minutes=10), timedelta(hours=1, minutes=10)),
+        (timedelta(hours=1, minutes=11), timedelta(hours=23, minutes=59, seconds=59)),
+        (timedelta(hours=0), timedelta(days=4)),
+        (timedelta(hours=23, minutes=59, seconds=59, milliseconds=1), timedelta(days=3, hours=5, minutes=1)),
+        (timedelta(days=1, hours=0, minutes=0), timedelta(days=1, hours=12, minutes=29, seconds=59)),
+    ],
+)
+def test_ranges_are_exact_at_any_boundary(api, start, end):
+    low, high = DAY0 + start, DAY0 + end
+    response = api("user@example.com", **{"from": iso(low), "to": iso(high)})
+    want = expected("user@example.com", low, high)
+    assert (response.status, response.json()) == ((200, {"data": want}) if want else (404, response.json()))
+
+
+def test_bare_dates_cover_whole_days(api):
+    response = api("user@example.com", **{"from": day(1), "to": day(1)})
+    assert response.json() == {"data": [{"date": day(1), "total_credits": 24}]}
+
+
+def test_open_ended_ranges(api):
+    assert api("user@example.com", **{"from": day(3)}).json() == {"data": [{"date": day(3), "total_credits": 32}]}
+    assert api("user@example.com", to=day(0)).json() == {"data": [{"date": day(0), "total_credits": 7}]}
+
+
+@pytest.mark.parametrize(("who", "credits"), [("+15551234567", 5), ("José Ünïcødé 名前", 6), ("a/b?c#d%20e", 7)])
+def test_url_encoded_identifiers(api, who, credits):
+    assert api(who).json() == {"data": [{"date": day(0), "total_credits": credits}]}
+
+
+def test_not_found_bodies(api):
+    assert (api("nobody").status, api("nobody").json()) == (
+        404,
+        {"error": "No consumption data found for this identifier"},
+    )
+    empty_period = api("user@example.com", **{"from": day(2), "to": day(2)})
+    assert empty_period.status == 404
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [({"from": "soon"}, "from"), ({"to": "2024-02-30"}, "to"), ({"from": "2024-02-02", "to": "2024-02-01"}, "from")],
+)
+def test_bad_dates_are_400_naming_the_parameter(api, query, param):
+    response = api("user@example.com", **query)
+    assert response.status == 400 and f"'{param}'" in response.json()["error"]
+
+
+def test_raw_records_are_read_only_for_the_ragged_edges(api):
+    queries: list[dict] = []
+    real = dynamo.client().query
+
+    def spy(**kwargs):
+        queries.append(kwargs)
+        return real(**kwargs)
+
+    low, high = DAY0 + timedelta(hours=1, minutes=30), DAY0 + timedelta(days=3, hours=5, minutes=30)
+    with mock.patch.object(dynamo.client(), "query", side_effect=spy):
+        api("user@example.com", **{"from": iso(low), "to": iso(high)})
+    raw = [q for q in queries if q.get("IndexName")]
+    assert len(raw) == 2
+    for q in raw:
+        span = int(q["ExpressionAttributeValues"][":b"]["N"]) - int(q["ExpressionAttributeValues"][":a"]["N"])
+        assert span < 3_600_000
+    assert len(queries) == 5  # days, head hours, tail hours, two raw edges

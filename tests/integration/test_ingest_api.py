@@ -1,0 +1,97 @@
+"""POST /v1/events through API Gateway-shaped events, over moto."""
+
+from __future__ import annotations
+
+import boto3
+
+from meter import dynamo
+from meter.config import get_settings
+from tests.helpers import call
+
+EVENT = {"id": "evt-1", "type": "tokens.output", "count": 42, "identifier": "ana@example.com", "agentId": "bot-1"}
+
+
+def stored(tenant: str, event_id: str) -> dict:
+    found = dynamo.client().get_item(TableName=get_settings().records_table, Key={"pk": {"S": f"{tenant}#{event_id}"}})
+    return dynamo.deserialize(found["Item"])
+
+
+def stream_inserts() -> int:
+    streams = boto3.client("dynamodbstreams")
+    arn = dynamo.client().describe_table(TableName=get_settings().records_table)["Table"]["LatestStreamArn"]
+    total = 0
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")
+        records = streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+        total += sum(1 for r in records if r["eventName"] == "INSERT")
+    return total
+
+
+def test_single_event_is_stored_with_resolved_fields(gateway, keys):
+    response = call(gateway, "POST", "/v1/events", keys["acme"], EVENT)
+    assert response.status == 200
+    assert response.json() == {
+        "accepted": 1,
+        "duplicates": 0,
+        "conflicts": 0,
+        "results": [{"id": "evt-1", "status": "accepted"}],
+    }
+    record = stored("acme", "evt-1")
+    assert record["count"] == 42 and record["tenant"] == "acme" and record["credits"] == 0
+    assert record["ik"] == "acme#ana@example.com" and record["ak"] == "acme#bot-1"
+
+
+def test_resend_is_a_duplicate_and_writes_no_stream_record(gateway, keys):
+    call(gateway, "POST", "/v1/events", keys["acme"], EVENT)
+    again = call(gateway, "POST", "/v1/events", keys["acme"], EVENT)
+    assert again.status == 200
+    assert again.json()["duplicates"] == 1 and again.json()["results"][0]["status"] == "duplicate"
+    assert stream_inserts() == 1
+
+
+def test_different_body_is_a_conflict_and_never_overwrites(gateway, keys):
+    call(gateway, "POST", "/v1/events", keys["acme"], EVENT)
+    batch = {"events": [{**EVENT, "count": 43}, {**EVENT, "id": "evt-2"}]}
+    response = call(gateway, "POST", "/v1/events", keys["acme"], batch)
+    assert response.status == 409
+    body = response.json()
+    assert body["conflicts"] == 1 and body["accepted"] == 1
+    assert [r["status"] for r in body["results"]] == ["conflict", "accepted"]
+    assert stored("acme", "evt-1")["count"] == 42
+
+
+def test_same_id_twice_in_one_batch(gateway, keys):
+    batch = {"events": [EVENT, EVENT, {**EVENT, "count": 1}]}
+    body = call(gateway, "POST", "/v1/events", keys["acme"], batch).json()
+    assert [r["status"] for r in body["results"]] == ["accepted", "duplicate", "conflict"]
+
+
+def test_ids_are_per_tenant(gateway, keys):
+    assert call(gateway, "POST", "/v1/events", keys["acme"], EVENT).json()["accepted"] == 1
+    assert call(gateway, "POST", "/v1/events", keys["globex"], EVENT).json()["accepted"] == 1
+
+
+def test_invalid_batch_stores_nothing_and_names_each_field(gateway, keys):
+    batch = {"events": [{**EVENT, "id": "ok"}, {**EVENT, "id": "bad", "count": -5, "tenant": "globex"}]}
+    response = call(gateway, "POST", "/v1/events", keys["acme"], batch)
+    assert response.status == 400
+    details = response.json()["details"]
+    assert {(d["index"], d["id"], d["field"]) for d in details} == {(1, "bad", "count"), (1, "bad", "tenant")}
+    assert dynamo.client().scan(TableName=get_settings().records_table)["Count"] == 0
+
+
+def test_rate_card_credits_are_applied_at_ingest(gateway, keys):
+    from meter.tenants import set_rate_card
+
+    set_rate_card("acme", {"tokens.output": "0.01"})
+    call(gateway, "POST", "/v1/events", keys["acme"], EVENT)
+    call(gateway, "POST", "/v1/events", keys["acme"], {**EVENT, "id": "evt-2", "credits": 9})
+    assert (stored("acme", "evt-1")["credits"], stored("acme", "evt-1")["creditsSource"]) == (1, "rate_card")
+    assert (stored("acme", "evt-2")["credits"], stored("acme", "evt-2")["creditsSource"]) == (9, "event")
+
+
+def test_malformed_json_and_huge_bodies_are_4xx(gateway, keys):
+    assert call(gateway, "POST", "/v1/events", keys["acme"], raw_body=b"{oops").status == 400
+    assert call(gateway, "POST", "/v1/events", keys["acme"], raw_body=b"\xff\xfe").status == 400
+    huge = b'{"events": [' + b",".join([b'{"id":"x","type":"t","count":1}'] * 40_000) + b"]}"
+    assert call(gateway, "POST", "/v1/events", keys["acme"], raw_body=huge).status == 413

@@ -1,0 +1,79 @@
+"""Time parsing and the exact-range read plan."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from meter.errors import BadRequest
+from meter.timerange import DAY_MS, HOUR_MS, parse_instant, parse_range, plan_range, to_ms
+
+JAN15 = to_ms(datetime(2024, 1, 15, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-01-15", JAN15),
+        ("2024-01-15T00:00:00Z", JAN15),
+        ("2024-01-15T01:00:00+01:00", JAN15),
+        ("2024-01-15T01:00:00 01:00", JAN15),  # '+' decoded as a space by a careless client
+        ("2024-01-15T00:00:00.250Z", JAN15 + 250),
+        ("2024-01-15T00:00:00", JAN15),  # no zone: UTC
+    ],
+)
+def test_parse_instant_accepts_iso_8601_and_bare_dates(text, expected):
+    assert parse_instant("from", text) == expected
+
+
+def test_bare_end_date_covers_the_whole_day():
+    assert parse_instant("to", "2024-01-15", end_of_day=True) == JAN15 + DAY_MS - 1
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2024-13-01", "2024-01-15T25:00:00Z", "15/01/2024", ""])
+def test_unparsable_dates_name_the_parameter(text):
+    with pytest.raises(BadRequest, match="'to'"):
+        parse_instant("to", text or " ")
+
+
+def test_from_after_to_is_rejected_naming_both():
+    with pytest.raises(BadRequest, match=r"'from'.*'to'"):
+        parse_range("from", "2024-01-16", "to", "2024-01-15")
+
+
+def test_inclusive_to_becomes_exclusive_end():
+    assert parse_range("from", "2024-01-15T00:00:00Z", "to", "2024-01-15T00:00:00Z") == (JAN15, JAN15 + 1)
+
+
+def _covered(plan) -> list[tuple[int, int]]:
+    """The plan's pieces as millisecond intervals."""
+
+    def ms(key: str) -> int:
+        text = key if len(key) > 10 else key + "T00"
+        return to_ms(datetime.strptime(text, "%Y-%m-%dT%H").replace(tzinfo=UTC))
+
+    pieces = list(plan.raw)
+    pieces += [(ms(a), ms(b) + HOUR_MS) for a, b in plan.hours]
+    if plan.days:
+        pieces.append((ms(plan.days[0]), ms(plan.days[1]) + DAY_MS))
+    return sorted(pieces)
+
+
+@given(st.integers(0, 400 * DAY_MS), st.integers(1, 100 * DAY_MS))
+def test_plan_covers_the_range_exactly_once(start, length):
+    pieces = _covered(plan_range(start, start + length))
+    assert pieces[0][0] == start and pieces[-1][1] == start + length
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))  # contiguous, no overlap
+    assert all(a < b for a, b in pieces)
+
+
+@given(st.integers(0, 400 * DAY_MS), st.integers(1, 100 * DAY_MS))
+def test_raw_reads_stay_within_the_ragged_hours(start, length):
+    plan = plan_range(start, start + length)
+    assert len(plan.raw) <= 2
+    assert all(b - a < 2 * HOUR_MS for a, b in plan.raw)
+    assert len(plan.hours) <= 2
