@@ -70,9 +70,10 @@ class StreamMapping:
         self.checkpoint = checkpoint
         self.retry_delay = retry_delay
         self.filters = [json.loads(p) if isinstance(p, str) else p for p in source.filters]
-        self.delivered = 0
         self._iterators: dict[str, str | None] = {}
-        self._positions: dict[str, str] = self._load_checkpoint()
+        saved = self._load_checkpoint()
+        self._positions: dict[str, str] = saved.get("positions", {})
+        self.delivered: int = saved.get("delivered", 0)  # every record read from this table's streams
 
     # -- stream reading ------------------------------------------------------------------
     def stream_arn(self) -> str | None:
@@ -82,10 +83,10 @@ class StreamMapping:
     def _streams(self) -> Any:
         import boto3
 
-        # DynamoDB Local serves streams on its one endpoint; boto3 reads AWS_ENDPOINT_URL_DYNAMODBSTREAMS.
+        # DynamoDB Local serves streams on its one endpoint; boto3 reads AWS_ENDPOINT_URL_DYNAMODB_STREAMS.
         return boto3.client("dynamodbstreams")
 
-    def _load_checkpoint(self) -> dict[str, str]:
+    def _load_checkpoint(self) -> dict[str, Any]:
         if self.checkpoint and self.checkpoint.exists():
             return json.loads(self.checkpoint.read_text())
         return {}
@@ -93,7 +94,12 @@ class StreamMapping:
     def _save_checkpoint(self) -> None:
         if self.checkpoint:
             self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            self.checkpoint.write_text(json.dumps(self._positions))
+            self.checkpoint.write_text(json.dumps({"positions": self._positions, "delivered": self.delivered}))
+
+    def forget_checkpoint(self) -> None:
+        """Start over on a new stream (after the old one was shed)."""
+        self._positions, self._iterators, self.delivered = {}, {}, 0
+        self._save_checkpoint()
 
     def _shards(self, streams: Any, arn: str) -> list[dict[str, Any]]:
         shards, kwargs = [], {"StreamArn": arn}
@@ -119,12 +125,18 @@ class StreamMapping:
                 self._iterators[key] = streams.get_shard_iterator(**kwargs)["ShardIterator"]
             iterator = self._iterators[key]
             while iterator and len(records) < 1000:
-                page = streams.get_records(ShardIterator=iterator, Limit=1000)
+                try:
+                    page = streams.get_records(ShardIterator=iterator, Limit=1000)
+                except (streams.exceptions.TrimmedDataAccessException, streams.exceptions.ExpiredIteratorException):
+                    # DynamoDB Local invalidates an iterator taken on an empty shard; take a new one.
+                    self._iterators.pop(key, None)
+                    break
                 iterator = page.get("NextShardIterator")
                 records += [(key, self._lambda_record(r, arn)) for r in page.get("Records", [])]
                 if not page.get("Records"):
                     break
-            self._iterators[key] = iterator
+            if key in self._iterators:
+                self._iterators[key] = iterator
         return records
 
     @staticmethod
@@ -157,9 +169,9 @@ class StreamMapping:
                 self._deliver(wanted[batch_start : batch_start + self.source.batch_size], attempt=0)
             for key, record in chunk:
                 self._positions[key] = record["dynamodb"]["SequenceNumber"]
+        self.delivered += len(read)
         if read:
             self._save_checkpoint()
-        self.delivered += len(read)
         return len(read)
 
     def drain(self, quiet_polls: int = 2, timeout: float = 60.0) -> None:

@@ -10,7 +10,7 @@ def get_identifier_dates(event, principal) -> dict:
     return identifier_dates(principal.tenant, path_parameter(event, "identifier"), query_parameters(event))
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict, context: object) -> dict:

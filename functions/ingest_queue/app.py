@@ -8,7 +8,7 @@ from meter.queue import ingest_message
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict, context: object) -> dict:

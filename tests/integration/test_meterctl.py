@@ -1,0 +1,39 @@
+"""The key and rate-card command-line tool, against moto."""
+
+from __future__ import annotations
+
+import json
+
+from meter.auth import authenticate
+from meter.tenants import rate_card
+from tools.meterctl import run
+
+
+def test_create_list_revoke(aws, capsys):
+    assert run(["create-key", "--tenant", "acme", "--scopes", "read", "--name", "dash"]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    principal = authenticate(f"Bearer {token}")
+    assert principal.tenant == "acme" and principal.scopes == {"read"}
+
+    assert run(["list-keys", "--tenant", "acme"]) == 0
+    listing = capsys.readouterr().out
+    assert principal.key_id in listing and "active" in listing and token.split(":")[1] not in listing
+
+    assert run(["revoke-key", principal.key_id]) == 0
+    assert run(["list-keys"]) == 0
+    assert "revoked" in capsys.readouterr().out
+
+
+def test_errors_exit_non_zero_with_a_message(aws, capsys):
+    assert run(["create-key", "--tenant", "acme", "--scopes", "admin"]) == 1
+    assert "admin" in capsys.readouterr().err
+    assert run(["revoke-key", "pk_nope"]) == 1
+    assert run(["set-rate-card", "--tenant", "ghost", "message=1"]) == 1
+
+
+def test_rate_cards(aws, capsys):
+    run(["create-tenant", "acme"])
+    assert run(["set-rate-card", "--tenant", "acme", "tokens.input=0.002", "message=1"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"tokens.input": "0.002", "message": "1"}
+    assert {k: str(v) for k, v in rate_card("acme").items()} == {"tokens.input": "0.002", "message": "1"}
+    assert run(["set-rate-card", "--tenant", "acme", "message=-1"]) == 1

@@ -1,0 +1,111 @@
+"""meterctl: manage tenants, API keys and rate cards, against AWS or a local endpoint.
+
+    python tools/meterctl.py [--endpoint-url URL | --stack NAME] COMMAND ...
+
+Commands: create-key, list-keys, revoke-key, create-tenant, set-rate-card, show-tenant.
+``create-key`` prints the new token ``pk_…:sk_…`` as the last line of its output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "shared"))
+
+from meter.errors import MeterError  # noqa: E402
+
+
+def _configure(args: argparse.Namespace) -> None:
+    if args.endpoint_url:
+        os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = args.endpoint_url
+    if args.stack:
+        import boto3
+
+        stack = boto3.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        os.environ["TENANTS_TABLE"] = outputs["TenantsTableName"]
+    os.environ.setdefault("TENANTS_TABLE", "TenantsTable")
+
+
+def _rates(pairs: list[str]) -> dict[str, str]:
+    rates = {}
+    for pair in pairs:
+        event_type, sep, rate = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"meterctl: expected TYPE=CREDITS_PER_UNIT, got {pair!r}")
+        rates[event_type] = rate
+    return rates
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meterctl", description=__doc__.split("\n")[0])
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--endpoint-url", help="DynamoDB endpoint (e.g. http://127.0.0.1:8000 for make run)")
+    where.add_argument("--stack", help="a deployed CloudFormation stack; its outputs name the tables")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    create = commands.add_parser("create-key", help="create an API key (and its tenant if new)")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--scopes", default="ingest,read", help="comma-separated: ingest, read")
+    create.add_argument("--name", default="", help="a label for the key")
+
+    listing = commands.add_parser("list-keys", help="list keys (never their secrets)")
+    listing.add_argument("--tenant")
+
+    revoke = commands.add_parser("revoke-key", help="revoke a key by its public id (pk_…)")
+    revoke.add_argument("key_id")
+
+    tenant = commands.add_parser("create-tenant", help="register a tenant")
+    tenant.add_argument("tenant")
+
+    card = commands.add_parser("set-rate-card", help="set credits per unit for event types")
+    card.add_argument("--tenant", required=True)
+    card.add_argument("rates", nargs="+", metavar="TYPE=CREDITS_PER_UNIT")
+
+    show = commands.add_parser("show-tenant", help="show a tenant and its rate card")
+    show.add_argument("tenant")
+    return parser
+
+
+def run(argv: list[str]) -> int:
+    """Run one command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    _configure(args)
+    from meter import auth, tenants
+
+    try:
+        if args.command == "create-key":
+            token = auth.create_key(args.tenant, [s.strip() for s in args.scopes.split(",") if s.strip()], args.name)
+            print(f"Created key {token.split(':')[0]} for tenant {args.tenant} (scopes {args.scopes}).")
+            print("The secret is shown once; store it now. Token:")
+            print(token)
+        elif args.command == "list-keys":
+            for key in auth.list_keys(args.tenant):
+                state = "revoked" if key.get("revokedAt") else "active"
+                print(f"{key['keyId']}\t{key['tenant']}\t{','.join(key['scopes'])}\t{state}\t{key.get('name', '')}")
+        elif args.command == "revoke-key":
+            auth.revoke_key(args.key_id)
+            print(f"Revoked {args.key_id}; cached authorizer verdicts expire within the authorizer TTL.")
+        elif args.command == "create-tenant":
+            created = tenants.ensure_tenant(args.tenant)
+            print(f"Tenant {args.tenant} {'created' if created else 'already exists'}.")
+        elif args.command == "set-rate-card":
+            card = tenants.set_rate_card(args.tenant, _rates(args.rates))
+            print(json.dumps({k: str(v) for k, v in card.items()}))
+        elif args.command == "show-tenant":
+            found = tenants.get_tenant(tenants.validate_tenant_name(args.tenant))
+            if not found:
+                raise MeterError(f"Unknown tenant '{args.tenant}'")
+            print(json.dumps(found, default=str, indent=2))
+    except MeterError as error:
+        print(f"meterctl: {error.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:]))
