@@ -9,10 +9,9 @@ import json
 import threading
 from typing import Any
 
-from meter.logs import logger
-
 from local.lambda_runtime import invoke
 from local.template import Function, QueueSource, Stack
+from meter.logs import logger
 
 
 def create_queues(stack: Stack, sqs: Any, visibility_timeout: int | None = None) -> dict[str, str]:

@@ -129,10 +129,10 @@ def _banner(port: int, token: str | None, dynamodb_port: int, sqs_port: int) -> 
             "",
             "Try it:",
             f'  export TOKEN="{token}"',
-            f"  curl -s -X POST {base}/v1/events -H \"Authorization: Bearer $TOKEN\" "
+            f'  curl -s -X POST {base}/v1/events -H "Authorization: Bearer $TOKEN" '
             "-H 'Content-Type: application/json' \\",
-            "    -d '{\"id\": \"evt-1\", \"type\": \"tokens.input\", \"count\": 1200, \"credits\": 3, "
-            "\"identifier\": \"user@example.com\", \"agentId\": \"support-bot\"}'",
+            '    -d \'{"id": "evt-1", "type": "tokens.input", "count": 1200, "credits": 3, '
+            '"identifier": "user@example.com", "agentId": "support-bot"}\'',
             f"  curl -s {base}/api/v1/consumption/identifier/user%40example.com/dates "
             '-H "Authorization: Bearer $TOKEN"',
             "",
@@ -161,7 +161,7 @@ def _http_handler(gateway: Any) -> type[BaseHTTPRequestHandler]:
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: Any) -> None:
             # The request line only: never headers (they carry API keys).
             sys.stderr.write(f"{self.address_string()} {args[0] if args else ''} {args[1] if len(args) > 1 else ''}\n")
 

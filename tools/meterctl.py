@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "shared"))
 
-from meter.errors import MeterError  # noqa: E402
+from meter.errors import MeterError
 
 
 def _configure(args: argparse.Namespace) -> None:

@@ -1,0 +1,72 @@
+# Two commands on a fresh machine (Python 3.11, Node 20, Java 17): `make run` and `make test`.
+# Every install step lives here; targets install only what is missing or out of date.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+SAM_VENV := .venv-sam
+PY := $(VENV)/bin/python
+PORT ?= 3000
+DYNAMODB_PORT ?= 8000
+SQS_PORT ?= 9324
+TENANT ?= demo
+SCOPES ?= ingest,read
+PYTEST_WORKERS ?= 2
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: install run key test test-fast lint format build deploy clean help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements-dev.txt shared/requirements.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (the Lambda runtime)"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+$(SAM_VENV)/.installed: requirements-sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet -r requirements-sam.txt
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(VENV)/.installed $(SAM_VENV)/.installed node_modules/.installed ## install everything (idempotent)
+
+run: $(VENV)/.installed node_modules/.installed ## start DynamoDB Local, local SQS and the API on http://127.0.0.1:$(PORT)
+	@command -v java >/dev/null || { echo "Java 17 is needed for DynamoDB Local"; exit 1; }
+	PORT=$(PORT) DYNAMODB_PORT=$(DYNAMODB_PORT) SQS_PORT=$(SQS_PORT) $(PY) -m local
+
+key: $(VENV)/.installed ## make key TENANT=acme SCOPES=ingest,read (while make run is up); the token is the last line
+	@$(PY) -m local.key --tenant "$(TENANT)" --scopes "$(SCOPES)"
+
+test: install ## lint, then every test: unit, moto integration, end-to-end over HTTP against DynamoDB Local
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+test-fast: $(VENV)/.installed ## unit and in-process tests only
+	$(PY) -m pytest -m "not e2e" -q
+
+lint: $(VENV)/.installed ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+build: $(SAM_VENV)/.installed ## sam build (no Docker needed for python3.11)
+	$(SAM_VENV)/bin/sam build
+
+deploy: build ## sam deploy --guided (uses samconfig.toml)
+	$(SAM_VENV)/bin/sam deploy --guided
+
+clean: ## remove local data (.local/) and build output
+	rm -rf .local .aws-sam

@@ -1,0 +1,89 @@
+"""The whole local stack, started once for the e2e tests on free ports, in memory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from local.services import free_port
+from local.template import ROOT
+
+
+@dataclass
+class LocalStack:
+    """Where the running stack listens, and how to mint keys in it."""
+
+    base_url: str
+    dynamodb_port: int
+    sqs_port: int
+    state_dir: Path
+
+    def key(self, tenant: str, scopes: str = "ingest,read") -> str:
+        """A new token via `make key`'s own entry point; its last output line is the token."""
+        env = {**os.environ, "LOCAL_STATE_DIR": str(self.state_dir)}
+        result = subprocess.run(
+            [sys.executable, "-m", "local.key", "--tenant", tenant, "--scopes", scopes],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout.strip().splitlines()[-1]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.xdist_group("e2e"))  # one stack, one worker
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    state_dir = tmp_path_factory.mktemp("local-stack")
+    port, dynamodb_port, sqs_port = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT_URL", "RECORDS_", "AGGREGATES_"))}
+    command = [
+        sys.executable,
+        "-m",
+        "local",
+        "--in-memory",
+        "--no-demo",
+        "--port",
+        str(port),
+        "--dynamodb-port",
+        str(dynamodb_port),
+        "--sqs-port",
+        str(sqs_port),
+        "--state-dir",
+        str(state_dir),
+        "--queue-visibility",
+        "1",
+    ]
+    log = (state_dir / "runner.log").open("wb")
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert process.poll() is None, (state_dir / "runner.log").read_text()
+        try:
+            requests.get(f"{base_url}/", timeout=1)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("the local stack did not start:\n" + (state_dir / "runner.log").read_text())
+    yield LocalStack(base_url, dynamodb_port, sqs_port, state_dir)
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()

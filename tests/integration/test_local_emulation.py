@@ -1,0 +1,104 @@
+"""The local runner's emulation of Lambda event source mappings and of API Gateway."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from local.gateway import Gateway
+from local.lambda_runtime import handler_of
+from local.streams import StreamMapping, matches
+from local.template import Function
+from meter import dynamo
+from meter.config import get_settings
+from tests.conftest import STACK
+from tests.helpers import call
+
+RECORDER = Function(
+    "RecorderFunction", Path(__file__).parent.parent / "fixtures" / "recorder", "app.lambda_handler", {}, {}
+)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "record", "expected"),
+    [
+        ({"eventName": ["INSERT"]}, {"eventName": "INSERT"}, True),
+        ({"eventName": ["INSERT"]}, {"eventName": "MODIFY"}, False),
+        (
+            {"dynamodb": {"NewImage": {"type": {"S": [{"prefix": "tokens"}]}}}},
+            {"dynamodb": {"NewImage": {"type": {"S": "tokens.input"}}}},
+            True,
+        ),
+        ({"eventName": [{"anything-but": ["REMOVE"]}]}, {"eventName": "MODIFY"}, True),
+        ({"dynamodb": {"OldImage": [{"exists": False}]}}, {"dynamodb": {}}, True),
+    ],
+)
+def test_filter_patterns(pattern, record, expected):
+    assert matches(pattern, record) is expected
+
+
+@pytest.fixture
+def recorder(aws):
+    module = handler_of(RECORDER).__globals__
+    module["batches"].clear(), module["poison"].clear(), module["partial"].clear()
+    return module
+
+
+def put(*ids: str) -> None:
+    for event_id in ids:
+        dynamo.client().put_item(
+            TableName=get_settings().records_table, Item={"pk": {"S": f"t#{event_id}"}, "id": {"S": event_id}}
+        )
+
+
+def mapping(dead: list, **overrides) -> StreamMapping:
+    source = dataclasses.replace(STACK.stream_sources()[0], **overrides)
+    return StreamMapping(source, RECORDER, get_settings().records_table, dead.append, retry_delay=0)
+
+
+def test_batches_follow_the_batch_size(recorder):
+    put(*[f"e{i}" for i in range(7)])
+    mapping([], batch_size=3).drain()
+    assert [len(b) for b in recorder["batches"]] == [3, 3, 1]
+
+
+def test_a_poison_record_is_bisected_out_and_dead_lettered_without_losing_others(recorder):
+    put("a", "b", "boom", "c")
+    recorder["poison"].add("boom")
+    dead: list = []
+    mapping(dead, batch_size=4, max_retries=3).drain()
+    delivered_ok = {i for b in recorder["batches"] if "boom" not in b for i in b}
+    assert delivered_ok == {"a", "b", "c"}
+    assert len(dead) == 1 and dead[0]["DDBStreamBatchInfo"]["batchSize"] == 1
+
+
+def test_partial_failure_resumes_from_the_first_failed_record(recorder):
+    put("a", "b", "c", "d")
+    recorder["partial"].add("b")
+    mapping([], batch_size=4).drain()
+    assert recorder["batches"] == [["a", "b", "c", "d"], ["b", "c", "d"]]
+
+
+def test_a_handler_crash_is_a_500_json_and_the_gateway_keeps_serving(gateway, keys, monkeypatch):
+    route = next(r for r in STACK.routes() if r.method == "GET")
+    original = gateway.functions[route.function]
+    monkeypatch.setitem(gateway.functions, route.function, dataclasses.replace(original, handler="missing.handler"))
+    crashed = call(gateway, "GET", "/api/v1/consumption/identifier/x/dates", keys["acme"])
+    assert crashed.status == 500 and crashed.json() == {"message": "Internal Server Error"}
+    monkeypatch.setitem(gateway.functions, route.function, original)
+    assert call(gateway, "GET", "/api/v1/consumption/identifier/x/dates", keys["acme"]).status == 404
+
+
+def test_unexpected_errors_inside_a_handler_are_500_with_our_body(gateway, keys, monkeypatch):
+    from meter import queries
+
+    monkeypatch.setattr(queries, "daily_totals", lambda *a, **k: 1 / 0)
+    response = call(gateway, "GET", "/api/v1/consumption/identifier/x/dates", keys["acme"])
+    assert (response.status, response.json()) == (500, {"error": "Internal server error"})
+
+
+def test_gateway_is_built_from_the_template_alone():
+    gateway = Gateway(STACK)
+    assert {(r.method, r.path) for r in gateway.routes} == {(r.method, r.path) for r in STACK.routes()}
