@@ -29,8 +29,6 @@ FAKE_ENV = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_DISABLED": "true",
 }
-# Past this many stream records, a restart sheds the stream (DynamoDB Local slows as they pile up).
-STREAM_COMPACTION_THRESHOLD = 5_000
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,7 +68,8 @@ def _lock(state_dir: Path, ports: dict[str, int]) -> Path:
     return lock
 
 
-def _configure_environment(stack: Stack, dynamodb_port: int, sqs_port: int) -> None:
+def configure_environment(stack: Stack, dynamodb_port: int, sqs_port: int) -> None:
+    """Point boto3 and the functions' settings at the local services."""
     os.environ.update(FAKE_ENV)
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{dynamodb_port}"
@@ -91,19 +90,6 @@ def ensure_tables(stack: Stack) -> list[str]:
             dynamo.client().create_table(**spec)
             created.append(spec["TableName"])
     return created
-
-
-def compact_stream(mapping: Any, table: str) -> bool:
-    """Drop a fully processed stream by turning it off and on; only safe while nothing writes."""
-    from meter import dynamo
-
-    if mapping.delivered < STREAM_COMPACTION_THRESHOLD:
-        return False
-    description = dynamo.client().describe_table(TableName=table)["Table"]
-    view = description["StreamSpecification"]["StreamViewType"]
-    dynamo.client().update_table(TableName=table, StreamSpecification={"StreamEnabled": False})
-    dynamo.client().update_table(TableName=table, StreamSpecification={"StreamEnabled": True, "StreamViewType": view})
-    return True
 
 
 def _demo_token(state_dir: Path) -> str:
@@ -175,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack()
     ports = {"API": args.port, "DynamoDB Local": args.dynamodb_port, "SQS": args.sqs_port}
     lock = _lock(state_dir, ports)
-    _configure_environment(stack, args.dynamodb_port, args.sqs_port)
+    configure_environment(stack, args.dynamodb_port, args.sqs_port)
 
     from local import services
 
@@ -228,8 +214,6 @@ def _start_stack(stack: Stack, args: argparse.Namespace, state_dir: Path, stop: 
         sink = dead_letter_to(source.on_failure) if source.on_failure else (lambda _: None)
         mapping = StreamMapping(source, stack.functions()[source.function], table, sink, checkpoint)
         mapping.drain(timeout=600)  # catch up on what a previous run left, before anything writes
-        if compact_stream(mapping, table):
-            mapping.forget_checkpoint()
         workers.append(mapping)
     for source in stack.queue_sources():
         workers.append(QueueMapping(source, stack.functions()[source.function], sqs, urls[source.queue]))

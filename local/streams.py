@@ -20,6 +20,7 @@ from meter import dynamo
 from meter.logs import logger
 
 FailureSink = Callable[[dict[str, Any]], None]
+METADATA_REFRESH_SECONDS = 5.0  # how stale the stream ARN and shard list may be
 
 
 def matches(pattern: Any, value: Any) -> bool:
@@ -71,20 +72,28 @@ class StreamMapping:
         self.retry_delay = retry_delay
         self.filters = [json.loads(p) if isinstance(p, str) else p for p in source.filters]
         self._iterators: dict[str, str | None] = {}
+        self._arn: tuple[float, str | None] | None = None
+        self._shard_cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._streams_client: Any = None
         saved = self._load_checkpoint()
         self._positions: dict[str, str] = saved.get("positions", {})
         self.delivered: int = saved.get("delivered", 0)  # every record read from this table's streams
 
     # -- stream reading ------------------------------------------------------------------
     def stream_arn(self) -> str | None:
-        table = dynamo.client().describe_table(TableName=self.table_name)["Table"]
-        return table.get("LatestStreamArn")
+        """The table's current stream (looked up at most every few seconds)."""
+        if self._arn is None or time.monotonic() - self._arn[0] > METADATA_REFRESH_SECONDS:
+            table = dynamo.client().describe_table(TableName=self.table_name)["Table"]
+            self._arn = (time.monotonic(), table.get("LatestStreamArn"))
+        return self._arn[1]
 
     def _streams(self) -> Any:
-        import boto3
+        if self._streams_client is None:
+            import boto3
 
-        # DynamoDB Local serves streams on its one endpoint; boto3 reads AWS_ENDPOINT_URL_DYNAMODB_STREAMS.
-        return boto3.client("dynamodbstreams")
+            # DynamoDB Local serves streams on its one endpoint; boto3 reads AWS_ENDPOINT_URL_DYNAMODB_STREAMS.
+            self._streams_client = boto3.client("dynamodbstreams")
+        return self._streams_client
 
     def _load_checkpoint(self) -> dict[str, Any]:
         if self.checkpoint and self.checkpoint.exists():
@@ -96,12 +105,16 @@ class StreamMapping:
             self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
             self.checkpoint.write_text(json.dumps({"positions": self._positions, "delivered": self.delivered}))
 
-    def forget_checkpoint(self) -> None:
-        """Start over on a new stream (after the old one was shed)."""
-        self._positions, self._iterators, self.delivered = {}, {}, 0
-        self._save_checkpoint()
-
     def _shards(self, streams: Any, arn: str) -> list[dict[str, Any]]:
+        cached = self._shard_cache.get(arn)
+        if cached and time.monotonic() - cached[0] < METADATA_REFRESH_SECONDS:
+            return cached[1]
+        shards = self._describe_shards(streams, arn)
+        self._shard_cache[arn] = (time.monotonic(), shards)
+        return shards
+
+    @staticmethod
+    def _describe_shards(streams: Any, arn: str) -> list[dict[str, Any]]:
         shards, kwargs = [], {"StreamArn": arn}
         while True:
             description = streams.describe_stream(**kwargs)["StreamDescription"]
@@ -137,6 +150,8 @@ class StreamMapping:
                     break
             if key in self._iterators:
                 self._iterators[key] = iterator
+                if iterator is None:  # the shard closed: its children appear in a fresh shard list
+                    self._shard_cache.pop(arn, None)
         return records
 
     @staticmethod
