@@ -1,9 +1,10 @@
 """Local stack without Docker: serves template.yaml over DynamoDB Local (see README)."""
 
 import sys
-from pathlib import Path
 
-# The Lambda layer's package (meter) is importable here as it is in Lambda.
-_SHARED = str(Path(__file__).resolve().parent.parent / "shared")
-if _SHARED not in sys.path:
-    sys.path.insert(0, _SHARED)
+from local.template import Stack
+
+# Lambda puts each layer's content on the import path; so does the local stack.
+for _layer in Stack().layer_dirs():
+    if str(_layer) not in sys.path:
+        sys.path.insert(0, str(_layer))

@@ -138,6 +138,11 @@ class Stack:
     def _target(arn: str) -> str:
         return arn.rsplit(":", 1)[-1]
 
+    def layer_dirs(self) -> list[Path]:
+        """Source folders of the template's layers (what Lambda puts on the import path)."""
+        layers = self._of_type("AWS::Serverless::LayerVersion").values()
+        return [ROOT / layer["Properties"]["ContentUri"] for layer in layers]
+
     # -- tables --------------------------------------------------------------------------
     def tables(self) -> dict[str, dict[str, Any]]:
         """``create_table`` arguments of every table, keyed by logical id."""

@@ -22,6 +22,10 @@ from meter.errors import MeterError
 def _configure(args: argparse.Namespace) -> None:
     if args.endpoint_url:
         os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = args.endpoint_url
+        # DynamoDB Local (-sharedDb) accepts any credentials; give boto3 some if none are configured.
+        for name, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local"}.items():
+            os.environ.setdefault(name, value)
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
     if args.stack:
         import boto3
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -207,3 +209,22 @@ def test_the_runner_reads_routes_from_the_template(stack):
         path = route.path.replace("{", "").replace("}", "")
         response = requests.request(route.method, f"{stack.base_url}{path}", timeout=10)
         assert response.status_code == 401  # served (behind the authorizer), not 404
+
+
+def test_meterctl_against_the_local_endpoint_with_no_aws_configuration(stack, tenant):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["HOME"] = str(stack.state_dir)  # no ~/.aws either
+    command = [sys.executable, "tools/meterctl.py", "--endpoint-url", f"http://127.0.0.1:{stack.dynamodb_port}"]
+    listing = subprocess.run(
+        [*command, "list-keys", "--tenant", tenant["name"]], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert listing.returncode == 0, listing.stderr
+    assert tenant["token"].split(":")[0] in listing.stdout
+    card = subprocess.run(
+        [*command, "set-rate-card", "--tenant", tenant["name"], "message=0.5"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert card.returncode == 0 and json.loads(card.stdout) == {"message": "0.5"}
