@@ -157,6 +157,8 @@ def _http_handler(gateway: Any) -> type[BaseHTTPRequestHandler]:
 def main(argv: list[str] | None = None) -> int:
     """Start everything, serve until interrupted, stop everything."""
     args = _parser().parse_args(argv)
+    # Ctrl-C must stop us even when started from a shell that ignores SIGINT in background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     state_dir: Path = args.state_dir.resolve()
     stack = Stack()
     ports = {"API": args.port, "DynamoDB Local": args.dynamodb_port, "SQS": args.sqs_port}

@@ -228,3 +228,43 @@ def test_meterctl_against_the_local_endpoint_with_no_aws_configuration(stack, te
         text=True,
     )
     assert card.returncode == 0 and json.loads(card.stdout) == {"message": "0.5"}
+
+
+def test_a_second_runner_on_the_same_state_says_so(stack):
+    result = subprocess.run(
+        [sys.executable, "-m", "local", "--in-memory", "--state-dir", str(stack.state_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1 and "already running" in result.stderr
+
+
+def test_ctrl_c_stops_everything_the_runner_started(tmp_path):
+    import signal
+
+    from local.services import free_port, port_in_use
+
+    port, dynamodb_port, sqs_port = free_port(), free_port(), free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "local",
+        "--in-memory",
+        "--no-demo",
+        "--port",
+        str(port),
+        "--dynamodb-port",
+        str(dynamodb_port),
+        "--sqs-port",
+        str(sqs_port),
+        "--state-dir",
+        str(tmp_path),
+    ]
+    runner = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert "is up on" in runner.stdout.readline()
+    runner.send_signal(signal.SIGINT)
+    assert runner.wait(timeout=30) == 0
+    assert not any(port_in_use(p) for p in (port, dynamodb_port, sqs_port))
+    assert not (tmp_path / "run.json").exists()
