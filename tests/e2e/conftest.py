@@ -47,28 +47,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group("e2e"))  # one stack, one worker
 
 
+def runner_command(state_dir: Path, *extra: str) -> tuple[list[str], tuple[int, int, int]]:
+    """`python -m local` in memory on three free ports: the command and its (API, DynamoDB, SQS) ports."""
+    ports = free_port(), free_port(), free_port()
+    flags = ["--port", "--dynamodb-port", "--sqs-port"]
+    command = [sys.executable, "-m", "local", "--in-memory", "--no-demo", "--state-dir", str(state_dir)]
+    command += [part for flag, port in zip(flags, ports, strict=True) for part in (flag, str(port))]
+    return [*command, *extra], ports
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     state_dir = tmp_path_factory.mktemp("local-stack")
-    port, dynamodb_port, sqs_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT_URL", "RECORDS_", "AGGREGATES_"))}
-    command = [
-        sys.executable,
-        "-m",
-        "local",
-        "--in-memory",
-        "--no-demo",
-        "--port",
-        str(port),
-        "--dynamodb-port",
-        str(dynamodb_port),
-        "--sqs-port",
-        str(sqs_port),
-        "--state-dir",
-        str(state_dir),
-        "--queue-visibility",
-        "1",
-    ]
+    command, (port, dynamodb_port, sqs_port) = runner_command(state_dir, "--queue-visibility", "1")
     log = (state_dir / "runner.log").open("wb")
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"

@@ -244,27 +244,13 @@ def test_a_second_runner_on_the_same_state_says_so(stack):
 def test_ctrl_c_stops_everything_the_runner_started(tmp_path):
     import signal
 
-    from local.services import free_port, port_in_use
+    from local.services import port_in_use
+    from tests.e2e.conftest import runner_command
 
-    port, dynamodb_port, sqs_port = free_port(), free_port(), free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "local",
-        "--in-memory",
-        "--no-demo",
-        "--port",
-        str(port),
-        "--dynamodb-port",
-        str(dynamodb_port),
-        "--sqs-port",
-        str(sqs_port),
-        "--state-dir",
-        str(tmp_path),
-    ]
+    command, ports = runner_command(tmp_path)
     runner = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert "is up on" in runner.stdout.readline()
     runner.send_signal(signal.SIGINT)
     assert runner.wait(timeout=30) == 0
-    assert not any(port_in_use(p) for p in (port, dynamodb_port, sqs_port))
+    assert not any(port_in_use(p) for p in ports)
     assert not (tmp_path / "run.json").exists()
