@@ -1,8 +1,8 @@
 """GET /api/v1/consumption/identifier/{identifier}/dates (AgentsGT): credits per day."""
 
+from meter.agentsgt import identifier_dates
 from meter.http import api_handler, path_parameter, query_parameters
 from meter.logs import logger, metrics, tracer
-from meter.queries import identifier_dates
 
 
 @api_handler("read")

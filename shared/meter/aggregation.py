@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from meter import dynamo
 from meter.config import get_settings
+from meter.dimensions import DIMENSIONS, display_value
 from meter.ingest import record_from_item
 from meter.logs import logger
 from meter.models import UsageRecord
@@ -37,20 +38,32 @@ class AggregationFailed(Exception):
     """A chunk of events could not be committed after retries (reported as batch failures)."""
 
 
-def dimension_keys(record: UsageRecord) -> list[str]:
-    """Partition keys of every aggregate the record feeds: tenant, identifier, agent."""
-    keys = [f"{record.tenant}#T"]
-    if record.identifier is not None:
-        keys.append(f"{record.tenant}#I#{record.identifier}")
-    if record.agent_id is not None:
-        keys.append(f"{record.tenant}#A#{record.agent_id}")
+def aggregate_keys(record: UsageRecord) -> list[AggregateKey]:
+    """Every (pk, sk) item the record adds to: a day item per dimension, an hour item where kept."""
+    day, hour = f"D#{day_key(record.ts)}", f"H#{hour_key(record.ts)}"
+    keys = []
+    for dimension in DIMENSIONS:
+        value = dimension.value_of(record)
+        if value is None:
+            continue
+        pk = dimension.pk(record.tenant, value)
+        keys.append((pk, day))
+        if dimension.hourly:
+            keys.append((pk, hour))
     return keys
 
 
-def aggregate_keys(record: UsageRecord) -> list[AggregateKey]:
-    """Every (pk, sk) item the record adds to: one day and one hour item per dimension."""
-    day, hour = f"D#{day_key(record.ts)}", f"H#{hour_key(record.ts)}"
-    return [(pk, sk) for pk in dimension_keys(record) for sk in (day, hour)]
+def listing_attributes(record: UsageRecord) -> dict[AggregateKey, dict[str, str]]:
+    """``lk`` and ``v`` of the record's day items in listed dimensions (what ByList indexes)."""
+    day = f"D#{day_key(record.ts)}"
+    attributes = {}
+    for dimension in DIMENSIONS:
+        value = dimension.value_of(record)
+        if dimension.listed and value is not None:
+            key = (dimension.pk(record.tenant, value), day)
+            list_key = dimension.list_key(record.tenant, dimension.list_scope(record))
+            attributes[key] = {"lk": list_key, "v": display_value(dimension, record)}
+    return attributes
 
 
 def contribution(record: UsageRecord) -> Counter[str]:
@@ -97,15 +110,19 @@ def _marker_action(record: UsageRecord, counted_at: int) -> dict[str, Any]:
     }
 
 
-def _counter_action(key: AggregateKey, added: Counter[str]) -> dict[str, Any]:
+def _counter_action(key: AggregateKey, added: Counter[str], listing: dict[str, str] | None) -> dict[str, Any]:
     names = {f"#a{i}": name for i, name in enumerate(sorted(added))}
     values = {f":v{i}": {"N": str(added[name])} for i, name in enumerate(sorted(added))}
-    clauses = ", ".join(f"#a{i} :v{i}" for i in range(len(names)))
+    expression = "ADD " + ", ".join(f"#a{i} :v{i}" for i in range(len(names)))
+    if listing:
+        names.update({"#lk": "lk", "#v": "v"})
+        values.update({":lk": {"S": listing["lk"]}, ":dv": {"S": listing["v"]}})
+        expression += " SET #lk = :lk, #v = :dv"
     return {
         "Update": {
             "TableName": get_settings().aggregates_table,
             "Key": {"pk": {"S": key[0]}, "sk": {"S": key[1]}},
-            "UpdateExpression": f"ADD {clauses}",
+            "UpdateExpression": expression,
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
@@ -139,7 +156,8 @@ def _commit_chunk(records: list[UsageRecord]) -> None:
             return
         counted_at = now_ms()
         actions = [_marker_action(r, counted_at) for r in pending]
-        actions += [_counter_action(key, added) for key, added in coalesce(pending).items()]
+        listing = {k: v for r in pending for k, v in listing_attributes(r).items()}
+        actions += [_counter_action(key, added, listing.get(key)) for key, added in coalesce(pending).items()]
         try:
             transact(actions)
             return

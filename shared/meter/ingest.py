@@ -25,6 +25,8 @@ from meter.timerange import DAY_MS, now_ms, to_ms
 MAX_BATCH_EVENTS = 500
 MAX_BODY_BYTES = 1_000_000
 _PUT_WORKERS = 16
+# Records-index partition attribute → the relation it keys (each value is "<tenant>#<id>").
+INDEXED_RELATIONS = {"ik": "identifier", "ak": "agentId", "ck": "conversationId"}
 
 
 @dataclass
@@ -152,11 +154,16 @@ def record_item(record: UsageRecord) -> dict[str, Any]:
         "meta": record.meta or None,
         **record.relations,
     }
-    if record.identifier is not None:
-        item["ik"] = f"{record.tenant}#{record.identifier}"
-    if record.agent_id is not None:
-        item["ak"] = f"{record.tenant}#{record.agent_id}"
+    item["tk"], item["ord"] = record.tenant, order_key(record.ts, record.id)
+    for attribute, relation in INDEXED_RELATIONS.items():
+        if relation in record.relations:
+            item[attribute] = f"{record.tenant}#{record.relations[relation]}"
     return item
+
+
+def order_key(ts: int, event_id: str = "") -> str:
+    """Sort key of every Records index: creation time, then id."""
+    return f"{ts:013d}#{event_id}"
 
 
 def record_from_item(item: dict[str, Any]) -> UsageRecord:

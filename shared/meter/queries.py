@@ -1,77 +1,142 @@
-"""Read use cases: exact per-day totals over any range from aggregates plus ragged raw edges."""
+"""Exact range reads shared by every usage API: aggregates for whole days and hours, raw
+records only for the ragged partial hours at a range's edges."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from meter import dynamo
 from meter.aggregation import contribution_of
 from meter.config import get_settings
-from meter.errors import NotFound
-from meter.timerange import day_key, now_ms, parse_range, plan_range
+from meter.dimensions import AGENT, AGENT_MODEL, IDENTIFIER, TENANT, Dimension
+from meter.ingest import order_key
+from meter.timerange import day_key, now_ms, plan_range
 
-# GSI of the Records table per dimension letter, and the attribute that keys it.
-RAW_INDEX = {"I": ("ByIdentifier", "ik"), "A": ("ByAgent", "ak")}
+Totals = Counter[str]
 
 
-def _aggregate_items(pk: str, low: str, high: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
-    names = {f"#f{i}": name for i, name in enumerate(("sk", *fields))}
+def aggregate_items(pk: str, low: str, high: str) -> list[dict[str, Any]]:
+    """Aggregate items of one partition with ``low <= sk <= high``."""
     return dynamo.query_all(
         TableName=get_settings().aggregates_table,
         KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
         ExpressionAttributeValues={":pk": {"S": pk}, ":low": {"S": low}, ":high": {"S": high}},
-        ProjectionExpression=", ".join(names),
-        ExpressionAttributeNames=names,
     )
 
 
-def _raw_records(dimension: str, key: str, start: int, end: int) -> list[dict[str, Any]]:
-    index, key_attr = RAW_INDEX[dimension]
-    names = {"#ts": "ts", "#type": "type", "#count": "count", "#credits": "credits"}
+def record_range(index: str, key_attribute: str, key: str, start: int, end: int, **extra: Any) -> list[dict]:
+    """Records of one index partition created in ``[start, end)``, oldest first."""
     return dynamo.query_all(
         TableName=get_settings().records_table,
         IndexName=index,
-        KeyConditionExpression=f"{key_attr} = :k AND ts BETWEEN :a AND :b",
-        ExpressionAttributeValues={":k": {"S": key}, ":a": {"N": str(start)}, ":b": {"N": str(end - 1)}},
-        ProjectionExpression=", ".join(names),
-        ExpressionAttributeNames=names,
+        KeyConditionExpression=f"{key_attribute} = :k AND ord BETWEEN :a AND :b",
+        ExpressionAttributeValues={
+            ":k": {"S": key},
+            ":a": {"S": order_key(start)},
+            ":b": {"S": f"{end - 1:013d}$"},  # '$' sorts right after the '#' that follows the time
+        },
+        **extra,
     )
 
 
+def counters(item: dict[str, Any]) -> Totals:
+    """The numeric totals of an aggregate item."""
+    return Counter({k: v for k, v in item.items() if isinstance(v, int) and k not in ("pk", "sk")})
+
+
+def record_totals(record: dict[str, Any]) -> Totals:
+    """What one raw record adds, as an aggregate would count it."""
+    return contribution_of(record["type"], record["count"], record["credits"])
+
+
+def _raw_edge(tenant: str, dimension: Dimension, value: str, start: int, end: int) -> Iterable[dict]:
+    if dimension is TENANT:
+        return record_range("ByTenant", "tk", tenant, start, end)
+    if dimension is IDENTIFIER:
+        return record_range("ByIdentifier", "ik", f"{tenant}#{value}", start, end)
+    if dimension is AGENT:
+        return record_range("ByAgent", "ak", f"{tenant}#{value}", start, end)
+    if dimension is AGENT_MODEL:
+        agent, model = _split_model_key(value)
+        return [r for r in record_range("ByAgent", "ak", f"{tenant}#{agent}", start, end) if r.get("model") == model]
+    raise ValueError(f"dimension {dimension.code} has no hourly items")
+
+
+def _split_model_key(value: str) -> tuple[str, str]:
+    length, rest = value.split(":", 1)
+    return rest[: int(length)], rest[int(length) + 1 :]
+
+
 def daily_totals(
-    tenant: str, dimension: str, value: str, start: int | None, end: int | None, fields: tuple[str, ...]
-) -> dict[str, Counter[str]]:
-    """Per-day sums of ``fields`` for one dimension value over ``[start, end)`` (None = open).
+    tenant: str, dimension: Dimension, value: str, start: int | None, end: int | None
+) -> dict[str, Totals]:
+    """Per-day totals of one dimension value over ``[start, end)`` (None = open), exact.
 
     Whole days come from day items, whole hours from hour items, and only the partial hours at
-    the edges from raw records, so the answer is exact at millisecond precision.
+    the edges from raw records.
     """
-    pk = f"{tenant}#{dimension}#{value}"
-    days: dict[str, Counter[str]] = defaultdict(Counter)
+    pk = dimension.pk(tenant, value)
+    days: dict[str, Totals] = defaultdict(Counter)
     if start is None and end is None:
-        for item in _aggregate_items(pk, "D#", "D#~", fields):
-            days[item["sk"][2:]].update({f: item.get(f, 0) for f in fields})
+        for item in aggregate_items(pk, "D#", "D#~"):
+            days[item["sk"][2:]].update(counters(item))
         return days
     plan = plan_range(0 if start is None else start, now_ms() + 1 if end is None else end)
     if plan.days:
-        for item in _aggregate_items(pk, f"D#{plan.days[0]}", f"D#{plan.days[1]}", fields):
-            days[item["sk"][2:]].update({f: item.get(f, 0) for f in fields})
+        for item in aggregate_items(pk, f"D#{plan.days[0]}", f"D#{plan.days[1]}"):
+            days[item["sk"][2:]].update(counters(item))
     for low, high in plan.hours:
-        for item in _aggregate_items(pk, f"H#{low}", f"H#{high}", fields):
-            days[item["sk"][2:12]].update({f: item.get(f, 0) for f in fields})
+        for item in aggregate_items(pk, f"H#{low}", f"H#{high}"):
+            days[item["sk"][2:12]].update(counters(item))
     for low, high in plan.raw:
-        for item in _raw_records(dimension, f"{tenant}#{value}", low, high):
-            added = contribution_of(item["type"], item["count"], item["credits"])
-            days[day_key(item["ts"])].update({f: added[f] for f in fields})
+        for record in _raw_edge(tenant, dimension, value, low, high):
+            days[day_key(record["ts"])].update(record_totals(record))
     return days
 
 
-def identifier_dates(tenant: str, identifier: str, params: dict[str, str]) -> dict[str, Any]:
-    """``GET /api/v1/consumption/identifier/{identifier}/dates``: credits per day, ascending."""
-    start, end = parse_range("from", params.get("from"), "to", params.get("to"))
-    days = daily_totals(tenant, "I", identifier, start, end, ("credits",))
-    data = [{"date": day, "total_credits": int(t["credits"])} for day, t in sorted(days.items()) if t["credits"]]
-    if not data:
-        raise NotFound("No consumption data found for this identifier")
-    return {"data": data}
+def total(days: dict[str, Totals]) -> Totals:
+    """The sum of per-day totals."""
+    result: Totals = Counter()
+    for day in days.values():
+        result.update(day)
+    return result
+
+
+def listed_values(tenant: str, dimension: Dimension, start: int | None, end: int | None, scope: str = "") -> dict:
+    """Values of a listed dimension active on any day touching ``[start, end)``, with day totals.
+
+    Keyed by the ``ByList`` index (never a scan). Day totals are for whole days; callers that
+    need exact edges re-read each value with ``daily_totals``.
+    """
+    low = f"D#{day_key(start)}" if start is not None else "D#"
+    high = f"D#{day_key((end if end is not None else now_ms() + 1) - 1)}"
+    items = dynamo.query_all(
+        TableName=get_settings().aggregates_table,
+        IndexName="ByList",
+        KeyConditionExpression="lk = :lk AND sk BETWEEN :low AND :high",
+        ExpressionAttributeValues={
+            ":lk": {"S": dimension.list_key(tenant, scope)},
+            ":low": {"S": low},
+            ":high": {"S": high},
+        },
+    )
+    values: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key = item["pk"].split("#", 2)[2]
+        entry = values.setdefault(key, {"value": item.get("v", key), "totals": Counter()})
+        entry["totals"].update(counters(item))
+    return values
+
+
+def has_any(tenant: str, dimension: Dimension, value: str) -> bool:
+    """Whether this dimension value was ever aggregated (one keyed read of one item)."""
+    found = dynamo.client().query(
+        TableName=get_settings().aggregates_table,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": dimension.pk(tenant, value)}},
+        Limit=1,
+        ProjectionExpression="pk",
+    )
+    return bool(found.get("Items"))

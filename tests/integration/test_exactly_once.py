@@ -24,7 +24,7 @@ _examples = itertools.count()
 
 records_strategy = st.lists(
     st.builds(
-        lambda n, tenant, who, agent, kind, count, credits, minutes: UsageRecord(
+        lambda n, tenant, who, agent, model, dataset, kind, count, credits, minutes: UsageRecord(
             tenant=tenant,
             id=f"ev-{n}",
             type=kind,
@@ -34,12 +34,18 @@ records_strategy = st.lists(
             credits_source="event",
             received_at=0,
             fingerprint="f",
-            relations={k: v for k, v in (("identifier", who), ("agentId", agent)) if v},
+            relations={
+                k: v
+                for k, v in (("identifier", who), ("agentId", agent), ("model", model), ("datasetId", dataset))
+                if v
+            },
         ),
         st.integers(0, 10**6),
         st.sampled_from(["acme", "globex"]),
         st.sampled_from([None, "ana", "bo", "ché"]),
         st.sampled_from([None, "bot-1", "bot-2"]),
+        st.sampled_from([None, "gpt-4o", "claude"]),
+        st.sampled_from([None, "ds-1"]),
         st.sampled_from(["tokens.input", "tokens.output", "message", "conversation", "tool/call"]),
         st.integers(0, 5000),
         st.integers(0, 50),
@@ -56,9 +62,12 @@ def recount(records: list[UsageRecord]) -> dict[tuple[str, str], dict[str, int]]
     totals: dict[tuple[str, str], Counter] = defaultdict(Counter)
     for r in records:
         moment = datetime.fromtimestamp(r.ts / 1000, tz=UTC)
+        model, dataset = r.relations.get("model"), r.relations.get("datasetId")
         dims = [f"{r.tenant}#T"]
         dims += [f"{r.tenant}#I#{r.identifier}"] if r.identifier else []
         dims += [f"{r.tenant}#A#{r.agent_id}"] if r.agent_id else []
+        dims += [f"{r.tenant}#M#{len(r.agent_id)}:{r.agent_id}#{model}"] if r.agent_id and model else []
+        day_only = [f"{r.tenant}#DS#{dataset}"] if dataset else []
         added = Counter({"events": 1, "credits": r.credits, f"n:{r.type}": r.count})
         added["tokens"] += r.count if r.type.startswith("tokens") else 0
         added["messages"] += r.count if r.type == "message" else 0
@@ -66,6 +75,8 @@ def recount(records: list[UsageRecord]) -> dict[tuple[str, str], dict[str, int]]
         for pk in dims:
             for sk in (moment.strftime("D#%Y-%m-%d"), moment.strftime("H#%Y-%m-%dT%H")):
                 totals[(pk, sk)].update(added)
+        for pk in day_only:
+            totals[(pk, moment.strftime("D#%Y-%m-%d"))].update(added)
     return {key: {k: v for k, v in c.items() if v} for key, c in totals.items()}
 
 
@@ -77,7 +88,7 @@ def stored_aggregates(table: str) -> dict[tuple[str, str], dict[str, int]]:
         if "LastEvaluatedKey" not in page:
             break
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    return {(i.pop("pk"), i.pop("sk")): {k: v for k, v in i.items() if v} for i in items}
+    return {(i.pop("pk"), i.pop("sk")): {k: v for k, v in i.items() if v and isinstance(v, int)} for i in items}
 
 
 def stream_record(sequence: int, record: UsageRecord) -> dict:

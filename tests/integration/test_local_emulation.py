@@ -92,9 +92,9 @@ def test_a_handler_crash_is_a_500_json_and_the_gateway_keeps_serving(gateway, ke
 
 
 def test_unexpected_errors_inside_a_handler_are_500_with_our_body(gateway, keys, monkeypatch):
-    from meter import queries
+    from meter import agentsgt
 
-    monkeypatch.setattr(queries, "daily_totals", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(agentsgt, "daily_totals", lambda *a, **k: 1 / 0)
     response = call(gateway, "GET", "/api/v1/consumption/identifier/x/dates", keys["acme"])
     assert (response.status, response.json()) == (500, {"error": "Internal server error"})
 

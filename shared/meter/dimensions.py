@@ -1,0 +1,59 @@
+"""What usage is aggregated by: each dimension's keys, granularity and listing.
+
+Aggregate items are keyed ``pk = <tenant>#<code>[#<value>]``, ``sk = D#<day>`` or
+``H#<day>T<hour>``. Day items of *listed* dimensions also carry ``lk`` (list key) and ``v`` (the
+value), which the Aggregates table's ``ByList`` index uses to list, say, every agent of a tenant
+active in a date range without knowing their ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from meter.models import UsageRecord
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One way of slicing usage."""
+
+    code: str
+    value_of: Callable[[UsageRecord], str | None]
+    hourly: bool
+    listed: bool
+    list_scope: Callable[[UsageRecord], str] = lambda _: ""
+
+    def pk(self, tenant: str, key: str) -> str:
+        """Partition key of this dimension's aggregates for one value key."""
+        return f"{tenant}#{self.code}" if self.code == "T" else f"{tenant}#{self.code}#{key}"
+
+    def list_key(self, tenant: str, scope: str = "") -> str:
+        """The ``ByList`` partition listing this dimension's values (within ``scope``)."""
+        return f"{tenant}#{self.code}" + (f"#{scope}" if scope else "")
+
+
+def _agent_model(record: UsageRecord) -> str | None:
+    agent, model = record.agent_id, record.relations.get("model")
+    return model_key(agent, model) if agent is not None and model is not None else None
+
+
+def model_key(agent: str, model: str) -> str:
+    """Unambiguous key of one agent's model (agent ids may contain '#')."""
+    return f"{len(agent)}:{agent}#{model}"
+
+
+TENANT = Dimension("T", lambda r: "", hourly=True, listed=False)
+IDENTIFIER = Dimension("I", lambda r: r.identifier, hourly=True, listed=True)
+AGENT = Dimension("A", lambda r: r.agent_id, hourly=True, listed=True)
+AGENT_MODEL = Dimension("M", _agent_model, hourly=True, listed=True, list_scope=lambda r: r.agent_id or "")
+DATASET = Dimension("DS", lambda r: r.relations.get("datasetId"), hourly=False, listed=True)
+SKILLSET = Dimension("SK", lambda r: r.relations.get("skillsetId"), hourly=False, listed=True)
+ABILITY = Dimension("AB", lambda r: r.relations.get("abilityId"), hourly=False, listed=True)
+
+DIMENSIONS = (TENANT, IDENTIFIER, AGENT, AGENT_MODEL, DATASET, SKILLSET, ABILITY)
+
+
+def display_value(dimension: Dimension, record: UsageRecord) -> str:
+    """The human value stored as ``v`` on listed day items (the model id for agent models)."""
+    return record.relations.get("model", "") if dimension is AGENT_MODEL else dimension.value_of(record) or ""
