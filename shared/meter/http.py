@@ -12,17 +12,29 @@ import base64
 import functools
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from meter.auth import Principal, principal_from_event
 from meter.errors import MeterError
-from meter.logs import logger, metrics
+from meter.logs import logger, metrics, tracer
 
 INTERNAL_ERROR = "Internal server error"
 
 UseCase = Callable[[APIGatewayProxyEventV2, Principal], Any]
+ErrorBody = Callable[[MeterError, dict[str, Any]], dict[str, Any]]
+GRADIENT_ERROR_IDS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 413: "too_large"}
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    """A non-JSON success response (e.g. CSV)."""
+
+    body: str
+    content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -34,22 +46,35 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     }
 
 
-def error_body(error: MeterError) -> dict[str, Any]:
-    """``{"error": message}``, with ``details`` when the error lists per-field problems."""
+def error_body(error: MeterError, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``{"error": message}`` (AgentsGT, ChatBotKit, ours), with ``details`` for per-field problems."""
     return {"error": error.message, "details": error.details} if error.details else {"error": error.message}
 
 
-def error_response(error: MeterError) -> dict[str, Any]:
+def gradient_error_body(error: MeterError, event: dict[str, Any]) -> dict[str, Any]:
+    """DigitalOcean's error shape: ``{"id", "message", "request_id"}``."""
+    request_id = (event.get("requestContext") or {}).get("requestId", "")
+    return {
+        "id": GRADIENT_ERROR_IDS.get(error.status, "server_error"),
+        "message": error.message,
+        "request_id": request_id,
+    }
+
+
+def error_response(error: MeterError, event: dict[str, Any] | None = None, shape: ErrorBody = error_body) -> dict:
     """The response of a domain error."""
     if error.status >= 500:
         logger.warning("request failed", extra={"status": error.status, "reason": error.message})
-    return json_response(error.status, error_body(error))
+    return json_response(error.status, shape(error, event or {}))
 
 
-def api_handler(scope: str, status: Callable[[Any], int] = lambda _: 200) -> Callable[[UseCase], Callable]:
+def api_handler(
+    scope: str, status: Callable[[Any], int] = lambda _: 200, errors: ErrorBody = error_body
+) -> Callable[[UseCase], Callable]:
     """Wrap a use case as a Lambda handler behind API Gateway, requiring ``scope``.
 
-    ``status`` picks the success status from the use case's result (e.g. 409 on conflicts).
+    ``status`` picks the success status from the use case's result (e.g. 409 on conflicts);
+    ``errors`` shapes error bodies for the API the route belongs to.
     """
 
     def decorate(use_case: UseCase) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
@@ -59,13 +84,16 @@ def api_handler(scope: str, status: Callable[[Any], int] = lambda _: 200) -> Cal
                 principal = principal_from_event(event, scope)
                 logger.append_keys(tenant=principal.tenant)
                 result = use_case(APIGatewayProxyEventV2(event), principal)
+                if isinstance(result, RawResponse):
+                    headers = {"Content-Type": result.content_type, **result.headers}
+                    return {"statusCode": 200, "headers": headers, "body": result.body}
                 return json_response(status(result), result)
             except MeterError as error:
-                return error_response(error)
+                return error_response(error, event, errors)
             except Exception:
                 logger.exception("unhandled error")
                 metrics.add_metric(name="UnhandledErrors", unit="Count", value=1)
-                return json_response(500, {"error": INTERNAL_ERROR})
+                return json_response(500, errors(MeterError(INTERNAL_ERROR), event))
 
         return handler
 
@@ -86,3 +114,8 @@ def body_bytes(event: APIGatewayProxyEventV2) -> bytes:
     """The request body as sent (API Gateway base64-encodes bodies that are not text)."""
     body = event.body or ""
     return base64.b64decode(body) if event.is_base64_encoded else body.encode()
+
+
+def observed(handler: Callable[[dict[str, Any], Any], Any]) -> Callable[[dict[str, Any], Any], Any]:
+    """A Lambda entry point with Powertools logging context, tracing and metrics flushing."""
+    return logger.inject_lambda_context(clear_state=True)(tracer.capture_lambda_handler(metrics.log_metrics(handler)))

@@ -1,0 +1,12 @@
+"""GET /api/v1/consumption/agent/{agentId}/dates (AgentsGT): credits per day of one agent."""
+
+from meter.agentsgt import agent_dates
+from meter.http import api_handler, observed, path_parameter, query_parameters
+
+
+@api_handler("read")
+def handle(event, principal) -> dict:
+    return agent_dates(principal.tenant, path_parameter(event, "agentId"), query_parameters(event))
+
+
+lambda_handler = observed(handle)

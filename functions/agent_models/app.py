@@ -1,0 +1,12 @@
+"""GET /api/v1/consumption/agent/{agentId}/models (AgentsGT): credits per model of one agent."""
+
+from meter.agentsgt import agent_models
+from meter.http import api_handler, observed, path_parameter, query_parameters
+
+
+@api_handler("read")
+def handle(event, principal) -> dict:
+    return agent_models(principal.tenant, path_parameter(event, "agentId"), query_parameters(event))
+
+
+lambda_handler = observed(handle)

@@ -1,0 +1,12 @@
+"""GET /api/v1/bot/{botId}/usage/fetch (ChatBotKit): totals of one bot."""
+
+from meter.chatbotkit import bot_snapshot
+from meter.http import api_handler, observed, path_parameter, query_parameters
+
+
+@api_handler("read")
+def handle(event, principal) -> dict:
+    return bot_snapshot(principal.tenant, path_parameter(event, "botId"), query_parameters(event))
+
+
+lambda_handler = observed(handle)

@@ -1,0 +1,12 @@
+"""GET /api/v1/conversation/{conversationId}/usage/fetch (ChatBotKit): totals of one conversation."""
+
+from meter.chatbotkit import conversation_snapshot
+from meter.http import api_handler, observed, path_parameter, query_parameters
+
+
+@api_handler("read")
+def handle(event, principal) -> dict:
+    return conversation_snapshot(principal.tenant, path_parameter(event, "conversationId"), query_parameters(event))
+
+
+lambda_handler = observed(handle)

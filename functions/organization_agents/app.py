@@ -1,0 +1,12 @@
+"""GET /api/v1/consumption/organization/{orgId}/agents (AgentsGT): credits per agent."""
+
+from meter.agentsgt import organization_agents
+from meter.http import api_handler, observed, path_parameter, query_parameters
+
+
+@api_handler("read")
+def handle(event, principal) -> dict:
+    return organization_agents(principal.tenant, path_parameter(event, "orgId"), query_parameters(event))
+
+
+lambda_handler = observed(handle)

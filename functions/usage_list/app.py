@@ -1,0 +1,16 @@
+"""GET /api/v1/usage/list (ChatBotKit): usage records, cursor-paged JSON or CSV (Accept: text/csv)."""
+
+from meter.chatbotkit import list_csv, list_records
+from meter.http import RawResponse, api_handler, observed, query_parameters
+
+
+@api_handler("read")
+def handle(event, principal) -> dict | RawResponse:
+    params = query_parameters(event)
+    if "text/csv" in (event.headers.get("accept") or ""):
+        body, cursor = list_csv(principal.tenant, params)
+        return RawResponse(body, "text/csv; charset=utf-8", {"X-Next-Cursor": cursor} if cursor else {})
+    return list_records(principal.tenant, params)
+
+
+lambda_handler = observed(handle)

@@ -1,0 +1,261 @@
+"""ChatBotKit usage API: record list (cursor pages, CSV), 90-day series, period snapshots."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import heapq
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from meter import dynamo
+from meter.aggregation import TYPE_PREFIX
+from meter.config import get_settings
+from meter.dimensions import ABILITY, AGENT, DATASET, IDENTIFIER, SKILLSET, TENANT
+from meter.errors import BadRequest
+from meter.queries import Totals, aggregate_items, daily_totals, listed_values, record_range, record_totals, total
+from meter.tenants import get_tenant
+from meter.timerange import DAY_MS, day_key, now_ms, parse_range, to_ms
+
+SERIES_DAYS = 90
+MAX_TAKE = 100
+CSV_MAX_ROWS = 50_000
+# ChatBotKit filter → record field; botId is our agentId.
+ID_FILTERS = {
+    "conversationId": "conversationId",
+    "messageId": "messageId",
+    "taskId": "taskId",
+    "contactId": "contactId",
+    "blueprintId": "blueprintId",
+    "botId": "agentId",
+    "datasetId": "datasetId",
+    "skillsetId": "skillsetId",
+    "abilityId": "abilityId",
+}
+CSV_COLUMNS = ["id", "type", "count", "createdAt", "updatedAt", *ID_FILTERS, "meta"]
+
+
+def _snapshot(totals: Totals) -> dict[str, int]:
+    return {"tokens": totals["tokens"], "conversations": totals["conversations"], "messages": totals["messages"]}
+
+
+# -- series and snapshots ----------------------------------------------------------------
+def series(tenant: str) -> dict[str, list[dict[str, int]]]:
+    """Daily tokens, conversations and messages of the last 90 days (today included)."""
+    today = now_ms() // DAY_MS * DAY_MS
+    first = today - (SERIES_DAYS - 1) * DAY_MS
+    items = aggregate_items(TENANT.pk(tenant, ""), f"D#{day_key(first)}", f"D#{day_key(today)}")
+    result: dict[str, list[dict[str, int]]] = {"tokens": [], "conversations": [], "messages": []}
+    for item in items:
+        midnight = to_ms(datetime.strptime(item["sk"][2:], "%Y-%m-%d").replace(tzinfo=UTC))
+        for metric, points in result.items():
+            if item.get(metric):
+                points.append({"date": midnight, "total": item[metric]})
+    return result
+
+
+def billing_period_start(anchor_day: int, now: int) -> int:
+    """Start (midnight UTC) of the billing period holding ``now``: the last ``anchor_day``."""
+    moment = datetime.fromtimestamp(now / 1000, tz=UTC)
+    year, month = moment.year, moment.month
+    if moment.day < anchor_day:
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return to_ms(datetime(year, month, anchor_day, tzinfo=UTC))
+
+
+def current_snapshot(tenant: str) -> dict[str, Any]:
+    """The current billing period's totals and what the period touched.
+
+    The period starts at midnight UTC, so whole day items cover it exactly up to now.
+    ``database``: distinct datasets, skillsets and abilities referenced and distinct end users
+    (``identifier``) seen; ``records`` = usage records; ``files`` = events whose type starts
+    with ``file``.
+    """
+    anchor = int((get_tenant(tenant) or {}).get("billingAnchorDay", 1))
+    start, now = billing_period_start(anchor, now_ms()), now_ms()
+    totals = total(daily_totals(tenant, TENANT, "", start, None)) if start < now else Totals()
+    distinct = {d.code: len(listed_values(tenant, d, start, now + 1)) for d in (DATASET, SKILLSET, ABILITY, IDENTIFIER)}
+    files = sum(v for k, v in totals.items() if k.startswith(f"{TYPE_PREFIX}file"))
+    return {
+        **_snapshot(totals),
+        "database": {
+            "datasets": distinct["DS"],
+            "records": totals["events"],
+            "skillsets": distinct["SK"],
+            "abilities": distinct["AB"],
+            "files": files,
+            "users": distinct["I"],
+        },
+    }
+
+
+def _range(params: dict[str, str]) -> tuple[int | None, int | None]:
+    return parse_range("from", params.get("from"), "to", params.get("to"))
+
+
+def bot_snapshot(tenant: str, bot_id: str, params: dict[str, str]) -> dict[str, int]:
+    """Totals of one bot (agent) over ``[from, to]`` (all time when absent)."""
+    start, end = _range(params)
+    return _snapshot(total(daily_totals(tenant, AGENT, bot_id, start, end)))
+
+
+def conversation_snapshot(tenant: str, conversation_id: str, params: dict[str, str]) -> dict[str, int]:
+    """Totals of one conversation: its records, read by the ByConversation index."""
+    start, end = _range(params)
+    records = record_range(
+        "ByConversation", "ck", f"{tenant}#{conversation_id}", start or 0, end if end is not None else now_ms() + 1
+    )
+    totals = Totals()
+    for record in records:
+        totals.update(record_totals(record))
+    return _snapshot(totals)
+
+
+# -- the record list -----------------------------------------------------------------------
+def _take(raw: str | None) -> int:
+    try:
+        value = int(raw) if raw is not None else MAX_TAKE
+    except ValueError:
+        return MAX_TAKE
+    return MAX_TAKE if value == 0 else max(1, min(MAX_TAKE, value))
+
+
+def _any_of(raw: str) -> list[str]:
+    return [v for v in (part.strip() for part in raw.split(",")) if v]
+
+
+def _meta_filters(params: dict[str, str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name, raw in params.items():
+        key = (
+            name[5:-1]
+            if name.startswith("meta[") and name.endswith("]")
+            else name[5:]
+            if name.startswith("meta.")
+            else None
+        )
+        if key:
+            found[key] = {"true": True, "false": False}.get(raw, raw)
+    return found
+
+
+def encode_cursor(tenant: str, position: str) -> str:
+    """An opaque cursor bound to the tenant."""
+    raw = json.dumps({"t": tenant, "o": position}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(tenant: str, cursor: str) -> str:
+    """The position a cursor holds; BadRequest for a malformed one or another tenant's."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if data["t"] == tenant and isinstance(data["o"], str):
+            return data["o"]
+    except (ValueError, KeyError, TypeError):
+        pass
+    raise BadRequest("Invalid 'cursor' parameter")
+
+
+def _matches(record: dict[str, Any], wanted: dict[str, list[str]], meta: dict[str, Any]) -> bool:
+    for field, values in wanted.items():
+        if str(record.get(field)) not in values:
+            return False
+    record_meta = record.get("meta") or {}
+    return all(k in record_meta and (record_meta[k] == v or str(record_meta[k]) == str(v)) for k, v in meta.items())
+
+
+def _partition(index: str, key_attribute: str, key: str, after: str | None, ascending: bool) -> Iterator[dict]:
+    condition = f"{key_attribute} = :k"
+    values: dict[str, Any] = {":k": {"S": key}}
+    if after is not None:
+        condition += " AND ord > :after" if ascending else " AND ord < :after"
+        values[":after"] = {"S": after}
+    kwargs: dict[str, Any] = {
+        "TableName": get_settings().records_table,
+        "IndexName": index,
+        "KeyConditionExpression": condition,
+        "ExpressionAttributeValues": values,
+        "ScanIndexForward": ascending,
+        "Limit": MAX_TAKE + 1,
+    }
+    while True:
+        page = dynamo.client().query(**kwargs)
+        yield from (dynamo.deserialize(item) for item in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _matching_records(tenant: str, params: dict[str, str], after: str | None, ascending: bool) -> Iterator[dict]:
+    wanted = {ID_FILTERS[name]: _any_of(params[name]) for name in ID_FILTERS if params.get(name)}
+    if params.get("type"):
+        wanted["type"] = _any_of(params["type"])
+    if "conversationId" in wanted:
+        index, attribute, keys = "ByConversation", "ck", wanted.pop("conversationId")
+    elif "agentId" in wanted:
+        index, attribute, keys = "ByAgent", "ak", wanted.pop("agentId")
+    else:
+        index, attribute, keys = "ByTenant", "tk", [""]
+    partitions = [_partition(index, attribute, f"{tenant}#{key}" if key else tenant, after, ascending) for key in keys]
+    merged = heapq.merge(*partitions, key=lambda r: r["ord"], reverse=not ascending)
+    meta = _meta_filters(params)
+    return (record for record in merged if _matches(record, wanted, meta))
+
+
+def list_item(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as ChatBotKit's list returns it."""
+    item: dict[str, Any] = {
+        "id": record["id"],
+        "type": record["type"],
+        "count": record["count"],
+        "createdAt": record["ts"],
+        "updatedAt": record["ts"],
+    }
+    if record.get("meta"):
+        item["meta"] = record["meta"]
+    for name, field in ID_FILTERS.items():
+        if record.get(field) is not None:
+            item[name] = record[field]
+    return item
+
+
+def list_records(tenant: str, params: dict[str, str]) -> dict[str, Any]:
+    """``GET /api/v1/usage/list``: a page of records, newest first unless ``order=asc``.
+
+    Sorted by createdAt then id. ``cursor`` is present only when at least one more matching
+    record exists, so a client never receives an empty page before the end.
+    """
+    ascending = params.get("order") == "asc"
+    take = _take(params.get("take"))
+    after = decode_cursor(tenant, params["cursor"]) if params.get("cursor") else None
+    page: list[dict[str, Any]] = []
+    for record in _matching_records(tenant, params, after, ascending):
+        page.append(record)
+        if len(page) > take:
+            break
+    body: dict[str, Any] = {"items": [list_item(r) for r in page[:take]]}
+    if len(page) > take:
+        body["cursor"] = encode_cursor(tenant, page[take - 1]["ord"])
+    return body
+
+
+def list_csv(tenant: str, params: dict[str, str]) -> tuple[str, str | None]:
+    """The matching records as CSV (at most CSV_MAX_ROWS; the cursor to continue, if more)."""
+    ascending = params.get("order") == "asc"
+    after = decode_cursor(tenant, params["cursor"]) if params.get("cursor") else None
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    last, rows = None, 0
+    for record in _matching_records(tenant, params, after, ascending):
+        if rows == CSV_MAX_ROWS:
+            return out.getvalue(), encode_cursor(tenant, last)
+        item = list_item(record)
+        if "meta" in item:
+            item["meta"] = json.dumps(item["meta"], separators=(",", ":"), ensure_ascii=False)
+        writer.writerow(item)
+        last, rows = record["ord"], rows + 1
+    return out.getvalue(), None

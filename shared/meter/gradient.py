@@ -1,0 +1,48 @@
+"""DigitalOcean Gradient agent usage: ``GET /v2/gen-ai/agents/{uuid}/usage?start=&stop=``.
+
+``usage`` holds token events: type ``tokens.input`` → ``INPUT``, ``tokens.output`` → ``OUTPUT``,
+any other ``tokens.<x>`` → ``<X>``, bare ``tokens`` → ``TOTAL``. ``log_insights_usage`` holds
+events of type ``log_insights.<x>`` the same way (log-insights tokens). One measurement per
+usage type with tokens in the range, sorted by type.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meter.aggregation import TYPE_PREFIX
+from meter.dimensions import AGENT
+from meter.errors import NotFound
+from meter.queries import daily_totals, has_any, total
+from meter.timerange import iso, now_ms, parse_range
+
+GROUPS = {"tokens": "usage", "log_insights": "log_insights_usage"}
+
+
+def _usage_type(event_type: str) -> tuple[str, str] | None:
+    family, _, kind = event_type.partition(".")
+    if family not in GROUPS:
+        return None
+    return GROUPS[family], (kind or "total").upper().replace(".", "_").replace("/", "_")
+
+
+def agent_usage(tenant: str, agent_uuid: str, params: dict[str, str]) -> dict[str, Any]:
+    """Token measurements of one agent over ``[start, stop]`` (stop defaults to now)."""
+    start, end = parse_range("start", params.get("start"), "stop", params.get("stop"), default_end=now_ms() + 1)
+    if not has_any(tenant, AGENT, agent_uuid):
+        raise NotFound(f"Agent {agent_uuid} not found")
+    sums: dict[str, dict[str, int]] = {group: {} for group in GROUPS.values()}
+    for name, value in total(daily_totals(tenant, AGENT, agent_uuid, start, end)).items():
+        placed = _usage_type(name[len(TYPE_PREFIX) :]) if name.startswith(TYPE_PREFIX) else None
+        if placed and value:
+            group, usage_type = placed
+            sums[group][usage_type] = sums[group].get(usage_type, 0) + value
+    bounds = {
+        "resource_uuid": agent_uuid,
+        "start": iso(start if start is not None else 0),
+        "stop": iso((end or now_ms() + 1) - 1),
+    }
+    return {
+        group: {"measurements": [{"tokens": n, "usage_type": t} for t, n in sorted(types.items())], **bounds}
+        for group, types in sums.items()
+    }
