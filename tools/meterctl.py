@@ -2,7 +2,7 @@
 
     python tools/meterctl.py [--endpoint-url URL | --stack NAME] COMMAND ...
 
-Commands: create-key, list-keys, revoke-key, create-tenant, set-rate-card, show-tenant.
+Commands: create-key, list-keys, revoke-key, create-tenant, set-rate-card, set-billing-anchor, show-tenant.
 ``create-key`` prints the new token ``pk_…:sk_…`` as the last line of its output.
 """
 
@@ -70,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     card.add_argument("--tenant", required=True)
     card.add_argument("rates", nargs="+", metavar="TYPE=CREDITS_PER_UNIT")
 
+    anchor = commands.add_parser("set-billing-anchor", help="day of month (1-28, UTC) a billing period starts")
+    anchor.add_argument("--tenant", required=True)
+    anchor.add_argument("day", type=int)
+
     show = commands.add_parser("show-tenant", help="show a tenant and its rate card")
     show.add_argument("tenant")
     return parser
@@ -100,6 +104,9 @@ def run(argv: list[str]) -> int:
         elif args.command == "set-rate-card":
             card = tenants.set_rate_card(args.tenant, _rates(args.rates))
             print(json.dumps({k: str(v) for k, v in card.items()}))
+        elif args.command == "set-billing-anchor":
+            tenants.set_billing_anchor(args.tenant, args.day)
+            print(f"Billing periods of {args.tenant} start on day {args.day} of each month (UTC).")
         elif args.command == "show-tenant":
             found = tenants.get_tenant(tenants.validate_tenant_name(args.tenant))
             if not found:

@@ -78,6 +78,22 @@ def set_rate_card(name: str, rates: dict[str, str | int | float]) -> dict[str, D
     return card
 
 
+def set_billing_anchor(name: str, day: int) -> None:
+    """Set the day of month (1-28, UTC) on which the tenant's billing period starts."""
+    if not 1 <= day <= 28:
+        raise BadRequest("Invalid billing anchor day: use 1 to 28")
+    try:
+        dynamo.client().update_item(
+            TableName=_table(),
+            Key={"pk": {"S": f"TENANT#{name}"}},
+            UpdateExpression="SET billingAnchorDay = :day",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":day": {"N": str(day)}},
+        )
+    except dynamo.client().exceptions.ConditionalCheckFailedException:
+        raise NotFound(f"Unknown tenant '{name}'") from None
+
+
 def rate_card(name: str) -> dict[str, Decimal]:
     """The tenant's rate card, cached for RATE_CARD_CACHE_SECONDS per process."""
     cached = _rate_cards.get(name)

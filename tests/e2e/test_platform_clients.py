@@ -73,6 +73,12 @@ def test_chatbotkit_series_and_snapshot(stack, tenant):
     assert all(point["date"] % 86_400_000 == 0 for point in series["tokens"])
     bot = requests.get(f"{stack.base_url}/api/v1/bot/agent-uuid-1/usage/fetch", headers=auth, timeout=10).json()
     assert bot == {"tokens": 180, "conversations": 1, "messages": 1}
+    conversation = requests.get(f"{stack.base_url}/api/v1/conversation/conv-1/usage/fetch", headers=auth, timeout=10)
+    assert conversation.json() == {"tokens": 180, "conversations": 1, "messages": 1}
+    snapshot = requests.get(f"{stack.base_url}/api/v1/usage/fetch", headers=auth, timeout=10).json()
+    assert set(snapshot) == {"tokens", "conversations", "messages", "database"}
+    assert set(snapshot["database"]) == {"datasets", "records", "skillsets", "abilities", "files", "users"}
+    assert all(isinstance(v, int) for v in snapshot["database"].values())
 
 
 def test_chatbotkit_csv_with_curl(stack, tenant):

@@ -37,3 +37,12 @@ def test_rate_cards(aws, capsys):
     assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"tokens.input": "0.002", "message": "1"}
     assert {k: str(v) for k, v in rate_card("acme").items()} == {"tokens.input": "0.002", "message": "1"}
     assert run(["set-rate-card", "--tenant", "acme", "message=-1"]) == 1
+
+
+def test_billing_anchor_moves_the_snapshot_period(aws, capsys):
+    from meter.tenants import get_tenant
+
+    run(["create-tenant", "acme"])
+    assert run(["set-billing-anchor", "--tenant", "acme", "15"]) == 0
+    assert get_tenant("acme")["billingAnchorDay"] == 15
+    assert run(["set-billing-anchor", "--tenant", "acme", "31"]) == 1
