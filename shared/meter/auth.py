@@ -167,13 +167,10 @@ def list_keys(tenant: str | None = None) -> list[dict[str, Any]]:
 
 def revoke_key(public_id: str) -> None:
     """Revoke a key; it stops working once cached authorizer results expire."""
-    try:
-        dynamo.client().update_item(
-            TableName=_key_table(),
-            Key={"pk": {"S": f"KEY#{public_id}"}},
-            UpdateExpression="SET revokedAt = if_not_exists(revokedAt, :now)",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":now": {"N": str(now_ms())}},
-        )
-    except dynamo.client().exceptions.ConditionalCheckFailedException:
-        raise NotFound(f"Unknown key '{public_id}'") from None
+    dynamo.update_existing(
+        _key_table(),
+        {"pk": {"S": f"KEY#{public_id}"}},
+        "SET revokedAt = if_not_exists(revokedAt, :now)",
+        {":now": {"N": str(now_ms())}},
+        NotFound(f"Unknown key '{public_id}'"),
+    )

@@ -77,3 +77,19 @@ def query_all(**kwargs: Any) -> list[dict[str, Any]]:
         if "LastEvaluatedKey" not in page:
             return items
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def update_existing(
+    table: str, key: dict[str, Any], expression: str, values: dict[str, Any], missing: Exception
+) -> None:
+    """Update an item only if it exists; raise ``missing`` when it does not."""
+    try:
+        client().update_item(
+            TableName=table,
+            Key=key,
+            UpdateExpression=expression,
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues=values,
+        )
+    except client().exceptions.ConditionalCheckFailedException:
+        raise missing from None

@@ -27,6 +27,14 @@ def _table() -> str:
     return get_settings().tenants_table
 
 
+def _tenant_key(name: str) -> dict[str, dict[str, str]]:
+    return {"pk": {"S": f"TENANT#{name}"}}
+
+
+def _unknown(name: str) -> NotFound:
+    return NotFound(f"Unknown tenant '{name}'")
+
+
 def validate_tenant_name(name: str) -> str:
     """A tenant name: lowercase letters, digits and dashes, at most 63 characters."""
     if not TENANT_NAME.match(name):
@@ -64,16 +72,8 @@ def set_rate_card(name: str, rates: dict[str, str | int | float]) -> dict[str, D
             raise BadRequest(f"Invalid rate for '{event_type}': {rate!r} is not a number") from None
         if not card[event_type].is_finite() or card[event_type] < 0:
             raise BadRequest(f"Invalid rate for '{event_type}': it must be a number >= 0")
-    try:
-        dynamo.client().update_item(
-            TableName=_table(),
-            Key={"pk": {"S": f"TENANT#{name}"}},
-            UpdateExpression="SET rateCard = :card",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":card": {"M": {k: {"N": str(v)} for k, v in card.items()}}},
-        )
-    except dynamo.client().exceptions.ConditionalCheckFailedException:
-        raise NotFound(f"Unknown tenant '{name}'") from None
+    values = {":card": {"M": {k: {"N": str(v)} for k, v in card.items()}}}
+    dynamo.update_existing(_table(), _tenant_key(name), "SET rateCard = :card", values, _unknown(name))
     _rate_cards.pop(name, None)
     return card
 
@@ -82,16 +82,8 @@ def set_billing_anchor(name: str, day: int) -> None:
     """Set the day of month (1-28, UTC) on which the tenant's billing period starts."""
     if not 1 <= day <= 28:
         raise BadRequest("Invalid billing anchor day: use 1 to 28")
-    try:
-        dynamo.client().update_item(
-            TableName=_table(),
-            Key={"pk": {"S": f"TENANT#{name}"}},
-            UpdateExpression="SET billingAnchorDay = :day",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":day": {"N": str(day)}},
-        )
-    except dynamo.client().exceptions.ConditionalCheckFailedException:
-        raise NotFound(f"Unknown tenant '{name}'") from None
+    values = {":day": {"N": str(day)}}
+    dynamo.update_existing(_table(), _tenant_key(name), "SET billingAnchorDay = :day", values, _unknown(name))
 
 
 def rate_card(name: str) -> dict[str, Decimal]:
