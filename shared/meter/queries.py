@@ -12,7 +12,7 @@ from meter.aggregation import contribution_of
 from meter.config import get_settings
 from meter.dimensions import AGENT, AGENT_MODEL, IDENTIFIER, TENANT, Dimension
 from meter.ingest import order_key
-from meter.timerange import day_key, now_ms, plan_range
+from meter.timerange import DAY_MS, day_key, now_ms, plan_range
 
 Totals = Counter[str]
 
@@ -75,7 +75,8 @@ def daily_totals(
     """Per-day totals of one dimension value over ``[start, end)`` (None = open), exact.
 
     Whole days come from day items, whole hours from hour items, and only the partial hours at
-    the edges from raw records.
+    the edges from raw records. An open end includes events timestamped up to 5 minutes ahead
+    (the accepted clock skew).
     """
     pk = dimension.pk(tenant, value)
     days: dict[str, Totals] = defaultdict(Counter)
@@ -83,7 +84,9 @@ def daily_totals(
         for item in aggregate_items(pk, "D#", "D#~"):
             days[item["sk"][2:]].update(counters(item))
         return days
-    plan = plan_range(0 if start is None else start, now_ms() + 1 if end is None else end)
+    # An open end reads whole day items up to today's: they hold everything aggregated so far.
+    open_end = (now_ms() // DAY_MS + 1) * DAY_MS
+    plan = plan_range(0 if start is None else start, open_end if end is None else end)
     if plan.days:
         for item in aggregate_items(pk, f"D#{plan.days[0]}", f"D#{plan.days[1]}"):
             days[item["sk"][2:]].update(counters(item))
