@@ -15,7 +15,7 @@ PYTEST_WORKERS ?= 2
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install run key test test-fast lint format build deploy clean help
+.PHONY: install run key test test-fast lint format bench build deploy clean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,6 +50,7 @@ test: install ## lint, then every test: unit, moto integration, end-to-end over 
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(PY) -m bench --quick > /dev/null  # keeps the benchmark harness from rotting; figures in bench/results/
 
 test-fast: $(VENV)/.installed ## unit and in-process tests only
 	$(PY) -m pytest -m "not e2e" -q
@@ -61,6 +62,9 @@ lint: $(VENV)/.installed ## ruff check and format check
 format: $(VENV)/.installed ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+bench: $(VENV)/.installed node_modules/.installed ## capacity, throughput, latency and cold start (BENCH_ARGS=--quick for a short run)
+	$(PY) -m bench $(BENCH_ARGS)
 
 build: $(SAM_VENV)/.installed ## sam build (no Docker needed for python3.11)
 	$(SAM_VENV)/bin/sam build

@@ -42,10 +42,10 @@ def agent_models(tenant: str, agent_id: str, params: dict[str, str]) -> dict[str
     start, end = _range(params)
     models = listed_values(tenant, AGENT_MODEL, start, end, scope=agent_id)
     rows = []
-    for entry in models.values():
-        credits = total(daily_totals(tenant, AGENT_MODEL, model_key(agent_id, entry["value"]), start, end))["credits"]
+    for model in models.values():
+        credits = total(daily_totals(tenant, AGENT_MODEL, model_key(agent_id, model), start, end))["credits"]
         if credits:
-            rows.append({"model_id": entry["value"], "name": entry["value"], "total_credits": credits})
+            rows.append({"model_id": model, "name": model, "total_credits": credits})
     if not rows:
         raise NotFound("No consumption data found for this agent")
     return {"data": sorted(rows, key=lambda r: (-r["total_credits"], r["model_id"]))}

@@ -117,7 +117,7 @@ def _counter_action(key: AggregateKey, added: Counter[str], listing: dict[str, s
     if listing:
         names.update({"#lk": "lk", "#v": "v"})
         values.update({":lk": {"S": listing["lk"]}, ":dv": {"S": listing["v"]}})
-        expression += " SET #lk = :lk, #v = :dv"
+        expression += " SET #lk = if_not_exists(#lk, :lk), #v = if_not_exists(#v, :dv)"
     return {
         "Update": {
             "TableName": get_settings().aggregates_table,

@@ -108,10 +108,10 @@ def total(days: dict[str, Totals]) -> Totals:
 
 
 def listed_values(tenant: str, dimension: Dimension, start: int | None, end: int | None, scope: str = "") -> dict:
-    """Values of a listed dimension active on any day touching ``[start, end)``, with day totals.
+    """Values of a listed dimension active on any day touching ``[start, end)``: key → display value.
 
-    Keyed by the ``ByList`` index (never a scan). Day totals are for whole days; callers that
-    need exact edges re-read each value with ``daily_totals``.
+    Keyed by the ``ByList`` index (never a scan); it holds keys and values only, so callers that
+    need totals read each value with ``daily_totals``.
     """
     low = f"D#{day_key(start)}" if start is not None else "D#"
     high = f"D#{day_key((end if end is not None else now_ms() + 1) - 1)}"
@@ -125,12 +125,7 @@ def listed_values(tenant: str, dimension: Dimension, start: int | None, end: int
             ":high": {"S": high},
         },
     )
-    values: dict[str, dict[str, Any]] = {}
-    for item in items:
-        key = item["pk"].split("#", 2)[2]
-        entry = values.setdefault(key, {"value": item.get("v", key), "totals": Counter()})
-        entry["totals"].update(counters(item))
-    return values
+    return {item["pk"].split("#", 2)[2]: item.get("v", "") for item in items}
 
 
 def has_any(tenant: str, dimension: Dimension, value: str) -> bool:

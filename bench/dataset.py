@@ -1,0 +1,68 @@
+"""A deterministic, Zipf-skewed usage data set: identifiers, agents, models, conversations."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import accumulate
+
+TYPES = [
+    ("tokens.input", 0.4, 800),
+    ("tokens.output", 0.3, 300),
+    ("message", 0.2, 1),
+    ("conversation", 0.05, 1),
+    ("log_insights.input", 0.05, 50),
+]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How big the data set is."""
+
+    events: int
+    identifiers: int = 1000
+    agents: int = 50
+    days: int = 30
+
+
+def _zipf_weights(n: int, exponent: float = 1.1) -> list[float]:
+    return list(accumulate(1 / (rank**exponent) for rank in range(1, n + 1)))
+
+
+def identifier(rank: int) -> str:
+    return f"user{rank:04d}@example.com"
+
+
+def agent(rank: int) -> str:
+    return f"agent-{rank:02d}"
+
+
+def events(shape: Shape, seed: int, now: datetime | None = None) -> list[dict]:
+    """``shape.events`` events over the last ``shape.days`` days, most active users and agents first."""
+    rng = random.Random(seed)
+    end = (now or datetime.now(UTC)).replace(microsecond=0) - timedelta(minutes=10)
+    span = int(timedelta(days=shape.days).total_seconds()) - 3600
+    who, bots = _zipf_weights(shape.identifiers), _zipf_weights(shape.agents)
+    kinds = list(accumulate(weight for _, weight, _ in TYPES))
+    result = []
+    for n in range(shape.events):
+        user = rng.choices(range(1, shape.identifiers + 1), cum_weights=who)[0]
+        bot = rng.choices(range(1, shape.agents + 1), cum_weights=bots)[0]
+        kind, _, scale = TYPES[rng.choices(range(len(TYPES)), cum_weights=kinds)[0]]
+        moment = end - timedelta(seconds=rng.randrange(span))
+        result.append(
+            {
+                "id": f"bench-{seed}-{n}",
+                "type": kind,
+                "count": max(1, int(rng.expovariate(1 / scale))),
+                "credits": rng.randrange(0, 20),
+                "timestamp": moment.isoformat(),
+                "identifier": identifier(user),
+                "agentId": agent(bot),
+                "model": f"model-{(bot + n) % 3}",
+                "conversationId": f"conv-{user}-{n // 20}",
+                "meta": {"channel": "web" if n % 3 else "api"},
+            }
+        )
+    return result
