@@ -50,7 +50,10 @@ test: install ## lint, then every test: unit, moto integration, end-to-end over 
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
-	$(PY) -m bench --quick > /dev/null  # keeps the benchmark harness from rotting; figures in bench/results/
+	@mkdir -p bench/results
+	@echo "make bench --quick (keeps the harness from rotting; log in bench/results/quick.log)"
+	@$(PY) -m bench --quick > bench/results/quick.log 2>&1 || { tail -50 bench/results/quick.log; exit 1; }
+	@tail -n +1 bench/results/latest.md | head -12
 
 test-fast: $(VENV)/.installed ## unit and in-process tests only
 	$(PY) -m pytest -m "not e2e" -q
