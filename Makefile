@@ -49,11 +49,11 @@ key: $(VENV)/.installed ## make key TENANT=acme SCOPES=ingest,read (while make r
 test: install ## lint, then every test: unit, moto integration, end-to-end over HTTP against DynamoDB Local
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 	@mkdir -p bench/results
 	@echo "make bench --quick (keeps the harness from rotting; log in bench/results/quick.log)"
 	@$(PY) -m bench --quick > bench/results/quick.log 2>&1 || { tail -50 bench/results/quick.log; exit 1; }
-	@tail -n +1 bench/results/latest.md | head -12
+	@head -12 bench/results/latest.md
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test-fast: $(VENV)/.installed ## unit and in-process tests only
 	$(PY) -m pytest -m "not e2e" -q
