@@ -28,7 +28,6 @@ from meter.timerange import day_key, hour_key, now_ms
 
 MAX_TRANSACT_ACTIONS = 100
 MAX_ATTEMPTS = 8
-TOTALS = ("events", "credits", "tokens", "messages", "conversations")
 TYPE_PREFIX = "n:"
 
 AggregateKey = tuple[str, str]

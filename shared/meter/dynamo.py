@@ -63,11 +63,6 @@ def deserialize(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
 
 
-def value(python_value: Any) -> dict[str, Any]:
-    """One value as a DynamoDB attribute value."""
-    return _serializer.serialize(_to_dynamo(python_value))
-
-
 def query_all(**kwargs: Any) -> list[dict[str, Any]]:
     """Every item of a Query, following LastEvaluatedKey, deserialized."""
     items: list[dict[str, Any]] = []
