@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     from local import services
 
     children: list[Any] = []
-    stop = threading.Event()
+    stop, server, threads = threading.Event(), None, []
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         data_dir = None if args.in_memory else state_dir / "dynamodb"
         children.append(services.start_dynamodb_local(args.dynamodb_port, data_dir, state_dir / "dynamodb.log"))
@@ -176,23 +177,24 @@ def main(argv: list[str] | None = None) -> int:
         server, threads = _start_stack(stack, args, state_dir, stop)
         token = None if args.no_demo else _demo_token(state_dir)
         print(_banner(args.port, token, args.dynamodb_port, args.sqs_port), flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-        try:
-            server.serve_forever(poll_interval=0.2)
-        except KeyboardInterrupt:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abort the cleanup
-            print("\nStopping…", flush=True)
-        finally:
-            stop.set()
-            server.server_close()
-            for thread in threads:
-                thread.join(timeout=5)
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, at any point of start-up or serving
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abort the cleanup
+        print("\nStopping…", flush=True)
     finally:
         stop.set()
+        if server is not None:
+            server.server_close()
+        for thread in threads:
+            thread.join(timeout=5)
         for child in reversed(children):
             services.stop(child)
         lock.unlink(missing_ok=True)
     return 0
+
+
+def _interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _start_stack(stack: Stack, args: argparse.Namespace, state_dir: Path, stop: threading.Event) -> tuple[Any, list]:
