@@ -69,8 +69,9 @@ format: $(VENV)/.installed ## apply ruff's fixes and formatting
 bench: $(VENV)/.installed node_modules/.installed ## capacity, throughput, latency and cold start (BENCH_ARGS=--quick for a short run)
 	$(PY) -m bench $(BENCH_ARGS)
 
-build: $(SAM_VENV)/.installed ## sam build (no Docker needed for python3.11)
+build: $(SAM_VENV)/.installed $(VENV)/.installed ## sam build, then ship bytecode (Lambda cannot write it)
 	$(SAM_VENV)/bin/sam build
+	$(PY) -m compileall -q --invalidation-mode unchecked-hash .aws-sam/build
 
 deploy: build ## sam deploy --guided (uses samconfig.toml)
 	$(SAM_VENV)/bin/sam deploy --guided

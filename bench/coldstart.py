@@ -3,9 +3,13 @@ dependencies (and boto3, which the Lambda runtime provides), median of fresh pro
 
 from __future__ import annotations
 
+import compileall
+import py_compile
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from local.template import ROOT, Stack
@@ -37,23 +41,44 @@ def lean_python() -> Path:
     return python
 
 
-def _median_ms(python: Path, paths: list[str], body: str, runs: int, env: dict[str, str]) -> float:
+def _sample_ms(python: Path, paths: list[str], body: str, env: dict[str, str]) -> float:
     script = PROBE.format(paths=paths, body=body)
-    samples = [
-        float(subprocess.run([str(python), "-c", script], capture_output=True, text=True, check=True, env=env).stdout)
-        for _ in range(runs)
-    ]
-    return round(statistics.median(samples), 1)
+    done = subprocess.run([str(python), "-c", script], capture_output=True, text=True, check=True, env=env)
+    return float(done.stdout)
 
 
 def measure(runs: int, env: dict[str, str]) -> dict[str, float]:
-    """Median import+init milliseconds per function, and the boto3 floor."""
+    """Median import+init milliseconds per function, and the boto3 floor.
+
+    Rounds interleave the floor and every function, so drift in the machine's load affects
+    them alike rather than skewing whichever ran last.
+    """
     python = lean_python()
-    layers = [str(p) for p in Stack().layer_dirs()]
-    results = {"floor": _median_ms(python, [], FLOOR, runs, env)}
-    for name, function in sorted(Stack().functions().items()):
+    with tempfile.TemporaryDirectory(prefix="meter-coldstart-") as build:
+        return _measure_build(python, Path(build), runs, env)
+
+
+def _measure_build(python: Path, build: Path, runs: int, env: dict[str, str]) -> dict[str, float]:
+    stack = Stack()
+    layers = [str(_compiled_copy(source, build / "layers" / str(i))) for i, source in enumerate(stack.layer_dirs())]
+    # Import plus the DynamoDB client the first request creates, to compare like with like.
+    probes = {"floor": ([], FLOOR)}
+    handler_body = "import {}\nfrom meter import dynamo\ndynamo.client()"
+    for name, function in sorted(stack.functions().items()):
         module = function.handler.rsplit(".", 1)[0]
-        # Import plus the DynamoDB client the first request creates, to compare like with like.
-        body = f"import {module}\nfrom meter import dynamo\ndynamo.client()"
-        results[name] = _median_ms(python, [str(function.code_dir), *layers], body, runs, env)
-    return results
+        code = _compiled_copy(function.code_dir, build / "functions" / name)
+        probes[name] = ([str(code), *layers], handler_body.format(module))
+    for paths, body in probes.values():  # warm the file cache, outside the timed rounds
+        _sample_ms(python, paths, body, env)
+    samples: dict[str, list[float]] = {name: [] for name in probes}
+    for _ in range(runs):
+        for name, (paths, body) in probes.items():
+            samples[name].append(_sample_ms(python, paths, body, env))
+    return {name: round(statistics.median(values), 1) for name, values in samples.items()}
+
+
+def _compiled_copy(source: Path, target: Path) -> Path:
+    """Copy code as ``make build`` ships it: with bytecode whose validity ignores file times."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "requirements.txt"))
+    compileall.compile_dir(target, quiet=1, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    return target

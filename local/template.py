@@ -126,10 +126,18 @@ class Stack:
         if "Fn::GetAtt" in value:
             logical_id, attribute = value["Fn::GetAtt"]
             return f"local:{attribute}:{self.physical_name(logical_id)}"
+        if "Fn::If" in value:
+            condition, when_true, when_false = value["Fn::If"]
+            return self.resolve(when_true if self.condition(condition) else when_false)
         if "Fn::Sub" in value:
             text = value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
             return re.sub(r"\$\{([^}!]+)\}", lambda m: str(self.resolve({"Ref": m.group(1)})), text)
         return {k: self.resolve(v) for k, v in value.items()}
+
+    def condition(self, name: str) -> bool:
+        """A template condition (``Fn::Equals`` only) evaluated against parameter defaults."""
+        left, right = self.resolve(self.template.get("Conditions", {})[name]["Fn::Equals"])
+        return str(left) == str(right)
 
     def _of_type(self, kind: str) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.resources.items() if v["Type"] == kind}

@@ -1,8 +1,7 @@
 """Records-table stream (INSERT only) → exactly-once hourly and daily aggregates."""
 
 from meter.aggregation import handle_stream_records
-from meter.http import observed
-from meter.logs import metrics
+from meter.logs import metrics, observed
 
 
 def handle(event: dict, context: object) -> dict:

@@ -1,7 +1,8 @@
 """GET /api/v1/bot/{botId}/usage/fetch (ChatBotKit): totals of one bot."""
 
 from meter.chatbotkit import bot_snapshot
-from meter.http import api_handler, observed, path_parameter, query_parameters
+from meter.http import api_handler, path_parameter, query_parameters
+from meter.logs import observed
 
 
 @api_handler("read")

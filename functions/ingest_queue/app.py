@@ -2,7 +2,7 @@
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-from meter.http import observed
+from meter.logs import observed
 from meter.queue import ingest_message
 
 processor = BatchProcessor(event_type=EventType.SQS)

@@ -1,7 +1,8 @@
 """GET /api/v1/usage/list (ChatBotKit): usage records, cursor-paged JSON or CSV (Accept: text/csv)."""
 
 from meter.chatbotkit import list_csv, list_records
-from meter.http import RawResponse, api_handler, observed, query_parameters
+from meter.http import RawResponse, api_handler, query_parameters
+from meter.logs import observed
 
 
 @api_handler("read")

@@ -20,15 +20,13 @@ from botocore.exceptions import ClientError
 
 from meter import dynamo
 from meter.config import get_settings
-from meter.dimensions import DIMENSIONS, display_value
-from meter.ingest import record_from_item
+from meter.dimensions import DIMENSIONS, contribution_of, display_value
 from meter.logs import logger
-from meter.models import UsageRecord
+from meter.records import UsageRecord, record_from_item
 from meter.timerange import day_key, hour_key, now_ms
 
 MAX_TRANSACT_ACTIONS = 100
 MAX_ATTEMPTS = 8
-TYPE_PREFIX = "n:"
 
 AggregateKey = tuple[str, str]
 
@@ -68,23 +66,6 @@ def listing_attributes(record: UsageRecord) -> dict[AggregateKey, dict[str, str]
 def contribution(record: UsageRecord) -> Counter[str]:
     """What one record adds to each of its aggregates."""
     return contribution_of(record.type, record.count, record.credits)
-
-
-def contribution_of(event_type: str, count: int, credits: int) -> Counter[str]:
-    """What an event of this type, count and credits adds to an aggregate.
-
-    ``tokens`` sums every type starting with ``tokens`` (``tokens.input``, ``tokens.output``…);
-    ``messages`` counts type ``message``; ``conversations`` counts type ``conversation``.
-    """
-    added: Counter[str] = Counter(events=1, credits=credits)
-    added[TYPE_PREFIX + event_type] += count
-    if event_type.startswith("tokens"):
-        added["tokens"] += count
-    elif event_type == "message":
-        added["messages"] += count
-    elif event_type == "conversation":
-        added["conversations"] += count
-    return added
 
 
 def coalesce(records: Iterable[UsageRecord]) -> dict[AggregateKey, Counter[str]]:

@@ -12,9 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from meter import dynamo
-from meter.aggregation import TYPE_PREFIX
 from meter.config import get_settings
-from meter.dimensions import ABILITY, AGENT, DATASET, IDENTIFIER, SKILLSET, TENANT
+from meter.dimensions import ABILITY, AGENT, DATASET, IDENTIFIER, SKILLSET, TENANT, TYPE_PREFIX
 from meter.errors import BadRequest
 from meter.queries import Totals, aggregate_items, daily_totals, listed_values, record_range, record_totals, total
 from meter.tenants import get_tenant

@@ -1,27 +1,52 @@
-"""Deployment settings, read once from the environment (template.yaml sets them)."""
+"""Deployment settings, read once from the environment (template.yaml sets them).
+
+A plain dataclass, not a pydantic model: every handler reads settings, and query handlers
+should not pay for importing pydantic on a cold start.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 
-from pydantic import BaseModel, ConfigDict, Field
+
+def _whole_number(name: str, default: int, minimum: int) -> int:
+    raw = os.environ.get(name, "")
+    try:
+        value = int(raw) if raw.strip() else default
+    except ValueError:
+        raise ValueError(f"Environment variable {name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"Environment variable {name} must be at least {minimum}, got {value}")
+    return value
 
 
-class Settings(BaseModel):
+@dataclass(frozen=True)
+class Settings:
     """Environment of every function; names match template.yaml's Globals."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    records_table: str
+    aggregates_table: str
+    tenants_table: str
+    max_event_age_days: int
+    max_future_skew_seconds: int
+    rate_card_cache_seconds: int
 
-    records_table: str = Field("UsageRecords", alias="RECORDS_TABLE")
-    aggregates_table: str = Field("UsageAggregates", alias="AGGREGATES_TABLE")
-    tenants_table: str = Field("Tenants", alias="TENANTS_TABLE")
-    max_event_age_days: int = Field(35, alias="MAX_EVENT_AGE_DAYS", ge=1)
-    max_future_skew_seconds: int = Field(300, alias="MAX_FUTURE_SKEW_SECONDS", ge=0)
-    rate_card_cache_seconds: int = Field(60, alias="RATE_CARD_CACHE_SECONDS", ge=0)
+    @classmethod
+    def from_environment(cls) -> Settings:
+        """Settings from ``os.environ``, with the defaults of a local run."""
+        return cls(
+            records_table=os.environ.get("RECORDS_TABLE", "UsageRecords"),
+            aggregates_table=os.environ.get("AGGREGATES_TABLE", "UsageAggregates"),
+            tenants_table=os.environ.get("TENANTS_TABLE", "Tenants"),
+            max_event_age_days=_whole_number("MAX_EVENT_AGE_DAYS", 35, 1),
+            max_future_skew_seconds=_whole_number("MAX_FUTURE_SKEW_SECONDS", 300, 0),
+            rate_card_cache_seconds=_whole_number("RATE_CARD_CACHE_SECONDS", 60, 0),
+        )
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings (cached; tests clear the cache after changing env)."""
-    return Settings.model_validate(dict(os.environ))
+    return Settings.from_environment()

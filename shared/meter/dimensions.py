@@ -8,10 +8,15 @@ active in a date range without knowing their ids.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from meter.models import UsageRecord
+if TYPE_CHECKING:
+    from meter.records import UsageRecord
+
+TYPE_PREFIX = "n:"
 
 
 @dataclass(frozen=True)
@@ -57,3 +62,20 @@ DIMENSIONS = (TENANT, IDENTIFIER, AGENT, AGENT_MODEL, DATASET, SKILLSET, ABILITY
 def display_value(dimension: Dimension, record: UsageRecord) -> str:
     """The human value stored as ``v`` on listed day items (the model id for agent models)."""
     return record.relations.get("model", "") if dimension is AGENT_MODEL else dimension.value_of(record) or ""
+
+
+def contribution_of(event_type: str, count: int, credits: int) -> Counter[str]:
+    """What an event of this type, count and credits adds to an aggregate.
+
+    ``tokens`` sums every type starting with ``tokens`` (``tokens.input``, ``tokens.output``…);
+    ``messages`` counts type ``message``; ``conversations`` counts type ``conversation``.
+    """
+    added: Counter[str] = Counter(events=1, credits=credits)
+    added[TYPE_PREFIX + event_type] += count
+    if event_type.startswith("tokens"):
+        added["tokens"] += count
+    elif event_type == "message":
+        added["messages"] += count
+    elif event_type == "conversation":
+        added["conversations"] += count
+    return added

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from meter.aggregation import TYPE_PREFIX
-from meter.dimensions import AGENT
+from meter.dimensions import AGENT, TYPE_PREFIX
 from meter.errors import NotFound
 from meter.queries import daily_totals, has_any, total
 from meter.timerange import iso, now_ms, parse_range

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from meter.auth import Principal, principal_from_event
 from meter.errors import MeterError
-from meter.logs import logger, metrics, tracer
+from meter.logs import logger, metrics
 
 INTERNAL_ERROR = "Internal server error"
 
@@ -114,8 +114,3 @@ def body_bytes(event: APIGatewayProxyEventV2) -> bytes:
     """The request body as sent (API Gateway base64-encodes bodies that are not text)."""
     body = event.body or ""
     return base64.b64decode(body) if event.is_base64_encoded else body.encode()
-
-
-def observed(handler: Callable[[dict[str, Any], Any], Any]) -> Callable[[dict[str, Any], Any], Any]:
-    """A Lambda entry point with Powertools logging context, tracing and metrics flushing."""
-    return logger.inject_lambda_context(clear_state=True)(tracer.capture_lambda_handler(metrics.log_metrics(handler)))

@@ -18,15 +18,14 @@ from pydantic import ValidationError
 from meter import dynamo
 from meter.config import get_settings
 from meter.errors import BadRequest, PayloadTooLarge, Unavailable
-from meter.models import RELATION_FIELDS, UsageEvent, UsageRecord
+from meter.models import UsageEvent
+from meter.records import RELATION_FIELDS, UsageRecord, record_item
 from meter.tenants import credits_for, rate_card
 from meter.timerange import DAY_MS, now_ms, to_ms
 
 MAX_BATCH_EVENTS = 500
 MAX_BODY_BYTES = 1_000_000
 _PUT_WORKERS = 16
-# Records-index partition attribute → the relation it keys (each value is "<tenant>#<id>").
-INDEXED_RELATIONS = {"ik": "identifier", "ak": "agentId", "ck": "conversationId"}
 
 
 @dataclass
@@ -135,51 +134,6 @@ def to_record(tenant: str, event: UsageEvent, card: dict[str, Any], received_at:
         fingerprint=event.fingerprint(),
         relations=relations,
         meta=event.meta,
-    )
-
-
-def record_item(record: UsageRecord) -> dict[str, Any]:
-    """The Records-table item of a record (with the index keys its lookups need)."""
-    item = {
-        "pk": f"{record.tenant}#{record.id}",
-        "tenant": record.tenant,
-        "id": record.id,
-        "type": record.type,
-        "count": record.count,
-        "ts": record.ts,
-        "credits": record.credits,
-        "creditsSource": record.credits_source,
-        "receivedAt": record.received_at,
-        "fp": record.fingerprint,
-        "meta": record.meta or None,
-        **record.relations,
-    }
-    item["tk"], item["ord"] = record.tenant, order_key(record.ts, record.id)
-    for attribute, relation in INDEXED_RELATIONS.items():
-        if relation in record.relations:
-            item[attribute] = f"{record.tenant}#{record.relations[relation]}"
-    return item
-
-
-def order_key(ts: int, event_id: str = "") -> str:
-    """Sort key of every Records index: creation time, then id."""
-    return f"{ts:013d}#{event_id}"
-
-
-def record_from_item(item: dict[str, Any]) -> UsageRecord:
-    """A record back from its item (as read, or as a stream NewImage deserializes)."""
-    return UsageRecord(
-        tenant=item["tenant"],
-        id=item["id"],
-        type=item["type"],
-        count=item["count"],
-        ts=item["ts"],
-        credits=item["credits"],
-        credits_source=item.get("creditsSource", "none"),
-        received_at=item.get("receivedAt", item["ts"]),
-        fingerprint=item.get("fp", ""),
-        relations={name: item[name] for name in RELATION_FIELDS if name in item},
-        meta=item.get("meta"),
     )
 
 

@@ -1,10 +1,9 @@
-"""Pydantic models at the edges: the usage event clients send, and the stored record."""
+"""Pydantic model at the edge: the usage event clients send."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -19,6 +18,8 @@ from pydantic import (
     field_validator,
 )
 
+from meter.records import RELATION_FIELDS  # noqa: F401  (the fields UsageEvent declares)
+
 MAX_COUNT = 10**15
 MAX_META_KEYS = 16
 
@@ -28,21 +29,6 @@ MetaValue = (
     | StrictInt
     | Annotated[StrictFloat, Field(allow_inf_nan=False)]
     | Annotated[StrictStr, Field(max_length=256)]
-)
-
-# The optional string fields a record may carry, in the order they are stored.
-RELATION_FIELDS = (
-    "identifier",
-    "agentId",
-    "model",
-    "conversationId",
-    "messageId",
-    "taskId",
-    "contactId",
-    "blueprintId",
-    "datasetId",
-    "skillsetId",
-    "abilityId",
 )
 
 
@@ -85,34 +71,3 @@ class UsageEvent(BaseModel):
         body = self.model_dump(mode="json", exclude_unset=True)
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-class UsageRecord(BaseModel):
-    """An accepted event as stored: immutable, with its tenant, time and credits resolved."""
-
-    model_config = ConfigDict(frozen=True)
-
-    tenant: str
-    id: str
-    type: str
-    count: int
-    ts: int = Field(description="event time, Unix milliseconds")
-    credits: int
-    credits_source: str
-    received_at: int
-    fingerprint: str
-    relations: dict[str, str] = Field(default_factory=dict)
-    meta: dict[str, Any] | None = None
-
-    @property
-    def time(self) -> datetime:
-        """Event time as an aware UTC datetime."""
-        return datetime.fromtimestamp(self.ts / 1000, tz=UTC)
-
-    @property
-    def identifier(self) -> str | None:
-        return self.relations.get("identifier")
-
-    @property
-    def agent_id(self) -> str | None:
-        return self.relations.get("agentId")

@@ -8,11 +8,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from meter import dynamo
-from meter.aggregation import contribution_of
 from meter.config import get_settings
-from meter.dimensions import AGENT, AGENT_MODEL, IDENTIFIER, TENANT, Dimension
-from meter.ingest import order_key
-from meter.timerange import DAY_MS, day_key, now_ms, plan_range
+from meter.dimensions import AGENT, AGENT_MODEL, IDENTIFIER, TENANT, Dimension, contribution_of
+from meter.timerange import DAY_MS, day_key, now_ms, order_key, plan_range
 
 Totals = Counter[str]
 

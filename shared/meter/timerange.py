@@ -101,3 +101,8 @@ def plan_range(start: int, end: int) -> ReadPlan:
         return ReadPlan(hours=[(hour_key(first_hour), hour_key(last_hour - 1))], raw=raw)
     hours = [(hour_key(a), hour_key(b - 1)) for a, b in ((first_hour, first_day), (last_day, last_hour)) if a < b]
     return ReadPlan(days=(day_key(first_day), day_key(last_day - 1)), hours=hours, raw=raw)
+
+
+def order_key(ts: int, event_id: str = "") -> str:
+    """Sort key of every Records index: creation time, then id."""
+    return f"{ts:013d}#{event_id}"

@@ -14,8 +14,7 @@ from moto import mock_aws
 from local.template import Stack
 from meter import aggregation, dynamo
 from meter.aggregation import handle_stream_records
-from meter.ingest import record_item
-from meter.models import UsageRecord
+from meter.records import UsageRecord, record_item
 from meter.timerange import to_ms
 from tests.conftest import create_tables, reset_caches
 
