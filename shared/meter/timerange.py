@@ -6,6 +6,7 @@ code; the API's inclusive ``to`` becomes ``end = to + 1 ms``.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -47,8 +48,9 @@ def hour_key(ms: int) -> str:
 def parse_instant(name: str, value: str, *, end_of_day: bool = False) -> int:
     """Parse a query parameter: ISO 8601 (zone optional, UTC if absent) or a bare date.
 
-    A bare date means midnight UTC, or with ``end_of_day`` its last millisecond, so that
-    ``to=2024-01-31`` includes all of January 31st.
+    With ``end_of_day`` (an inclusive ``to``) the instant is the last millisecond of the unit
+    given: ``to=2024-01-31`` includes all of January 31st, and ``to=2024-01-31T23:59:59Z``
+    includes that whole second, so a range ending on a day boundary reads no raw records.
     """
     text = value.strip()
     try:
@@ -63,7 +65,16 @@ def parse_instant(name: str, value: str, *, end_of_day: bool = False) -> int:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return to_ms(moment)
+    return to_ms(moment) + (_unit_ms(text) - 1 if end_of_day else 0)
+
+
+def _unit_ms(text: str) -> int:
+    """The precision of an ISO 8601 date-time as written: a minute, a second, or finer."""
+    clock = re.match(r"[^T]*T(\d{2}(?::?\d{2})?(?::?\d{2})?)(\.\d+)?", text)
+    if clock is None or clock.group(2):
+        return 1
+    digits = len(clock.group(1).replace(":", ""))
+    return {2: HOUR_MS, 4: 60_000}.get(digits, 1000)
 
 
 def parse_range(

@@ -45,8 +45,19 @@ def test_from_after_to_is_rejected_naming_both():
         parse_range("from", "2024-01-16", "to", "2024-01-15")
 
 
-def test_inclusive_to_becomes_exclusive_end():
-    assert parse_range("from", "2024-01-15T00:00:00Z", "to", "2024-01-15T00:00:00Z") == (JAN15, JAN15 + 1)
+@pytest.mark.parametrize(
+    ("to", "end"),
+    [
+        ("2024-01-15T00:00:00.000Z", JAN15 + 1),
+        ("2024-01-15T00:00:00Z", JAN15 + 1000),
+        ("2024-01-15T00:00Z", JAN15 + 60_000),
+        ("2024-01-14T23:59:59Z", JAN15),
+        ("2024-01-15T01:59:59+02:00", JAN15),
+    ],
+)
+def test_inclusive_to_covers_the_unit_it_is_written_in(to, end):
+    """``to=…T23:59:59Z`` (AgentsGT's documented form) ends exactly at midnight: no raw reads."""
+    assert parse_range("from", "2024-01-14T00:00:00Z", "to", to) == (JAN15 - DAY_MS, end)
 
 
 def _covered(plan) -> list[tuple[int, int]]:
