@@ -22,6 +22,7 @@ class CapacityMeter:
         self.write = 0.0
         self.calls: Counter[str] = Counter()
         self.transact_items = 0
+        self.write_by: Counter[str] = Counter()  # "<table>" or "<table>.<index>" → WCU
 
     def attach(self, client: Any) -> CapacityMeter:
         """Start counting every call of ``client``."""
@@ -32,12 +33,16 @@ class CapacityMeter:
     def reset(self) -> None:
         """Zero the counters."""
         self.read, self.write, self.calls, self.transact_items = 0.0, 0.0, Counter(), 0
+        self.write_by = Counter()
 
     @staticmethod
     def _ask(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         if "ReturnConsumedCapacity" in model.input_shape.members:
             params["ReturnConsumedCapacity"] = "INDEXES"
         context["transact_items"] = len(params.get("TransactItems", []))
+        context["transact_tables"] = Counter(
+            next(iter(action.values()))["TableName"] for action in params.get("TransactItems", [])
+        )
 
     def _count(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         self.calls[model.name] += 1
@@ -47,10 +52,18 @@ class CapacityMeter:
         if model.name in READS:
             self.read += units
         elif model.name == "TransactWriteItems":
-            indexes = sum(
-                i.get("CapacityUnits", 0.0) for c in consumed for i in (c.get("GlobalSecondaryIndexes") or {}).values()
-            )
-            self.write += max(units, indexes + 2.0 * context.get("transact_items", 0))
+            indexes = {
+                f"{c['TableName']}.{name}": i.get("CapacityUnits", 0.0)
+                for c in consumed
+                for name, i in (c.get("GlobalSecondaryIndexes") or {}).items()
+            }
+            tables = {table: 2.0 * items for table, items in context.get("transact_tables", {}).items()}
+            self.write += max(units, sum(indexes.values()) + sum(tables.values()))
+            self.write_by.update({**tables, **indexes})
             self.transact_items += context.get("transact_items", 0)
         elif model.name in WRITES:
             self.write += units
+            for c in consumed:
+                self.write_by[c.get("TableName", "?")] += (c.get("Table") or {}).get("CapacityUnits", 0.0)
+                for name, i in (c.get("GlobalSecondaryIndexes") or {}).items():
+                    self.write_by[f"{c.get('TableName', '?')}.{name}"] += i.get("CapacityUnits", 0.0)

@@ -65,7 +65,7 @@ class Bench:
 
     def writes(self) -> dict[str, Any]:
         """WCU per event, ingest plus aggregation, at each batch size; and without exactly-once."""
-        per_event, without = {}, {}
+        per_event, without, where = {}, {}, {}
         for size in BATCH_SIZES:
             shape = Shape(events=max(size * (2 if self.quick else 4), 200), days=1)
             # Arriving in time order within the last day, as live traffic does.
@@ -80,7 +80,14 @@ class Bench:
             # exactness costs is the difference.
             counters = self.meter.transact_items - len(sample)
             without[str(size)] = round((ingest_wcu + counters) / len(sample), 3)
-        return {"wcu_per_event": per_event, "wcu_per_event_without_exactly_once": without}
+            where[str(size)] = {
+                _short(place): round(units / len(sample), 3) for place, units in sorted(self.meter.write_by.items())
+            }
+        return {
+            "wcu_per_event": per_event,
+            "wcu_per_event_without_exactly_once": without,
+            "wcu_per_event_by_table": where,
+        }
 
     def load(self, shape: Shape) -> dict[str, float]:
         """Load the data set; events per second through the aggregator."""
@@ -133,7 +140,7 @@ class Bench:
         from meter.dimensions import AGENT, IDENTIFIER
         from meter.dimensions import TENANT as WHOLE
         from meter.queries import aggregate_items, record_range
-        from meter.timerange import day_key, iso, now_ms
+        from meter.timerange import DAY_MS, day_key, iso, now_ms
 
         top_user, top_agent, end = identifier(1), agent(1), now_ms()
         raw_index = {
@@ -148,15 +155,22 @@ class Bench:
             "agent_models": (AGENT, lambda q: agentsgt.agent_models(TENANT, top_agent, q)),
             "organization_summary": (WHOLE, lambda q: agentsgt.organization_summary(TENANT, TENANT, q)),
             "organization_agents": (WHOLE, lambda q: agentsgt.organization_agents(TENANT, TENANT, q)),
-            "gradient_agent_usage": (AGENT, lambda q: gradient.agent_usage(TENANT, top_agent, {"start": q["from"]})),
+            "gradient_agent_usage": (
+                AGENT,
+                lambda q: gradient.agent_usage(TENANT, top_agent, {"start": q["from"], "stop": q["to"]}),
+            ),
             "bot_usage": (AGENT, lambda q: chatbotkit.bot_snapshot(TENANT, top_agent, q)),
         }
         result: dict[str, dict[str, dict[str, float]]] = {name: {} for name in endpoints}
+        result["identifier_dates_rolling"] = {}
         for days in WINDOWS:
-            start = end - days * 86_400_000
-            query = {"from": iso(start)}
+            # Whole days, as AgentsGT documents its queries: from=…T00:00:00Z&to=…T23:59:59Z.
+            start = (end // DAY_MS - days + 1) * DAY_MS
+            stop = (end // DAY_MS + 1) * DAY_MS
+            query = {"from": f"{day_key(start)}T00:00:00Z", "to": f"{day_key(end)}T23:59:59Z"}
             naive = {
-                d: self.rcu(lambda d=d, start=start: record_range(*raw_index[d], start, end + 1)) for d in raw_index
+                d: self.rcu(lambda d=d, start=start, stop=stop: record_range(*raw_index[d], start, stop))
+                for d in raw_index
             }
             floor = {
                 d: self.rcu(
@@ -172,6 +186,13 @@ class Bench:
                     "floor": floor[dimension],
                     "naive": naive[dimension],
                 }
+            # The same user over the last N*24 hours to this millisecond: ragged edges read raw records.
+            rolling = {"from": iso(end - days * DAY_MS)}
+            result["identifier_dates_rolling"][f"{days}d"] = {
+                "ours": self.rcu(lambda q=rolling: agentsgt.identifier_dates(TENANT, top_user, q)),
+                "floor": floor[IDENTIFIER],
+                "naive": self.rcu(lambda d=days: record_range(*raw_index[IDENTIFIER], end - d * DAY_MS, end + 1)),
+            }
         result["usage_series"] = {
             "90d": {
                 "ours": self.rcu(lambda: chatbotkit.series(TENANT)),
@@ -223,6 +244,11 @@ class Bench:
         return result
 
 
+def _short(place: str) -> str:
+    """``<stack>-RecordsTable.ByTenant`` → ``RecordsTable.ByTenant``."""
+    return place.rsplit("-", 1)[-1]
+
+
 def _report(results: dict[str, Any]) -> str:
     lines = [f"# Benchmark ({results['mode']}, {results['events']} events, {results['date']})", ""]
     lines += [
@@ -233,6 +259,11 @@ def _report(results: dict[str, Any]) -> str:
     ]
     for size, value in results["wcu_per_event"].items():
         lines.append(f"| {size} | {value} | {results['wcu_per_event_without_exactly_once'][size]} | 1.0 |")
+    breakdown = results["wcu_per_event_by_table"]
+    places = sorted({place for sizes in breakdown.values() for place in sizes})
+    lines += ["", "Where it goes (WCU per event, by table and index):", ""]
+    lines += ["| batch | " + " | ".join(places) + " |", "| --- |" + " --- |" * len(places)]
+    lines += [f"| {size} | " + " | ".join(str(row.get(p, 0)) for p in places) + " |" for size, row in breakdown.items()]
     lines += [
         "",
         "## Read capacity per query (RCU)",
