@@ -156,14 +156,24 @@ def _commit_chunk(records: list[UsageRecord]) -> None:
 def aggregate(records: list[UsageRecord]) -> list[UsageRecord]:
     """Count every not-yet-counted record once; returns the records whose chunk failed."""
     unique = list({(r.tenant, r.id): r for r in records}.values())
-    failed: list[UsageRecord] = []
-    for chunk in chunks(unique):
-        try:
-            _commit_chunk(chunk)
-        except (AggregationFailed, ClientError):
-            logger.exception("aggregation chunk failed", extra={"events": len(chunk)})
-            failed.extend(chunk)
-    return failed
+    return [record for chunk in chunks(unique) for record in _commit_isolating(chunk)]
+
+
+def _commit_isolating(chunk: list[UsageRecord]) -> list[UsageRecord]:
+    """Commit a chunk; if it keeps failing, halve it until the records that fail are alone.
+
+    One record the aggregator cannot count (a poison pill) then holds back only itself, not the
+    events that happened to share its transaction.
+    """
+    try:
+        _commit_chunk(chunk)
+        return []
+    except (AggregationFailed, ClientError):
+        if len(chunk) == 1:
+            logger.exception("event not counted", extra={"tenant": chunk[0].tenant, "event": chunk[0].id})
+            return chunk
+    half = len(chunk) // 2
+    return _commit_isolating(chunk[:half]) + _commit_isolating(chunk[half:])
 
 
 def handle_stream_records(stream_records: list[dict[str, Any]]) -> dict[str, list[dict[str, str]]]:
