@@ -11,11 +11,12 @@ DYNAMODB_PORT ?= 8000
 SQS_PORT ?= 9324
 TENANT ?= demo
 SCOPES ?= ingest,read
+WHICH ?= aggregation
 PYTEST_WORKERS ?= 2
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install run key test test-fast lint format bench build deploy clean help
+.PHONY: install run key redrive test test-fast lint format bench build deploy clean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,6 +46,9 @@ run: $(VENV)/.installed node_modules/.installed ## start DynamoDB Local, local S
 
 key: $(VENV)/.installed ## make key TENANT=acme SCOPES=ingest,read (while make run is up); the token is the last line
 	@$(PY) -m local.key --tenant "$(TENANT)" --scopes "$(SCOPES)"
+
+redrive: $(VENV)/.installed ## make redrive WHICH=aggregation|ingest (while make run is up): recount or requeue dead letters
+	@$(PY) -m local.key --redrive "$(WHICH)"
 
 test: install ## lint, then every test: unit, moto integration, end-to-end over HTTP against DynamoDB Local
 	$(VENV)/bin/ruff check .

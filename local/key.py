@@ -1,4 +1,4 @@
-"""``make key``: create an API key in the running ``make run`` stack; the token is the last line."""
+"""``make key`` and ``make redrive``: meterctl against the running ``make run`` stack."""
 
 from __future__ import annotations
 
@@ -10,25 +10,42 @@ import sys
 from local.run import FAKE_ENV, STATE_DIR
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Create the tenant if needed and a key for it, against the running local stack."""
-    parser = argparse.ArgumentParser(prog="make key")
-    parser.add_argument("--tenant", required=True)
-    parser.add_argument("--scopes", default="ingest,read")
-    args = parser.parse_args(argv)
+def running_stack() -> dict | None:
+    """Ports of the running ``make run`` stack, or None if it is not running."""
     state_dir = os.environ.get("LOCAL_STATE_DIR", str(STATE_DIR))
     try:
         with open(os.path.join(state_dir, "run.json")) as lock:
             running = json.load(lock)
         os.kill(running["pid"], 0)
     except (OSError, ValueError, KeyError):
-        print("make key needs the local stack: start `make run` in another terminal first.", file=sys.stderr)
+        return None
+    return running
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``make key``: create the tenant if needed and a key for it (the token is the last line).
+
+    ``make redrive WHICH=aggregation|ingest`` runs ``meterctl redrive`` instead.
+    """
+    parser = argparse.ArgumentParser(prog="make key")
+    parser.add_argument("--tenant")
+    parser.add_argument("--scopes", default="ingest,read")
+    parser.add_argument("--redrive", choices=["aggregation", "ingest"])
+    args = parser.parse_args(argv)
+    running = running_stack()
+    if running is None:
+        print("This needs the local stack: start `make run` in another terminal first.", file=sys.stderr)
         return 1
     os.environ.update(FAKE_ENV)
     from tools.meterctl import run
 
-    endpoint = f"http://127.0.0.1:{running['dynamodb_port']}"
-    return run(["--endpoint-url", endpoint, "create-key", "--tenant", args.tenant, "--scopes", args.scopes])
+    endpoint = ["--endpoint-url", f"http://127.0.0.1:{running['dynamodb_port']}"]
+    if args.redrive:
+        sqs = f"http://127.0.0.1:{running['sqs_port']}"
+        return run([*endpoint, "redrive", args.redrive, "--sqs-endpoint-url", sqs])
+    if not args.tenant:
+        parser.error("--tenant is required")
+    return run([*endpoint, "create-key", "--tenant", args.tenant, "--scopes", args.scopes])
 
 
 if __name__ == "__main__":

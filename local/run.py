@@ -64,7 +64,16 @@ def _lock(state_dir: Path, ports: dict[str, int]) -> Path:
     if busy:
         raise SystemExit(f"Cannot start: {', '.join(busy)} already in use. Set PORT / DYNAMODB_PORT / SQS_PORT.")
     state_dir.mkdir(parents=True, exist_ok=True)
-    lock.write_text(json.dumps({"pid": os.getpid(), "port": ports["API"], "dynamodb_port": ports["DynamoDB Local"]}))
+    lock.write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "port": ports["API"],
+                "dynamodb_port": ports["DynamoDB Local"],
+                "sqs_port": ports.get("SQS"),
+            }
+        )
+    )
     return lock
 
 

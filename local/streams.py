@@ -179,9 +179,13 @@ class StreamMapping:
         read = self._read(self._streams(), arn)
         for start in range(0, len(read), 10_000):
             chunk = read[start : start + 10_000]
-            wanted = [r for _, r in chunk if not self.filters or any(matches(f, r) for f in self.filters)]
-            for batch_start in range(0, len(wanted), self.source.batch_size):
-                self._deliver(wanted[batch_start : batch_start + self.source.batch_size], attempt=0)
+            for key in dict.fromkeys(k for k, _ in chunk):  # like Lambda, a batch never spans shards
+                wanted = [
+                    r for k, r in chunk if k == key and (not self.filters or any(matches(f, r) for f in self.filters))
+                ]
+                for batch_start in range(0, len(wanted), self.source.batch_size):
+                    batch = wanted[batch_start : batch_start + self.source.batch_size]
+                    self._deliver(batch, attempt=0, shard=key.split("|", 1)[1])
             for key, record in chunk:
                 self._positions[key] = record["dynamodb"]["SequenceNumber"]
         self.delivered += len(read)
@@ -208,7 +212,7 @@ class StreamMapping:
     def _exhausted(self, attempt: int) -> bool:
         return 0 <= self.source.max_retries < attempt
 
-    def _deliver(self, batch: list[dict[str, Any]], attempt: int) -> None:
+    def _deliver(self, batch: list[dict[str, Any]], attempt: int, shard: str) -> None:
         while batch:
             try:
                 response = invoke(self.function, {"Records": batch})
@@ -216,19 +220,19 @@ class StreamMapping:
                 logger.exception("stream batch failed", extra={"records": len(batch), "attempt": attempt})
                 attempt += 1
                 if self._exhausted(attempt):
-                    return self._dead_letter(batch)
+                    return self._dead_letter(batch, shard)
                 time.sleep(self.retry_delay)
                 if self.source.bisect_on_error and len(batch) > 1:
                     half = len(batch) // 2
-                    self._deliver(batch[:half], attempt)
-                    return self._deliver(batch[half:], attempt)
+                    self._deliver(batch[:half], attempt, shard)
+                    return self._deliver(batch[half:], attempt, shard)
                 continue
             first_failed = self._first_failed(batch, response)
             if first_failed is None:
                 return None
             attempt += 1
             if self._exhausted(attempt):
-                return self._dead_letter(batch[first_failed:])
+                return self._dead_letter(batch[first_failed:], shard)
             time.sleep(self.retry_delay)
             batch = batch[first_failed:]
         return None
@@ -244,7 +248,7 @@ class StreamMapping:
         # Lambda treats an unknown or empty identifier as a failure of the whole batch.
         return min(indexes) if len(indexes) == len(failures) else 0
 
-    def _dead_letter(self, batch: list[dict[str, Any]]) -> None:
+    def _dead_letter(self, batch: list[dict[str, Any]], shard: str) -> None:
         logger.error("stream batch dead-lettered", extra={"records": len(batch)})
         self.on_failure(
             {
@@ -254,6 +258,7 @@ class StreamMapping:
                     "approximateInvokeCount": self.source.max_retries + 1,
                 },
                 "DDBStreamBatchInfo": {
+                    "shardId": shard,
                     "startSequenceNumber": batch[0]["dynamodb"]["SequenceNumber"],
                     "endSequenceNumber": batch[-1]["dynamodb"]["SequenceNumber"],
                     "batchSize": len(batch),

@@ -2,8 +2,10 @@
 
     python tools/meterctl.py [--endpoint-url URL | --stack NAME] COMMAND ...
 
-Commands: create-key, list-keys, revoke-key, create-tenant, set-rate-card, set-billing-anchor, show-tenant.
-``create-key`` prints the new token ``pk_…:sk_…`` as the last line of its output.
+Commands: create-key, list-keys, revoke-key, create-tenant, set-rate-card, set-billing-anchor, show-tenant,
+redrive. ``create-key`` prints the new token ``pk_…:sk_…`` as the last line of its output.
+``redrive aggregation`` counts the stream batches the aggregator gave up on; ``redrive ingest``
+moves the ingest dead letters back to the ingest queue. Both are safe to repeat.
 """
 
 from __future__ import annotations
@@ -26,13 +28,47 @@ def _configure(args: argparse.Namespace) -> None:
         for name, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local"}.items():
             os.environ.setdefault(name, value)
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+        os.environ["AWS_ENDPOINT_URL_DYNAMODB_STREAMS"] = args.endpoint_url
+    if getattr(args, "sqs_endpoint_url", None):
+        os.environ["AWS_ENDPOINT_URL_SQS"] = args.sqs_endpoint_url
     if args.stack:
         import boto3
 
         stack = boto3.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
         os.environ["TENANTS_TABLE"] = outputs["TenantsTableName"]
-    os.environ.setdefault("TENANTS_TABLE", "TenantsTable")
+        os.environ["RECORDS_TABLE"] = outputs["RecordsTableName"]
+        os.environ["AGGREGATES_TABLE"] = outputs["AggregatesTableName"]
+        for logical_id in QUEUES:
+            os.environ[f"QUEUE_URL_{logical_id}"] = outputs[f"{logical_id}Url"]
+    for logical_id, default in {
+        "Tenants": "TenantsTable",
+        "Records": "RecordsTable",
+        "Aggregates": "AggregatesTable",
+    }.items():
+        os.environ.setdefault(f"{logical_id.upper()}_TABLE", default)
+
+
+QUEUES = ("IngestQueue", "IngestDeadLetterQueue", "AggregationFailuresQueue")
+
+
+def _queue_url(logical_id: str) -> str:
+    """A queue's URL: from the stack's outputs, or by its name on a local SQS endpoint."""
+    import boto3
+
+    return (
+        os.environ.get(f"QUEUE_URL_{logical_id}") or boto3.client("sqs").get_queue_url(QueueName=logical_id)["QueueUrl"]
+    )
+
+
+def _redrive(which: str) -> dict:
+    from meter import redrive
+
+    if which == "aggregation":
+        report = redrive.redrive_aggregation_failures(_queue_url("AggregationFailuresQueue"))
+    else:
+        report = redrive.redrive_dead_letters(_queue_url("IngestDeadLetterQueue"), _queue_url("IngestQueue"))
+    return report.as_dict()
 
 
 def _rates(pairs: list[str]) -> dict[str, str]:
@@ -76,6 +112,10 @@ def _parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser("show-tenant", help="show a tenant and its rate card")
     show.add_argument("tenant")
+
+    redrive = commands.add_parser("redrive", help="count dead-lettered stream batches, or requeue ingest dead letters")
+    redrive.add_argument("which", choices=["aggregation", "ingest"])
+    redrive.add_argument("--sqs-endpoint-url", help="SQS endpoint of a local stack (make redrive sets it)")
     return parser
 
 
@@ -112,6 +152,10 @@ def run(argv: list[str]) -> int:
             if not found:
                 raise MeterError(f"Unknown tenant '{args.tenant}'")
             print(json.dumps(found, default=str, indent=2))
+        elif args.command == "redrive":
+            report = _redrive(args.which)
+            print(json.dumps(report, indent=2))
+            return 0 if not report["kept"] else 3
     except MeterError as error:
         print(f"meterctl: {error.message}", file=sys.stderr)
         return 1

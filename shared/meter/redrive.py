@@ -1,0 +1,121 @@
+"""Redrive the dead-letter queues. Both redrives are safe to run again and again.
+
+* **Aggregation failures**: the stream mapping's on-failure queue holds the *position* of each
+  batch it gave up on (shard and sequence-number range), not the records. The redrive reads that
+  range back from the stream and counts it with the same exactly-once code as the aggregator, so
+  records that were counted after all are skipped by their ``countedAt`` markers. A message is
+  deleted only once every record in its range is counted.
+* **Ingest dead letters**: messages go back to the ingest queue unchanged. Re-ingesting is
+  idempotent: an event already stored is a duplicate, never a second record.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from meter import dynamo
+from meter.aggregation import aggregate
+from meter.logs import logger
+from meter.records import InvalidRecord, UsageRecord, record_from_item
+
+
+@dataclass
+class RedriveReport:
+    """What one redrive did."""
+
+    messages: int = 0
+    redriven: int = 0
+    events: int = 0
+    kept: list[str] = field(default_factory=list)  # why each message still in the queue stayed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"messages": self.messages, "redriven": self.redriven, "events": self.events, "kept": self.kept}
+
+
+def _messages(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    """Every message visible now, once each (a message kept reappears after its visibility timeout)."""
+    found: dict[str, dict[str, Any]] = {}
+    while True:
+        page = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, MessageAttributeNames=["All"]
+        ).get("Messages", [])
+        new = [m for m in page if m["MessageId"] not in found]
+        found.update((m["MessageId"], m) for m in page)  # SQS deletes by the latest receipt handle
+        if not new:
+            return list(found.values())
+
+
+def stream_range(batch: dict[str, Any], streams: Any | None = None) -> list[dict[str, Any]]:
+    """The stream records of a ``DDBStreamBatchInfo`` range, oldest first."""
+    streams = streams or boto3.client("dynamodbstreams")
+    first, last = int(batch["startSequenceNumber"]), int(batch["endSequenceNumber"])
+    iterator = streams.get_shard_iterator(
+        StreamArn=batch["streamArn"],
+        ShardId=batch["shardId"],
+        ShardIteratorType="AT_SEQUENCE_NUMBER",
+        SequenceNumber=batch["startSequenceNumber"],
+    )["ShardIterator"]
+    found: list[dict[str, Any]] = []
+    while iterator:
+        page = streams.get_records(ShardIterator=iterator, Limit=1000)
+        for record in page.get("Records", []):
+            sequence = int(record["dynamodb"]["SequenceNumber"])
+            if sequence > last:
+                return found
+            if sequence >= first:
+                found.append(record)
+        if not page.get("Records"):
+            return found
+        iterator = page.get("NextShardIterator")
+    return found
+
+
+def _usage_records(stream_records: list[dict[str, Any]]) -> list[UsageRecord]:
+    inserts = [r for r in stream_records if r.get("eventName") == "INSERT"]
+    return [record_from_item(dynamo.deserialize(r["dynamodb"]["NewImage"])) for r in inserts]
+
+
+def redrive_aggregation_failures(queue_url: str, sqs: Any | None = None, streams: Any | None = None) -> RedriveReport:
+    """Count every stream batch the on-failure queue holds; delete the messages fully counted."""
+    sqs = sqs or boto3.client("sqs")
+    report = RedriveReport()
+    for message in _messages(sqs, queue_url):
+        report.messages += 1
+        try:
+            batch = json.loads(message["Body"])["DDBStreamBatchInfo"]
+            records = _usage_records(stream_range(batch, streams))
+        except (KeyError, ValueError, InvalidRecord) as error:  # unreadable message or still a poison pill
+            report.kept.append(f"{message['MessageId']}: {error}")
+            continue
+        except Exception as error:  # e.g. TrimmedDataAccessException: the stream keeps 24 hours
+            logger.exception("stream range unreadable", extra={"message": message["MessageId"]})
+            report.kept.append(f"{message['MessageId']}: stream range unreadable ({type(error).__name__})")
+            continue
+        failed = aggregate(records)
+        if failed:
+            report.kept.append(f"{message['MessageId']}: {len(failed)} events still failing")
+            continue
+        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        report.redriven += 1
+        report.events += len(records)
+    return report
+
+
+def redrive_dead_letters(dead_letter_url: str, source_url: str, sqs: Any | None = None) -> RedriveReport:
+    """Move every message of a dead-letter queue back to its source queue, attributes kept."""
+    sqs = sqs or boto3.client("sqs")
+    report = RedriveReport()
+    for message in _messages(sqs, dead_letter_url):
+        report.messages += 1
+        attributes = {
+            name: {k: v for k, v in value.items() if k in ("DataType", "StringValue", "BinaryValue")}
+            for name, value in (message.get("MessageAttributes") or {}).items()
+        }
+        sqs.send_message(QueueUrl=source_url, MessageBody=message["Body"], MessageAttributes=attributes)
+        sqs.delete_message(QueueUrl=dead_letter_url, ReceiptHandle=message["ReceiptHandle"])
+        report.redriven += 1
+    return report
