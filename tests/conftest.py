@@ -26,7 +26,7 @@ from moto import mock_aws
 
 from local.gateway import Gateway
 from local.template import Stack
-from meter import dynamo, tenants
+from meter import cursors, dynamo, tenants
 from meter.auth import create_key
 from meter.config import get_settings
 
@@ -39,6 +39,7 @@ def reset_caches() -> None:
     dynamo.reset_client()
     get_settings.cache_clear()
     tenants._rate_cards.clear()
+    cursors.signing_key.cache_clear()
 
 
 def create_tables(stack: Stack = STACK) -> None:

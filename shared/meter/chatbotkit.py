@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import csv
 import heapq
 import io
@@ -13,8 +12,8 @@ from typing import Any
 
 from meter import dynamo
 from meter.config import get_settings
+from meter.cursors import decode_cursor, encode_cursor
 from meter.dimensions import ABILITY, AGENT, DATASET, IDENTIFIER, SKILLSET, TENANT, TYPE_PREFIX
-from meter.errors import BadRequest
 from meter.queries import Totals, aggregate_items, daily_totals, listed_values, record_range, record_totals, total
 from meter.tenants import get_tenant
 from meter.timerange import DAY_MS, day_key, now_ms, parse_range, to_ms
@@ -139,23 +138,6 @@ def _meta_filters(params: dict[str, str]) -> dict[str, Any]:
         if key:
             found[key] = {"true": True, "false": False}.get(raw, raw)
     return found
-
-
-def encode_cursor(tenant: str, position: str) -> str:
-    """An opaque cursor bound to the tenant."""
-    raw = json.dumps({"t": tenant, "o": position}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(tenant: str, cursor: str) -> str:
-    """The position a cursor holds; BadRequest for a malformed one or another tenant's."""
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if data["t"] == tenant and isinstance(data["o"], str):
-            return data["o"]
-    except (ValueError, KeyError, TypeError):
-        pass
-    raise BadRequest("Invalid 'cursor' parameter")
 
 
 def _matches(record: dict[str, Any], wanted: dict[str, list[str]], meta: dict[str, Any]) -> bool:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -252,6 +254,23 @@ def test_cursors_are_bound_to_their_tenant(api, keys):
     stolen = api("/api/v1/usage/list", keys["globex"], cursor=cursor)
     assert stolen.status == 400 and "cursor" in stolen.json()["error"]
     assert api("/api/v1/usage/list", cursor="garbage!").status == 400
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def test_cursors_are_tamper_evident(api):
+    cursor = api("/api/v1/usage/list", take="1").json()["cursor"]
+    payload, mac = cursor.split(".")
+    position = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["o"]
+    # Skip ahead by editing the position: the MAC no longer matches.
+    edited = _b64(json.dumps({"o": position[:-1] + "~"}).encode())
+    assert api("/api/v1/usage/list", cursor=f"{edited}.{mac}").status == 400
+    assert api("/api/v1/usage/list", cursor=f"{payload}.{mac[:-2]}AA").status == 400
+    assert api("/api/v1/usage/list", cursor=payload).status == 400
+    assert "cursor" in api("/api/v1/usage/list", cursor=f"{payload}.{mac}x").json()["error"]
+    assert api("/api/v1/usage/list", cursor=cursor).status == 200
 
 
 def test_list_as_csv(gateway, keys, api):

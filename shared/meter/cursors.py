@@ -1,0 +1,74 @@
+"""Opaque, tamper-evident page cursors, bound to the tenant that was served them.
+
+A cursor is ``<payload>.<mac>``: the payload is the position (base64url JSON), the MAC an
+HMAC-SHA256 over the tenant and the payload. Editing the position, or presenting another
+tenant's cursor, fails the MAC check (constant-time) and gets a 400.
+
+The signing key is 32 random bytes created on first use in the Tenants table (a conditional put,
+so concurrent first uses agree) and cached per container. Whoever can read that table can read
+the usage itself, so it guards nothing they could not already see.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+import json
+import secrets
+
+from meter import dynamo
+from meter.config import get_settings
+from meter.errors import BadRequest
+
+KEY_ITEM = "CONFIG#cursor-signing-key"
+_MAC_BYTES = 16
+
+
+@functools.lru_cache(maxsize=1)
+def signing_key() -> bytes:
+    """The deployment's cursor signing key (created on first use)."""
+    table, key = get_settings().tenants_table, {"pk": {"S": KEY_ITEM}}
+    fresh = secrets.token_bytes(32)
+    try:
+        dynamo.client().put_item(
+            TableName=table,
+            Item={**key, "secret": {"B": fresh}},
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+        return fresh
+    except dynamo.client().exceptions.ConditionalCheckFailedException:
+        return dynamo.client().get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]["secret"]["B"]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(tenant: str, payload: str) -> str:
+    digest = hmac.new(signing_key(), f"{tenant}\n{payload}".encode(), hashlib.sha256).digest()
+    return _b64(digest[:_MAC_BYTES])
+
+
+def encode_cursor(tenant: str, position: str) -> str:
+    """A cursor for ``position`` that only ``tenant`` can use."""
+    payload = _b64(json.dumps({"o": position}, separators=(",", ":")).encode())
+    return f"{payload}.{_mac(tenant, payload)}"
+
+
+def decode_cursor(tenant: str, cursor: str) -> str:
+    """The position a cursor holds; BadRequest if it is malformed, edited, or another tenant's."""
+    payload, _, mac = cursor.partition(".")
+    if payload and mac and hmac.compare_digest(mac, _mac(tenant, payload)):
+        try:
+            position = json.loads(_unb64(payload))["o"]
+            if isinstance(position, str):
+                return position
+        except (ValueError, KeyError, TypeError):
+            pass
+    raise BadRequest("Invalid 'cursor' parameter: use the cursor of the previous page, unchanged")
