@@ -159,3 +159,28 @@ def test_authorizer_verdicts_are_cached_per_header(gateway, keys):
     assert call(gateway, "GET", path, keys["acme_read"]).status == 404  # cached within the TTL
     gateway.clock = lambda: 10**9  # the TTL has passed
     assert call(gateway, "GET", path, keys["acme_read"]).status == 401
+
+
+def test_a_cached_verdict_never_admits_a_wrong_secret_for_the_same_key(gateway, keys):
+    path = "/api/v1/consumption/identifier/nobody/dates"
+    assert call(gateway, "GET", path, keys["acme"]).status == 404  # verdict cached for this header
+    public = keys["acme"].split(":")[0]
+    assert call(gateway, "GET", path, f"{public}:{forged_secret_for(public)}").status == 401
+
+
+def test_event_ids_are_per_tenant_so_a_resend_reveals_nothing_across_tenants(seeded, keys):
+    body = call(seeded, "POST", "/v1/events", keys["globex"], {**EVENT, "id": "seed", "count": 99}).json()
+    assert (body["accepted"], body["duplicates"], body["conflicts"]) == (1, 0, 0)
+
+
+@pytest.mark.parametrize("query", [{"botId": "bot-1"}, {"conversationId": "conv-1"}, {"type": "tokens.input"}])
+def test_list_filters_naming_another_tenants_ids_return_nothing(seeded, keys, query):
+    assert call(seeded, "GET", "/api/v1/usage/list", keys["globex"], query=query).json() == {"items": []}
+    assert call(seeded, "GET", "/api/v1/usage/list", keys["acme"], query=query).json()["items"]
+
+
+def test_no_response_to_another_tenant_mentions_this_tenants_data(seeded, keys):
+    for (method, _), (_, path, body, _) in REQUESTS.items():
+        if method == "GET":
+            text = call(seeded, method, path, keys["globex"], body).body.decode()
+            assert not any(secret in text for secret in ("seed", "ana@example.com", "m-1")), path
