@@ -16,7 +16,7 @@ PYTEST_WORKERS ?= 2
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install run key redrive test test-fast lint format bench build deploy clean help
+.PHONY: install run key redrive load test test-fast lint format bench build deploy clean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ test: install ## lint, then every test: unit, moto integration, end-to-end over 
 	@$(PY) -m bench --quick > bench/results/quick.log 2>&1 || { tail -50 bench/results/quick.log; exit 1; }
 	@head -12 bench/results/latest.md
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+load: $(VENV)/.installed ## a hot tenant for a minute against a local stack on 127.0.0.1, then aggregates = recount
+	LOAD_SECONDS=$${LOAD_SECONDS:-60} $(PY) -m pytest tests/e2e/test_load.py -k hot -s -q
 
 test-fast: $(VENV)/.installed ## unit and in-process tests only
 	$(PY) -m pytest -m "not e2e" -q

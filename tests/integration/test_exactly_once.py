@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +16,7 @@ from meter.aggregation import handle_stream_records
 from meter.records import UsageRecord, record_item
 from meter.timerange import to_ms
 from tests.conftest import create_tables, reset_caches
+from tests.helpers import recount, stored_aggregates
 
 BASE = datetime(2026, 3, 1, tzinfo=UTC)
 _examples = itertools.count()
@@ -54,40 +54,6 @@ records_strategy = st.lists(
     max_size=120,
     unique_by=lambda r: (r.tenant, r.id),
 )
-
-
-def recount(records: list[UsageRecord]) -> dict[tuple[str, str], dict[str, int]]:
-    """Independent recount of what every aggregate item must hold."""
-    totals: dict[tuple[str, str], Counter] = defaultdict(Counter)
-    for r in records:
-        moment = datetime.fromtimestamp(r.ts / 1000, tz=UTC)
-        model, dataset = r.relations.get("model"), r.relations.get("datasetId")
-        dims = [f"{r.tenant}#T"]
-        dims += [f"{r.tenant}#I#{r.identifier}"] if r.identifier else []
-        dims += [f"{r.tenant}#A#{r.agent_id}"] if r.agent_id else []
-        dims += [f"{r.tenant}#M#{len(r.agent_id)}:{r.agent_id}#{model}"] if r.agent_id and model else []
-        day_only = [f"{r.tenant}#DS#{dataset}"] if dataset else []
-        added = Counter({"events": 1, "credits": r.credits, f"n:{r.type}": r.count})
-        added["tokens"] += r.count if r.type.startswith("tokens") else 0
-        added["messages"] += r.count if r.type == "message" else 0
-        added["conversations"] += r.count if r.type == "conversation" else 0
-        for pk in dims:
-            for sk in (moment.strftime("D#%Y-%m-%d"), moment.strftime("H#%Y-%m-%dT%H")):
-                totals[(pk, sk)].update(added)
-        for pk in day_only:
-            totals[(pk, moment.strftime("D#%Y-%m-%d"))].update(added)
-    return {key: {k: v for k, v in c.items() if v} for key, c in totals.items()}
-
-
-def stored_aggregates(table: str) -> dict[tuple[str, str], dict[str, int]]:
-    items, kwargs = [], {"TableName": table}
-    while True:
-        page = dynamo.client().scan(**kwargs)
-        items += [dynamo.deserialize(i) for i in page["Items"]]
-        if "LastEvaluatedKey" not in page:
-            break
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    return {(i.pop("pk"), i.pop("sk")): {k: v for k, v in i.items() if v and isinstance(v, int)} for i in items}
 
 
 def stream_record(sequence: int, record: UsageRecord) -> dict:
@@ -160,6 +126,6 @@ def test_replays_and_crashes_never_change_the_totals(records, cuts, replays, cra
         finally:
             aggregation.transact = real
 
-        assert stored_aggregates(stack.physical_name("AggregatesTable")) == recount(records)
+        assert stored_aggregates(dynamo.client(), stack.physical_name("AggregatesTable")) == recount(records)
     os.environ.update(Stack().environment())
     reset_caches()
