@@ -14,11 +14,15 @@ os.environ.update(
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_NAMESPACE": "AgentUsageMeter",
         "POWERTOOLS_SERVICE_NAME": "usage-meter",
+        "POWERTOOLS_LOG_LEVEL": "DEBUG",  # every line the code can log is searched for secrets
     }
 )
 os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
+import json
+import logging
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -78,3 +82,38 @@ def keys(aws: None) -> dict[str, str]:
         "acme_revoked": revoked,
         "globex": create_key("globex", ["ingest", "read"]),
     }
+
+
+# An API secret, a bearer token, or a whole pk_…:sk_… key: none may ever reach a log.
+SECRET_IN_LOGS = re.compile(r"sk_[0-9A-Za-z]{30}|Bearer\s+\S|pk_[0-9A-Za-z]{16}:")
+
+
+class LogCapture(logging.Handler):
+    """Keeps every record of a logger as text: message, extra fields and traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = {k: str(v) for k, v in record.__dict__.items() if k not in ("msg", "args", "exc_info")}
+        text = record.getMessage() + " " + json.dumps(fields)
+        if record.exc_info:
+            text += " " + logging.Formatter().formatException(record.exc_info)
+        self.lines.append(text)
+
+
+def leaked_secrets(lines: list[str]) -> list[str]:
+    """The log lines that hold a secret or an Authorization header value."""
+    return [line for line in lines if SECRET_IN_LOGS.search(line)]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log() -> Iterator[LogCapture]:
+    """Capture what the service logs during the whole suite (at DEBUG), then search it."""
+    capture = LogCapture()
+    service = logging.getLogger(os.environ["POWERTOOLS_SERVICE_NAME"])
+    service.addHandler(capture)
+    yield capture
+    service.removeHandler(capture)
+    assert not leaked_secrets(capture.lines), leaked_secrets(capture.lines)[:3]

@@ -15,6 +15,7 @@ import requests
 
 from local.services import free_port
 from local.template import ROOT
+from tests.conftest import leaked_secrets
 
 
 @dataclass
@@ -78,4 +79,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     yield LocalStack(base_url, dynamodb_port, sqs_port, state_dir)
     process.terminate()
     process.wait(timeout=30)
+    # The runner logged at DEBUG (the suite's level) while every e2e test ran: no secret in it.
+    lines = (state_dir / "runner.log").read_text(errors="replace").splitlines()
+    assert not leaked_secrets(lines), leaked_secrets(lines)[:3]
     log.close()
