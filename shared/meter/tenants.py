@@ -56,6 +56,23 @@ def ensure_tenant(name: str) -> bool:
     return True
 
 
+def tenant_names() -> list[str]:
+    """Every registered tenant (the Tenants table is small: a scan)."""
+    items, kwargs = [], {}
+    while True:
+        page = dynamo.client().scan(
+            TableName=_table(),
+            FilterExpression="begins_with(pk, :tenant)",
+            ExpressionAttributeValues={":tenant": {"S": "TENANT#"}},
+            ProjectionExpression="tenant",
+            **kwargs,
+        )
+        items += [item["tenant"]["S"] for item in page["Items"]]
+        if "LastEvaluatedKey" not in page:
+            return sorted(items)
+        kwargs = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+
 def get_tenant(name: str) -> dict[str, Any] | None:
     """The tenant item, or None."""
     found = dynamo.client().get_item(TableName=_table(), Key={"pk": {"S": f"TENANT#{name}"}})

@@ -56,6 +56,13 @@ def test_stream_mapping_is_insert_only_bisecting_bounded_and_dead_lettered():
     assert 0 <= source.max_retries <= 10 and source.on_failure == "AggregationFailuresQueue"
 
 
+def test_reconciliation_runs_hourly_on_a_schedule():
+    events = STACK.functions()["ReconcileFunction"].events
+    assert [e["Properties"]["ScheduleExpression"] for e in events.values() if e["Type"] == "ScheduleV2"] == [
+        "cron(15 * * * ? *)"
+    ]
+
+
 def test_ingest_queue_has_a_dead_letter_queue():
     redrive = STACK.resources["IngestQueue"]["Properties"]["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["IngestDeadLetterQueue", "Arn"]}
@@ -78,6 +85,8 @@ def test_sample_events_run_against_their_handlers(keys, logical_id):
         assert result["statusCode"] in (200, 404), result  # 404: no data yet for the sample identifier
     elif logical_id == "AuthorizerFunction":
         assert result["isAuthorized"] and result["context"]["authError"]  # the sample key is not registered
+    elif logical_id == "ReconcileFunction":
+        assert result == {"records": 0, "uncounted": 0, "drifted": 0, "repaired": 0, "deferred": 0}
     else:
         assert result == {"batchItemFailures": []}
 
