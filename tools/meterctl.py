@@ -92,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--tenant", required=True)
     create.add_argument("--scopes", default="ingest,read", help="comma-separated: ingest, read")
     create.add_argument("--name", default="", help="a label for the key")
+    create.add_argument("--rate-limit", type=int, help="requests per second for this key (0 = unlimited)")
 
     listing = commands.add_parser("list-keys", help="list keys (never their secrets)")
     listing.add_argument("--tenant")
@@ -127,7 +128,8 @@ def run(argv: list[str]) -> int:
 
     try:
         if args.command == "create-key":
-            token = auth.create_key(args.tenant, [s.strip() for s in args.scopes.split(",") if s.strip()], args.name)
+            scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+            token = auth.create_key(args.tenant, scopes, args.name, args.rate_limit)
             print(f"Created key {token.split(':')[0]} for tenant {args.tenant} (scopes {args.scopes}).")
             print("The secret is shown once; store it now. Token:")
             print(token)

@@ -38,6 +38,7 @@ class Principal:
     tenant: str
     scopes: frozenset[str]
     key_id: str
+    rate_limit: int | None = None  # requests per second; None = the deployment's default
 
 
 def _base62(number: int, width: int) -> str:
@@ -101,7 +102,13 @@ def authenticate(header: str | None) -> Principal:
     matches = hmac.compare_digest(stored_hash, hash_secret(secret))
     if not item or not matches or item.get("revokedAt"):
         raise Unauthorized(INVALID_KEY)
-    return Principal(tenant=item["tenant"], scopes=frozenset(item.get("scopes", [])), key_id=public_id)
+    limit = item.get("rateLimit")
+    return Principal(
+        tenant=item["tenant"],
+        scopes=frozenset(item.get("scopes", [])),
+        key_id=public_id,
+        rate_limit=int(limit) if limit is not None else None,
+    )
 
 
 def authorizer_context(header: str | None) -> dict[str, Any]:
@@ -111,6 +118,8 @@ def authorizer_context(header: str | None) -> dict[str, Any]:
     except Unauthorized as refused:
         return {"isAuthorized": True, "context": {"authError": refused.message}}
     context = {"tenant": principal.tenant, "scopes": ",".join(sorted(principal.scopes)), "keyId": principal.key_id}
+    if principal.rate_limit is not None:
+        context["rateLimit"] = principal.rate_limit
     return {"isAuthorized": True, "context": context}
 
 
@@ -125,11 +134,22 @@ def principal_from_event(event: dict[str, Any], scope: str) -> Principal:
     scopes = frozenset(filter(None, str(context.get("scopes", "")).split(",")))
     if scope not in scopes:
         raise Forbidden(f"This API key lacks the '{scope}' scope")
-    return Principal(tenant=context["tenant"], scopes=scopes, key_id=context.get("keyId", ""))
+    limit = context.get("rateLimit")
+    return Principal(
+        tenant=context["tenant"],
+        scopes=scopes,
+        key_id=context.get("keyId", ""),
+        rate_limit=int(limit) if limit is not None else None,
+    )
 
 
-def create_key(tenant: str, scopes: list[str], name: str = "") -> str:
-    """Create a key for ``tenant`` (creating the tenant too); returns the full token once."""
+def create_key(tenant: str, scopes: list[str], name: str = "", rate_limit: int | None = None) -> str:
+    """Create a key for ``tenant`` (creating the tenant too); returns the full token once.
+
+    ``rate_limit`` (requests per second, 0 = unlimited) overrides the deployment's default.
+    """
+    if rate_limit is not None and rate_limit < 0:
+        raise BadRequest("Invalid rate limit: use a whole number of requests per second, 0 for unlimited")
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown or not scopes:
         raise BadRequest(f"Invalid scopes {unknown or scopes}: choose from {', '.join(SCOPES)}")
@@ -142,6 +162,7 @@ def create_key(tenant: str, scopes: list[str], name: str = "") -> str:
         "secretHash": hash_secret(secret),
         "createdAt": now_ms(),
         "name": name or None,
+        "rateLimit": rate_limit,
     }
     dynamo.client().put_item(
         TableName=_key_table(), Item=dynamo.serialize(item), ConditionExpression="attribute_not_exists(pk)"

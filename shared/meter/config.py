@@ -29,9 +29,11 @@ class Settings:
     records_table: str
     aggregates_table: str
     tenants_table: str
+    control_table: str
     max_event_age_days: int
     max_future_skew_seconds: int
     rate_card_cache_seconds: int
+    rate_limit_per_second: int
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -40,9 +42,11 @@ class Settings:
             records_table=os.environ.get("RECORDS_TABLE", "UsageRecords"),
             aggregates_table=os.environ.get("AGGREGATES_TABLE", "UsageAggregates"),
             tenants_table=os.environ.get("TENANTS_TABLE", "Tenants"),
+            control_table=os.environ.get("CONTROL_TABLE", "Control"),
             max_event_age_days=_whole_number("MAX_EVENT_AGE_DAYS", 35, 1),
             max_future_skew_seconds=_whole_number("MAX_FUTURE_SKEW_SECONDS", 300, 0),
             rate_card_cache_seconds=_whole_number("RATE_CARD_CACHE_SECONDS", 60, 0),
+            rate_limit_per_second=_whole_number("RATE_LIMIT_PER_SECOND", 100, 0),
         )
 
 

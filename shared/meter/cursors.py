@@ -4,7 +4,7 @@ A cursor is ``<payload>.<mac>``: the payload is the position (base64url JSON), t
 HMAC-SHA256 over the tenant and the payload. Editing the position, or presenting another
 tenant's cursor, fails the MAC check (constant-time) and gets a 400.
 
-The signing key is 32 random bytes created on first use in the Tenants table (a conditional put,
+The signing key is 32 random bytes created on first use in the Control table (a conditional put,
 so concurrent first uses agree) and cached per container. Whoever can read that table can read
 the usage itself, so it guards nothing they could not already see.
 """
@@ -29,7 +29,7 @@ _MAC_BYTES = 16
 @functools.lru_cache(maxsize=1)
 def signing_key() -> bytes:
     """The deployment's cursor signing key (created on first use)."""
-    table, key = get_settings().tenants_table, {"pk": {"S": KEY_ITEM}}
+    table, key = get_settings().control_table, {"pk": {"S": KEY_ITEM}}
     fresh = secrets.token_bytes(32)
     try:
         dynamo.client().put_item(

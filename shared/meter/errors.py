@@ -14,6 +14,7 @@ class MeterError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details or []
+        self.headers: dict[str, str] = {}
 
 
 class BadRequest(MeterError):
@@ -44,6 +45,16 @@ class Conflict(MeterError):
     """An event id is already stored with a different body."""
 
     status = 409
+
+
+class TooManyRequests(MeterError):
+    """The API key is over its rate limit; ``Retry-After`` says when to try again."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after_seconds: int):
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after_seconds)}
 
 
 class PayloadTooLarge(MeterError):

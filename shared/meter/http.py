@@ -18,6 +18,7 @@ from typing import Any
 from meter.auth import Principal, principal_from_event
 from meter.errors import MeterError
 from meter.logs import logger, metrics
+from meter.ratelimit import enforce_rate_limit
 
 INTERNAL_ERROR = "Internal server error"
 
@@ -56,7 +57,14 @@ class Request:
 
 UseCase = Callable[[Request, Principal], Any]
 ErrorBody = Callable[[MeterError, dict[str, Any]], dict[str, Any]]
-GRADIENT_ERROR_IDS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 413: "too_large"}
+GRADIENT_ERROR_IDS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    413: "too_large",
+    429: "too_many_requests",
+}
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,7 @@ def error_response(error: MeterError, event: dict[str, Any] | None = None, shape
     """The response of a domain error."""
     if error.status >= 500:
         logger.warning("request failed", extra={"status": error.status, "reason": error.message})
-    return json_response(error.status, shape(error, event or {}))
+    return json_response(error.status, shape(error, event or {}), error.headers)
 
 
 def api_handler(
@@ -114,6 +122,7 @@ def api_handler(
             try:
                 principal = principal_from_event(event, scope)
                 logger.append_keys(tenant=principal.tenant)
+                enforce_rate_limit(principal)
                 result = use_case(Request(event), principal)
                 if isinstance(result, RawResponse):
                     headers = {"Content-Type": result.content_type, **result.headers}
