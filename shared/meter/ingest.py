@@ -54,11 +54,16 @@ def _decode(body: str | bytes | None) -> Any:
     if not raw.strip():
         raise BadRequest('Request body is empty: send an event object or {"events": [...]}')
     try:
-        return json.loads(raw)
+        payload = json.loads(raw)
     except UnicodeDecodeError:
         raise BadRequest("Request body is not valid UTF-8") from None
     except (json.JSONDecodeError, RecursionError) as bad:
         raise BadRequest(f"Request body is not valid JSON: {getattr(bad, 'msg', 'too deeply nested')}") from None
+    try:
+        json.dumps(payload, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise BadRequest("Request body holds invalid Unicode: an unpaired surrogate escape such as \\ud800") from None
+    return payload
 
 
 def _event_dicts(payload: Any) -> list[Any]:

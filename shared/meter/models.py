@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Annotated, Any
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -24,12 +26,31 @@ MAX_COUNT = 10**15
 MAX_META_KEYS = 16
 
 RelationId = Annotated[StrictStr, Field(min_length=1, max_length=128)]
-MetaValue = (
-    StrictBool
-    | StrictInt
-    | Annotated[StrictFloat, Field(allow_inf_nan=False)]
-    | Annotated[StrictStr, Field(max_length=256)]
+# Meta numbers must survive DynamoDB (magnitudes 1e-130 to 1e125) and JavaScript clients (safe integers).
+MAX_META_INT = 2**53 - 1
+META_VALUE_RULE = (
+    f"must be a string of at most 256 characters, a boolean, an integer within ±{MAX_META_INT}, "
+    "or a finite number of magnitude 0 or 1e-130 to 1e125"
 )
+
+
+def _meta_value_fits(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return abs(value) <= MAX_META_INT
+    if isinstance(value, float):
+        return math.isfinite(value) and (value == 0 or 1e-130 <= abs(value) <= 1e125)
+    return isinstance(value, str) and len(value) <= 256
+
+
+def _check_meta_value(value: Any) -> Any:
+    if not _meta_value_fits(value):
+        raise ValueError(META_VALUE_RULE)
+    return value
+
+
+MetaValue = Annotated[StrictBool | StrictInt | StrictFloat | StrictStr, BeforeValidator(_check_meta_value)]
 
 
 class UsageEvent(BaseModel):

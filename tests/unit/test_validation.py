@@ -46,6 +46,9 @@ def test_a_single_event_and_a_batch_both_parse():
         ({"identifier": ""}, "identifier"),
         ({"agentId": 7}, "agentId"),
         ({"meta": {"k": {"nested": 1}}}, "meta.k"),
+        ({"meta": {"k": 1.1e257}}, "meta.k"),  # beyond DynamoDB's numbers: found by schemathesis as a 500
+        ({"meta": {"k": 1e-200}}, "meta.k"),
+        ({"meta": {"k": 10**20}}, "meta.k"),  # would lose precision as a float
         ({"meta": {f"k{i}": i for i in range(17)}}, "meta"),
     ],
 )
@@ -128,3 +131,9 @@ def test_credits_rule(event_type, count, explicit, expected):
     from decimal import Decimal
 
     assert credits_for(event_type, count, explicit, {"tokens.input": Decimal("0.002")}) == expected
+
+
+def test_unpaired_surrogate_escapes_are_refused_as_invalid_unicode():
+    body = json.dumps({**GOOD, "id": "\ud800"}, ensure_ascii=True)
+    with pytest.raises(BadRequest, match="Unicode"):
+        parse_events(body, now=NOW)
