@@ -17,6 +17,8 @@ Totals = Counter[str]
 
 def aggregate_items(pk: str, low: str, high: str) -> list[dict[str, Any]]:
     """Aggregate items of one partition with ``low <= sk <= high``."""
+    if low > high:
+        return []
     return dynamo.query_all(
         TableName=get_settings().aggregates_table,
         KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
@@ -26,6 +28,8 @@ def aggregate_items(pk: str, low: str, high: str) -> list[dict[str, Any]]:
 
 def record_range(index: str, key_attribute: str, key: str, start: int, end: int, **extra: Any) -> list[dict]:
     """Records of one index partition created in ``[start, end)``, oldest first."""
+    if start >= end:  # e.g. a future ``from`` with an open end: nothing yet, and no inverted key range
+        return []
     return dynamo.query_all(
         TableName=get_settings().records_table,
         IndexName=index,
@@ -113,6 +117,8 @@ def listed_values(tenant: str, dimension: Dimension, start: int | None, end: int
     """
     low = f"D#{day_key(start)}" if start is not None else "D#"
     high = f"D#{day_key((end if end is not None else now_ms() + 1) - 1)}"
+    if low > high:  # a range wholly in the future
+        return {}
     items = dynamo.query_all(
         TableName=get_settings().aggregates_table,
         IndexName="ByList",

@@ -15,6 +15,7 @@ from meter.errors import BadRequest
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
+LATEST_MS = 10**13 - 1  # record sort keys hold 13-digit millisecond times (until 2286)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -56,16 +57,20 @@ def parse_instant(name: str, value: str, *, end_of_day: bool = False) -> int:
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
-            start = to_ms(datetime(day.year, day.month, day.day, tzinfo=UTC))
-            return start + DAY_MS - 1 if end_of_day else start
-        moment = datetime.fromisoformat(text.replace(" ", "+") if "T" in text else text)
+            moment, unit = datetime(day.year, day.month, day.day, tzinfo=UTC), DAY_MS
+        else:
+            moment = datetime.fromisoformat(text.replace(" ", "+") if "T" in text else text)
+            unit = _unit_ms(text)
     except ValueError:
         raise BadRequest(
             f"Invalid '{name}' parameter: expected ISO 8601 such as 2024-01-01T00:00:00Z or 2024-01-01"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return to_ms(moment) + (_unit_ms(text) - 1 if end_of_day else 0)
+    instant = to_ms(moment) + (unit - 1 if end_of_day else 0)
+    if not 0 <= instant <= LATEST_MS:
+        raise BadRequest(f"Invalid '{name}' parameter: it must fall between 1970-01-01 and {iso(LATEST_MS)[:10]}")
+    return instant
 
 
 def _unit_ms(text: str) -> int:

@@ -40,6 +40,12 @@ def test_unparsable_dates_name_the_parameter(text):
         parse_instant("to", text or " ")
 
 
+@pytest.mark.parametrize("text", ["0030-12-09T23:15:35+03:29", "1969-12-31", "2376-10-28T22:42:47Z"])
+def test_instants_outside_what_records_can_hold_are_refused_naming_the_parameter(text):
+    with pytest.raises(BadRequest, match=r"'from'.*1970-01-01"):
+        parse_instant("from", text)
+
+
 def test_from_after_to_is_rejected_naming_both():
     with pytest.raises(BadRequest, match=r"'from'.*'to'"):
         parse_range("from", "2024-01-16", "to", "2024-01-15")
