@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from local.lambda_runtime import authorizer_event, http_event, invoke
-from local.template import Stack
+from local.template import ROOT, Stack
 from meter.logs import logger
 
 
@@ -35,6 +35,26 @@ class Response:
 
 def _json(status: int, body: Any) -> Response:
     return Response(status, {"Content-Type": "application/json"}, json.dumps(body).encode())
+
+
+DOC_PATHS = ("/openapi.json", "/docs")
+SWAGGER_ASSETS = {"swagger-ui.css": "text/css", "swagger-ui-bundle.js": "text/javascript"}
+
+
+def documentation(path: str, headers: dict[str, str]) -> Response:
+    """The local stack's extras: the OpenAPI document and Swagger UI (no authorizer)."""
+    from local.openapi import SWAGGER_UI, document
+
+    if path == "/openapi.json":
+        host = {k.lower(): v for k, v in headers.items()}.get("host", "127.0.0.1")
+        return _json(200, document(f"http://{host}"))
+    if path == "/docs":
+        return Response(200, {"Content-Type": "text/html; charset=utf-8"}, SWAGGER_UI.encode())
+    asset = path.removeprefix("/docs/")
+    if asset not in SWAGGER_ASSETS:
+        return _json(404, {"message": "Not Found"})
+    body = (ROOT / "node_modules" / "swagger-ui-dist" / asset).read_bytes()
+    return Response(200, {"Content-Type": SWAGGER_ASSETS[asset]}, body)
 
 
 class Gateway:
@@ -89,6 +109,8 @@ class Gateway:
         self, method: str, raw_path: str, raw_query: str, headers: dict[str, str], body: bytes = b""
     ) -> Response:
         """Answer one HTTP request."""
+        if method.upper() == "GET" and (raw_path in DOC_PATHS or raw_path.startswith("/docs/")):
+            return documentation(raw_path, headers)
         found = self._match(method.upper(), raw_path)
         if isinstance(found, Response):
             return found

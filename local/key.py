@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make key")
     parser.add_argument("--tenant")
     parser.add_argument("--scopes", default="ingest,read")
+    parser.add_argument("--rate-limit", help="requests per second for this key (0 = unlimited)")
     parser.add_argument("--redrive", choices=["aggregation", "ingest"])
     args = parser.parse_args(argv)
     running = running_stack()
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         return run([*endpoint, "redrive", args.redrive, "--sqs-endpoint-url", sqs])
     if not args.tenant:
         parser.error("--tenant is required")
-    return run([*endpoint, "create-key", "--tenant", args.tenant, "--scopes", args.scopes])
+    limit = ["--rate-limit", args.rate_limit] if args.rate_limit else []
+    return run([*endpoint, "create-key", "--tenant", args.tenant, "--scopes", args.scopes, *limit])
 
 
 if __name__ == "__main__":

@@ -154,7 +154,11 @@ def _http_handler(gateway: Any) -> type[BaseHTTPRequestHandler]:
             if self.command != "HEAD":
                 self.wfile.write(response.body)
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+        def __getattr__(self, name: str) -> Any:
+            # Any method (TRACE, QUERY, …) reaches the gateway, which answers 404/405 as API Gateway does.
+            if name.startswith("do_"):
+                return self._serve
+            raise AttributeError(name)
 
         def log_message(self, format: str, *args: Any) -> None:
             # The request line only: never headers (they carry API keys).

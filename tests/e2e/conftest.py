@@ -27,11 +27,12 @@ class LocalStack:
     sqs_port: int
     state_dir: Path
 
-    def key(self, tenant: str, scopes: str = "ingest,read") -> str:
+    def key(self, tenant: str, scopes: str = "ingest,read", rate_limit: int | None = None) -> str:
         """A new token via `make key`'s own entry point; its last output line is the token."""
         env = {**os.environ, "LOCAL_STATE_DIR": str(self.state_dir)}
+        limit = ["--rate-limit", str(rate_limit)] if rate_limit is not None else []
         result = subprocess.run(
-            [sys.executable, "-m", "local.key", "--tenant", tenant, "--scopes", scopes],
+            [sys.executable, "-m", "local.key", "--tenant", tenant, "--scopes", scopes, *limit],
             cwd=ROOT,
             env=env,
             capture_output=True,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import boto3
+import pytest
 
 from meter import dynamo
 from meter.config import get_settings
@@ -95,3 +98,40 @@ def test_malformed_json_and_huge_bodies_are_4xx(gateway, keys):
     assert call(gateway, "POST", "/v1/events", keys["acme"], raw_body=b"\xff\xfe").status == 400
     huge = b'{"events": [' + b",".join([b'{"id":"x","type":"t","count":1}'] * 40_000) + b"]}"
     assert call(gateway, "POST", "/v1/events", keys["acme"], raw_body=huge).status == 413
+
+
+HOSTILE_BODIES = {
+    "malformed JSON": (b'{"id": "a",', 400, "not valid JSON"),
+    "invalid UTF-8": (b'{"id": "\xff", "type": "t", "count": 1}', 400, "UTF-8"),
+    "unpaired surrogate": (b'{"id": "\\ud800", "type": "t", "count": 1}', 400, "Unicode"),
+    "deep nesting": (b'{"meta": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5000 + b"}", 400, "JSON"),
+    "wrong type": (b'{"id": "a", "type": "t", "count": "1"}', 400, "count"),
+    "overlong id": (b'{"id": "' + b"x" * 129 + b'", "type": "t", "count": 1}', 400, "id"),
+    "overlong identifier": (
+        b'{"id": "a", "type": "t", "count": 1, "identifier": "' + b"u" * 257 + b'"}',
+        400,
+        "identifier",
+    ),
+    "path traversal type": (b'{"id": "a", "type": "../../etc/passwd", "count": 1}', 400, "type"),
+    "a JSON array": (b"[1, 2]", 400, "event object"),
+    "empty": (b"", 400, "empty"),
+    "too many events": (b'{"events": [' + b",".join([b'{"id":"x","type":"t","count":1}'] * 501) + b"]}", 413, "500"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_BODIES))
+def test_hostile_bodies_get_a_4xx_naming_the_problem(gateway, keys, case):
+    body, status, mentioned = HOSTILE_BODIES[case]
+    response = call(gateway, "POST", "/v1/events", keys["acme"], raw_body=body)
+    assert response.status == status and mentioned in json.dumps(response.json()), response.json()
+
+
+@pytest.mark.parametrize(
+    "identifier",
+    ["../../etc/passwd", "..%2F..%2Fetc", "ü½🚀", "a" * 2000, "%00", "' OR 1=1 --", "<script>"],
+)
+def test_hostile_path_values_are_just_unknown_identifiers(gateway, keys, identifier):
+    from tests.helpers import identifier_path
+
+    response = call(gateway, "GET", identifier_path(identifier), keys["acme"])
+    assert response.status == 404 and response.json() == {"error": "No consumption data found for this identifier"}

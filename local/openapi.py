@@ -1,0 +1,298 @@
+"""The OpenAPI 3.1 document of every route in template.yaml (``/openapi.json`` on the local stack).
+
+The event schema comes from the pydantic model the ingest handler validates with; response
+schemas describe exactly what the use cases return, and every error body is one of ours.
+``python -m local.openapi`` prints it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from meter.chatbotkit import ID_FILTERS, MAX_TAKE
+from meter.ingest import MAX_BATCH_EVENTS
+from meter.models import UsageEvent
+
+Schema = dict[str, Any]
+
+INTEGER: Schema = {"type": "integer"}
+STRING: Schema = {"type": "string"}
+
+
+def _object(properties: dict[str, Schema], optional: tuple[str, ...] = ()) -> Schema:
+    required = [name for name in properties if name not in optional]
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+
+
+def _json(schema: Schema, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ERROR = _object(
+    {"error": STRING, "details": {"type": "array", "items": {"type": "object"}}},
+    optional=("details",),
+)
+GRADIENT_ERROR = _object({"id": STRING, "message": STRING, "request_id": STRING})
+GATEWAY_MESSAGE = _object({"message": STRING})  # API Gateway's own 401 when no Authorization header
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": INTEGER}}
+TOTALS = _object({"tokens": INTEGER, "conversations": INTEGER, "messages": INTEGER})
+USAGE_GROUP = _object(
+    {
+        "measurements": {"type": "array", "items": _object({"tokens": INTEGER, "usage_type": STRING})},
+        "resource_uuid": STRING,
+        "start": STRING,
+        "stop": STRING,
+    }
+)
+DAY_CREDITS = _object({"date": {"type": "string", "format": "date"}, "total_credits": INTEGER})
+DAILY_CREDITS = _object({"data": {"type": "array", "items": DAY_CREDITS}})
+SERIES_POINTS = {"type": "array", "items": _object({"date": INTEGER, "total": INTEGER})}
+LIST_ITEM = _object(
+    {
+        "id": STRING,
+        "type": STRING,
+        "count": INTEGER,
+        "createdAt": INTEGER,
+        "updatedAt": INTEGER,
+        "meta": {"type": "object"},
+        **{name: STRING for name in ID_FILTERS},
+    },
+    optional=("meta", *ID_FILTERS),
+)
+INGEST_RESULT = _object(
+    {
+        "accepted": INTEGER,
+        "duplicates": INTEGER,
+        "conflicts": INTEGER,
+        "results": {
+            "type": "array",
+            "items": _object({"id": STRING, "status": {"enum": ["accepted", "duplicate", "conflict"]}}),
+        },
+    }
+)
+
+
+def _errors(shape: Schema, *statuses: int) -> dict[str, Any]:
+    descriptions = {
+        400: "A parameter or field is invalid; the message names it",
+        403: "The key lacks the route's scope",
+        404: "Nothing of this tenant matches",
+        409: "An event id is stored with a different body",
+        413: "Body or batch too large",
+    }
+    responses = {
+        "401": _json({"anyOf": [shape, GATEWAY_MESSAGE]}, "Missing, malformed, unknown, revoked or wrong key"),
+        "429": {**_json(shape, "Over the key's rate limit"), "headers": RETRY_AFTER},
+    }
+    responses.update({str(status): _json(shape, descriptions[status]) for status in statuses})
+    return responses
+
+
+def _path(name: str) -> Schema:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+
+
+def _query(name: str, description: str, schema: Schema = STRING) -> Schema:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+INSTANT: Schema = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}]}
+RANGE = [
+    _query("from", "Start, inclusive: ISO 8601 date-time (UTC if no zone) or date", INSTANT),
+    _query("to", "End, inclusive of the unit written (a date covers the whole day)", INSTANT),
+]
+
+
+def _get(summary: str, parameters: list[Schema], ok: dict[str, Any], shape: Schema = ERROR, *errors: int) -> Schema:
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": parameters,
+            "responses": {"200": ok, **_errors(shape, 400, 403, *errors)},
+        }
+    }
+
+
+def _event_schemas() -> tuple[Schema, dict[str, Schema]]:
+    schema = UsageEvent.model_json_schema(ref_template="#/components/schemas/{model}")
+    definitions = schema.pop("$defs", {})
+    return schema, definitions
+
+
+def document(server_url: str = "/") -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document."""
+    event, definitions = _event_schemas()
+    event_ref = {"$ref": "#/components/schemas/UsageEvent"}
+    batch = _object({"events": {"type": "array", "items": event_ref, "minItems": 1, "maxItems": MAX_BATCH_EVENTS}})
+    paths: dict[str, Any] = {
+        "/v1/events": {
+            "post": {
+                "summary": "Store one usage event or a batch, each exactly once (scope ingest)",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"anyOf": [event_ref, batch]}}},
+                },
+                "responses": {
+                    "200": _json(INGEST_RESULT, "Every event stored now or before (accepted or duplicate)"),
+                    "409": _json(INGEST_RESULT, "At least one id is stored with a different body"),
+                    **_errors(ERROR, 400, 403, 413),
+                },
+            }
+        },
+        "/api/v1/consumption/identifier/{identifier}/dates": _get(
+            "AgentsGT: credits per day of one end user",
+            [_path("identifier"), *RANGE],
+            _json(DAILY_CREDITS, "Days ascending, zero days omitted"),
+            ERROR,
+            404,
+        ),
+        "/api/v1/consumption/agent/{agentId}/dates": _get(
+            "AgentsGT: credits per day of one agent",
+            [_path("agentId"), *RANGE],
+            _json(DAILY_CREDITS, "Days ascending"),
+            ERROR,
+            404,
+        ),
+        "/api/v1/consumption/agent/{agentId}/models": _get(
+            "AgentsGT: credits per model of one agent",
+            [_path("agentId"), *RANGE],
+            _json(
+                _object(
+                    {
+                        "data": {
+                            "type": "array",
+                            "items": _object({"model_id": STRING, "name": STRING, "total_credits": INTEGER}),
+                        }
+                    }
+                ),
+                "Most credits first",
+            ),
+            ERROR,
+            404,
+        ),
+        "/api/v1/consumption/organization/{orgId}/summary": _get(
+            "AgentsGT: total credits of the organization (the tenant)",
+            [_path("orgId"), *RANGE],
+            _json(
+                _object(
+                    {
+                        "data": _object(
+                            {
+                                "organization_id": STRING,
+                                "total_consumption": INTEGER,
+                                "period": _object({"from": {"type": ["string", "null"]}, "to": STRING}),
+                            }
+                        )
+                    }
+                ),
+                "Totals over the period",
+            ),
+            ERROR,
+            404,
+        ),
+        "/api/v1/consumption/organization/{orgId}/agents": _get(
+            "AgentsGT: credits per agent of the organization",
+            [_path("orgId"), *RANGE],
+            _json(
+                _object({"data": {"type": "array", "items": _object({"agent_id": STRING, "total_credits": INTEGER})}}),
+                "Most credits first",
+            ),
+            ERROR,
+            404,
+        ),
+        "/v2/gen-ai/agents/{uuid}/usage": _get(
+            "DigitalOcean Gradient: token usage of one agent",
+            [
+                _path("uuid"),
+                _query("start", "RFC 3339 start (default: all time)", INSTANT),
+                _query("stop", "RFC 3339 end (default: now)", INSTANT),
+            ],
+            _json(_object({"usage": USAGE_GROUP, "log_insights_usage": USAGE_GROUP}), "Measurements by usage type"),
+            GRADIENT_ERROR,
+            404,
+        ),
+        "/api/v1/usage/list": _get(
+            "ChatBotKit: usage records, newest first, cursor-paged (Accept: text/csv for CSV)",
+            [
+                _query("take", f"Page size, 1 to {MAX_TAKE}", {"type": "integer", "minimum": 1, "maximum": MAX_TAKE}),
+                _query("cursor", "The previous page's cursor, unchanged"),
+                _query("order", "asc for oldest first", {"enum": ["asc", "desc"]}),
+                _query("type", "Comma-separated event types"),
+                *[_query(name, f"Comma-separated {name} values") for name in ID_FILTERS],
+            ],
+            {
+                "description": "One page; cursor only when more records follow",
+                "content": {
+                    "application/json": {
+                        "schema": _object(
+                            {"items": {"type": "array", "items": LIST_ITEM}, "cursor": STRING}, optional=("cursor",)
+                        )
+                    },
+                    "text/csv": {"schema": STRING},
+                },
+            },
+        ),
+        "/api/v1/usage/series/fetch": _get(
+            "ChatBotKit: daily totals of the last 90 days",
+            [],
+            _json(
+                _object({"tokens": SERIES_POINTS, "conversations": SERIES_POINTS, "messages": SERIES_POINTS}),
+                "Days with a non-zero total, midnight UTC in Unix ms",
+            ),
+        ),
+        "/api/v1/usage/fetch": _get(
+            "ChatBotKit: totals of the current billing period",
+            [],
+            _json(
+                _object(
+                    {
+                        **TOTALS["properties"],
+                        "database": _object(
+                            {
+                                name: INTEGER
+                                for name in ("datasets", "records", "skillsets", "abilities", "files", "users")
+                            }
+                        ),
+                    }
+                ),
+                "Period totals",
+            ),
+        ),
+        "/api/v1/bot/{botId}/usage/fetch": _get(
+            "ChatBotKit: totals of one bot", [_path("botId"), *RANGE], _json(TOTALS, "Totals (zero when unknown)")
+        ),
+        "/api/v1/conversation/{conversationId}/usage/fetch": _get(
+            "ChatBotKit: totals of one conversation",
+            [_path("conversationId"), *RANGE],
+            _json(TOTALS, "Totals (zero when unknown)"),
+        ),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Agent usage meter",
+            "version": "1",
+            "description": "Usage events in; AgentsGT, DigitalOcean Gradient and ChatBotKit usage APIs out.",
+        },
+        "servers": [{"url": server_url}],
+        "security": [{"bearerAuth": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "pk_…:sk_…"}},
+            "schemas": {"UsageEvent": event, **definitions},
+        },
+    }
+
+
+SWAGGER_UI = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Agent usage meter API</title>
+<link rel="stylesheet" href="/docs/swagger-ui.css"></head>
+<body><div id="ui"></div><script src="/docs/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui", persistAuthorization: true});</script>
+</body></html>
+"""
+
+
+if __name__ == "__main__":
+    print(json.dumps(document(), indent=2))
