@@ -18,7 +18,11 @@ from tests.helpers import aggregator, recount, stored_aggregates
 
 DAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
 START, END = to_ms(DAY), to_ms(DAY) + DAY_MS
-LATER = now_ms() + GRACE_MS + 60_000  # every record is older than the grace period
+
+
+def later() -> int:
+    """A moment when every record stored so far is past the grace period."""
+    return now_ms() + GRACE_MS + 60_000
 
 
 def _ingest(tenant: str, count: int, prefix: str = "e") -> None:
@@ -72,24 +76,24 @@ def test_lost_and_corrupted_aggregates_are_restored_exactly(counted):
     )
     globex_before = _stored("globex")
 
-    report = reconcile_window("acme", START, END, LATER)
+    report = reconcile_window("acme", START, END, later())
 
     assert report.drifted == report.repaired == 2 and report.uncounted == 0
     assert _stored("acme") == _truth("acme")
     assert _stored("globex") == globex_before
-    assert reconcile_window("acme", START, END, LATER).drifted == 0  # nothing left to repair
+    assert reconcile_window("acme", START, END, later()).drifted == 0  # nothing left to repair
 
 
 def test_events_the_stream_dropped_are_counted_once(counted):
     _ingest("acme", 6, prefix="dropped")  # stored, but their stream records never reach the aggregator
 
-    report = reconcile_window("acme", START, END, LATER)
+    report = reconcile_window("acme", START, END, later())
 
     assert report.uncounted == 6
     assert _stored("acme") == _truth("acme")
     aggregator(STACK).drain()  # the stream records turn up after all: their markers skip them
     assert _stored("acme") == _truth("acme")
-    assert reconcile_window("acme", START, END, LATER).uncounted == 0
+    assert reconcile_window("acme", START, END, later()).uncounted == 0
 
 
 def test_records_within_the_grace_period_are_left_to_the_stream(counted):
@@ -112,7 +116,7 @@ def test_reconcile_all_covers_every_tenant(counted):
     dynamo.client().delete_item(
         TableName=_aggregates(), Key={"pk": {"S": "globex#T"}, "sk": {"S": f"D#{DAY:%Y-%m-%d}"}}
     )
-    report = reconcile_all(LATER, windows=[(START, END)])
+    report = reconcile_all(later(), windows=[(START, END)])
     assert report.repaired == 1
     assert _stored("globex") == _truth("globex")
 
