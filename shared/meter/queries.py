@@ -109,17 +109,13 @@ def total(days: dict[str, Totals]) -> Totals:
     return result
 
 
-def listed_values(tenant: str, dimension: Dimension, start: int | None, end: int | None, scope: str = "") -> dict:
-    """Values of a listed dimension active on any day touching ``[start, end)``: key → display value.
-
-    Keyed by the ``ByList`` index (never a scan); it holds keys and values only, so callers that
-    need totals read each value with ``daily_totals``.
-    """
+def listed_items(tenant: str, dimension: Dimension, start: int | None, end: int | None, scope: str = "") -> list:
+    """``ByList`` entries (``pk``, ``sk``, ``v``) of a listed dimension's day items touching ``[start, end)``."""
     low = f"D#{day_key(start)}" if start is not None else "D#"
     high = f"D#{day_key((end if end is not None else now_ms() + 1) - 1)}"
     if low > high:  # a range wholly in the future
-        return {}
-    items = dynamo.query_all(
+        return []
+    return dynamo.query_all(
         TableName=get_settings().aggregates_table,
         IndexName="ByList",
         KeyConditionExpression="lk = :lk AND sk BETWEEN :low AND :high",
@@ -129,6 +125,15 @@ def listed_values(tenant: str, dimension: Dimension, start: int | None, end: int
             ":high": {"S": high},
         },
     )
+
+
+def listed_values(tenant: str, dimension: Dimension, start: int | None, end: int | None, scope: str = "") -> dict:
+    """Values of a listed dimension active on any day touching ``[start, end)``: key → display value.
+
+    Keyed by the ``ByList`` index (never a scan); it holds keys and values only, so callers that
+    need totals read each value with ``daily_totals``.
+    """
+    items = listed_items(tenant, dimension, start, end, scope)
     return {item["pk"].split("#", 2)[2]: item.get("v", "") for item in items}
 
 

@@ -31,7 +31,7 @@ from meter.aggregation import aggregate, coalesce
 from meter.config import get_settings
 from meter.dimensions import AGENT, AGENT_MODEL, DIMENSIONS, TENANT, Dimension
 from meter.logs import logger
-from meter.queries import counters, record_range
+from meter.queries import counters, listed_items, record_range
 from meter.records import UsageRecord, record_from_item
 from meter.timerange import DAY_MS, HOUR_MS, day_key, hour_key
 
@@ -95,17 +95,7 @@ def _listed_day_keys(tenant: str, start: int, end: int) -> set[AggregateKey]:
     """Day items of every listed value active in the window (found even if no record names them)."""
 
     def listed(dimension: Dimension, scope: str = "") -> set[AggregateKey]:
-        items = dynamo.query_all(
-            TableName=get_settings().aggregates_table,
-            IndexName="ByList",
-            KeyConditionExpression="lk = :lk AND sk BETWEEN :low AND :high",
-            ExpressionAttributeValues={
-                ":lk": {"S": dimension.list_key(tenant, scope)},
-                ":low": {"S": f"D#{day_key(start)}"},
-                ":high": {"S": f"D#{day_key(end - 1)}"},
-            },
-        )
-        return {(item["pk"], item["sk"]) for item in items}
+        return {(item["pk"], item["sk"]) for item in listed_items(tenant, dimension, start, end, scope)}
 
     keys = {
         key
