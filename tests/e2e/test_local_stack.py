@@ -230,6 +230,37 @@ def test_meterctl_against_the_local_endpoint_with_no_aws_configuration(stack, te
     assert card.returncode == 0 and json.loads(card.stdout) == {"message": "0.5"}
 
 
+def test_make_redrive_finds_the_local_queues_and_reports(stack):
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=f"http://127.0.0.1:{stack.sqs_port}",
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    dead_letters = sqs.get_queue_url(QueueName="IngestDeadLetterQueue")["QueueUrl"]
+    tenant = f"dl{uuid.uuid4().hex[:6]}"
+    token = stack.key(tenant)
+    sqs.send_message(
+        QueueUrl=dead_letters,
+        MessageBody='{"id": "dl-1", "type": "message", "count": 1}',
+        MessageAttributes={"tenant": {"DataType": "String", "StringValue": tenant}},
+    )
+    env = {**os.environ, "LOCAL_STATE_DIR": str(stack.state_dir)}
+    for which, moved in (("ingest", 1), ("aggregation", 0)):
+        done = subprocess.run(
+            [sys.executable, "-m", "local.key", "--redrive", which], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["redriven"] == moved
+    url = f"{stack.base_url}/api/v1/usage/list"
+
+    def listed_ids() -> list[str]:
+        return [item["id"] for item in requests.get(url, headers=headers(token), timeout=10).json()["items"]]
+
+    assert eventually(lambda: listed_ids() == ["dl-1"])  # requeued, then ingested
+
+
 def test_a_second_runner_on_the_same_state_says_so(stack):
     result = subprocess.run(
         [sys.executable, "-m", "local", "--in-memory", "--state-dir", str(stack.state_dir)],
