@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
 import pytest
 import requests
 
@@ -26,6 +27,17 @@ class LocalStack:
     dynamodb_port: int
     sqs_port: int
     state_dir: Path
+
+    def client(self, service: str):
+        """A boto3 client for the stack's DynamoDB Local or local SQS, with throwaway credentials."""
+        port = self.sqs_port if service == "sqs" else self.dynamodb_port
+        return boto3.client(
+            service,
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
 
     def key(self, tenant: str, scopes: str = "ingest,read", rate_limit: int | None = None) -> str:
         """A new token via `make key`'s own entry point; its last output line is the token."""

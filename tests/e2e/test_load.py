@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from urllib.parse import urlparse
 
-import boto3
 import pytest
 import requests
 
@@ -32,16 +31,6 @@ BATCH = 50
 
 def _headers(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def _local_dynamodb(stack):
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=f"http://127.0.0.1:{stack.dynamodb_port}",
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
 
 
 def _records(client, tenant: str) -> list:
@@ -87,7 +76,7 @@ def test_one_event_id_sent_by_20_clients_at_once_is_stored_once_and_counted_once
         statuses = Counter(pool.map(send, range(20)))
 
     assert statuses == {"accepted": 1, "duplicate": 19}
-    client = _local_dynamodb(stack)
+    client = stack.client("dynamodb")
     assert len(_records(client, tenant)) == 1
     stored = _quiescent_aggregates(client, tenant, expected_events=1)
     assert stored == recount(_records(client, tenant))
@@ -155,7 +144,7 @@ def test_a_hot_tenant_loses_nothing_and_every_aggregate_equals_a_recount(stack):
     print(f"hot tenant: {total} events in {elapsed:.1f} s ({total / elapsed:.0f} events/s offered and accepted)")
 
     assert accepted == total
-    client = _local_dynamodb(stack)
+    client = stack.client("dynamodb")
     records = _records(client, tenant)
     assert len(records) == total
     assert _quiescent_aggregates(client, tenant, expected_events=total) == recount(records)

@@ -12,7 +12,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
-import boto3
 import pytest
 import requests
 
@@ -181,13 +180,7 @@ def test_duplicates_and_conflicts_over_http(stack, tenant):
 
 
 def test_queue_ingestion_reaches_the_api(stack, tenant):
-    sqs = boto3.client(
-        "sqs",
-        endpoint_url=f"http://127.0.0.1:{stack.sqs_port}",
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    sqs = stack.client("sqs")
     queue_url = sqs.get_queue_url(QueueName="IngestQueue")["QueueUrl"]
     event = {"id": "from-queue", "type": "message", "count": 1, "credits": 4, "identifier": "queue@example.com"}
     sqs.send_message(
@@ -231,13 +224,7 @@ def test_meterctl_against_the_local_endpoint_with_no_aws_configuration(stack, te
 
 
 def test_make_redrive_finds_the_local_queues_and_reports(stack):
-    sqs = boto3.client(
-        "sqs",
-        endpoint_url=f"http://127.0.0.1:{stack.sqs_port}",
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    sqs = stack.client("sqs")
     dead_letters = sqs.get_queue_url(QueueName="IngestDeadLetterQueue")["QueueUrl"]
     tenant = f"dl{uuid.uuid4().hex[:6]}"
     token = stack.key(tenant)
