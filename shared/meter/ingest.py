@@ -8,6 +8,7 @@ record, so only new events are ever aggregated.
 from __future__ import annotations
 
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from meter.timerange import DAY_MS, now_ms, to_ms
 MAX_BATCH_EVENTS = 500
 MAX_BODY_BYTES = 1_000_000
 _PUT_WORKERS = 16
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # \ud800-\udfff, paired or not
 
 
 @dataclass
@@ -59,10 +61,13 @@ def _decode(body: str | bytes | None) -> Any:
         raise BadRequest("Request body is not valid UTF-8") from None
     except (json.JSONDecodeError, RecursionError) as bad:
         raise BadRequest(f"Request body is not valid JSON: {getattr(bad, 'msg', 'too deeply nested')}") from None
-    try:
-        json.dumps(payload, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        raise BadRequest("Request body holds invalid Unicode: an unpaired surrogate escape such as \\ud800") from None
+    if _SURROGATE_ESCAPE.search(raw):  # rare: only then pay for a second pass over the body
+        try:
+            json.dumps(payload, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise BadRequest(
+                "Request body holds invalid Unicode: an unpaired surrogate escape such as \\ud800"
+            ) from None
     return payload
 
 
