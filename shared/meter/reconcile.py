@@ -79,16 +79,11 @@ def _counted_ids(records: list[UsageRecord]) -> set[str]:
 
 
 def _within(key: AggregateKey, start: int, end: int) -> bool:
-    """Whether an aggregate item's bucket lies wholly inside ``[start, end)``."""
-    kind, stamp = key[1][0], key[1][2:]
-    if kind == "D":
-        return start <= _bucket_start(stamp, DAY_MS) and _bucket_start(stamp, DAY_MS) + DAY_MS <= end
-    return start <= _bucket_start(stamp, HOUR_MS) and _bucket_start(stamp, HOUR_MS) + HOUR_MS <= end
-
-
-def _bucket_start(stamp: str, unit: int) -> int:
-    moment = datetime.strptime(stamp, "%Y-%m-%d" if unit == DAY_MS else "%Y-%m-%dT%H").replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    """Whether an aggregate item's bucket (``D#day`` or ``H#hour``) lies wholly inside ``[start, end)``."""
+    daily = key[1][0] == "D"
+    moment = datetime.strptime(key[1][2:], "%Y-%m-%d" if daily else "%Y-%m-%dT%H").replace(tzinfo=UTC)
+    bucket = int(moment.timestamp() * 1000)
+    return start <= bucket and bucket + (DAY_MS if daily else HOUR_MS) <= end
 
 
 def _listed_day_keys(tenant: str, start: int, end: int) -> set[AggregateKey]:
@@ -179,13 +174,12 @@ def reconcile_window(tenant: str, start: int, end: int, now: int) -> ReconcileRe
     report.records = len(records)
 
     expected = {k: +v for k, v in coalesce([r for r in records if r.id in counted]).items() if _within(k, start, end)}
+    # The tenant's own hour and day items are candidates even when no record names them.
     whole_tenant = TENANT.pk(tenant, "")
-    candidates = set(expected) | {(whole_tenant, f"H#{hour_key(h)}") for h in range(start, end, HOUR_MS)}
-    candidates |= {
-        (whole_tenant, f"D#{day_key(d)}")
-        for d in range(start, end, DAY_MS)
-        if _within((whole_tenant, f"D#{day_key(d)}"), start, end)
-    }
+    buckets = [f"H#{hour_key(h)}" for h in range(start, end, HOUR_MS)] + [
+        f"D#{day_key(d)}" for d in range(start, end, DAY_MS)
+    ]
+    candidates = set(expected) | {(whole_tenant, b) for b in buckets if _within((whole_tenant, b), start, end)}
     candidates |= {k for k in _listed_day_keys(tenant, start, end) if _within(k, start, end)}
     stored = _stored(candidates)
     drifted = {k: v for k, v in stored.items() if v != expected.get(k, Counter())}
