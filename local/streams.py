@@ -2,7 +2,14 @@
 
 Follows the template's mapping: batch size, batching window, FilterCriteria, bisect on
 function error, ReportBatchItemFailures (resume from the lowest failed sequence number, never
-skip a record), MaximumRetryAttempts and the on-failure destination.
+skip a record), MaximumRetryAttempts, the on-failure destination, and tumbling windows.
+
+With ``TumblingWindowInSeconds`` each shard's records are grouped by their arrival second into
+windows; every invocation carries ``shardId``, ``window``, the ``state`` the previous invocation
+of the window returned, and ``isFinalInvokeForWindow``. A window's final invocation comes once
+the clock passes its end (or a later window's record arrives, or ``close_windows`` forces it, as
+time passing would). An invocation that fails is retried with the same state and records; when
+the retries run out, the window's records so far go to the on-failure destination.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +61,24 @@ def _matches_rule(rule: Any, value: Any) -> bool:
     return rule == value
 
 
+@dataclass
+class _Window:
+    """One shard's open tumbling window: its bounds, the state so far, and its first record."""
+
+    start: int
+    end: int
+    shard: str
+    arn: str
+    first_sequence: str = ""
+    last_sequence: str = ""
+    state: dict[str, Any] = field(default_factory=dict)
+    resume_from: str | None = None  # the checkpoint to restart from while the window is open
+
+
+def _iso(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class StreamMapping:
     """One stream event source mapping: poll, filter, batch, invoke, retry, dead-letter."""
 
@@ -63,6 +90,7 @@ class StreamMapping:
         on_failure: FailureSink,
         checkpoint: Path | None = None,
         retry_delay: float = 0.2,
+        clock: Callable[[], float] = time.time,
     ):
         self.source = source
         self.function = function
@@ -70,6 +98,8 @@ class StreamMapping:
         self.on_failure = on_failure
         self.checkpoint = checkpoint
         self.retry_delay = retry_delay
+        self.clock = clock
+        self._windows: dict[str, _Window] = {}  # per shard key
         self.filters = [json.loads(p) if isinstance(p, str) else p for p in source.filters]
         self._iterators: dict[str, str | None] = {}
         self._arn: tuple[float, str | None] | None = None
@@ -102,8 +132,16 @@ class StreamMapping:
 
     def _save_checkpoint(self) -> None:
         if self.checkpoint:
+            # An open window's state lives in memory only: a restart re-reads its records (the
+            # aggregator's ledger skips whatever a previous run committed).
+            positions = dict(self._positions)
+            for key, window in self._windows.items():
+                if window.resume_from is None:
+                    positions.pop(key, None)
+                else:
+                    positions[key] = window.resume_from
             self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            self.checkpoint.write_text(json.dumps({"positions": self._positions, "delivered": self.delivered}))
+            self.checkpoint.write_text(json.dumps({"positions": positions, "delivered": self.delivered}))
 
     def _shards(self, streams: Any, arn: str) -> list[dict[str, Any]]:
         cached = self._shard_cache.get(arn)
@@ -172,7 +210,7 @@ class StreamMapping:
 
     # -- delivery ------------------------------------------------------------------------
     def poll_once(self) -> int:
-        """Deliver what the stream holds now; returns how many records were read."""
+        """Deliver what the stream holds now (and close windows whose time is up); records read."""
         arn = self.stream_arn()
         if not arn:
             return 0
@@ -183,21 +221,31 @@ class StreamMapping:
                 wanted = [
                     r for k, r in chunk if k == key and (not self.filters or any(matches(f, r) for f in self.filters))
                 ]
+                if self.source.tumbling_seconds:
+                    self._deliver_windowed(key, wanted)
+                    continue
                 for batch_start in range(0, len(wanted), self.source.batch_size):
                     batch = wanted[batch_start : batch_start + self.source.batch_size]
                     self._deliver(batch, attempt=0, shard=key.split("|", 1)[1])
             for key, record in chunk:
                 self._positions[key] = record["dynamodb"]["SequenceNumber"]
         self.delivered += len(read)
-        if read:
+        closed = self.close_windows(self.clock())
+        if read or closed:
             self._save_checkpoint()
         return len(read)
 
-    def drain(self, quiet_polls: int = 2, timeout: float = 60.0) -> None:
-        """Poll until the stream has nothing new for ``quiet_polls`` polls in a row."""
+    def drain(self, quiet_polls: int = 2, timeout: float = 60.0, close_windows: bool = True) -> None:
+        """Poll until the stream has nothing new for ``quiet_polls`` polls in a row.
+
+        With ``close_windows`` every open tumbling window then gets its final invocation, as the
+        passing of its end time would bring.
+        """
         deadline, quiet = time.monotonic() + timeout, 0
         while quiet < quiet_polls and time.monotonic() < deadline:
             quiet = quiet + 1 if self.poll_once() == 0 else 0
+        if close_windows:
+            self.close_windows()
 
     def run(self, stop: threading.Event) -> None:
         """Poll continuously, honouring the batching window, until ``stop`` is set."""
@@ -208,6 +256,86 @@ class StreamMapping:
             except Exception:
                 logger.exception("stream poll failed", extra={"function": self.function.logical_id})
                 stop.wait(1.0)
+
+    # -- tumbling windows ------------------------------------------------------------------
+    def _window_start(self, record: dict[str, Any]) -> int:
+        size = self.source.tumbling_seconds
+        return int(record["dynamodb"].get("ApproximateCreationDateTime") or self.clock()) // size * size
+
+    def _open_window(self, key: str, record: dict[str, Any], start: int) -> _Window:
+        window = self._windows.get(key)
+        if window is not None and window.start != start:
+            self._final_invoke(key, [])  # a later window's record: this one has ended
+            window = None
+        if window is None:
+            shard = key.split("|", 1)[1]
+            window = _Window(start, start + self.source.tumbling_seconds, shard, record["eventSourceARN"])
+            window.resume_from = self._positions.get(key)
+            self._windows[key] = window
+        return window
+
+    def _deliver_windowed(self, key: str, records: list[dict[str, Any]]) -> None:
+        batch: list[dict[str, Any]] = []
+        current: _Window | None = None
+        for record in records:
+            start = self._window_start(record)
+            if current is not None and batch and (start != current.start or len(batch) == self.source.batch_size):
+                self._invoke_window(current, batch, final=False)
+                batch = []
+            current = self._open_window(key, record, start)
+            batch.append(record)
+        if current is not None and batch:
+            self._invoke_window(current, batch, final=False)
+
+    def close_windows(self, now: float | None = None) -> int:
+        """Give every open window whose end is at or before ``now`` (all, if None) its final invocation."""
+        due = [key for key, window in self._windows.items() if now is None or window.end <= now]
+        for key in due:
+            self._final_invoke(key, [])
+        if due and now is None:
+            self._save_checkpoint()
+        return len(due)
+
+    def _final_invoke(self, key: str, batch: list[dict[str, Any]]) -> None:
+        window = self._windows.pop(key)
+        self._invoke_window(window, batch, final=True)
+
+    def _invoke_window(self, window: _Window, batch: list[dict[str, Any]], final: bool) -> None:
+        """One invocation of a window, retried with the same state and records until it succeeds."""
+        if batch:
+            window.first_sequence = window.first_sequence or batch[0]["dynamodb"]["SequenceNumber"]
+            window.last_sequence = batch[-1]["dynamodb"]["SequenceNumber"]
+        event = {
+            "Records": batch,
+            "shardId": window.shard,
+            "eventSourceARN": window.arn,
+            "window": {"start": _iso(window.start), "end": _iso(window.end)},
+            "state": window.state,
+            "isFinalInvokeForWindow": final,
+            "isWindowTerminatedEarly": False,
+        }
+        attempt = 0
+        while True:
+            try:
+                response = invoke(self.function, event)
+                if not isinstance(response, dict) or "state" not in response or response.get("batchItemFailures"):
+                    raise RuntimeError("the function returned no state, or failed records, for a windowed batch")
+                window.state = response["state"] or {}
+                return
+            except Exception:
+                logger.exception("window invocation failed", extra={"records": len(batch), "attempt": attempt})
+                attempt += 1
+                if self._exhausted(attempt):
+                    self._dead_letter_window(window)
+                    return
+                time.sleep(self.retry_delay)
+
+    def _dead_letter_window(self, window: _Window) -> None:
+        """The window's records so far go to the on-failure destination; the window starts afresh."""
+        window.state = {}
+        if window.first_sequence:
+            self._send_failure(window.shard, window.first_sequence, window.last_sequence, window.arn, None)
+        window.first_sequence = window.last_sequence = ""
 
     def _exhausted(self, attempt: int) -> bool:
         return 0 <= self.source.max_retries < attempt
@@ -249,7 +377,14 @@ class StreamMapping:
         return min(indexes) if len(indexes) == len(failures) else 0
 
     def _dead_letter(self, batch: list[dict[str, Any]], shard: str) -> None:
-        logger.error("stream batch dead-lettered", extra={"records": len(batch)})
+        first, last = batch[0]["dynamodb"]["SequenceNumber"], batch[-1]["dynamodb"]["SequenceNumber"]
+        self._send_failure(shard, first, last, batch[0]["eventSourceARN"], len(batch))
+
+    def _send_failure(self, shard: str, first: str, last: str, arn: str, size: int | None) -> None:
+        logger.error("stream batch dead-lettered", extra={"shard": shard, "first": first, "last": last})
+        info = {"shardId": shard, "startSequenceNumber": first, "endSequenceNumber": last, "streamArn": arn}
+        if size is not None:
+            info["batchSize"] = size
         self.on_failure(
             {
                 "requestContext": {
@@ -257,12 +392,6 @@ class StreamMapping:
                     "functionArn": self.function.logical_id,
                     "approximateInvokeCount": self.source.max_retries + 1,
                 },
-                "DDBStreamBatchInfo": {
-                    "shardId": shard,
-                    "startSequenceNumber": batch[0]["dynamodb"]["SequenceNumber"],
-                    "endSequenceNumber": batch[-1]["dynamodb"]["SequenceNumber"],
-                    "batchSize": len(batch),
-                    "streamArn": batch[0]["eventSourceARN"],
-                },
+                "DDBStreamBatchInfo": info,
             }
         )

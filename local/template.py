@@ -86,6 +86,7 @@ class StreamSource:
     report_item_failures: bool
     max_retries: int
     on_failure: str | None
+    tumbling_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -101,11 +102,17 @@ class QueueSource:
 class Stack:
     """The resources of template.yaml, with Ref/GetAtt/Sub resolved to local names."""
 
-    def __init__(self, template: dict[str, Any] | None = None, table_prefix: str = ""):
+    def __init__(
+        self, template: dict[str, Any] | None = None, table_prefix: str = "", parameters: dict[str, str] | None = None
+    ):
         self.template = template or load()
         self.resources: dict[str, dict[str, Any]] = self.template["Resources"]
         self.table_prefix = table_prefix
         self.parameters = {k: str(v.get("Default", "")) for k, v in self.template.get("Parameters", {}).items()}
+        unknown = sorted(set(parameters or {}) - set(self.parameters))
+        if unknown:
+            raise ValueError(f"Unknown template parameters: {', '.join(unknown)}")
+        self.parameters.update(parameters or {})
 
     # -- intrinsic functions -------------------------------------------------------------
     def physical_name(self, logical_id: str) -> str:
@@ -243,6 +250,7 @@ class Stack:
                         report_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
                         max_retries=int(props.get("MaximumRetryAttempts", -1)),
                         on_failure=self._target(on_failure) if on_failure else None,
+                        tumbling_seconds=int(props.get("TumblingWindowInSeconds", 0)),
                     )
                 )
         return result

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from local.gateway import Gateway, Response
 from local.streams import StreamMapping
 from local.template import Stack
-from meter import dynamo
+from meter import dynamo, keys
 from meter.records import UsageRecord
 
 
@@ -46,37 +45,57 @@ def aggregator(stack: Stack, dead_letters: list[dict[str, Any]] | None = None) -
     )
 
 
-def recount(records: list[UsageRecord]) -> dict[tuple[str, str], dict[str, int]]:
-    """Independent recount of what every aggregate item must hold."""
-    totals: dict[tuple[str, str], Counter] = defaultdict(Counter)
+Bucket = tuple[str, str, Any, str, int]  # tenant, dimension, value, "day" | "hour", bucket start (ms)
+_DIMENSION_NAMES = {"T": "tenant", "I": "identifier", "A": "agent", "M": "agent model", "DS": "dataset",
+                    "SK": "skillset", "AB": "ability"}  # fmt: skip
+
+
+def recount(records: list[UsageRecord]) -> dict[Bucket, dict[str, int]]:
+    """What every aggregate must hold, from the rules alone (never from storage key strings).
+
+    Every event counts for its tenant, its end user, its agent, its agent's model (agent and model
+    both set), per UTC hour and day; for its dataset, skillset and ability per UTC day only. It adds
+    one event, its credits, its count under its type, and its count to tokens (types starting with
+    ``tokens``), messages (``message``) or conversations (``conversation``).
+    """
+    totals: dict[Bucket, Counter] = defaultdict(Counter)
     for r in records:
-        moment = datetime.fromtimestamp(r.ts / 1000, tz=UTC)
-        model, dataset = r.relations.get("model"), r.relations.get("datasetId")
-        dims = [f"{r.tenant}#T"]
-        dims += [f"{r.tenant}#I#{r.identifier}"] if r.identifier else []
-        dims += [f"{r.tenant}#A#{r.agent_id}"] if r.agent_id else []
-        dims += [f"{r.tenant}#M#{len(r.agent_id)}:{r.agent_id}#{model}"] if r.agent_id and model else []
-        day_only = [f"{r.tenant}#DS#{dataset}"] if dataset else []
+        relation = r.relations.get
+        hourly = [("tenant", None), ("identifier", relation("identifier")), ("agent", relation("agentId"))]
+        if relation("agentId") and relation("model"):
+            hourly.append(("agent model", (relation("agentId"), relation("model"))))
+        daily = [(name, relation(f"{name}Id")) for name in ("dataset", "skillset", "ability")]
         added = Counter({"events": 1, "credits": r.credits, f"n:{r.type}": r.count})
         added["tokens"] += r.count if r.type.startswith("tokens") else 0
         added["messages"] += r.count if r.type == "message" else 0
         added["conversations"] += r.count if r.type == "conversation" else 0
-        for pk in dims:
-            for sk in (moment.strftime("D#%Y-%m-%d"), moment.strftime("H#%Y-%m-%dT%H")):
-                totals[(pk, sk)].update(added)
-        for pk in day_only:
-            totals[(pk, moment.strftime("D#%Y-%m-%d"))].update(added)
-    return {key: {k: v for k, v in c.items() if v} for key, c in totals.items()}
+        day, hour = r.ts // 86_400_000 * 86_400_000, r.ts // 3_600_000 * 3_600_000
+        for name, value in hourly:
+            if name == "tenant" or value is not None:
+                totals[(r.tenant, name, value, "day", day)].update(added)
+                totals[(r.tenant, name, value, "hour", hour)].update(added)
+        for name, value in daily:
+            if value is not None:
+                totals[(r.tenant, name, value, "day", day)].update(added)
+    return {key: {k: v for k, v in c.items() if v} for key, c in totals.items() if +c}
 
 
-def stored_aggregates(client: Any, table: str, tenant: str | None = None) -> dict[tuple[str, str], dict[str, int]]:
-    """Every aggregate item (of one tenant, if given) as ``(pk, sk) → non-zero counters``."""
-    items, kwargs = [], {"TableName": table}
-    while True:
-        page = client.scan(**kwargs)
-        items += [dynamo.deserialize(i) for i in page["Items"]]
-        if "LastEvaluatedKey" not in page:
-            break
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    mine = [i for i in items if tenant is None or i["pk"].startswith(f"{tenant}#")]
-    return {(i.pop("pk"), i.pop("sk")): {k: v for k, v in i.items() if v and isinstance(v, int)} for i in mine}
+def meaning(pk: str, sk: str) -> Bucket:
+    """What an aggregate item is the total of, read through the store layer's own parser."""
+    parsed = keys.parse_aggregate(pk, sk)
+    value: Any = None if parsed.code == "T" else parsed.value
+    if parsed.code == "M":
+        value = keys.split_model_key(parsed.value)
+    return (parsed.tenant, _DIMENSION_NAMES[parsed.code], value, parsed.granularity, parsed.bucket_start)
+
+
+def stored_aggregates(client: Any, table: str, tenant: str | None = None) -> dict[Bucket, dict[str, int]]:
+    """Every aggregate item (of one tenant, if given) by what it totals, with its non-zero counters."""
+    items = list(dynamo.paginate("scan", TableName=table))
+    found = {}
+    for item in items:
+        bucket = meaning(item.pop("pk"), item.pop("sk"))
+        counters = {k: v for k, v in item.items() if v and isinstance(v, int)}
+        if (tenant is None or bucket[0] == tenant) and counters:
+            found[bucket] = counters
+    return found

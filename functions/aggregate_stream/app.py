@@ -1,13 +1,11 @@
-"""Records-table stream (INSERT only) → exactly-once hourly and daily aggregates."""
+"""Records-table stream (INSERT only), per shard and tumbling window → exactly-once hourly and daily aggregates."""
 
-from meter.aggregation import handle_stream_records
-from meter.logs import metrics, observed
+from meter.aggregation import handle_window
+from meter.logs import observed
 
 
 def handle(event: dict, context: object) -> dict:
-    response = handle_stream_records(event.get("Records", []))
-    metrics.add_metric(name="StreamRecordsFailed", unit="Count", value=len(response["batchItemFailures"]))
-    return response
+    return handle_window(event)
 
 
 lambda_handler = observed(handle)

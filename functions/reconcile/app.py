@@ -1,6 +1,6 @@
-"""Hourly (EventBridge schedule): recount closed buckets from the records, count events the
-stream dropped, repair drifted aggregates; metrics DriftedAggregates, RepairedAggregates,
-UncountedEvents."""
+"""Hourly (EventBridge schedule): recount the buckets that closed past the stream's horizon from the
+records and set drifted aggregates to the recount; metrics DriftedAggregates, RepairedAggregates,
+DeferredWindows, UnreadableRecords."""
 
 from datetime import datetime
 
@@ -15,7 +15,8 @@ def handle(event: dict, context: object) -> dict:
     report = reconcile_all(now)
     metrics.add_metric(name="DriftedAggregates", unit="Count", value=report.drifted)
     metrics.add_metric(name="RepairedAggregates", unit="Count", value=report.repaired)
-    metrics.add_metric(name="UncountedEvents", unit="Count", value=report.uncounted)
+    metrics.add_metric(name="DeferredWindows", unit="Count", value=report.deferred)
+    metrics.add_metric(name="UnreadableRecords", unit="Count", value=report.unreadable)
     return {k: v for k, v in vars(report).items() if k != "drift"}
 
 

@@ -1,58 +1,90 @@
-"""Exactly-once roll-up of stored records into hourly and daily totals.
+"""Exactly-once roll-up of stored records into hourly and daily totals, per stream shard.
 
-Each stream batch is coalesced into one ``ADD`` per aggregate item. Every event also gets a
-``countedAt`` marker on its own record, set with ``attribute_not_exists`` in the *same*
-``TransactWriteItems`` as the counter updates. A replayed event fails its marker condition, the
-transaction is cancelled, and it is retried without that event, so any replay, in any batch
-boundaries, after a crash between any two writes, counts each event once. Lambda events carry
-no shard id, so sequence-number watermarks cannot do this.
+The stream mapping uses a tumbling window, so each invocation names its ``shardId`` and carries
+the ``state`` the previous invocation of the window returned. Invocations fold their records
+into that state (coalesced deltas per aggregate item); the window's final invocation commits it.
+
+Exactness rests on the shard's **ledger** (one small Control item per shard): ``seq`` is the last
+sequence number whose record is committed. A shard delivers its records in sequence order, so
+"committed" is always a prefix of the shard. A commit adds the deltas of the records
+``(ledger.seq, last]`` and moves ``seq`` to ``last`` *in the same transaction*, conditional on the
+ledger still holding the ``seq`` it was read with; every invocation drops records at or below
+``seq`` before folding. A replay, a retried window, a crash between any two writes, or a second
+copy of an invocation therefore adds each record once.
+
+A commit that touches more than 99 items needs several transactions. It first writes the whole
+set of deltas as a **pending** item (write-ahead) and points the ledger at it; each transaction
+then applies one fixed chunk and advances the ledger's chunk counter under a condition on it; the
+last one moves ``seq``. Whoever finds a pending commit (the retry, the next window) finishes it
+from the pending item, never from its own records, so a crash mid-commit is always completed with
+exactly the deltas it started with.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 import random
 import time
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from meter import dynamo
+from meter import dynamo, keys
 from meter.config import get_settings
 from meter.dimensions import DIMENSIONS, contribution_of, display_value
-from meter.logs import logger
+from meter.logs import logger, metrics
 from meter.records import UsageRecord, record_from_item
-from meter.timerange import day_key, hour_key, now_ms
+from meter.timerange import now_ms
 
 MAX_TRANSACT_ACTIONS = 100
+CHUNK_ITEMS = MAX_TRANSACT_ACTIONS - 1  # the ledger update is the 100th action
+MAX_STATE_ITEMS = 4000  # commit mid-window past this, so the state stays far below Lambda's 1 MB
 MAX_ATTEMPTS = 8
+PENDING_DAYS = 7  # pending items expire by TTL long after their commit finished
+RETRYABLE = {
+    "TransactionConflictException",
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+}
 
 AggregateKey = tuple[str, str]
 
 
-class AggregationFailed(Exception):
-    """A chunk of events could not be committed after retries (reported as batch failures)."""
+class LedgerMoved(Exception):
+    """The shard's ledger changed under a commit (another copy of the invocation got there first)."""
 
 
+class CommitFailed(Exception):
+    """A commit could not be written after retries; the invocation fails and Lambda retries it."""
+
+
+# -- what a record adds ------------------------------------------------------------------------
 def aggregate_keys(record: UsageRecord) -> list[AggregateKey]:
     """Every (pk, sk) item the record adds to: a day item per dimension, an hour item where kept."""
-    day, hour = f"D#{day_key(record.ts)}", f"H#{hour_key(record.ts)}"
-    keys = []
+    day, hour = keys.day_sk(keys.day_key(record.ts)), keys.hour_sk(keys.hour_key(record.ts))
+    found = []
     for dimension in DIMENSIONS:
         value = dimension.value_of(record)
         if value is None:
             continue
         pk = dimension.pk(record.tenant, value)
-        keys.append((pk, day))
+        found.append((pk, day))
         if dimension.hourly:
-            keys.append((pk, hour))
-    return keys
+            found.append((pk, hour))
+    return found
 
 
 def listing_attributes(record: UsageRecord) -> dict[AggregateKey, dict[str, str]]:
     """``lk`` and ``v`` of the record's day items in listed dimensions (what ByList indexes)."""
-    day = f"D#{day_key(record.ts)}"
+    day = keys.day_sk(keys.day_key(record.ts))
     attributes = {}
     for dimension in DIMENSIONS:
         value = dimension.value_of(record)
@@ -78,16 +110,95 @@ def coalesce(records: Iterable[UsageRecord]) -> dict[AggregateKey, Counter[str]]
     return totals
 
 
-def _marker_action(record: UsageRecord, counted_at: int) -> dict[str, Any]:
-    return {
-        "Update": {
-            "TableName": get_settings().records_table,
-            "Key": {"pk": {"S": f"{record.tenant}#{record.id}"}},
-            "UpdateExpression": "SET countedAt = :at",
-            "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(countedAt)",
-            "ExpressionAttributeValues": {":at": {"N": str(counted_at)}},
+# -- the window state ----------------------------------------------------------------------------
+@dataclass
+class Deltas:
+    """Coalesced counter deltas of a run of records of one shard, ``first``..``last`` (sequence keys)."""
+
+    first: str = ""
+    last: str = ""
+    events: int = 0
+    counters: dict[AggregateKey, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    listing: dict[AggregateKey, dict[str, str]] = field(default_factory=dict)
+
+    def add(self, sequence: str, record: UsageRecord) -> None:
+        """Fold one record in (records arrive in sequence order)."""
+        self.first = self.first or sequence
+        self.last = sequence
+        self.events += 1
+        added = contribution(record)
+        for key in aggregate_keys(record):
+            self.counters[key].update(added)
+        self.listing.update(listing_attributes(record))
+
+    def encode(self) -> dict[str, str]:
+        """A compact JSON-safe form (Lambda keeps the state between invocations of a window)."""
+        if not self.events:
+            return {}
+        rows = [[pk, sk, dict(c), self.listing.get((pk, sk))] for (pk, sk), c in sorted(self.counters.items())]
+        blob = zlib.compress(json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode(), 6)
+        return {
+            "first": self.first,
+            "last": self.last,
+            "events": str(self.events),
+            "deltas": base64.b64encode(blob).decode(),
         }
-    }
+
+    @classmethod
+    def decode(cls, state: dict[str, Any] | None) -> Deltas:
+        """The deltas back from ``encode``'s form (an empty state is empty deltas)."""
+        if not state or not state.get("deltas"):
+            return cls()
+        rows = json.loads(zlib.decompress(base64.b64decode(state["deltas"])))
+        deltas = cls(first=state["first"], last=state["last"], events=int(state["events"]))
+        for pk, sk, counters, listing in rows:
+            deltas.counters[(pk, sk)] = Counter(counters)
+            if listing:
+                deltas.listing[(pk, sk)] = listing
+        return deltas
+
+    def chunks(self) -> list[list[AggregateKey]]:
+        """The items in a fixed order, cut into transactions (the same cut for the same deltas)."""
+        ordered = sorted(k for k, c in self.counters.items() if +c)
+        return [ordered[i : i + CHUNK_ITEMS] for i in range(0, len(ordered), CHUNK_ITEMS)] or [[]]
+
+
+# -- the shard ledger --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Ledger:
+    """What one shard has committed: ``seq`` (a sequence key), and a commit in progress, if any."""
+
+    shard: str
+    seq: str = ""
+    pending_first: str = ""
+    pending_last: str = ""
+    chunks_done: int = 0
+
+
+def read_ledger(shard: str) -> Ledger:
+    """The shard's ledger, strongly consistent."""
+    found = dynamo.client().get_item(
+        TableName=get_settings().control_table, Key={"pk": {"S": keys.ledger_pk(shard)}}, ConsistentRead=True
+    )
+    item = dynamo.deserialize(found.get("Item") or {})
+    return Ledger(
+        shard=shard,
+        seq=item.get("seq", ""),
+        pending_first=item.get("pf", ""),
+        pending_last=item.get("pl", ""),
+        chunks_done=int(item.get("pd", 0)),
+    )
+
+
+def _ledger_key(shard: str) -> dict[str, Any]:
+    return {"pk": {"S": keys.ledger_pk(shard)}}
+
+
+def _unchanged_since(ledger: Ledger) -> tuple[str, dict[str, Any]]:
+    """Condition: the ledger still holds the ``seq`` it was read with and no commit is pending."""
+    if ledger.seq:
+        return "seq = :seen AND attribute_not_exists(pl)", {":seen": {"S": ledger.seq}}
+    return "attribute_not_exists(seq) AND attribute_not_exists(pl)", {}
 
 
 def _counter_action(key: AggregateKey, added: Counter[str], listing: dict[str, str] | None) -> dict[str, Any]:
@@ -109,91 +220,195 @@ def _counter_action(key: AggregateKey, added: Counter[str], listing: dict[str, s
     }
 
 
+def _ledger_action(shard: str, expression: str, condition: str, values: dict[str, Any]) -> dict[str, Any]:
+    action: dict[str, Any] = {
+        "TableName": get_settings().control_table,
+        "Key": _ledger_key(shard),
+        "UpdateExpression": expression,
+        "ConditionExpression": condition,
+    }
+    if values:
+        action["ExpressionAttributeValues"] = values
+    return {"Update": action}
+
+
 def transact(actions: list[dict[str, Any]]) -> None:
-    """Commit one transaction (a seam tests use to inject crashes)."""
+    """Commit one transaction (a seam the property test uses to inject crashes and errors)."""
     dynamo.client().transact_write_items(TransactItems=actions)
 
 
-def chunks(records: list[UsageRecord]) -> list[list[UsageRecord]]:
-    """Split records so each chunk's markers plus coalesced counters fit one transaction."""
-    result: list[list[UsageRecord]] = []
-    current: list[UsageRecord] = []
-    keys: set[AggregateKey] = set()
-    for record in records:
-        new_keys = set(aggregate_keys(record)) - keys
-        if current and len(current) + 1 + len(keys) + len(new_keys) > MAX_TRANSACT_ACTIONS:
-            result.append(current)
-            current, keys, new_keys = [], set(), set(aggregate_keys(record))
-        current.append(record)
-        keys |= new_keys
-    return [*result, current] if current else result
-
-
-def _commit_chunk(records: list[UsageRecord]) -> None:
-    pending = records
+def _transact_ledger_checked(actions: list[dict[str, Any]]) -> None:
+    """Commit, retrying what retrying can fix; LedgerMoved if the ledger's condition failed."""
     for attempt in range(MAX_ATTEMPTS):
-        if not pending:
-            return
-        counted_at = now_ms()
-        actions = [_marker_action(r, counted_at) for r in pending]
-        listing = {k: v for r in pending for k, v in listing_attributes(r).items()}
-        actions += [_counter_action(key, added, listing.get(key)) for key, added in coalesce(pending).items()]
         try:
             transact(actions)
             return
-        except ClientError as cancelled:
-            if cancelled.response["Error"]["Code"] != "TransactionCanceledException":
+        except ClientError as error:
+            code = error.response["Error"]["Code"]
+            reasons = [r.get("Code") for r in error.response.get("CancellationReasons") or []]
+            if code == "TransactionCanceledException" and reasons and reasons[-1] == "ConditionalCheckFailed":
+                raise LedgerMoved from None
+            retryable = code in RETRYABLE or (
+                code == "TransactionCanceledException"
+                and any(r in ("TransactionConflict", "ThrottlingError") for r in reasons)
+            )
+            if not retryable:
                 raise
-            reasons = cancelled.response.get("CancellationReasons") or []
-            counted = {i for i, r in enumerate(reasons[: len(pending)]) if r.get("Code") == "ConditionalCheckFailed"}
-            if counted:
-                pending = [r for i, r in enumerate(pending) if i not in counted]
-                continue
             time.sleep(min(2.0, 0.05 * 2**attempt) * random.random())
-    raise AggregationFailed(f"{len(pending)} events not committed after {MAX_ATTEMPTS} attempts")
+    raise CommitFailed(f"transaction not committed after {MAX_ATTEMPTS} attempts")
 
 
-def aggregate(records: list[UsageRecord]) -> list[UsageRecord]:
-    """Count every not-yet-counted record once; returns the records whose chunk failed."""
-    unique = list({(r.tenant, r.id): r for r in records}.values())
-    return [record for chunk in chunks(unique) for record in _commit_isolating(chunk)]
+def _chunk_actions(deltas: Deltas, chunk: list[AggregateKey]) -> list[dict[str, Any]]:
+    return [_counter_action(key, +deltas.counters[key], deltas.listing.get(key)) for key in chunk]
 
 
-def _commit_isolating(chunk: list[UsageRecord]) -> list[UsageRecord]:
-    """Commit a chunk; if it keeps failing, halve it until the records that fail are alone.
-
-    One record the aggregator cannot count (a poison pill) then holds back only itself, not the
-    events that happened to share its transaction.
-    """
+def commit(shard: str, deltas: Deltas, ledger: Ledger) -> None:
+    """Add ``deltas`` (records after ``ledger.seq`` up to ``deltas.last``) and move the ledger there."""
+    if not deltas.events:
+        return
+    chunks = deltas.chunks()
+    advance = "SET seq = :last ADD events :events"
+    moved = {":last": {"S": deltas.last}, ":events": {"N": str(deltas.events)}}
+    condition, seen = _unchanged_since(ledger)
+    if len(chunks) == 1:
+        actions = [*_chunk_actions(deltas, chunks[0]), _ledger_action(shard, advance, condition, {**seen, **moved})]
+        _transact_ledger_checked(actions)
+        return
+    _write_pending(shard, deltas)
     try:
-        _commit_chunk(chunk)
-        return []
-    except (AggregationFailed, ClientError):
-        if len(chunk) == 1:
-            logger.exception("event not counted", extra={"tenant": chunk[0].tenant, "event": chunk[0].id})
-            return chunk
-    half = len(chunk) // 2
-    return _commit_isolating(chunk[:half]) + _commit_isolating(chunk[half:])
+        dynamo.client().update_item(
+            TableName=get_settings().control_table,
+            Key=_ledger_key(shard),
+            UpdateExpression="SET pf = :first, pl = :last, pd = :zero",
+            ConditionExpression=condition,
+            ExpressionAttributeValues={
+                **seen,
+                ":first": {"S": deltas.first},
+                ":last": {"S": deltas.last},
+                ":zero": {"N": "0"},
+            },
+        )
+    except dynamo.client().exceptions.ConditionalCheckFailedException:
+        raise LedgerMoved from None
+    _apply_pending(shard, deltas, 0)
 
 
-def handle_stream_records(stream_records: list[dict[str, Any]]) -> dict[str, list[dict[str, str]]]:
-    """Aggregate a DynamoDB stream batch; the partial-batch-failure response for Lambda.
+def _write_pending(shard: str, deltas: Deltas) -> None:
+    state = deltas.encode()
+    item = {
+        "pk": keys.pending_pk(shard, deltas.first, deltas.last),
+        "first": state["first"],
+        "last": state["last"],
+        "events": int(state["events"]),
+        "deltas": base64.b64decode(state["deltas"]),
+        "expiresAt": now_ms() // 1000 + PENDING_DAYS * 86_400,
+    }
+    dynamo.client().put_item(TableName=get_settings().control_table, Item=dynamo.serialize(item))
 
-    Records that cannot be parsed (poison pills) and records whose chunk failed are reported
-    by sequence number. Lambda resumes from the lowest one; records after it that were
-    counted now are skipped on that replay by their markers.
-    """
-    parsed: list[tuple[str, UsageRecord]] = []
-    failures: list[str] = []
-    for raw in stream_records:
-        sequence = raw.get("dynamodb", {}).get("SequenceNumber", "")
+
+def _read_pending(ledger: Ledger) -> Deltas:
+    found = dynamo.client().get_item(
+        TableName=get_settings().control_table,
+        Key={"pk": {"S": keys.pending_pk(ledger.shard, ledger.pending_first, ledger.pending_last)}},
+        ConsistentRead=True,
+    )
+    if "Item" not in found:
+        raise CommitFailed(f"pending commit of shard {ledger.shard} is missing")
+    item = found["Item"]
+    state = {
+        "first": item["first"]["S"],
+        "last": item["last"]["S"],
+        "events": item["events"]["N"],
+        "deltas": base64.b64encode(item["deltas"]["B"]).decode(),
+    }
+    return Deltas.decode(state)
+
+
+def _apply_pending(shard: str, deltas: Deltas, done: int) -> None:
+    """Apply chunks ``done``.. of a pending commit, each moving the ledger's chunk counter."""
+    chunks = deltas.chunks()
+    for index in range(done, len(chunks)):
+        values = {":last": {"S": deltas.last}, ":done": {"N": str(index)}}
+        if index == len(chunks) - 1:
+            expression = "SET seq = :last ADD events :events REMOVE pf, pl, pd"
+            values[":events"] = {"N": str(deltas.events)}
+        else:
+            expression = "SET pd = :next"
+            values[":next"] = {"N": str(index + 1)}
+        ledger_update = _ledger_action(shard, expression, "pl = :last AND pd = :done", values)
+        _transact_ledger_checked([*_chunk_actions(deltas, chunks[index]), ledger_update])
+
+
+def finish_pending(ledger: Ledger) -> Ledger:
+    """Complete a commit a previous invocation started; the ledger after it."""
+    while ledger.pending_last:
+        with contextlib.suppress(LedgerMoved):  # another copy advanced it: read where it stands
+            _apply_pending(ledger.shard, _read_pending(ledger), ledger.chunks_done)
+        ledger = read_ledger(ledger.shard)
+    return ledger
+
+
+# -- one invocation --------------------------------------------------------------------------
+def _set_aside(shard: str, raw: dict[str, Any], reason: str) -> None:
+    """Keep a stream record that is not a usage record where operators find it; never count it."""
+    change = raw.get("dynamodb") or {}
+    pk = (change.get("Keys") or {}).get("pk", {}).get("S", "?")
+    logger.error("stream record set aside", extra={"record": pk, "reason": reason, "shard": shard})
+    metrics.add_metric(name="RecordsSetAside", unit="Count", value=1)
+    dynamo.client().put_item(
+        TableName=get_settings().control_table,
+        Item=dynamo.serialize(
+            {
+                "pk": f"ASIDE#{pk}",
+                "shard": shard,
+                "sequence": change.get("SequenceNumber", ""),
+                "reason": reason[:1000],
+                "at": now_ms(),
+            }
+        ),
+    )
+
+
+def _parse(shard: str, raw_records: list[dict[str, Any]]) -> list[tuple[str, UsageRecord]]:
+    parsed = []
+    for raw in raw_records:
         if raw.get("eventName") != "INSERT":
             continue
+        sequence = keys.sequence_key(raw["dynamodb"]["SequenceNumber"])
         try:
             parsed.append((sequence, record_from_item(dynamo.deserialize(raw["dynamodb"]["NewImage"]))))
-        except Exception:
-            logger.exception("unreadable stream record", extra={"sequence": sequence})
-            failures.append(sequence)
-    failed = {(r.tenant, r.id) for r in aggregate([record for _, record in parsed])}
-    failures += [seq for seq, record in parsed if (record.tenant, record.id) in failed]
-    return {"batchItemFailures": [{"itemIdentifier": seq} for seq in failures]}
+        except Exception as error:  # a poison pill holds back nothing: it is set aside durably
+            _set_aside(shard, raw, f"{type(error).__name__}: {error}")
+    return sorted(parsed, key=lambda pair: pair[0])
+
+
+def handle_window(event: dict[str, Any]) -> dict[str, Any]:
+    """One invocation of a tumbling window: fold its records into the state; commit on the final one.
+
+    Returns ``{"state": ...}`` for Lambda to hand to the window's next invocation (empty after a
+    commit). A failure raises, and Lambda retries the invocation with the same input state.
+    """
+    shard = event.get("shardId") or "unsharded"
+    records = _parse(shard, event.get("Records") or [])
+    for attempt in range(MAX_ATTEMPTS):
+        ledger = finish_pending(read_ledger(shard))
+        deltas = Deltas.decode(event.get("state"))
+        if deltas.events and deltas.last <= ledger.seq:
+            deltas = Deltas()  # this window's earlier records were committed (a retried final invoke)
+        elif deltas.events and deltas.first <= ledger.seq:
+            raise CommitFailed(f"state {deltas.first}..{deltas.last} straddles the ledger at {ledger.seq}")
+        floor = max(ledger.seq, deltas.last)
+        for sequence, record in records:
+            if sequence > floor:
+                deltas.add(sequence, record)
+        final = event.get("isFinalInvokeForWindow") or event.get("isWindowTerminatedEarly") or "shardId" not in event
+        if not (final or len(deltas.counters) > MAX_STATE_ITEMS):
+            return {"state": deltas.encode(), "batchItemFailures": []}
+        try:
+            commit(shard, deltas, ledger)
+        except LedgerMoved:
+            logger.warning("ledger moved during commit; re-reading", extra={"shard": shard, "attempt": attempt})
+            continue
+        metrics.add_metric(name="EventsCounted", unit="Count", value=deltas.events)
+        return {"state": {}, "batchItemFailures": []}
+    raise CommitFailed(f"shard {shard}: the ledger kept moving")

@@ -20,7 +20,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from meter import dynamo
+from meter import dynamo, keys
 from meter.config import get_settings
 from meter.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from meter.tenants import SCOPES, ensure_tenant
@@ -96,7 +96,7 @@ def _key_table() -> str:
 def authenticate(header: str | None) -> Principal:
     """The principal of a valid, unrevoked key; Unauthorized with one message otherwise."""
     public_id, secret = parse_token(header)
-    found = dynamo.client().get_item(TableName=_key_table(), Key={"pk": {"S": f"KEY#{public_id}"}})
+    found = dynamo.client().get_item(TableName=_key_table(), Key={"pk": {"S": keys.api_key_pk(public_id)}})
     item = dynamo.deserialize(found["Item"]) if "Item" in found else None
     stored_hash = item["secretHash"] if item else hash_secret("")
     matches = hmac.compare_digest(stored_hash, hash_secret(secret))
@@ -156,7 +156,7 @@ def create_key(tenant: str, scopes: list[str], name: str = "", rate_limit: int |
     ensure_tenant(tenant)
     public_id, secret = new_key()
     item = {
-        "pk": f"KEY#{public_id}",
+        "pk": keys.api_key_pk(public_id),
         "tenant": tenant,
         "scopes": sorted(set(scopes)),
         "secretHash": hash_secret(secret),
@@ -172,25 +172,25 @@ def create_key(tenant: str, scopes: list[str], name: str = "", rate_limit: int |
 
 def list_keys(tenant: str | None = None) -> list[dict[str, Any]]:
     """Every key (optionally of one tenant), without secret hashes. Admin use: scans the table."""
-    keys, kwargs = [], {"TableName": _key_table(), "FilterExpression": "begins_with(pk, :k)"}
-    kwargs["ExpressionAttributeValues"] = {":k": {"S": "KEY#"}}
-    while True:
-        page = dynamo.client().scan(**kwargs)
-        for raw in page.get("Items", []):
-            item = dynamo.deserialize(raw)
-            if tenant is None or item["tenant"] == tenant:
-                item.pop("secretHash", None)
-                keys.append({"keyId": item.pop("pk")[4:], **item})
-        if "LastEvaluatedKey" not in page:
-            return sorted(keys, key=lambda k: (k["tenant"], k["createdAt"]))
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    found = []
+    items = dynamo.paginate(
+        "scan",
+        TableName=_key_table(),
+        FilterExpression="begins_with(pk, :k)",
+        ExpressionAttributeValues={":k": {"S": keys.api_key_pk("")}},
+    )
+    for item in items:
+        if tenant is None or item["tenant"] == tenant:
+            item.pop("secretHash", None)
+            found.append({"keyId": keys.api_key_id(item.pop("pk")), **item})
+    return sorted(found, key=lambda k: (k["tenant"], k["createdAt"]))
 
 
 def revoke_key(public_id: str) -> None:
     """Revoke a key; it stops working once cached authorizer results expire."""
     dynamo.update_existing(
         _key_table(),
-        {"pk": {"S": f"KEY#{public_id}"}},
+        {"pk": {"S": keys.api_key_pk(public_id)}},
         "SET revokedAt = if_not_exists(revokedAt, :now)",
         {":now": {"N": str(now_ms())}},
         NotFound(f"Unknown key '{public_id}'"),

@@ -10,11 +10,19 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from meter import dynamo
+from meter import dynamo, keys
 from meter.config import get_settings
 from meter.cursors import decode_cursor, encode_cursor
 from meter.dimensions import ABILITY, AGENT, DATASET, IDENTIFIER, SKILLSET, TENANT, TYPE_PREFIX
-from meter.queries import Totals, aggregate_items, daily_totals, listed_values, record_range, record_totals, total
+from meter.queries import (
+    Totals,
+    aggregate_items,
+    conversation_records,
+    daily_totals,
+    listed_values,
+    record_totals,
+    total,
+)
 from meter.tenants import get_tenant
 from meter.timerange import DAY_MS, day_key, now_ms, parse_range, to_ms
 
@@ -45,10 +53,10 @@ def series(tenant: str) -> dict[str, list[dict[str, int]]]:
     """Daily tokens, conversations and messages of the last 90 days (today included)."""
     today = now_ms() // DAY_MS * DAY_MS
     first = today - (SERIES_DAYS - 1) * DAY_MS
-    items = aggregate_items(TENANT.pk(tenant, ""), f"D#{day_key(first)}", f"D#{day_key(today)}")
+    items = aggregate_items(TENANT.pk(tenant, ""), keys.day_sk(day_key(first)), keys.day_sk(day_key(today)))
     result: dict[str, list[dict[str, int]]] = {"tokens": [], "conversations": [], "messages": []}
     for item in items:
-        midnight = to_ms(datetime.strptime(item["sk"][2:], "%Y-%m-%d").replace(tzinfo=UTC))
+        midnight = to_ms(datetime.strptime(keys.bucket_day(item["sk"]), "%Y-%m-%d").replace(tzinfo=UTC))
         for metric, points in result.items():
             if item.get(metric):
                 points.append({"date": midnight, "total": item[metric]})
@@ -103,9 +111,7 @@ def bot_snapshot(tenant: str, bot_id: str, params: dict[str, str]) -> dict[str, 
 def conversation_snapshot(tenant: str, conversation_id: str, params: dict[str, str]) -> dict[str, int]:
     """Totals of one conversation: its records, read by the ByConversation index."""
     start, end = _range(params)
-    records = record_range(
-        "ByConversation", "ck", f"{tenant}#{conversation_id}", start or 0, end if end is not None else now_ms() + 1
-    )
+    records = conversation_records(tenant, conversation_id, start or 0, end if end is not None else now_ms() + 1)
     totals = Totals()
     for record in records:
         totals.update(record_totals(record))
@@ -148,40 +154,39 @@ def _matches(record: dict[str, Any], wanted: dict[str, list[str]], meta: dict[st
     return all(k in record_meta and (record_meta[k] == v or str(record_meta[k]) == str(v)) for k, v in meta.items())
 
 
-def _partition(index: str, key_attribute: str, key: str, after: str | None, ascending: bool) -> Iterator[dict]:
+def _partition(index: str, key_attribute: str, key: str, after: str | None, ascending: bool, page: int) -> Iterator:
+    """One index partition's records after the cursor position, lazily, ``page`` items a read."""
     condition = f"{key_attribute} = :k"
     values: dict[str, Any] = {":k": {"S": key}}
     if after is not None:
         condition += " AND ord > :after" if ascending else " AND ord < :after"
         values[":after"] = {"S": after}
-    kwargs: dict[str, Any] = {
-        "TableName": get_settings().records_table,
-        "IndexName": index,
-        "KeyConditionExpression": condition,
-        "ExpressionAttributeValues": values,
-        "ScanIndexForward": ascending,
-        "Limit": MAX_TAKE + 1,
-    }
-    while True:
-        page = dynamo.client().query(**kwargs)
-        yield from (dynamo.deserialize(item) for item in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return dynamo.paginate(
+        "query",
+        TableName=get_settings().records_table,
+        IndexName=index,
+        KeyConditionExpression=condition,
+        ExpressionAttributeValues=values,
+        ScanIndexForward=ascending,
+        PaginationConfig={"PageSize": page},
+    )
 
 
-def _matching_records(tenant: str, params: dict[str, str], after: str | None, ascending: bool) -> Iterator[dict]:
+def _matching_records(
+    tenant: str, params: dict[str, str], after: str | None, ascending: bool, take: int = MAX_TAKE
+) -> Iterator[dict]:
     wanted = {ID_FILTERS[name]: _any_of(params[name]) for name in ID_FILTERS if params.get(name)}
     if params.get("type"):
         wanted["type"] = _any_of(params["type"])
     if "conversationId" in wanted:
-        index, attribute, keys = "ByConversation", "ck", wanted.pop("conversationId")
-    elif "agentId" in wanted:
-        index, attribute, keys = "ByAgent", "ak", wanted.pop("agentId")
-    else:
-        index, attribute, keys = "ByTenant", "tk", [""]
-    partitions = [_partition(index, attribute, f"{tenant}#{key}" if key else tenant, after, ascending) for key in keys]
-    merged = heapq.merge(*partitions, key=lambda r: r["ord"], reverse=not ascending)
+        index, attribute = "ByConversation", "ck"
+        partitions = [keys.conversation_index_key(tenant, c) for c in wanted.pop("conversationId")]
+        page = take + 1
+    else:  # the tenant's shards, each read a little at a time: the merge pulls only what it needs
+        index, attribute, partitions = "ByTenant", "tk", keys.tenant_index_keys(tenant)
+        page = max(4, (take + 1) // len(partitions) + 2)
+    sources = [_partition(index, attribute, key, after, ascending, page) for key in partitions]
+    merged = heapq.merge(*sources, key=lambda r: r["ord"], reverse=not ascending)
     meta = _meta_filters(params)
     return (record for record in merged if _matches(record, wanted, meta))
 
@@ -213,7 +218,7 @@ def list_records(tenant: str, params: dict[str, str]) -> dict[str, Any]:
     take = _take(params.get("take"))
     after = decode_cursor(tenant, params["cursor"]) if params.get("cursor") else None
     page: list[dict[str, Any]] = []
-    for record in _matching_records(tenant, params, after, ascending):
+    for record in _matching_records(tenant, params, after, ascending, take):
         page.append(record)
         if len(page) > take:
             break
@@ -231,7 +236,7 @@ def list_csv(tenant: str, params: dict[str, str]) -> tuple[str, str | None]:
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     last, rows = None, 0
-    for record in _matching_records(tenant, params, after, ascending):
+    for record in _matching_records(tenant, params, after, ascending, MAX_TAKE * 10):
         if rows == CSV_MAX_ROWS:
             return out.getvalue(), encode_cursor(tenant, last)
         item = list_item(record)

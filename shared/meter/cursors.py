@@ -18,11 +18,11 @@ import hmac
 import json
 import secrets
 
-from meter import dynamo
+from meter import dynamo, keys
 from meter.config import get_settings
 from meter.errors import BadRequest
 
-KEY_ITEM = "CONFIG#cursor-signing-key"
+KEY_ITEM = keys.CURSOR_SIGNING_KEY
 _MAC_BYTES = 16
 
 

@@ -13,6 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from meter import keys
+from meter.keys import model_key
+
 if TYPE_CHECKING:
     from meter.records import UsageRecord
 
@@ -31,21 +34,16 @@ class Dimension:
 
     def pk(self, tenant: str, key: str) -> str:
         """Partition key of this dimension's aggregates for one value key."""
-        return f"{tenant}#{self.code}" if self.code == "T" else f"{tenant}#{self.code}#{key}"
+        return keys.aggregate_pk(tenant, self.code, key)
 
     def list_key(self, tenant: str, scope: str = "") -> str:
         """The ``ByList`` partition listing this dimension's values (within ``scope``)."""
-        return f"{tenant}#{self.code}" + (f"#{scope}" if scope else "")
+        return keys.list_key(tenant, self.code, scope)
 
 
 def _agent_model(record: UsageRecord) -> str | None:
     agent, model = record.agent_id, record.relations.get("model")
     return model_key(agent, model) if agent is not None and model is not None else None
-
-
-def model_key(agent: str, model: str) -> str:
-    """Unambiguous key of one agent's model (agent ids may contain '#')."""
-    return f"{len(agent)}:{agent}#{model}"
 
 
 TENANT = Dimension("T", lambda r: "", hourly=True, listed=False)
@@ -57,6 +55,7 @@ SKILLSET = Dimension("SK", lambda r: r.relations.get("skillsetId"), hourly=False
 ABILITY = Dimension("AB", lambda r: r.relations.get("abilityId"), hourly=False, listed=True)
 
 DIMENSIONS = (TENANT, IDENTIFIER, AGENT, AGENT_MODEL, DATASET, SKILLSET, ABILITY)
+BY_CODE = {dimension.code: dimension for dimension in DIMENSIONS}
 
 
 def display_value(dimension: Dimension, record: UsageRecord) -> str:

@@ -6,6 +6,7 @@ The low-level client keeps cold starts short (no resource model to load). boto3 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -63,15 +64,15 @@ def deserialize(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
 
 
+def paginate(operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Every item of a Query or Scan, page after page (boto3's paginator), deserialized, lazily."""
+    for page in client().get_paginator(operation).paginate(**kwargs):
+        yield from (deserialize(item) for item in page.get("Items", []))
+
+
 def query_all(**kwargs: Any) -> list[dict[str, Any]]:
-    """Every item of a Query, following LastEvaluatedKey, deserialized."""
-    items: list[dict[str, Any]] = []
-    while True:
-        page = client().query(**kwargs)
-        items.extend(deserialize(i) for i in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    """Every item of a Query, deserialized."""
+    return list(paginate("query", **kwargs))
 
 
 def update_existing(

@@ -3,14 +3,15 @@ records only for the ragged partial hours at a range's edges."""
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from meter import dynamo
+from meter import dynamo, keys
 from meter.config import get_settings
 from meter.dimensions import AGENT, AGENT_MODEL, IDENTIFIER, TENANT, Dimension, contribution_of
-from meter.timerange import DAY_MS, day_key, now_ms, order_key, plan_range
+from meter.timerange import DAY_MS, day_key, now_ms, plan_range
 
 Totals = Counter[str]
 
@@ -26,21 +27,41 @@ def aggregate_items(pk: str, low: str, high: str) -> list[dict[str, Any]]:
     )
 
 
-def record_range(index: str, key_attribute: str, key: str, start: int, end: int, **extra: Any) -> list[dict]:
-    """Records of one index partition created in ``[start, end)``, oldest first."""
-    if start >= end:  # e.g. a future ``from`` with an open end: nothing yet, and no inverted key range
-        return []
-    return dynamo.query_all(
+def _index_query(index: str, key_attribute: str, key: str, start: int, end: int, **extra: Any) -> Iterator[dict]:
+    low, high = keys.order_bounds(start, end)
+    return dynamo.paginate(
+        "query",
         TableName=get_settings().records_table,
         IndexName=index,
         KeyConditionExpression=f"{key_attribute} = :k AND ord BETWEEN :a AND :b",
-        ExpressionAttributeValues={
-            ":k": {"S": key},
-            ":a": {"S": order_key(start)},
-            ":b": {"S": f"{end - 1:013d}$"},  # '$' sorts right after the '#' that follows the time
-        },
+        ExpressionAttributeValues={":k": {"S": key}, ":a": {"S": low}, ":b": {"S": high}, **extra.pop("values", {})},
         **extra,
     )
+
+
+def tenant_records(tenant: str, start: int, end: int, where: dict[str, str] | None = None) -> list[dict]:
+    """The tenant's records created in ``[start, end)``, oldest first, optionally only those whose
+    fields equal ``where`` (every ``ByTenant`` shard, merged by time then id)."""
+    if start >= end:  # e.g. a future ``from`` with an open end: nothing yet, and no inverted key range
+        return []
+    extra: dict[str, Any] = {}
+    if where:
+        names = {f"#w{i}": name for i, name in enumerate(where)}
+        extra["values"] = {f":w{i}": {"S": value} for i, value in enumerate(where.values())}
+        extra["FilterExpression"] = " AND ".join(f"#w{i} = :w{i}" for i in range(len(where)))
+        extra["ExpressionAttributeNames"] = names
+    shards = [
+        _index_query("ByTenant", "tk", key, start, end, **{**extra, "values": dict(extra.get("values", {}))})
+        for key in keys.tenant_index_keys(tenant)
+    ]
+    return list(heapq.merge(*shards, key=lambda record: record["ord"]))
+
+
+def conversation_records(tenant: str, conversation_id: str, start: int, end: int) -> list[dict]:
+    """One conversation's records created in ``[start, end)``, oldest first (``ByConversation``)."""
+    if start >= end:
+        return []
+    return list(_index_query("ByConversation", "ck", keys.conversation_index_key(tenant, conversation_id), start, end))
 
 
 def counters(item: dict[str, Any]) -> Totals:
@@ -55,20 +76,15 @@ def record_totals(record: dict[str, Any]) -> Totals:
 
 def _raw_edge(tenant: str, dimension: Dimension, value: str, start: int, end: int) -> Iterable[dict]:
     if dimension is TENANT:
-        return record_range("ByTenant", "tk", tenant, start, end)
+        return tenant_records(tenant, start, end)
     if dimension is IDENTIFIER:
-        return record_range("ByIdentifier", "ik", f"{tenant}#{value}", start, end)
+        return tenant_records(tenant, start, end, {"identifier": value})
     if dimension is AGENT:
-        return record_range("ByAgent", "ak", f"{tenant}#{value}", start, end)
+        return tenant_records(tenant, start, end, {"agentId": value})
     if dimension is AGENT_MODEL:
-        agent, model = _split_model_key(value)
-        return [r for r in record_range("ByAgent", "ak", f"{tenant}#{agent}", start, end) if r.get("model") == model]
+        agent, model = keys.split_model_key(value)
+        return tenant_records(tenant, start, end, {"agentId": agent, "model": model})
     raise ValueError(f"dimension {dimension.code} has no hourly items")
-
-
-def _split_model_key(value: str) -> tuple[str, str]:
-    length, rest = value.split(":", 1)
-    return rest[: int(length)], rest[int(length) + 1 :]
 
 
 def daily_totals(
@@ -83,18 +99,18 @@ def daily_totals(
     pk = dimension.pk(tenant, value)
     days: dict[str, Totals] = defaultdict(Counter)
     if start is None and end is None:
-        for item in aggregate_items(pk, "D#", "D#~"):
-            days[item["sk"][2:]].update(counters(item))
+        for item in aggregate_items(pk, keys.DAY_PREFIX, keys.day_sk("~")):
+            days[keys.bucket_day(item["sk"])].update(counters(item))
         return days
     # An open end reads whole day items up to today's: they hold everything aggregated so far.
     open_end = (now_ms() // DAY_MS + 1) * DAY_MS
     plan = plan_range(0 if start is None else start, open_end if end is None else end)
     if plan.days:
-        for item in aggregate_items(pk, f"D#{plan.days[0]}", f"D#{plan.days[1]}"):
-            days[item["sk"][2:]].update(counters(item))
+        for item in aggregate_items(pk, keys.day_sk(plan.days[0]), keys.day_sk(plan.days[1])):
+            days[keys.bucket_day(item["sk"])].update(counters(item))
     for low, high in plan.hours:
-        for item in aggregate_items(pk, f"H#{low}", f"H#{high}"):
-            days[item["sk"][2:12]].update(counters(item))
+        for item in aggregate_items(pk, keys.hour_sk(low), keys.hour_sk(high)):
+            days[keys.bucket_day(item["sk"])].update(counters(item))
     for low, high in plan.raw:
         for record in _raw_edge(tenant, dimension, value, low, high):
             days[day_key(record["ts"])].update(record_totals(record))
@@ -111,8 +127,8 @@ def total(days: dict[str, Totals]) -> Totals:
 
 def listed_items(tenant: str, dimension: Dimension, start: int | None, end: int | None, scope: str = "") -> list:
     """``ByList`` entries (``pk``, ``sk``, ``v``) of a listed dimension's day items touching ``[start, end)``."""
-    low = f"D#{day_key(start)}" if start is not None else "D#"
-    high = f"D#{day_key((end if end is not None else now_ms() + 1) - 1)}"
+    low = keys.day_sk(day_key(start)) if start is not None else keys.DAY_PREFIX
+    high = keys.day_sk(day_key((end if end is not None else now_ms() + 1) - 1))
     if low > high:  # a range wholly in the future
         return []
     return dynamo.query_all(
@@ -134,7 +150,7 @@ def listed_values(tenant: str, dimension: Dimension, start: int | None, end: int
     need totals read each value with ``daily_totals``.
     """
     items = listed_items(tenant, dimension, start, end, scope)
-    return {item["pk"].split("#", 2)[2]: item.get("v", "") for item in items}
+    return {keys.value_of_pk(item["pk"]): item.get("v", "") for item in items}
 
 
 def has_any(tenant: str, dimension: Dimension, value: str) -> bool:

@@ -1,18 +1,54 @@
-"""Per-key rate limits: a fixed one-second window per API key, counted in the Control table.
+"""Per-key rate limits: a one-second window per API key, counted in the container first.
 
-Each request adds one to its key's counter for the current second (one write, 1 WCU); over the
-limit, the request is refused with 429 and ``Retry-After: 1``. Counters expire by TTL a minute
-later. A key item may carry its own ``rateLimit``; otherwise ``RATE_LIMIT_PER_SECOND`` applies
-(0 = unlimited). Counting happens before the use case, so refused requests cost no reads.
+Each container counts its own requests per key and second, and refuses past the limit with 429
+and ``Retry-After: 1``. So that several containers share one limit without a write per request,
+a container reports its count to the key's window in the Control table only in steps of a
+quarter of the limit (one ``ADD``, 1 WCU, per step); once the shared total passes the limit, the
+container refuses the rest of that second. A key used below a quarter of its limit per container
+and second costs no write at all. Across ``N`` warm containers a key may get up to
+``limit + N * (step - 1)`` requests in one second: exact for one container, close for many.
+
+A key item may carry its own ``rateLimit``; otherwise ``RATE_LIMIT_PER_SECOND`` applies (0 =
+unlimited). Counting happens before the use case, so refused requests cost no reads. Windows
+expire by TTL a minute later.
 """
 
 from __future__ import annotations
 
-from meter import dynamo
+import math
+import threading
+from dataclasses import dataclass
+
+from meter import dynamo, keys
 from meter.auth import Principal
 from meter.config import get_settings
 from meter.errors import TooManyRequests
 from meter.timerange import now_ms
+
+SHARE_STEPS = 4  # how many shared writes a container may make per key and second
+
+
+@dataclass
+class _Window:
+    second: int
+    count: int = 0
+    over: bool = False
+
+
+_windows: dict[str, _Window] = {}
+_lock = threading.Lock()
+
+
+def _report(key_id: str, second: int, step: int) -> int:
+    """Add ``step`` requests to the key's shared window; the shared total after it."""
+    counted = dynamo.client().update_item(
+        TableName=get_settings().control_table,
+        Key={"pk": {"S": keys.rate_pk(key_id, second)}},
+        UpdateExpression="ADD n :step SET expiresAt = if_not_exists(expiresAt, :expires)",
+        ExpressionAttributeValues={":step": {"N": str(step)}, ":expires": {"N": str(second + 60)}},
+        ReturnValues="UPDATED_NEW",
+    )
+    return int(counted["Attributes"]["n"]["N"])
 
 
 def enforce_rate_limit(principal: Principal) -> None:
@@ -20,13 +56,18 @@ def enforce_rate_limit(principal: Principal) -> None:
     limit = principal.rate_limit if principal.rate_limit is not None else get_settings().rate_limit_per_second
     if limit <= 0:
         return
-    second = now_ms() // 1000
-    counted = dynamo.client().update_item(
-        TableName=get_settings().control_table,
-        Key={"pk": {"S": f"RATE#{principal.key_id}#{second}"}},
-        UpdateExpression="ADD n :one SET expiresAt = if_not_exists(expiresAt, :expires)",
-        ExpressionAttributeValues={":one": {"N": "1"}, ":expires": {"N": str(second + 60)}},
-        ReturnValues="UPDATED_NEW",
-    )
-    if int(counted["Attributes"]["n"]["N"]) > limit:
+    second, step = now_ms() // 1000, math.ceil(limit / SHARE_STEPS)
+    with _lock:
+        window = _windows.get(principal.key_id)
+        if window is None or window.second != second:
+            if len(_windows) > 10_000:  # forget other keys' past seconds
+                for stale in [k for k, w in _windows.items() if w.second != second]:
+                    del _windows[stale]
+            window = _windows[principal.key_id] = _Window(second)
+        window.count += 1
+        window.over = window.over or window.count > limit
+        report = not window.over and window.count % step == 0
+    if report and _report(principal.key_id, second, step) > limit:
+        window.over = True
+    if window.over:
         raise TooManyRequests(f"Rate limit exceeded: this API key may make {limit} requests per second", 1)

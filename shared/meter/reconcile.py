@@ -1,41 +1,42 @@
-"""Reconciliation: recompute closed buckets from the records, count what the stream dropped,
-repair drift. Run on a schedule (template.yaml) and safe to run at any time, any number of times.
+"""Reconciliation: recount closed buckets from the records and set drifted aggregates to the
+recount. Run on a schedule (template.yaml) and safe to run at any time, any number of times.
 
-For one tenant and a closed window of whole hours:
+For one tenant and a window of whole hours (by event time):
 
-1. Records of the window come from the ``ByTenant`` index; whether each is counted comes from its
-   ``countedAt`` marker on the base item (the index does not project it).
-2. Records without a marker that are older than the grace period were dropped by the stream
-   after its retries (or are still being retried): they are counted now, through the same
-   exactly-once path as the aggregator, and reported as ``UncountedEvents``.
+1. The window's records come from every ``ByTenant`` shard.
+2. The stream counts a record only while it is younger than the stream mapping's
+   ``MaximumRecordAgeInSeconds`` (``STREAM_MAX_AGE_MS``): after that Lambda hands it to the
+   on-failure destination instead. A window is reconciled only when every record in it was received
+   longer ago than that, plus a margin for the tumbling window and its commit (``HORIZON_MS``), so
+   nothing can still be on its way to an aggregate of it. Windows with younger records are
+   deferred.
 3. Every aggregate item of the window (each dimension value's hour and day items, and for days
-   every value the ``ByList`` index knows) is compared with the recount of counted records. A
-   counted record's contribution and its marker are written in one transaction, so the two
-   agree at any instant unless an aggregate was lost or corrupted.
-4. A drifted item is repaired only if its records did not change while it was read (a re-read
-   of the window's markers), and with a condition that its counters still hold what was read:
-   a concurrent aggregation is never overwritten; the next run sees it settled.
+   every value the ``ByList`` index knows) is compared with the recount of the records. An item
+   that differs (an aggregate lost or corrupted, or events the stream dropped) is set to the
+   recount, only if the window's records did not change while they were read, and with a
+   condition that its counters still hold what was read, so a concurrent writer is never
+   overwritten; the next run sees it settled.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from meter import dynamo
-from meter.aggregation import aggregate, coalesce
+from meter import dynamo, keys
+from meter.aggregation import coalesce, listing_attributes
 from meter.config import get_settings
 from meter.dimensions import AGENT, AGENT_MODEL, DIMENSIONS, TENANT, Dimension
 from meter.logs import logger
-from meter.queries import counters, listed_items, record_range
-from meter.records import UsageRecord, record_from_item
+from meter.queries import counters, listed_items, tenant_records
+from meter.records import InvalidRecord, UsageRecord, record_from_item
 from meter.timerange import DAY_MS, HOUR_MS, day_key, hour_key
 
-GRACE_MS = 15 * 60_000  # how long a record may wait for the stream before it counts as dropped
+STREAM_MAX_AGE_MS = 3_600_000  # the stream mapping's MaximumRecordAgeInSeconds (template.yaml)
+HORIZON_MS = STREAM_MAX_AGE_MS + 15 * 60_000  # plus the longest tumbling window and its commit
 
 AggregateKey = tuple[str, str]
 
@@ -45,45 +46,33 @@ class ReconcileReport:
     """What one reconciliation of one tenant and window found and did."""
 
     records: int = 0
-    uncounted: int = 0
+    unreadable: int = 0  # records no recount can read (never counted; see the set-aside items)
     drifted: int = 0
     repaired: int = 0
     deferred: int = 0  # drifted items left for the next run because they changed while read
     drift: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, other: ReconcileReport) -> None:
-        for name in ("records", "uncounted", "drifted", "repaired", "deferred"):
+        for name in ("records", "unreadable", "drifted", "repaired", "deferred"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.drift += other.drift
 
 
-def _records(tenant: str, start: int, end: int) -> list[UsageRecord]:
-    # The index projects what a recount needs; the tenant is its partition key.
-    return [record_from_item({**item, "tenant": tenant}) for item in record_range("ByTenant", "tk", tenant, start, end)]
-
-
-def _counted_ids(records: list[UsageRecord]) -> set[str]:
-    """Ids of the records whose ``countedAt`` marker is set (strongly consistent reads)."""
-    table, counted = get_settings().records_table, set()
-    keys = [{"pk": {"S": f"{r.tenant}#{r.id}"}} for r in records]
-    for start in range(0, len(keys), 100):
-        request = {table: {"Keys": keys[start : start + 100], "ProjectionExpression": "id, countedAt"}}
-        request[table]["ConsistentRead"] = True
-        while request:
-            page = dynamo.client().batch_get_item(RequestItems=request)
-            for item in page["Responses"].get(table, []):
-                if "countedAt" in item:
-                    counted.add(item["id"]["S"])
-            request = page.get("UnprocessedKeys") or {}
-    return counted
+def _records(tenant: str, start: int, end: int) -> tuple[list[UsageRecord], int]:
+    """The window's records, and how many could not be read as records."""
+    found, unreadable = [], 0
+    for item in tenant_records(tenant, start, end):
+        try:
+            found.append(record_from_item(item))
+        except InvalidRecord:
+            unreadable += 1
+    return found, unreadable
 
 
 def _within(key: AggregateKey, start: int, end: int) -> bool:
-    """Whether an aggregate item's bucket (``D#day`` or ``H#hour``) lies wholly inside ``[start, end)``."""
-    daily = key[1][0] == "D"
-    moment = datetime.strptime(key[1][2:], "%Y-%m-%d" if daily else "%Y-%m-%dT%H").replace(tzinfo=UTC)
-    bucket = int(moment.timestamp() * 1000)
-    return start <= bucket and bucket + (DAY_MS if daily else HOUR_MS) <= end
+    """Whether an aggregate item's bucket (a day or an hour) lies wholly inside ``[start, end)``."""
+    bucket = keys.parse_aggregate(*key)
+    return start <= bucket.bucket_start and bucket.bucket_start + bucket.bucket_ms <= end
 
 
 def _listed_day_keys(tenant: str, start: int, end: int) -> set[AggregateKey]:
@@ -92,14 +81,14 @@ def _listed_day_keys(tenant: str, start: int, end: int) -> set[AggregateKey]:
     def listed(dimension: Dimension, scope: str = "") -> set[AggregateKey]:
         return {(item["pk"], item["sk"]) for item in listed_items(tenant, dimension, start, end, scope)}
 
-    keys = {
+    found = {
         key
         for dimension in DIMENSIONS
         if dimension.listed and dimension is not AGENT_MODEL
         for key in listed(dimension)
     }
-    agents = {pk.split("#", 2)[2] for pk, _ in keys if pk.startswith(f"{tenant}#{AGENT.code}#")}
-    return keys | {key for agent in agents for key in listed(AGENT_MODEL, agent)}
+    agents = {keys.parse_aggregate(pk, sk).value for pk, sk in found if keys.parse_aggregate(pk, sk).code == AGENT.code}
+    return found | {key for agent in agents for key in listed(AGENT_MODEL, agent)}
 
 
 def _stored(keys: set[AggregateKey]) -> dict[AggregateKey, Counter]:
@@ -122,12 +111,19 @@ def _stored(keys: set[AggregateKey]) -> dict[AggregateKey, Counter]:
     return {key: +found.get(key, Counter()) for key in ordered}
 
 
-def _repair(key: AggregateKey, seen: Counter, expected: Counter) -> bool:
-    """Set the item's counters to ``expected`` if they still hold ``seen``; False if they moved."""
+def _repair(key: AggregateKey, seen: Counter, expected: Counter, listing: dict[str, str] | None = None) -> bool:
+    """Set the item's counters to ``expected`` if they still hold ``seen``; False if they moved.
+
+    ``listing`` (``lk`` and ``v``) keeps a recreated day item of a listed dimension on ``ByList``.
+    """
     names = sorted(set(seen) | set(expected))
     attribute = {f"#c{i}": name for i, name in enumerate(names)}
     values: dict[str, Any] = {}
     sets, removes, conditions = [], [], []
+    if listing and expected:
+        attribute.update({"#lk": "lk", "#lv": "v"})
+        values.update({":lk": {"S": listing["lk"]}, ":lv": {"S": listing["v"]}})
+        sets += ["#lk = if_not_exists(#lk, :lk)", "#lv = if_not_exists(#lv, :lv)"]
     for i, name in enumerate(names):
         if expected[name]:
             sets.append(f"#c{i} = :e{i}")
@@ -157,28 +153,20 @@ def _repair(key: AggregateKey, seen: Counter, expected: Counter) -> bool:
     return True
 
 
-def _snapshot(records: list[UsageRecord]) -> tuple[frozenset[str], frozenset[str]]:
-    return frozenset(r.id for r in records), frozenset(_counted_ids(records))
-
-
 def reconcile_window(tenant: str, start: int, end: int, now: int) -> ReconcileReport:
     """Reconcile one tenant's aggregate items whose buckets lie wholly inside ``[start, end)``."""
     report = ReconcileReport()
-    records = _records(tenant, start, end)
-    counted = _counted_ids(records)
-    dropped = [r for r in records if r.id not in counted and r.received_at <= now - GRACE_MS]
-    if dropped:
-        still_failing = {r.id for r in aggregate(dropped)}
-        counted |= {r.id for r in dropped if r.id not in still_failing}
-        report.uncounted = len(dropped)
+    records, report.unreadable = _records(tenant, start, end)
     report.records = len(records)
-
-    expected = {k: +v for k, v in coalesce([r for r in records if r.id in counted]).items() if _within(k, start, end)}
-    # The tenant's own hour and day items are candidates even when no record names them.
+    if any(record.received_at > now - HORIZON_MS for record in records):
+        report.deferred = 1  # the stream may still be counting some of them
+        return report
+    expected = {k: +v for k, v in coalesce(records).items() if _within(k, start, end)}
+    listing = {k: v for record in records for k, v in listing_attributes(record).items()}
     whole_tenant = TENANT.pk(tenant, "")
-    buckets = [f"H#{hour_key(h)}" for h in range(start, end, HOUR_MS)] + [
-        f"D#{day_key(d)}" for d in range(start, end, DAY_MS)
-    ]
+    buckets = [keys.hour_sk(hour_key(h)) for h in range(start, end, HOUR_MS)]
+    buckets += [keys.day_sk(day_key(d)) for d in range(start, end, DAY_MS)]
+    # The tenant's own items, and every listed value's day items, are candidates even when no record names them.
     candidates = set(expected) | {(whole_tenant, b) for b in buckets if _within((whole_tenant, b), start, end)}
     candidates |= {k for k in _listed_day_keys(tenant, start, end) if _within(k, start, end)}
     stored = _stored(candidates)
@@ -186,13 +174,13 @@ def reconcile_window(tenant: str, start: int, end: int, now: int) -> ReconcileRe
     if not drifted:
         return report
     report.drifted = len(drifted)
-    if _snapshot(_records(tenant, start, end)) != (frozenset(r.id for r in records), frozenset(counted)):
-        report.deferred = len(drifted)  # records moved while we read: settle on the next run
+    if {r.id for r in _records(tenant, start, end)[0]} != {r.id for r in records}:
+        report.deferred = len(drifted)  # records arrived while we read: settle on the next run
         return report
     for key, seen in sorted(drifted.items()):
         want = expected.get(key, Counter())
         report.drift.append({"pk": key[0], "sk": key[1], "stored": dict(seen), "recount": dict(want)})
-        if _repair(key, seen, want):
+        if _repair(key, seen, want, listing.get(key)):
             report.repaired += 1
         else:
             report.deferred += 1
@@ -200,9 +188,9 @@ def reconcile_window(tenant: str, start: int, end: int, now: int) -> ReconcileRe
 
 
 def closed_windows(now: int) -> list[tuple[int, int]]:
-    """What an hourly run reconciles: the hour that closed a grace period ago, and the whole day
-    when that hour was the day's last."""
-    hour_end = (now - GRACE_MS) // HOUR_MS * HOUR_MS
+    """What an hourly run reconciles: the hour that closed a horizon ago, and the whole day when
+    that hour was the day's last."""
+    hour_end = (now - HORIZON_MS) // HOUR_MS * HOUR_MS
     windows = [(hour_end - HOUR_MS, hour_end)]
     if hour_end % DAY_MS == 0:
         windows.append((hour_end - DAY_MS, hour_end))

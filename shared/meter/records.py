@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from meter.timerange import order_key
+from meter import keys
 
 # The optional string fields a record may carry, in the order they are stored.
 RELATION_FIELDS = (
@@ -27,8 +27,6 @@ RELATION_FIELDS = (
     "skillsetId",
     "abilityId",
 )
-# Records-index partition attribute → the relation it keys (each value is "<tenant>#<id>").
-INDEXED_RELATIONS = {"ik": "identifier", "ak": "agentId", "ck": "conversationId"}
 _TYPES = {"tenant": str, "id": str, "type": str, "count": int, "ts": int, "credits": int, "received_at": int}
 
 
@@ -75,7 +73,7 @@ class UsageRecord:
 def record_item(record: UsageRecord) -> dict[str, Any]:
     """The Records-table item of a record (with the index keys its lookups need)."""
     item = {
-        "pk": f"{record.tenant}#{record.id}",
+        "pk": keys.record_pk(record.tenant, record.id),
         "tenant": record.tenant,
         "id": record.id,
         "type": record.type,
@@ -88,10 +86,10 @@ def record_item(record: UsageRecord) -> dict[str, Any]:
         "meta": record.meta or None,
         **record.relations,
     }
-    item["tk"], item["ord"] = record.tenant, order_key(record.ts, record.id)
-    for attribute, relation in INDEXED_RELATIONS.items():
-        if relation in record.relations:
-            item[attribute] = f"{record.tenant}#{record.relations[relation]}"
+    item["tk"] = keys.tenant_index_key(record.tenant, keys.tenant_shard(record.id))
+    item["ord"] = keys.order_key(record.ts, record.id)
+    if "conversationId" in record.relations:
+        item["ck"] = keys.conversation_index_key(record.tenant, record.relations["conversationId"])
     return item
 
 

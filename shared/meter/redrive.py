@@ -1,10 +1,12 @@
 """Redrive the dead-letter queues. Both redrives are safe to run again and again.
 
 * **Aggregation failures**: the stream mapping's on-failure queue holds the *position* of each
-  batch it gave up on (shard and sequence-number range), not the records. The redrive reads that
-  range back from the stream and counts it with the same exactly-once code as the aggregator, so
-  records that were counted after all are skipped by their ``countedAt`` markers. A message is
-  deleted only once every record in its range is counted.
+  window it gave up on (shard and sequence-number range), not the records. The redrive reads that
+  range back from the stream (it keeps 24 hours), finds the days its records fall on, and
+  reconciles those days: every aggregate of them is set to a recount of the records, which counts
+  each dropped event exactly once whatever part of the window had been committed. A day can be
+  reconciled once its records are past the stream's horizon (``reconcile.HORIZON_MS``), when no
+  stream invocation can add to it any more; until then the message stays, with the time to retry.
 * **Ingest dead letters**: messages go back to the ingest queue unchanged. Re-ingesting is
   idempotent: an event already stored is a duplicate, never a second record.
 """
@@ -18,9 +20,10 @@ from typing import Any
 import boto3
 
 from meter import dynamo
-from meter.aggregation import aggregate
 from meter.logs import logger
+from meter.reconcile import HORIZON_MS, reconcile_window
 from meter.records import InvalidRecord, UsageRecord, record_from_item
+from meter.timerange import DAY_MS, iso, now_ms
 
 
 @dataclass
@@ -79,9 +82,24 @@ def _usage_records(stream_records: list[dict[str, Any]]) -> list[UsageRecord]:
     return [record_from_item(dynamo.deserialize(r["dynamodb"]["NewImage"])) for r in inserts]
 
 
-def redrive_aggregation_failures(queue_url: str, sqs: Any | None = None, streams: Any | None = None) -> RedriveReport:
-    """Count every stream batch the on-failure queue holds; delete the messages fully counted."""
+def _reconcile_days(records: list[UsageRecord], now: int) -> str | None:
+    """Reconcile every (tenant, day) the records fall on; why not, if it cannot be done yet."""
+    youngest = max((r.received_at for r in records), default=0)
+    if youngest > now - HORIZON_MS:
+        return f"waiting for the stream's horizon: redrive after {iso(youngest + HORIZON_MS)}"
+    for tenant, day in sorted({(r.tenant, r.ts // DAY_MS * DAY_MS) for r in records}):
+        report = reconcile_window(tenant, day, day + DAY_MS, now)
+        if report.deferred:
+            return f"day {iso(day)[:10]} of tenant {tenant} changed while it was reconciled; try again"
+    return None
+
+
+def redrive_aggregation_failures(
+    queue_url: str, sqs: Any | None = None, streams: Any | None = None, now: int | None = None
+) -> RedriveReport:
+    """Reconcile the days of every stream range the on-failure queue holds; delete the messages done."""
     sqs = sqs or boto3.client("sqs")
+    now = now_ms() if now is None else now
     report = RedriveReport()
     for message in _messages(sqs, queue_url):
         report.messages += 1
@@ -95,9 +113,9 @@ def redrive_aggregation_failures(queue_url: str, sqs: Any | None = None, streams
             logger.exception("stream range unreadable", extra={"message": message["MessageId"]})
             report.kept.append(f"{message['MessageId']}: stream range unreadable ({type(error).__name__})")
             continue
-        failed = aggregate(records)
-        if failed:
-            report.kept.append(f"{message['MessageId']}: {len(failed)} events still failing")
+        waiting = _reconcile_days(records, now)
+        if waiting:
+            report.kept.append(f"{message['MessageId']}: {waiting}")
             continue
         sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
         report.redriven += 1

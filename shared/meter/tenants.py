@@ -12,7 +12,7 @@ import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from meter import dynamo
+from meter import dynamo, keys
 from meter.config import get_settings
 from meter.errors import BadRequest, NotFound
 from meter.timerange import now_ms
@@ -28,7 +28,7 @@ def _table() -> str:
 
 
 def _tenant_key(name: str) -> dict[str, dict[str, str]]:
-    return {"pk": {"S": f"TENANT#{name}"}}
+    return {"pk": {"S": keys.tenant_pk(name)}}
 
 
 def _unknown(name: str) -> NotFound:
@@ -48,7 +48,7 @@ def ensure_tenant(name: str) -> bool:
     try:
         dynamo.client().put_item(
             TableName=_table(),
-            Item=dynamo.serialize({"pk": f"TENANT#{name}", "tenant": name, "createdAt": now_ms()}),
+            Item=dynamo.serialize({"pk": keys.tenant_pk(name), "tenant": name, "createdAt": now_ms()}),
             ConditionExpression="attribute_not_exists(pk)",
         )
     except dynamo.client().exceptions.ConditionalCheckFailedException:
@@ -58,24 +58,19 @@ def ensure_tenant(name: str) -> bool:
 
 def tenant_names() -> list[str]:
     """Every registered tenant (the Tenants table is small: a scan)."""
-    items, kwargs = [], {}
-    while True:
-        page = dynamo.client().scan(
-            TableName=_table(),
-            FilterExpression="begins_with(pk, :tenant)",
-            ExpressionAttributeValues={":tenant": {"S": "TENANT#"}},
-            ProjectionExpression="tenant",
-            **kwargs,
-        )
-        items += [item["tenant"]["S"] for item in page["Items"]]
-        if "LastEvaluatedKey" not in page:
-            return sorted(items)
-        kwargs = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+    items = dynamo.paginate(
+        "scan",
+        TableName=_table(),
+        FilterExpression="begins_with(pk, :tenant)",
+        ExpressionAttributeValues={":tenant": {"S": keys.tenant_pk("")}},
+        ProjectionExpression="tenant",
+    )
+    return sorted(item["tenant"] for item in items)
 
 
 def get_tenant(name: str) -> dict[str, Any] | None:
     """The tenant item, or None."""
-    found = dynamo.client().get_item(TableName=_table(), Key={"pk": {"S": f"TENANT#{name}"}})
+    found = dynamo.client().get_item(TableName=_table(), Key={"pk": {"S": keys.tenant_pk(name)}})
     return dynamo.deserialize(found["Item"]) if "Item" in found else None
 
 
@@ -109,7 +104,7 @@ def rate_card(name: str) -> dict[str, Decimal]:
     if cached and time.monotonic() - cached[0] < get_settings().rate_card_cache_seconds:
         return cached[1]
     found = dynamo.client().get_item(
-        TableName=_table(), Key={"pk": {"S": f"TENANT#{name}"}}, ProjectionExpression="rateCard"
+        TableName=_table(), Key={"pk": {"S": keys.tenant_pk(name)}}, ProjectionExpression="rateCard"
     )
     raw = found.get("Item", {}).get("rateCard", {}).get("M", {})
     card = {k: Decimal(v["N"]) for k, v in raw.items()}

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from meter.errors import BadRequest
+from meter.keys import day_key, hour_key, order_key
+
+__all__ = ["day_key", "hour_key", "order_key"]  # bucket and sort keys live in meter.keys
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -34,16 +37,6 @@ def iso(ms: int) -> str:
     moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
     text = moment.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
     return text.replace("+00:00", "Z")
-
-
-def day_key(ms: int) -> str:
-    """``YYYY-MM-DD`` of the UTC day holding ``ms``."""
-    return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%d")
-
-
-def hour_key(ms: int) -> str:
-    """``YYYY-MM-DDTHH`` of the UTC hour holding ``ms``."""
-    return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H")
 
 
 def parse_instant(name: str, value: str, *, end_of_day: bool = False) -> int:
@@ -117,8 +110,3 @@ def plan_range(start: int, end: int) -> ReadPlan:
         return ReadPlan(hours=[(hour_key(first_hour), hour_key(last_hour - 1))], raw=raw)
     hours = [(hour_key(a), hour_key(b - 1)) for a, b in ((first_hour, first_day), (last_day, last_hour)) if a < b]
     return ReadPlan(days=(day_key(first_day), day_key(last_day - 1)), hours=hours, raw=raw)
-
-
-def order_key(ts: int, event_id: str = "") -> str:
-    """Sort key of every Records index: creation time, then id."""
-    return f"{ts:013d}#{event_id}"

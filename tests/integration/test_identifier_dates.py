@@ -7,7 +7,7 @@ from unittest import mock
 
 import pytest
 
-from meter import dynamo
+from meter import dynamo, keys
 from tests.conftest import STACK
 from tests.helpers import aggregator, call, identifier_path
 
@@ -133,9 +133,9 @@ def test_raw_records_are_read_only_for_the_ragged_edges(api):
     with mock.patch.object(dynamo.client(), "query", side_effect=spy):
         api("user@example.com", **{"from": iso(low), "to": iso(high)})
     raw = [q for q in queries if q.get("IndexName")]
-    assert len(raw) == 2
-    for q in raw:
-        bounds = q["ExpressionAttributeValues"]
-        span = int(bounds[":b"]["S"][:13]) - int(bounds[":a"]["S"][:13])
-        assert span < 3_600_000
-    assert len(queries) == 5  # days, head hours, tail hours, two raw edges
+    edges = {(q["ExpressionAttributeValues"][":a"]["S"], q["ExpressionAttributeValues"][":b"]["S"]) for q in raw}
+    assert len(edges) == 2 and len(raw) == 2 * keys.TENANT_SHARDS  # each edge from every shard of the tenant
+    for low_ord, high_ord in edges:
+        assert int(high_ord[:13]) - int(low_ord[:13]) < 3_600_000
+    assert all(q["ExpressionAttributeValues"][":w0"]["S"] == "user@example.com" for q in raw)
+    assert len(queries) == 3 + len(raw)  # days, head hours, tail hours, then the raw edges

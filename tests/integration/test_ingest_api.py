@@ -9,6 +9,7 @@ import pytest
 
 from meter import dynamo
 from meter.config import get_settings
+from meter.keys import tenant_index_key, tenant_shard
 from tests.helpers import call
 
 EVENT = {"id": "evt-1", "type": "tokens.output", "count": 42, "identifier": "ana@example.com", "agentId": "bot-1"}
@@ -41,7 +42,8 @@ def test_single_event_is_stored_with_resolved_fields(gateway, keys):
     }
     record = stored("acme", "evt-1")
     assert record["count"] == 42 and record["tenant"] == "acme" and record["credits"] == 0
-    assert record["ik"] == "acme#ana@example.com" and record["ak"] == "acme#bot-1"
+    assert "ik" not in record and "ak" not in record  # the two record indexes are ByTenant and ByConversation
+    assert record["tk"] == tenant_index_key("acme", tenant_shard(record["id"]))
 
 
 def test_resend_is_a_duplicate_and_writes_no_stream_record(gateway, keys):

@@ -42,7 +42,7 @@ def test_filter_patterns(pattern, record, expected):
 @pytest.fixture
 def recorder(aws):
     module = handler_of(RECORDER).__globals__
-    module["batches"].clear(), module["poison"].clear(), module["partial"].clear()
+    module["batches"].clear(), module["poison"].clear(), module["partial"].clear(), module["windows"].clear()
     return module
 
 
@@ -53,9 +53,42 @@ def put(*ids: str) -> None:
         )
 
 
-def mapping(dead: list, **overrides) -> StreamMapping:
-    source = dataclasses.replace(STACK.stream_sources()[0], **overrides)
-    return StreamMapping(source, RECORDER, get_settings().records_table, dead.append, retry_delay=0)
+def mapping(dead: list, clock=None, **overrides) -> StreamMapping:
+    """The template's stream mapping; without a window and with bisect unless ``overrides`` say else."""
+    plain = {"tumbling_seconds": 0, "bisect_on_error": True, "report_item_failures": True}
+    source = dataclasses.replace(STACK.stream_sources()[0], **{**plain, **overrides})
+    extra = {"clock": clock} if clock else {}
+    return StreamMapping(source, RECORDER, get_settings().records_table, dead.append, retry_delay=0, **extra)
+
+
+def test_a_tumbling_window_hands_state_along_and_ends_with_a_final_invocation(recorder):
+    put(*[f"e{i}" for i in range(5)])
+    stream = mapping([], batch_size=2, tumbling_seconds=60, clock=lambda: 0.0)
+    stream.drain(close_windows=False)  # the window is still open: no final invocation yet
+    assert [w["ids"] for w in recorder["windows"]] == [["e0", "e1"], ["e2", "e3"], ["e4"]]
+    assert [w["state"] for w in recorder["windows"]] == [{}, {"ids": ["e0", "e1"]}, {"ids": ["e0", "e1", "e2", "e3"]}]
+    assert not any(w["isFinalInvokeForWindow"] for w in recorder["windows"])
+    shards = {w["shardId"] for w in recorder["windows"]}
+    assert len(shards) == 1 and all(shards)
+
+    stream.close_windows()  # the clock passes the window's end
+    final = recorder["windows"][-1]
+    assert (
+        final["isFinalInvokeForWindow"] and final["ids"] == [] and final["state"]["ids"] == [f"e{i}" for i in range(5)]
+    )
+    window = final["window"]
+    assert window["start"] < window["end"]
+
+
+def test_a_window_that_keeps_failing_goes_to_the_failure_queue_whole(recorder):
+    put("a", "b", "boom", "c")
+    recorder["poison"].add("boom")
+    dead: list = []
+    mapping(dead, batch_size=2, tumbling_seconds=60, max_retries=2).drain()
+    (failure,) = dead
+    info = failure["DDBStreamBatchInfo"]
+    assert int(info["startSequenceNumber"]) < int(info["endSequenceNumber"])  # from the window's first record
+    assert recorder["windows"][-1]["state"] == {}  # the next invocation starts the window afresh
 
 
 def test_batches_follow_the_batch_size(recorder):

@@ -1,5 +1,5 @@
-"""Poison pills: a batch the aggregator cannot count does not stall its shard, reaches the
-on-failure queue, and the redrive counts it later, exactly once."""
+"""A window the aggregator gives up on does not stall its shard: it reaches the on-failure queue, and
+the redrive counts it later (once past the stream's horizon), exactly once."""
 
 from __future__ import annotations
 
@@ -17,10 +17,15 @@ from meter.config import get_settings
 from meter.dimensions import TENANT
 from meter.ingest import ingest, parse_events
 from meter.queries import aggregate_items, counters
+from meter.reconcile import HORIZON_MS
 from meter.redrive import redrive_aggregation_failures, redrive_dead_letters
+from meter.timerange import now_ms
 from tests.conftest import STACK
 
-POISON = "evt-poison"
+
+def later() -> int:
+    """When every record stored so far is past the stream's horizon."""
+    return now_ms() + HORIZON_MS + 60_000
 
 
 @pytest.fixture
@@ -53,36 +58,38 @@ def _ingest(tenant: str, ids: list[str]) -> None:
     ingest(tenant, parse_events(json.dumps({"events": events})))
 
 
-def test_a_failing_record_is_dead_lettered_others_are_counted_and_redrive_counts_it_once(queues, monkeypatch):
+def _waiting(sqs, url: str) -> int:
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
+
+
+def test_a_window_given_up_on_is_dead_lettered_the_shard_moves_on_and_redrive_counts_it_once(queues, monkeypatch):
     sqs, urls = queues
+    failures = urls[STACK.stream_sources()[0].on_failure]
     real_transact = aggregation.transact
 
-    def transact_failing_on_poison(actions):
-        if any(POISON in json.dumps(action) for action in actions):
-            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, "TransactWriteItems")
-        real_transact(actions)
+    def refused(actions):
+        raise ClientError({"Error": {"Code": "ValidationException", "Message": "injected"}}, "TransactWriteItems")
 
-    monkeypatch.setattr(aggregation, "transact", transact_failing_on_poison)
-    _ingest("acme", ["evt-1", "evt-2", POISON, "evt-3"])
-    _stream_mapping(sqs, urls).drain()
-
-    assert _tenant_totals("acme")["events"] == 3  # the shard moved on past the poison pill
-    source = STACK.stream_sources()[0]
-    assert (
-        int(
-            sqs.get_queue_attributes(QueueUrl=urls[source.on_failure], AttributeNames=["All"])["Attributes"][
-                "ApproximateNumberOfMessages"
-            ]
-        )
-        == 1
-    )
+    monkeypatch.setattr(aggregation, "transact", refused)
+    _ingest("acme", ["evt-1", "evt-2", "evt-3"])
+    mapping = _stream_mapping(sqs, urls)
+    mapping.drain()
+    assert _waiting(sqs, failures) == 1 and _tenant_totals("acme")["events"] == 0
 
     monkeypatch.setattr(aggregation, "transact", real_transact)  # the fault is fixed
-    report = redrive_aggregation_failures(urls[source.on_failure], sqs=sqs)
+    _ingest("acme", ["evt-4"])
+    mapping.drain()
+    assert _tenant_totals("acme")["events"] == 1  # the shard moved on past the window it gave up on
+
+    early = redrive_aggregation_failures(failures, sqs=sqs)
+    assert early.redriven == 0 and "horizon" in early.kept[0]  # the stream might still count them
+
+    report = redrive_aggregation_failures(failures, sqs=sqs, now=later())
     assert report.redriven == 1 and report.kept == []
     assert _tenant_totals("acme") == Counter({"events": 4, "credits": 8, "messages": 4, "n:message": 4})
 
-    again = redrive_aggregation_failures(urls[source.on_failure], sqs=sqs)
+    again = redrive_aggregation_failures(failures, sqs=sqs, now=later())
     assert again.messages == 0
     assert _tenant_totals("acme")["events"] == 4
 
@@ -113,7 +120,7 @@ def test_a_redrive_of_a_range_already_counted_counts_nothing_twice(queues, monke
     source = STACK.stream_sources()[0]
     sqs.send_message(QueueUrl=urls[source.on_failure], MessageBody=json.dumps(info))
 
-    report = redrive_aggregation_failures(urls[source.on_failure], sqs=sqs)
+    report = redrive_aggregation_failures(urls[source.on_failure], sqs=sqs, now=later())
 
     assert report.redriven == 1 and report.events == 2
     assert _tenant_totals("acme")["events"] == 2

@@ -49,11 +49,20 @@ def test_authorizer_caches_on_the_whole_authorization_header():
     assert authorizer.ttl_seconds > 0
 
 
-def test_stream_mapping_is_insert_only_bisecting_bounded_and_dead_lettered():
+def test_stream_mapping_is_insert_only_windowed_bounded_and_dead_lettered():
     (source,) = STACK.stream_sources()
     assert [json.loads(f) for f in source.filters] == [{"eventName": ["INSERT"]}]
-    assert source.bisect_on_error and source.report_item_failures
+    assert 0 < source.tumbling_seconds <= 900 and not source.bisect_on_error
     assert 0 <= source.max_retries <= 10 and source.on_failure == "AggregationFailuresQueue"
+
+
+def test_reconciliation_waits_past_the_record_age_the_stream_mapping_gives_up_at():
+    from meter.reconcile import HORIZON_MS, STREAM_MAX_AGE_MS
+
+    props = STACK.resources["AggregateStreamFunction"]["Properties"]["Events"]["Records"]["Properties"]
+    assert props["MaximumRecordAgeInSeconds"] * 1000 == STREAM_MAX_AGE_MS
+    window = int(STACK.parameters["AggregationWindowSeconds"])
+    assert STREAM_MAX_AGE_MS + window * 1000 + props["MaximumBatchingWindowInSeconds"] * 1000 <= HORIZON_MS
 
 
 def test_reconciliation_runs_hourly_on_a_schedule():
@@ -86,7 +95,9 @@ def test_sample_events_run_against_their_handlers(keys, logical_id):
     elif logical_id == "AuthorizerFunction":
         assert result["isAuthorized"] and result["context"]["authError"]  # the sample key is not registered
     elif logical_id == "ReconcileFunction":
-        assert result == {"records": 0, "uncounted": 0, "drifted": 0, "repaired": 0, "deferred": 0}
+        assert result == {"records": 0, "unreadable": 0, "drifted": 0, "repaired": 0, "deferred": 0}
+    elif logical_id == "AggregateStreamFunction":
+        assert result == {"state": {}, "batchItemFailures": []}  # the sample is a window's final invocation
     else:
         assert result == {"batchItemFailures": []}
 

@@ -1,0 +1,175 @@
+"""Every key format of every table, each built and parsed here and nowhere else.
+
+Records (``pk = <tenant>#<id>``): the idempotency key. Index keys: ``tk = <tenant>#<shard>``
+(``ByTenant``, write-sharded by a hash of the event id so one tenant's records spread over
+``TENANT_SHARDS`` partitions), ``ck = <tenant>#<conversation>`` (``ByConversation``), and the sort
+key ``ord = <13-digit ms>#<id>`` shared by both.
+
+Aggregates (``pk = <tenant>#<dimension code>[#<value>]``, ``sk = D#YYYY-MM-DD`` or
+``H#YYYY-MM-DDTHH``); ``lk`` lists a dimension's values on the ``ByList`` index.
+
+Control: the aggregator's per-shard ledger (``SHARD#<shard>``), its pending commits
+(``PENDING#<shard>#<first>#<last>``), rate-limit windows (``RATE#<key>#<second>``) and the cursor
+signing key. Tenants: ``TENANT#<name>`` and ``KEY#<public id>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+TENANT_SHARDS = 16
+DAY_PREFIX, HOUR_PREFIX = "D#", "H#"
+_HOUR_MS = 3_600_000
+
+
+# -- records and their indexes -------------------------------------------------------------
+def record_pk(tenant: str, event_id: str) -> str:
+    """The Records-table key of one event: unique per tenant and client id."""
+    return f"{tenant}#{event_id}"
+
+
+def tenant_shard(event_id: str) -> int:
+    """Which ``ByTenant`` partition an event's record is indexed under (stable, uniform)."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=4).digest(), "big") % TENANT_SHARDS
+
+
+def tenant_index_key(tenant: str, shard: int) -> str:
+    """``ByTenant`` partition key of one of the tenant's shards."""
+    return f"{tenant}#{shard:02d}"
+
+
+def tenant_index_keys(tenant: str) -> list[str]:
+    """Every ``ByTenant`` partition of a tenant (readers query all and merge by ``ord``)."""
+    return [tenant_index_key(tenant, shard) for shard in range(TENANT_SHARDS)]
+
+
+def conversation_index_key(tenant: str, conversation_id: str) -> str:
+    """``ByConversation`` partition key."""
+    return f"{tenant}#{conversation_id}"
+
+
+def order_key(ts: int, event_id: str = "") -> str:
+    """Sort key of every Records index: creation time, then id."""
+    return f"{ts:013d}#{event_id}"
+
+
+def order_bounds(start: int, end: int) -> tuple[str, str]:
+    """Inclusive ``ord`` bounds of the records created in ``[start, end)``."""
+    return order_key(start), f"{end - 1:013d}$"  # '$' sorts right after the '#' that follows the time
+
+
+# -- aggregates ----------------------------------------------------------------------------
+def day_key(ms: int) -> str:
+    """``YYYY-MM-DD`` of the UTC day holding ``ms``."""
+    return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%d")
+
+
+def hour_key(ms: int) -> str:
+    """``YYYY-MM-DDTHH`` of the UTC hour holding ``ms``."""
+    return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H")
+
+
+def day_sk(day: str) -> str:
+    """Sort key of a day item (``day`` as ``YYYY-MM-DD``)."""
+    return DAY_PREFIX + day
+
+
+def hour_sk(hour: str) -> str:
+    """Sort key of an hour item (``hour`` as ``YYYY-MM-DDTHH``)."""
+    return HOUR_PREFIX + hour
+
+
+def aggregate_pk(tenant: str, code: str, value: str = "") -> str:
+    """Partition key of one dimension value's aggregates (the tenant itself has no value)."""
+    return f"{tenant}#{code}" if code == "T" else f"{tenant}#{code}#{value}"
+
+
+def list_key(tenant: str, code: str, scope: str = "") -> str:
+    """``ByList`` partition listing a dimension's values (within ``scope``, e.g. one agent's models)."""
+    return f"{tenant}#{code}" + (f"#{scope}" if scope else "")
+
+
+def model_key(agent: str, model: str) -> str:
+    """Unambiguous value key of one agent's model (agent ids may contain '#')."""
+    return f"{len(agent)}:{agent}#{model}"
+
+
+def split_model_key(value: str) -> tuple[str, str]:
+    """``(agent, model)`` back from ``model_key``."""
+    length, rest = value.split(":", 1)
+    return rest[: int(length)], rest[int(length) + 1 :]
+
+
+def bucket_day(sk: str) -> str:
+    """The ``YYYY-MM-DD`` a day or hour item's sort key falls on."""
+    return sk[2:12]
+
+
+@dataclass(frozen=True)
+class AggregateKey:
+    """An aggregate item's key, parsed: whose totals, which bucket."""
+
+    tenant: str
+    code: str
+    value: str
+    granularity: str  # "day" or "hour"
+    bucket_start: int  # Unix ms
+
+    @property
+    def bucket_ms(self) -> int:
+        return 24 * _HOUR_MS if self.granularity == "day" else _HOUR_MS
+
+
+def parse_aggregate(pk: str, sk: str) -> AggregateKey:
+    """An aggregate item's ``(pk, sk)`` back as what it means."""
+    tenant, _, rest = pk.partition("#")
+    code, _, value = rest.partition("#")
+    daily = sk.startswith(DAY_PREFIX)
+    moment = datetime.strptime(sk[2:], "%Y-%m-%d" if daily else "%Y-%m-%dT%H").replace(tzinfo=UTC)
+    return AggregateKey(tenant, code, value, "day" if daily else "hour", int(moment.timestamp() * 1000))
+
+
+def value_of_pk(pk: str) -> str:
+    """The dimension value an aggregate partition key names."""
+    return pk.split("#", 2)[2]
+
+
+# -- control and tenants -------------------------------------------------------------------
+def sequence_key(sequence: str) -> str:
+    """A stream sequence number, zero-padded so string order is numeric order."""
+    return sequence.rjust(40, "0")
+
+
+def ledger_pk(shard_id: str) -> str:
+    """The aggregator's ledger of one stream shard (what it has committed)."""
+    return f"SHARD#{shard_id}"
+
+
+def pending_pk(shard_id: str, first: str, last: str) -> str:
+    """A write-ahead copy of one multi-transaction commit."""
+    return f"PENDING#{shard_id}#{first}#{last}"
+
+
+def rate_pk(key_id: str, second: int) -> str:
+    """One API key's request count in one second."""
+    return f"RATE#{key_id}#{second}"
+
+
+CURSOR_SIGNING_KEY = "CONFIG#cursor-signing-key"
+
+
+def tenant_pk(name: str) -> str:
+    """A tenant's item (its rate card and billing anchor)."""
+    return f"TENANT#{name}"
+
+
+def api_key_pk(public_id: str) -> str:
+    """An API key's item."""
+    return f"KEY#{public_id}"
+
+
+def api_key_id(pk: str) -> str:
+    """The public id back from an API key's item key."""
+    return pk.removeprefix("KEY#")
