@@ -12,6 +12,9 @@ SQS_PORT ?= 9324
 TENANT ?= demo
 SCOPES ?= ingest,read
 WHICH ?= aggregation
+# Deployed, the aggregator commits each shard's events every 60 s (AggregationWindowSeconds); locally
+# a shorter window shows totals sooner. AGGREGATION_WINDOW=60 runs the production setting.
+AGGREGATION_WINDOW ?= 5
 PYTEST_WORKERS ?= 2
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
@@ -42,7 +45,7 @@ install: $(VENV)/.installed $(SAM_VENV)/.installed node_modules/.installed ## in
 
 run: $(VENV)/.installed node_modules/.installed ## start DynamoDB Local, local SQS and the API on http://127.0.0.1:$(PORT)
 	@command -v java >/dev/null || { echo "Java 17 is needed for DynamoDB Local"; exit 1; }
-	PORT=$(PORT) DYNAMODB_PORT=$(DYNAMODB_PORT) SQS_PORT=$(SQS_PORT) $(PY) -m local
+	PORT=$(PORT) DYNAMODB_PORT=$(DYNAMODB_PORT) SQS_PORT=$(SQS_PORT) $(PY) -m local --parameter AggregationWindowSeconds=$(AGGREGATION_WINDOW)
 
 key: $(VENV)/.installed ## make key TENANT=acme SCOPES=ingest,read (while make run is up); the token is the last line
 	@$(PY) -m local.key --tenant "$(TENANT)" --scopes "$(SCOPES)"

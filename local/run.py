@@ -40,7 +40,24 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--in-memory", action="store_true", help="keep no data across restarts")
     parser.add_argument("--no-demo", action="store_true", help="do not create the demo tenant and key")
     parser.add_argument("--queue-visibility", type=int, default=5, help="local visibility timeout (s) for retries")
+    parser.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a template parameter, as sam deploy --parameter-overrides does (repeatable)",
+    )
     return parser
+
+
+def _overrides(pairs: list[str]) -> dict[str, str]:
+    found = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--parameter expects NAME=VALUE, got {pair!r}")
+        found[name] = value
+    return found
 
 
 def _lock(state_dir: Path, ports: dict[str, int]) -> Path:
@@ -112,10 +129,11 @@ def _demo_token(state_dir: Path) -> str:
     return token_file.read_text().strip()
 
 
-def _banner(port: int, token: str | None, dynamodb_port: int, sqs_port: int) -> str:
+def _banner(port: int, token: str | None, dynamodb_port: int, sqs_port: int, window: str) -> str:
     base = f"http://127.0.0.1:{port}"
     lines = [
         f"Usage meter is up on {base}  (DynamoDB Local :{dynamodb_port}, SQS :{sqs_port}). Ctrl-C stops everything.",
+        f"Totals follow events within the aggregation window: {window} s (template parameter AggregationWindowSeconds).",
     ]
     if token:
         lines += [
@@ -173,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C must stop us even when started from a shell that ignores SIGINT in background jobs.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     state_dir: Path = args.state_dir.resolve()
-    stack = Stack()
+    stack = Stack(parameters=_overrides(args.parameter))
     ports = {"API": args.port, "DynamoDB Local": args.dynamodb_port, "SQS": args.sqs_port}
     lock = _lock(state_dir, ports)
     configure_environment(stack, args.dynamodb_port, args.sqs_port)
@@ -189,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         children.append(services.start_sqs(args.sqs_port, state_dir / "sqs.log"))
         server, threads = _start_stack(stack, args, state_dir, stop)
         token = None if args.no_demo else _demo_token(state_dir)
-        print(_banner(args.port, token, args.dynamodb_port, args.sqs_port), flush=True)
+        window = stack.parameters["AggregationWindowSeconds"]
+        print(_banner(args.port, token, args.dynamodb_port, args.sqs_port, window), flush=True)
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM, at any point of start-up or serving
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abort the cleanup

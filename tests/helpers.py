@@ -91,7 +91,8 @@ def meaning(pk: str, sk: str) -> Bucket:
 
 def stored_aggregates(client: Any, table: str, tenant: str | None = None) -> dict[Bucket, dict[str, int]]:
     """Every aggregate item (of one tenant, if given) by what it totals, with its non-zero counters."""
-    items = list(dynamo.paginate("scan", TableName=table))
+    pages = client.get_paginator("scan").paginate(TableName=table)
+    items = [dynamo.deserialize(item) for page in pages for item in page["Items"]]
     found = {}
     for item in items:
         bucket = meaning(item.pop("pk"), item.pop("sk"))

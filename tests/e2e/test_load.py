@@ -21,6 +21,7 @@ import requests
 from local.template import Stack
 from meter import dynamo
 from meter.records import record_from_item
+from meter.timerange import to_ms
 from tests.conftest import reset_caches
 from tests.helpers import recount, stored_aggregates
 
@@ -54,7 +55,7 @@ def _quiescent_aggregates(client, tenant: str, expected_events: int, timeout: fl
     deadline = time.monotonic() + timeout
     while True:
         stored = stored_aggregates(client, table, tenant)
-        day_events = sum(v.get("events", 0) for (pk, sk), v in stored.items() if pk == f"{tenant}#T" and sk[0] == "D")
+        day_events = sum(v.get("events", 0) for bucket, v in stored.items() if bucket[1:4] == ("tenant", None, "day"))
         if day_events >= expected_events or time.monotonic() > deadline:
             time.sleep(1.0)  # anything still in flight would show up as a mismatch below
             return stored_aggregates(client, table, tenant)
@@ -80,7 +81,8 @@ def test_one_event_id_sent_by_20_clients_at_once_is_stored_once_and_counted_once
     assert len(_records(client, tenant)) == 1
     stored = _quiescent_aggregates(client, tenant, expected_events=1)
     assert stored == recount(_records(client, tenant))
-    assert stored[(f"{tenant}#T", f"D#{datetime.now(UTC):%Y-%m-%d}")]["credits"] == 5
+    today = to_ms(datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0))
+    assert stored[(tenant, "tenant", None, "day", today)]["credits"] == 5
 
 
 def test_the_conditional_put_admits_one_writer_among_20_threads(stack, monkeypatch):
