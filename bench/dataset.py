@@ -66,3 +66,50 @@ def events(shape: Shape, seed: int, now: datetime | None = None) -> list[dict]:
             }
         )
     return result
+
+
+class LiveTraffic:
+    """Events as they happen: 1,000 end users and 50 agents (Zipf), 3 models per agent,
+    conversations of several events, timestamps left to the server (the moment of arrival)."""
+
+    def __init__(self, seed: int, shape: Shape = Shape(events=0)):
+        self.rng = random.Random(seed)
+        self.shape, self.seed, self.sent = shape, seed, 0
+        self.who, self.bots = _zipf_weights(shape.identifiers), _zipf_weights(shape.agents)
+        self.kinds = list(accumulate(weight for _, weight, _ in TYPES))
+        self.conversations: dict[int, tuple[str, int, int]] = {}  # user → (conversation, agent, events left)
+
+    def user(self) -> int:
+        """A Zipf-chosen end user (rank 1 is the most active)."""
+        return self.rng.choices(range(1, self.shape.identifiers + 1), cum_weights=self.who)[0]
+
+    def _conversation(self, user: int) -> tuple[str, int]:
+        conversation, bot, left = self.conversations.get(user, ("", 0, 0))
+        if left <= 0:
+            bot = self.rng.choices(range(1, self.shape.agents + 1), cum_weights=self.bots)[0]
+            conversation, left = f"live-{self.seed}-{user}-{self.sent}", self.rng.randint(3, 12)
+        self.conversations[user] = (conversation, bot, left - 1)
+        return conversation, bot
+
+    def batch(self, size: int) -> list[dict]:
+        """The next ``size`` events."""
+        result = []
+        for _ in range(size):
+            user = self.user()
+            conversation, bot = self._conversation(user)
+            kind, _, scale = TYPES[self.rng.choices(range(len(TYPES)), cum_weights=self.kinds)[0]]
+            result.append(
+                {
+                    "id": f"live-{self.seed}-{self.sent}",
+                    "type": kind,
+                    "count": max(1, int(self.rng.expovariate(1 / scale))),
+                    "credits": self.rng.randrange(0, 20),
+                    "identifier": identifier(user),
+                    "agentId": agent(bot),
+                    "model": f"model-{(bot + self.rng.randrange(3)) % 3}",
+                    "conversationId": conversation,
+                    "meta": {"channel": self.rng.choice(["web", "api"])},
+                }
+            )
+            self.sent += 1
+        return result
