@@ -133,7 +133,7 @@ def _banner(port: int, token: str | None, dynamodb_port: int, sqs_port: int, win
     base = f"http://127.0.0.1:{port}"
     lines = [
         f"Usage meter is up on {base}  (DynamoDB Local :{dynamodb_port}, SQS :{sqs_port}). Ctrl-C stops everything.",
-        f"Totals follow events within the aggregation window: {window} s (template parameter AggregationWindowSeconds).",
+        f"Totals follow events within the aggregation window, {window} s (parameter AggregationWindowSeconds).",
     ]
     if token:
         lines += [

@@ -39,12 +39,14 @@ def _configure(args: argparse.Namespace) -> None:
         os.environ["TENANTS_TABLE"] = outputs["TenantsTableName"]
         os.environ["RECORDS_TABLE"] = outputs["RecordsTableName"]
         os.environ["AGGREGATES_TABLE"] = outputs["AggregatesTableName"]
+        os.environ["CONTROL_TABLE"] = outputs["ControlTableName"]
         for logical_id in QUEUES:
             os.environ[f"QUEUE_URL_{logical_id}"] = outputs[f"{logical_id}Url"]
     for logical_id, default in {
         "Tenants": "TenantsTable",
         "Records": "RecordsTable",
         "Aggregates": "AggregatesTable",
+        "Control": "ControlTable",
     }.items():
         os.environ.setdefault(f"{logical_id.upper()}_TABLE", default)
 

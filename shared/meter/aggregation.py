@@ -35,8 +35,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from meter import dynamo, keys
-from meter.config import get_settings
+from meter import dynamo, keys, store
 from meter.dimensions import DIMENSIONS, contribution_of, display_value
 from meter.logs import logger, metrics
 from meter.records import UsageRecord, record_from_item
@@ -44,7 +43,10 @@ from meter.timerange import now_ms
 
 MAX_TRANSACT_ACTIONS = 100
 CHUNK_ITEMS = MAX_TRANSACT_ACTIONS - 1  # the ledger update is the 100th action
-MAX_STATE_ITEMS = 4000  # commit mid-window past this, so the state stays far below Lambda's 1 MB
+MAX_STATE_ITEMS = 20_000  # commit mid-window past this many items (about 250 KB compressed)
+# ...or past this size of compressed deltas (base64), whatever the keys' lengths: the state then stays
+# below Lambda's 1 MB, and the pending item (the same bytes, unencoded) below DynamoDB's 400 KB.
+MAX_STATE_CHARS = 400_000
 MAX_ATTEMPTS = 8
 PENDING_DAYS = 7  # pending items expire by TTL long after their commit finished
 RETRYABLE = {
@@ -177,10 +179,7 @@ class Ledger:
 
 def read_ledger(shard: str) -> Ledger:
     """The shard's ledger, strongly consistent."""
-    found = dynamo.client().get_item(
-        TableName=get_settings().control_table, Key={"pk": {"S": keys.ledger_pk(shard)}}, ConsistentRead=True
-    )
-    item = dynamo.deserialize(found.get("Item") or {})
+    item = store.control().ledger(shard)
     return Ledger(
         shard=shard,
         seq=item.get("seq", ""),
@@ -188,10 +187,6 @@ def read_ledger(shard: str) -> Ledger:
         pending_last=item.get("pl", ""),
         chunks_done=int(item.get("pd", 0)),
     )
-
-
-def _ledger_key(shard: str) -> dict[str, Any]:
-    return {"pk": {"S": keys.ledger_pk(shard)}}
 
 
 def _unchanged_since(ledger: Ledger) -> tuple[str, dict[str, Any]]:
@@ -209,32 +204,19 @@ def _counter_action(key: AggregateKey, added: Counter[str], listing: dict[str, s
         names.update({"#lk": "lk", "#v": "v"})
         values.update({":lk": {"S": listing["lk"]}, ":dv": {"S": listing["v"]}})
         expression += " SET #lk = if_not_exists(#lk, :lk), #v = if_not_exists(#v, :dv)"
-    return {
-        "Update": {
-            "TableName": get_settings().aggregates_table,
-            "Key": {"pk": {"S": key[0]}, "sk": {"S": key[1]}},
-            "UpdateExpression": expression,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-        }
-    }
+    return store.aggregates().action(
+        store.Aggregates.key(*key), expression, ExpressionAttributeNames=names, ExpressionAttributeValues=values
+    )
 
 
 def _ledger_action(shard: str, expression: str, condition: str, values: dict[str, Any]) -> dict[str, Any]:
-    action: dict[str, Any] = {
-        "TableName": get_settings().control_table,
-        "Key": _ledger_key(shard),
-        "UpdateExpression": expression,
-        "ConditionExpression": condition,
-    }
-    if values:
-        action["ExpressionAttributeValues"] = values
-    return {"Update": action}
+    extra = {"ExpressionAttributeValues": values} if values else {}
+    return store.control().action(store.Control.ledger_key(shard), expression, condition, **extra)
 
 
 def transact(actions: list[dict[str, Any]]) -> None:
-    """Commit one transaction (a seam the property test uses to inject crashes and errors)."""
-    dynamo.client().transact_write_items(TransactItems=actions)
+    """Commit one transaction (a seam tests use to inject failures)."""
+    store.transact(actions)
 
 
 def _transact_ledger_checked(actions: list[dict[str, Any]]) -> None:
@@ -275,21 +257,19 @@ def commit(shard: str, deltas: Deltas, ledger: Ledger) -> None:
         _transact_ledger_checked(actions)
         return
     _write_pending(shard, deltas)
-    try:
-        dynamo.client().update_item(
-            TableName=get_settings().control_table,
-            Key=_ledger_key(shard),
-            UpdateExpression="SET pf = :first, pl = :last, pd = :zero",
-            ConditionExpression=condition,
-            ExpressionAttributeValues={
-                **seen,
-                ":first": {"S": deltas.first},
-                ":last": {"S": deltas.last},
-                ":zero": {"N": "0"},
-            },
-        )
-    except dynamo.client().exceptions.ConditionalCheckFailedException:
-        raise LedgerMoved from None
+    pointed = store.control().update(
+        store.Control.ledger_key(shard),
+        "SET pf = :first, pl = :last, pd = :zero",
+        condition,
+        ExpressionAttributeValues={
+            **seen,
+            ":first": {"S": deltas.first},
+            ":last": {"S": deltas.last},
+            ":zero": {"N": "0"},
+        },
+    )
+    if pointed is None:
+        raise LedgerMoved
     _apply_pending(shard, deltas, 0)
 
 
@@ -303,23 +283,19 @@ def _write_pending(shard: str, deltas: Deltas) -> None:
         "deltas": base64.b64decode(state["deltas"]),
         "expiresAt": now_ms() // 1000 + PENDING_DAYS * 86_400,
     }
-    dynamo.client().put_item(TableName=get_settings().control_table, Item=dynamo.serialize(item))
+    store.control().put(item)
 
 
 def _read_pending(ledger: Ledger) -> Deltas:
-    found = dynamo.client().get_item(
-        TableName=get_settings().control_table,
-        Key={"pk": {"S": keys.pending_pk(ledger.shard, ledger.pending_first, ledger.pending_last)}},
-        ConsistentRead=True,
-    )
-    if "Item" not in found:
+    key = {"pk": {"S": keys.pending_pk(ledger.shard, ledger.pending_first, ledger.pending_last)}}
+    item = store.control().get(key, consistent=True)
+    if item is None:
         raise CommitFailed(f"pending commit of shard {ledger.shard} is missing")
-    item = found["Item"]
     state = {
-        "first": item["first"]["S"],
-        "last": item["last"]["S"],
-        "events": item["events"]["N"],
-        "deltas": base64.b64encode(item["deltas"]["B"]).decode(),
+        "first": item["first"],
+        "last": item["last"],
+        "events": str(item["events"]),
+        "deltas": base64.b64encode(item["deltas"]).decode(),
     }
     return Deltas.decode(state)
 
@@ -355,17 +331,14 @@ def _set_aside(shard: str, raw: dict[str, Any], reason: str) -> None:
     pk = (change.get("Keys") or {}).get("pk", {}).get("S", "?")
     logger.error("stream record set aside", extra={"record": pk, "reason": reason, "shard": shard})
     metrics.add_metric(name="RecordsSetAside", unit="Count", value=1)
-    dynamo.client().put_item(
-        TableName=get_settings().control_table,
-        Item=dynamo.serialize(
-            {
-                "pk": f"ASIDE#{pk}",
-                "shard": shard,
-                "sequence": change.get("SequenceNumber", ""),
-                "reason": reason[:1000],
-                "at": now_ms(),
-            }
-        ),
+    store.control().put(
+        {
+            "pk": keys.set_aside_pk(pk),
+            "shard": shard,
+            "sequence": change.get("SequenceNumber", ""),
+            "reason": reason[:1000],
+            "at": now_ms(),
+        }
     )
 
 
@@ -402,8 +375,10 @@ def handle_window(event: dict[str, Any]) -> dict[str, Any]:
             if sequence > floor:
                 deltas.add(sequence, record)
         final = event.get("isFinalInvokeForWindow") or event.get("isWindowTerminatedEarly") or "shardId" not in event
-        if not (final or len(deltas.counters) > MAX_STATE_ITEMS):
-            return {"state": deltas.encode(), "batchItemFailures": []}
+        if not final and len(deltas.counters) <= MAX_STATE_ITEMS:
+            state = deltas.encode()
+            if len(state.get("deltas", "")) <= MAX_STATE_CHARS:
+                return {"state": state, "batchItemFailures": []}
         try:
             commit(shard, deltas, ledger)
         except LedgerMoved:

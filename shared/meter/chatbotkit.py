@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from meter import dynamo, keys
-from meter.config import get_settings
+from meter import keys, store
 from meter.cursors import decode_cursor, encode_cursor
 from meter.dimensions import ABILITY, AGENT, DATASET, IDENTIFIER, SKILLSET, TENANT, TYPE_PREFIX
 from meter.queries import (
@@ -154,24 +153,6 @@ def _matches(record: dict[str, Any], wanted: dict[str, list[str]], meta: dict[st
     return all(k in record_meta and (record_meta[k] == v or str(record_meta[k]) == str(v)) for k, v in meta.items())
 
 
-def _partition(index: str, key_attribute: str, key: str, after: str | None, ascending: bool, page: int) -> Iterator:
-    """One index partition's records after the cursor position, lazily, ``page`` items a read."""
-    condition = f"{key_attribute} = :k"
-    values: dict[str, Any] = {":k": {"S": key}}
-    if after is not None:
-        condition += " AND ord > :after" if ascending else " AND ord < :after"
-        values[":after"] = {"S": after}
-    return dynamo.paginate(
-        "query",
-        TableName=get_settings().records_table,
-        IndexName=index,
-        KeyConditionExpression=condition,
-        ExpressionAttributeValues=values,
-        ScanIndexForward=ascending,
-        PaginationConfig={"PageSize": page},
-    )
-
-
 def _matching_records(
     tenant: str, params: dict[str, str], after: str | None, ascending: bool, take: int = MAX_TAKE
 ) -> Iterator[dict]:
@@ -179,13 +160,14 @@ def _matching_records(
     if params.get("type"):
         wanted["type"] = _any_of(params["type"])
     if "conversationId" in wanted:
-        index, attribute = "ByConversation", "ck"
+        index = "ByConversation"
         partitions = [keys.conversation_index_key(tenant, c) for c in wanted.pop("conversationId")]
         page = take + 1
     else:  # the tenant's shards, each read a little at a time: the merge pulls only what it needs
-        index, attribute, partitions = "ByTenant", "tk", keys.tenant_index_keys(tenant)
+        index, partitions = "ByTenant", keys.tenant_index_keys(tenant)
         page = max(4, (take + 1) // len(partitions) + 2)
-    sources = [_partition(index, attribute, key, after, ascending, page) for key in partitions]
+    records = store.records()
+    sources = [records.after(index, key, after, ascending, page) for key in partitions]
     merged = heapq.merge(*sources, key=lambda r: r["ord"], reverse=not ascending)
     meta = _meta_filters(params)
     return (record for record in merged if _matches(record, wanted, meta))

@@ -11,6 +11,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 
+def _required(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise RuntimeError(f"Environment variable {name} is not set (template.yaml sets it for every function)")
+    return value
+
+
 def _whole_number(name: str, default: int, minimum: int) -> int:
     raw = os.environ.get(name, "")
     try:
@@ -37,12 +44,12 @@ class Settings:
 
     @classmethod
     def from_environment(cls) -> Settings:
-        """Settings from ``os.environ``, with the defaults of a local run."""
+        """Settings from ``os.environ``: table names required, limits with the template's defaults."""
         return cls(
-            records_table=os.environ.get("RECORDS_TABLE", "UsageRecords"),
-            aggregates_table=os.environ.get("AGGREGATES_TABLE", "UsageAggregates"),
-            tenants_table=os.environ.get("TENANTS_TABLE", "Tenants"),
-            control_table=os.environ.get("CONTROL_TABLE", "Control"),
+            records_table=_required("RECORDS_TABLE"),
+            aggregates_table=_required("AGGREGATES_TABLE"),
+            tenants_table=_required("TENANTS_TABLE"),
+            control_table=_required("CONTROL_TABLE"),
             max_event_age_days=_whole_number("MAX_EVENT_AGE_DAYS", 35, 1),
             max_future_skew_seconds=_whole_number("MAX_FUTURE_SKEW_SECONDS", 300, 0),
             rate_card_cache_seconds=_whole_number("RATE_CARD_CACHE_SECONDS", 60, 0),

@@ -18,29 +18,16 @@ import hmac
 import json
 import secrets
 
-from meter import dynamo, keys
-from meter.config import get_settings
+from meter import store
 from meter.errors import BadRequest
 
-KEY_ITEM = keys.CURSOR_SIGNING_KEY
 _MAC_BYTES = 16
 
 
 @functools.lru_cache(maxsize=1)
 def signing_key() -> bytes:
     """The deployment's cursor signing key (read once per container; created on first use)."""
-    table, key = get_settings().control_table, {"pk": {"S": KEY_ITEM}}
-    found = dynamo.client().get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
-    if found:
-        return found["secret"]["B"]
-    fresh = secrets.token_bytes(32)
-    try:
-        dynamo.client().put_item(
-            TableName=table, Item={**key, "secret": {"B": fresh}}, ConditionExpression="attribute_not_exists(pk)"
-        )
-        return fresh
-    except dynamo.client().exceptions.ConditionalCheckFailedException:  # another container created it first
-        return dynamo.client().get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]["secret"]["B"]
+    return store.control().signing_key(fresh=secrets.token_bytes(32))
 
 
 def _b64(data: bytes) -> str:

@@ -11,7 +11,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.config import Config
 
 _serializer = TypeSerializer()
@@ -45,6 +45,8 @@ def _to_dynamo(value: Any) -> Any:
 
 
 def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Binary):
+        return value.value
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):
@@ -68,24 +70,3 @@ def paginate(operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
     """Every item of a Query or Scan, page after page (boto3's paginator), deserialized, lazily."""
     for page in client().get_paginator(operation).paginate(**kwargs):
         yield from (deserialize(item) for item in page.get("Items", []))
-
-
-def query_all(**kwargs: Any) -> list[dict[str, Any]]:
-    """Every item of a Query, deserialized."""
-    return list(paginate("query", **kwargs))
-
-
-def update_existing(
-    table: str, key: dict[str, Any], expression: str, values: dict[str, Any], missing: Exception
-) -> None:
-    """Update an item only if it exists; raise ``missing`` when it does not."""
-    try:
-        client().update_item(
-            TableName=table,
-            Key=key,
-            UpdateExpression=expression,
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues=values,
-        )
-    except client().exceptions.ConditionalCheckFailedException:
-        raise missing from None

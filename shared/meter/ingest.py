@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from meter import dynamo
+from meter import store
 from meter.config import get_settings
 from meter.errors import BadRequest, PayloadTooLarge, Unavailable
 from meter.models import UsageEvent
@@ -149,19 +149,10 @@ def to_record(tenant: str, event: UsageEvent, card: dict[str, Any], received_at:
 
 def _store(record: UsageRecord) -> str:
     """Put one record unless its id exists; the outcome as a result status."""
-    try:
-        dynamo.client().put_item(
-            TableName=get_settings().records_table,
-            Item=dynamo.serialize(record_item(record)),
-            ConditionExpression="attribute_not_exists(pk)",
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
-        )
-    except ClientError as refused:
-        if refused.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
-        stored = refused.response.get("Item") or {}
-        return "duplicate" if stored.get("fp", {}).get("S") == record.fingerprint else "conflict"
-    return "accepted"
+    stored_fingerprint = store.records().put_record(record_item(record))
+    if stored_fingerprint is None:
+        return "accepted"
+    return "duplicate" if stored_fingerprint == record.fingerprint else "conflict"
 
 
 def ingest(tenant: str, events: list[UsageEvent]) -> IngestResult:

@@ -152,6 +152,11 @@ def pending_pk(shard_id: str, first: str, last: str) -> str:
     return f"PENDING#{shard_id}#{first}#{last}"
 
 
+def set_aside_pk(record_pk: str) -> str:
+    """A stream record the aggregator could not read, kept for operators (by its record key)."""
+    return f"ASIDE#{record_pk}"
+
+
 def rate_pk(key_id: str, second: int) -> str:
     """One API key's request count in one second."""
     return f"RATE#{key_id}#{second}"

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
-from meter import dynamo, keys
-from meter.config import get_settings
+from meter import keys, store
 from meter.dimensions import AGENT, AGENT_MODEL, IDENTIFIER, TENANT, Dimension, contribution_of
 from meter.timerange import DAY_MS, day_key, now_ms, plan_range
 
@@ -18,25 +17,7 @@ Totals = Counter[str]
 
 def aggregate_items(pk: str, low: str, high: str) -> list[dict[str, Any]]:
     """Aggregate items of one partition with ``low <= sk <= high``."""
-    if low > high:
-        return []
-    return dynamo.query_all(
-        TableName=get_settings().aggregates_table,
-        KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
-        ExpressionAttributeValues={":pk": {"S": pk}, ":low": {"S": low}, ":high": {"S": high}},
-    )
-
-
-def _index_query(index: str, key_attribute: str, key: str, start: int, end: int, **extra: Any) -> Iterator[dict]:
-    low, high = keys.order_bounds(start, end)
-    return dynamo.paginate(
-        "query",
-        TableName=get_settings().records_table,
-        IndexName=index,
-        KeyConditionExpression=f"{key_attribute} = :k AND ord BETWEEN :a AND :b",
-        ExpressionAttributeValues={":k": {"S": key}, ":a": {"S": low}, ":b": {"S": high}, **extra.pop("values", {})},
-        **extra,
-    )
+    return store.aggregates().between(pk, low, high)
 
 
 def tenant_records(tenant: str, start: int, end: int, where: dict[str, str] | None = None) -> list[dict]:
@@ -50,8 +31,9 @@ def tenant_records(tenant: str, start: int, end: int, where: dict[str, str] | No
         extra["values"] = {f":w{i}": {"S": value} for i, value in enumerate(where.values())}
         extra["FilterExpression"] = " AND ".join(f"#w{i} = :w{i}" for i in range(len(where)))
         extra["ExpressionAttributeNames"] = names
+    records = store.records()
     shards = [
-        _index_query("ByTenant", "tk", key, start, end, **{**extra, "values": dict(extra.get("values", {}))})
+        records.created_between("ByTenant", key, start, end, **{**extra, "values": dict(extra.get("values", {}))})
         for key in keys.tenant_index_keys(tenant)
     ]
     return list(heapq.merge(*shards, key=lambda record: record["ord"]))
@@ -61,7 +43,8 @@ def conversation_records(tenant: str, conversation_id: str, start: int, end: int
     """One conversation's records created in ``[start, end)``, oldest first (``ByConversation``)."""
     if start >= end:
         return []
-    return list(_index_query("ByConversation", "ck", keys.conversation_index_key(tenant, conversation_id), start, end))
+    partition = keys.conversation_index_key(tenant, conversation_id)
+    return list(store.records().created_between("ByConversation", partition, start, end))
 
 
 def counters(item: dict[str, Any]) -> Totals:
@@ -129,18 +112,7 @@ def listed_items(tenant: str, dimension: Dimension, start: int | None, end: int 
     """``ByList`` entries (``pk``, ``sk``, ``v``) of a listed dimension's day items touching ``[start, end)``."""
     low = keys.day_sk(day_key(start)) if start is not None else keys.DAY_PREFIX
     high = keys.day_sk(day_key((end if end is not None else now_ms() + 1) - 1))
-    if low > high:  # a range wholly in the future
-        return []
-    return dynamo.query_all(
-        TableName=get_settings().aggregates_table,
-        IndexName="ByList",
-        KeyConditionExpression="lk = :lk AND sk BETWEEN :low AND :high",
-        ExpressionAttributeValues={
-            ":lk": {"S": dimension.list_key(tenant, scope)},
-            ":low": {"S": low},
-            ":high": {"S": high},
-        },
-    )
+    return store.aggregates().listed_between(dimension.list_key(tenant, scope), low, high)  # none if in the future
 
 
 def listed_values(tenant: str, dimension: Dimension, start: int | None, end: int | None, scope: str = "") -> dict:
@@ -155,11 +127,4 @@ def listed_values(tenant: str, dimension: Dimension, start: int | None, end: int
 
 def has_any(tenant: str, dimension: Dimension, value: str) -> bool:
     """Whether this dimension value was ever aggregated (one keyed read of one item)."""
-    found = dynamo.client().query(
-        TableName=get_settings().aggregates_table,
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": dimension.pk(tenant, value)}},
-        Limit=1,
-        ProjectionExpression="pk",
-    )
-    return bool(found.get("Items"))
+    return store.aggregates().any_in(dimension.pk(tenant, value))

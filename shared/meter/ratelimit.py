@@ -19,7 +19,7 @@ import math
 import threading
 from dataclasses import dataclass
 
-from meter import dynamo, keys
+from meter import store
 from meter.auth import Principal
 from meter.config import get_settings
 from meter.errors import TooManyRequests
@@ -39,18 +39,6 @@ _windows: dict[str, _Window] = {}
 _lock = threading.Lock()
 
 
-def _report(key_id: str, second: int, step: int) -> int:
-    """Add ``step`` requests to the key's shared window; the shared total after it."""
-    counted = dynamo.client().update_item(
-        TableName=get_settings().control_table,
-        Key={"pk": {"S": keys.rate_pk(key_id, second)}},
-        UpdateExpression="ADD n :step SET expiresAt = if_not_exists(expiresAt, :expires)",
-        ExpressionAttributeValues={":step": {"N": str(step)}, ":expires": {"N": str(second + 60)}},
-        ReturnValues="UPDATED_NEW",
-    )
-    return int(counted["Attributes"]["n"]["N"])
-
-
 def enforce_rate_limit(principal: Principal) -> None:
     """Count this request against its key; TooManyRequests once the key is over its limit."""
     limit = principal.rate_limit if principal.rate_limit is not None else get_settings().rate_limit_per_second
@@ -67,7 +55,7 @@ def enforce_rate_limit(principal: Principal) -> None:
         window.count += 1
         window.over = window.over or window.count > limit
         report = not window.over and window.count % step == 0
-    if report and _report(principal.key_id, second, step) > limit:
+    if report and store.control().add_to_window(principal.key_id, second, step) > limit:
         window.over = True
     if window.over:
         raise TooManyRequests(f"Rate limit exceeded: this API key may make {limit} requests per second", 1)

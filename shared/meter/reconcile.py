@@ -24,11 +24,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from meter import dynamo, keys
+from meter import keys, store
 from meter.aggregation import coalesce, listing_attributes
-from meter.config import get_settings
 from meter.dimensions import AGENT, AGENT_MODEL, DIMENSIONS, TENANT, Dimension
 from meter.logs import logger
 from meter.queries import counters, listed_items, tenant_records
@@ -91,23 +88,11 @@ def _listed_day_keys(tenant: str, start: int, end: int) -> set[AggregateKey]:
     return found | {key for agent in agents for key in listed(AGENT_MODEL, agent)}
 
 
-def _stored(keys: set[AggregateKey]) -> dict[AggregateKey, Counter]:
+def _stored(wanted: set[AggregateKey]) -> dict[AggregateKey, Counter]:
     """Current counters of each aggregate item (absent items as empty), strongly consistent."""
-    table, found = get_settings().aggregates_table, {}
-    ordered = sorted(keys)
-    for start in range(0, len(ordered), 100):
-        request = {
-            table: {
-                "Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in ordered[start : start + 100]],
-                "ConsistentRead": True,
-            }
-        }
-        while request:
-            page = dynamo.client().batch_get_item(RequestItems=request)
-            for item in page["Responses"].get(table, []):
-                plain = dynamo.deserialize(item)
-                found[(plain["pk"], plain["sk"])] = counters(plain)
-            request = page.get("UnprocessedKeys") or {}
+    ordered = sorted(wanted)
+    items = store.aggregates().get_many([store.Aggregates.key(*key) for key in ordered], consistent=True)
+    found = {(item["pk"], item["sk"]): counters(item) for item in items}
     return {key: +found.get(key, Counter()) for key in ordered}
 
 
@@ -137,20 +122,14 @@ def _repair(key: AggregateKey, seen: Counter, expected: Counter, listing: dict[s
             conditions.append(f"(attribute_not_exists(#c{i}) OR #c{i} = :zero)")
             values[":zero"] = {"N": "0"}
     expression = (f"SET {', '.join(sets)} " if sets else "") + (f"REMOVE {', '.join(removes)}" if removes else "")
-    try:
-        dynamo.client().update_item(
-            TableName=get_settings().aggregates_table,
-            Key={"pk": {"S": key[0]}, "sk": {"S": key[1]}},
-            UpdateExpression=expression.strip(),
-            ConditionExpression=" AND ".join(conditions),
-            ExpressionAttributeNames=attribute,
-            ExpressionAttributeValues=values,
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    repaired = store.aggregates().update(
+        store.Aggregates.key(*key),
+        expression.strip(),
+        " AND ".join(conditions),
+        ExpressionAttributeNames=attribute,
+        ExpressionAttributeValues=values,
+    )
+    return repaired is not None
 
 
 def reconcile_window(tenant: str, start: int, end: int, now: int) -> ReconcileReport:

@@ -12,7 +12,7 @@ import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from meter import dynamo, keys
+from meter import keys, store
 from meter.config import get_settings
 from meter.errors import BadRequest, NotFound
 from meter.timerange import now_ms
@@ -21,10 +21,6 @@ TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 SCOPES = ("ingest", "read")
 
 _rate_cards: dict[str, tuple[float, dict[str, Decimal]]] = {}
-
-
-def _table() -> str:
-    return get_settings().tenants_table
 
 
 def _tenant_key(name: str) -> dict[str, dict[str, str]]:
@@ -45,33 +41,17 @@ def validate_tenant_name(name: str) -> str:
 def ensure_tenant(name: str) -> bool:
     """Create the tenant if it does not exist; True when it was created."""
     validate_tenant_name(name)
-    try:
-        dynamo.client().put_item(
-            TableName=_table(),
-            Item=dynamo.serialize({"pk": keys.tenant_pk(name), "tenant": name, "createdAt": now_ms()}),
-            ConditionExpression="attribute_not_exists(pk)",
-        )
-    except dynamo.client().exceptions.ConditionalCheckFailedException:
-        return False
-    return True
+    return store.tenants().put_new({"pk": keys.tenant_pk(name), "tenant": name, "createdAt": now_ms()})
 
 
 def tenant_names() -> list[str]:
     """Every registered tenant (the Tenants table is small: a scan)."""
-    items = dynamo.paginate(
-        "scan",
-        TableName=_table(),
-        FilterExpression="begins_with(pk, :tenant)",
-        ExpressionAttributeValues={":tenant": {"S": keys.tenant_pk("")}},
-        ProjectionExpression="tenant",
-    )
-    return sorted(item["tenant"] for item in items)
+    return sorted(item["tenant"] for item in store.tenants().with_prefix(keys.tenant_pk(""), projection="tenant"))
 
 
 def get_tenant(name: str) -> dict[str, Any] | None:
     """The tenant item, or None."""
-    found = dynamo.client().get_item(TableName=_table(), Key={"pk": {"S": keys.tenant_pk(name)}})
-    return dynamo.deserialize(found["Item"]) if "Item" in found else None
+    return store.tenants().get(_tenant_key(name))
 
 
 def set_rate_card(name: str, rates: dict[str, str | int | float]) -> dict[str, Decimal]:
@@ -85,7 +65,7 @@ def set_rate_card(name: str, rates: dict[str, str | int | float]) -> dict[str, D
         if not card[event_type].is_finite() or card[event_type] < 0:
             raise BadRequest(f"Invalid rate for '{event_type}': it must be a number >= 0")
     values = {":card": {"M": {k: {"N": str(v)} for k, v in card.items()}}}
-    dynamo.update_existing(_table(), _tenant_key(name), "SET rateCard = :card", values, _unknown(name))
+    store.tenants().update_existing(_tenant_key(name), "SET rateCard = :card", values, _unknown(name))
     _rate_cards.pop(name, None)
     return card
 
@@ -95,7 +75,7 @@ def set_billing_anchor(name: str, day: int) -> None:
     if not 1 <= day <= 28:
         raise BadRequest("Invalid billing anchor day: use 1 to 28")
     values = {":day": {"N": str(day)}}
-    dynamo.update_existing(_table(), _tenant_key(name), "SET billingAnchorDay = :day", values, _unknown(name))
+    store.tenants().update_existing(_tenant_key(name), "SET billingAnchorDay = :day", values, _unknown(name))
 
 
 def rate_card(name: str) -> dict[str, Decimal]:
@@ -103,11 +83,8 @@ def rate_card(name: str) -> dict[str, Decimal]:
     cached = _rate_cards.get(name)
     if cached and time.monotonic() - cached[0] < get_settings().rate_card_cache_seconds:
         return cached[1]
-    found = dynamo.client().get_item(
-        TableName=_table(), Key={"pk": {"S": keys.tenant_pk(name)}}, ProjectionExpression="rateCard"
-    )
-    raw = found.get("Item", {}).get("rateCard", {}).get("M", {})
-    card = {k: Decimal(v["N"]) for k, v in raw.items()}
+    found = store.tenants().get(_tenant_key(name), projection="rateCard") or {}
+    card = {k: Decimal(str(v)) for k, v in found.get("rateCard", {}).items()}
     _rate_cards[name] = (time.monotonic(), card)
     return card
 

@@ -35,18 +35,12 @@ def _headers(token: str) -> dict[str, str]:
 
 
 def _records(client, tenant: str) -> list:
-    table, kwargs, found = Stack().physical_name("RecordsTable"), {}, []
-    while True:
-        page = client.scan(
-            TableName=table,
-            FilterExpression="tenant = :t",
-            ExpressionAttributeValues={":t": {"S": tenant}},
-            **kwargs,
-        )
-        found += [record_from_item(dynamo.deserialize(item)) for item in page["Items"]]
-        if "LastEvaluatedKey" not in page:
-            return found
-        kwargs = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+    pages = client.get_paginator("scan").paginate(
+        TableName=Stack().physical_name("RecordsTable"),
+        FilterExpression="tenant = :t",
+        ExpressionAttributeValues={":t": {"S": tenant}},
+    )
+    return [record_from_item(dynamo.deserialize(item)) for page in pages for item in page["Items"]]
 
 
 def _quiescent_aggregates(client, tenant: str, expected_events: int, timeout: float = 300) -> dict:

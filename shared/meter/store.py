@@ -1,0 +1,261 @@
+"""Repositories: the one place that reads and writes each table.
+
+Each class owns one table of template.yaml (its name comes from the settings, read once) and
+knows which keys to use (built by ``meter.keys``) and how to page (boto3 paginators). Use cases
+ask them for records, aggregates, ledgers, windows, tenants and keys, never for a raw call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from meter import dynamo, keys
+from meter.config import get_settings
+
+Key = dict[str, dict[str, str]]
+
+
+def _conditional_failure(error: ClientError) -> bool:
+    return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+class Table:
+    """One table: plain reads and writes with its name filled in."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def get(self, key: Key, consistent: bool = False, projection: str | None = None) -> dict[str, Any] | None:
+        """One item, deserialized, or None."""
+        extra: dict[str, Any] = {"ProjectionExpression": projection} if projection else {}
+        found = dynamo.client().get_item(TableName=self.name, Key=key, ConsistentRead=consistent, **extra)
+        return dynamo.deserialize(found["Item"]) if "Item" in found else None
+
+    def put(self, item: dict[str, Any]) -> None:
+        """Write an item (plain values), replacing any with its key."""
+        dynamo.client().put_item(TableName=self.name, Item=dynamo.serialize(item))
+
+    def put_new(self, item: dict[str, Any]) -> bool:
+        """Write an item only if none has its key; False if one does."""
+        try:
+            dynamo.client().put_item(
+                TableName=self.name, Item=dynamo.serialize(item), ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as refused:
+            if _conditional_failure(refused):
+                return False
+            raise
+        return True
+
+    def update(self, key: Key, expression: str, condition: str | None = None, **extra: Any) -> dict[str, Any] | None:
+        """An UpdateItem; the attributes it returns (``ReturnValues``), or None if ``condition`` failed."""
+        if condition:
+            extra["ConditionExpression"] = condition
+        try:
+            done = dynamo.client().update_item(TableName=self.name, Key=key, UpdateExpression=expression, **extra)
+        except ClientError as refused:
+            if condition and _conditional_failure(refused):
+                return None
+            raise
+        return done.get("Attributes", {})
+
+    def action(self, key: Key, expression: str, condition: str | None = None, **extra: Any) -> dict[str, Any]:
+        """The same update as one action of a TransactWriteItems."""
+        update = {"TableName": self.name, "Key": key, "UpdateExpression": expression, **extra}
+        if condition:
+            update["ConditionExpression"] = condition
+        return {"Update": update}
+
+    def query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a Query, lazily, page after page."""
+        return dynamo.paginate("query", TableName=self.name, **kwargs)
+
+    def scan(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a Scan, lazily (admin paths only: tables here are read by key)."""
+        return dynamo.paginate("scan", TableName=self.name, **kwargs)
+
+    def get_many(self, item_keys: list[Key], consistent: bool = False, projection: str | None = None) -> list[dict]:
+        """The items of many keys (absent ones left out), 100 keys a call, unprocessed keys retried."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(item_keys), 100):
+            chunk = item_keys[start : start + 100]
+            request: dict[str, Any] = {self.name: {"Keys": chunk, "ConsistentRead": consistent}}
+            if projection:
+                request[self.name]["ProjectionExpression"] = projection
+            while request:
+                page = dynamo.client().batch_get_item(RequestItems=request)
+                found += [dynamo.deserialize(item) for item in page["Responses"].get(self.name, [])]
+                request = page.get("UnprocessedKeys") or {}
+        return found
+
+
+def transact(actions: list[dict[str, Any]]) -> None:
+    """Commit actions of any tables in one transaction."""
+    dynamo.client().transact_write_items(TransactItems=actions)
+
+
+# -- the tables ------------------------------------------------------------------------------
+class Records(Table):
+    """UsageRecords: one immutable item per event, and its two indexes (``ByTenant``, ``ByConversation``)."""
+
+    def put_record(self, item: dict[str, Any]) -> str | None:
+        """Store a record unless its id exists: None when stored, else the stored fingerprint."""
+        try:
+            dynamo.client().put_item(
+                TableName=self.name,
+                Item=dynamo.serialize(item),
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as refused:
+            if not _conditional_failure(refused):
+                raise
+            return (refused.response.get("Item") or {}).get("fp", {}).get("S", "")
+        return None
+
+    def created_between(self, index: str, partition: str, start: int, end: int, **extra: Any) -> Iterator[dict]:
+        """One index partition's records created in ``[start, end)``, oldest first."""
+        low, high = keys.order_bounds(start, end)
+        attribute = "tk" if index == "ByTenant" else "ck"
+        return self.query(
+            IndexName=index,
+            KeyConditionExpression=f"{attribute} = :k AND ord BETWEEN :a AND :b",
+            ExpressionAttributeValues={
+                ":k": {"S": partition},
+                ":a": {"S": low},
+                ":b": {"S": high},
+                **extra.pop("values", {}),
+            },
+            **extra,
+        )
+
+    def after(self, index: str, partition: str, position: str | None, ascending: bool, page: int) -> Iterator:
+        """One index partition's records after (or before, descending) a position, ``page`` a read."""
+        attribute = "tk" if index == "ByTenant" else "ck"
+        condition = f"{attribute} = :k"
+        values: dict[str, Any] = {":k": {"S": partition}}
+        if position is not None:
+            condition += " AND ord > :after" if ascending else " AND ord < :after"
+            values[":after"] = {"S": position}
+        return self.query(
+            IndexName=index,
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            ScanIndexForward=ascending,
+            PaginationConfig={"PageSize": page},
+        )
+
+
+class Aggregates(Table):
+    """UsageAggregates: day and hour totals per dimension value, and the ``ByList`` index."""
+
+    @staticmethod
+    def key(pk: str, sk: str) -> Key:
+        return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+    def between(self, pk: str, low: str, high: str) -> list[dict[str, Any]]:
+        """Items of one partition with ``low <= sk <= high``."""
+        if low > high:
+            return []
+        return list(
+            self.query(
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
+                ExpressionAttributeValues={":pk": {"S": pk}, ":low": {"S": low}, ":high": {"S": high}},
+            )
+        )
+
+    def listed_between(self, list_key: str, low: str, high: str) -> list[dict[str, Any]]:
+        """``ByList`` entries (``pk``, ``sk``, ``v``) of one list key with ``low <= sk <= high``."""
+        if low > high:
+            return []
+        return list(
+            self.query(
+                IndexName="ByList",
+                KeyConditionExpression="lk = :lk AND sk BETWEEN :low AND :high",
+                ExpressionAttributeValues={":lk": {"S": list_key}, ":low": {"S": low}, ":high": {"S": high}},
+            )
+        )
+
+    def any_in(self, pk: str) -> bool:
+        """Whether a partition holds any item (one keyed read of one item)."""
+        found = dynamo.client().query(
+            TableName=self.name,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": pk}},
+            Limit=1,
+            ProjectionExpression="pk",
+        )
+        return bool(found.get("Items"))
+
+
+class Control(Table):
+    """Control: the aggregator's shard ledgers and pending commits, records set aside, rate-limit
+    windows (TTL) and the cursor signing key."""
+
+    def ledger(self, shard: str) -> dict[str, Any]:
+        """One shard's ledger item (empty if the shard has committed nothing), strongly consistent."""
+        return self.get(self.ledger_key(shard), consistent=True) or {}
+
+    @staticmethod
+    def ledger_key(shard: str) -> Key:
+        return {"pk": {"S": keys.ledger_pk(shard)}}
+
+    def add_to_window(self, key_id: str, second: int, step: int) -> int:
+        """Add ``step`` requests to an API key's window of one second; the window's total after it."""
+        counted = self.update(
+            {"pk": {"S": keys.rate_pk(key_id, second)}},
+            "ADD n :step SET expiresAt = if_not_exists(expiresAt, :expires)",
+            ExpressionAttributeValues={":step": {"N": str(step)}, ":expires": {"N": str(second + 60)}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int((counted or {})["n"]["N"])
+
+    def signing_key(self, fresh: bytes) -> bytes:
+        """The deployment's cursor signing key, created as ``fresh`` if there is none yet."""
+        key = {"pk": {"S": keys.CURSOR_SIGNING_KEY}}
+        found = self.get(key, consistent=True)
+        if found:
+            return found["secret"]
+        if self.put_new({"pk": keys.CURSOR_SIGNING_KEY, "secret": fresh}):
+            return fresh
+        return self.get(key, consistent=True)["secret"]  # another container created it first
+
+
+class Tenants(Table):
+    """Tenants: ``TENANT#<name>`` (rate card, billing anchor) and ``KEY#<public id>`` (API keys)."""
+
+    def update_existing(self, key: Key, expression: str, values: dict[str, Any], missing: Exception) -> None:
+        """Update an item only if it exists; raise ``missing`` when it does not."""
+        done = self.update(key, expression, "attribute_exists(pk)", ExpressionAttributeValues=values)
+        if done is None:
+            raise missing
+
+    def with_prefix(self, prefix: str, projection: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every item whose key starts with ``prefix`` (a scan: the table is small)."""
+        extra: dict[str, Any] = {"ProjectionExpression": projection} if projection else {}
+        return self.scan(
+            FilterExpression="begins_with(pk, :prefix)", ExpressionAttributeValues={":prefix": {"S": prefix}}, **extra
+        )
+
+
+def records() -> Records:
+    """The Records table of this deployment."""
+    return Records(get_settings().records_table)
+
+
+def aggregates() -> Aggregates:
+    """The Aggregates table of this deployment."""
+    return Aggregates(get_settings().aggregates_table)
+
+
+def control() -> Control:
+    """The Control table of this deployment."""
+    return Control(get_settings().control_table)
+
+
+def tenants() -> Tenants:
+    """The Tenants table of this deployment."""
+    return Tenants(get_settings().tenants_table)
