@@ -50,16 +50,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _overrides(pairs: list[str]) -> dict[str, str]:
-    found = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--parameter expects NAME=VALUE, got {pair!r}")
-        found[name] = value
-    return found
-
-
 def _lock(state_dir: Path, ports: dict[str, int]) -> Path:
     """Refuse to start twice; the lock file also tells `make key` where DynamoDB Local is."""
     from local.services import port_in_use
@@ -191,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C must stop us even when started from a shell that ignores SIGINT in background jobs.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     state_dir: Path = args.state_dir.resolve()
-    stack = Stack(parameters=_overrides(args.parameter))
+    from tools.meterctl import key_values
+
+    stack = Stack(parameters=key_values(args.parameter, "--parameter NAME=VALUE"))
     ports = {"API": args.port, "DynamoDB Local": args.dynamodb_port, "SQS": args.sqs_port}
     lock = _lock(state_dir, ports)
     configure_environment(stack, args.dynamodb_port, args.sqs_port)

@@ -73,14 +73,15 @@ def _redrive(which: str) -> dict:
     return report.as_dict()
 
 
-def _rates(pairs: list[str]) -> dict[str, str]:
-    rates = {}
+def key_values(pairs: list[str], form: str) -> dict[str, str]:
+    """``NAME=VALUE`` arguments as a dict; exits naming ``form`` on one without ``=``."""
+    found = {}
     for pair in pairs:
-        event_type, sep, rate = pair.partition("=")
+        name, sep, value = pair.partition("=")
         if not sep:
-            raise SystemExit(f"meterctl: expected TYPE=CREDITS_PER_UNIT, got {pair!r}")
-        rates[event_type] = rate
-    return rates
+            raise SystemExit(f"expected {form}, got {pair!r}")
+        found[name] = value
+    return found
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -146,7 +147,7 @@ def run(argv: list[str]) -> int:
             created = tenants.ensure_tenant(args.tenant)
             print(f"Tenant {args.tenant} {'created' if created else 'already exists'}.")
         elif args.command == "set-rate-card":
-            card = tenants.set_rate_card(args.tenant, _rates(args.rates))
+            card = tenants.set_rate_card(args.tenant, key_values(args.rates, "TYPE=CREDITS_PER_UNIT"))
             print(json.dumps({k: str(v) for k, v in card.items()}))
         elif args.command == "set-billing-anchor":
             tenants.set_billing_anchor(args.tenant, args.day)

@@ -156,28 +156,22 @@ class Aggregates(Table):
     def key(pk: str, sk: str) -> Key:
         return {"pk": {"S": pk}, "sk": {"S": sk}}
 
-    def between(self, pk: str, low: str, high: str) -> list[dict[str, Any]]:
-        """Items of one partition with ``low <= sk <= high``."""
+    def between(self, pk: str, low: str, high: str, index: str | None = None) -> list[dict[str, Any]]:
+        """Items of one partition with ``low <= sk <= high`` (of the table, or of ``ByList`` by ``lk``)."""
         if low > high:
             return []
+        attribute = "lk" if index else "pk"
         return list(
             self.query(
-                KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
-                ExpressionAttributeValues={":pk": {"S": pk}, ":low": {"S": low}, ":high": {"S": high}},
+                **({"IndexName": index} if index else {}),
+                KeyConditionExpression=f"{attribute} = :key AND sk BETWEEN :low AND :high",
+                ExpressionAttributeValues={":key": {"S": pk}, ":low": {"S": low}, ":high": {"S": high}},
             )
         )
 
     def listed_between(self, list_key: str, low: str, high: str) -> list[dict[str, Any]]:
         """``ByList`` entries (``pk``, ``sk``, ``v``) of one list key with ``low <= sk <= high``."""
-        if low > high:
-            return []
-        return list(
-            self.query(
-                IndexName="ByList",
-                KeyConditionExpression="lk = :lk AND sk BETWEEN :low AND :high",
-                ExpressionAttributeValues={":lk": {"S": list_key}, ":low": {"S": low}, ":high": {"S": high}},
-            )
-        )
+        return self.between(list_key, low, high, index="ByList")
 
     def any_in(self, pk: str) -> bool:
         """Whether a partition holds any item (one keyed read of one item)."""

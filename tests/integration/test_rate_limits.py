@@ -48,3 +48,30 @@ def test_the_deployment_default_applies_and_zero_means_unlimited(gateway, frozen
     assert [call(gateway, "GET", PATH, default).status for _ in range(3)] == [404, 404, 429]
     assert {call(gateway, "GET", PATH, unlimited).status for _ in range(5)} == {404}
     get_settings.cache_clear()
+
+
+def _window_count(key_id: str, second: int) -> int | None:
+    from meter import dynamo, keys
+    from meter.config import get_settings
+
+    found = dynamo.client().get_item(
+        TableName=get_settings().control_table, Key={"pk": {"S": keys.rate_pk(key_id, second)}}
+    ).get("Item")
+    return int(found["n"]["N"]) if found else None
+
+
+def test_a_key_below_a_quarter_of_its_limit_costs_no_write(gateway, frozen_second):
+    limited = create_key("acme", ["read"], rate_limit=100)
+    key_id, second = limited.split(":")[0], frozen_second["ms"] // 1000
+    assert {call(gateway, "GET", PATH, limited).status for _ in range(24)} == {404}
+    assert _window_count(key_id, second) is None  # nothing written yet
+    call(gateway, "GET", PATH, limited)
+    assert _window_count(key_id, second) == 25  # one write for a quarter of the limit
+
+
+def test_containers_share_the_limit_through_the_window_they_report_to(gateway, frozen_second):
+    limited = create_key("acme", ["read"], rate_limit=8)
+    assert [call(gateway, "GET", PATH, limited).status for _ in range(6)] == [404] * 6  # reported: 6
+    ratelimit._windows.clear()  # a second container, which has counted nothing itself
+    statuses = [call(gateway, "GET", PATH, limited).status for _ in range(4)]
+    assert statuses == [404, 404, 404, 429]  # its 2nd request reports 2 more: 8; its 4th would make 10
