@@ -59,7 +59,7 @@ test: install ## lint, then every test: unit, moto integration, end-to-end over 
 	@mkdir -p bench/results
 	@echo "make bench --quick (keeps the harness from rotting; log in bench/results/quick.log)"
 	@$(PY) -m bench --quick > bench/results/quick.log 2>&1 || { tail -50 bench/results/quick.log; exit 1; }
-	@head -12 bench/results/latest.md
+	@head -9 bench/results/quick.md
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 load: $(VENV)/.installed ## a hot tenant for a minute against a local stack on 127.0.0.1, then aggregates = recount

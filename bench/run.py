@@ -428,7 +428,7 @@ def _hottest(hot: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; print the report and write bench/results/latest.{json,md}."""
+    """Run the benchmark; print the report and write bench/results/latest.{json,md} (quick.{json,md} with --quick)."""
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--quick", action="store_true", help="a short live run and 3,000 events (make test)")
     parser.add_argument("--seed", type=int, default=7)
@@ -480,8 +480,9 @@ def main(argv: list[str] | None = None) -> int:
     results["cold_start_ms"] = coldstart.measure(3 if args.quick else 10, lean_env)
     results["bench_seconds"] = round(time.perf_counter() - began)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    name = "quick" if args.quick else "latest"  # latest.* is the last full run, committed for the README
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     report = _report(results)
-    (RESULTS / "latest.md").write_text(report)
+    (RESULTS / f"{name}.md").write_text(report)
     print(report)
     return 0

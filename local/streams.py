@@ -7,8 +7,8 @@ skip a record), MaximumRetryAttempts, the on-failure destination, and tumbling w
 With ``TumblingWindowInSeconds`` each shard's records are grouped by their arrival second into
 windows; every invocation carries ``shardId``, ``window``, the ``state`` the previous invocation
 of the window returned, and ``isFinalInvokeForWindow``. A window's final invocation comes once
-the clock passes its end (or a later window's record arrives, or ``close_windows`` forces it, as
-time passing would). An invocation that fails is retried with the same state and records; when
+the clock passes its end and the shard has nothing newer (or a later window's record arrives, or
+``close_windows`` forces it, as time passing would). An invocation that fails is retried with the same state and records; when
 the retries run out, the window's records so far go to the on-failure destination.
 """
 
@@ -99,6 +99,7 @@ class StreamMapping:
         self.checkpoint = checkpoint
         self.retry_delay = retry_delay
         self.clock = clock
+        self.read_limit = 1000  # records a poll reads, as Lambda's poller reads a page at a time
         self._windows: dict[str, _Window] = {}  # per shard key
         self.filters = [json.loads(p) if isinstance(p, str) else p for p in source.filters]
         self._iterators: dict[str, str | None] = {}
@@ -175,7 +176,7 @@ class StreamMapping:
                     kwargs.update(ShardIteratorType="TRIM_HORIZON")
                 self._iterators[key] = streams.get_shard_iterator(**kwargs)["ShardIterator"]
             iterator = self._iterators[key]
-            while iterator and len(records) < 1000:
+            while iterator and len(records) < self.read_limit:
                 try:
                     page = streams.get_records(ShardIterator=iterator, Limit=1000)
                 except (streams.exceptions.TrimmedDataAccessException, streams.exceptions.ExpiredIteratorException):
@@ -230,7 +231,9 @@ class StreamMapping:
             for key, record in chunk:
                 self._positions[key] = record["dynamodb"]["SequenceNumber"]
         self.delivered += len(read)
-        closed = self.close_windows(self.clock())
+        # A window ends by the clock only once the shard is caught up: while a backlog is read, its
+        # windows end when a later window's record comes, as Lambda's do.
+        closed = 0 if read else self.close_windows(self.clock())
         if read or closed:
             self._save_checkpoint()
         return len(read)

@@ -80,6 +80,15 @@ def test_a_tumbling_window_hands_state_along_and_ends_with_a_final_invocation(re
     assert window["start"] < window["end"]
 
 
+def test_a_backlog_of_an_ended_window_is_read_page_by_page_into_one_window(recorder):
+    put(*[f"e{i}" for i in range(5)])
+    stream = mapping([], batch_size=2, tumbling_seconds=60, clock=lambda: 10.0**10)  # long past its end
+    stream.read_limit = 2  # the backlog takes several polls
+    stream.drain(close_windows=False)
+    finals = [w for w in recorder["windows"] if w["isFinalInvokeForWindow"]]
+    assert len(finals) == 1 and finals[0]["state"]["ids"] == [f"e{i}" for i in range(5)]
+
+
 def test_a_window_that_keeps_failing_goes_to_the_failure_queue_whole(recorder):
     put("a", "b", "boom", "c")
     recorder["poison"].add("boom")
