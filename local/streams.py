@@ -178,7 +178,7 @@ class StreamMapping:
             iterator = self._iterators[key]
             while iterator and len(records) < self.read_limit:
                 try:
-                    page = streams.get_records(ShardIterator=iterator, Limit=1000)
+                    page = streams.get_records(ShardIterator=iterator, Limit=self.read_limit)
                 except (streams.exceptions.TrimmedDataAccessException, streams.exceptions.ExpiredIteratorException):
                     # DynamoDB Local invalidates an iterator taken on an empty shard; take a new one.
                     self._iterators.pop(key, None)
