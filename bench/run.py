@@ -166,7 +166,7 @@ class Bench:
         self.meter.reset()
         started = time.perf_counter()
         batches = [data[i : i + 100] for i in range(0, len(data), 100)]
-        with ThreadPoolExecutor(4) as pool:
+        with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda b: ingest(TENANT, parse_events(json.dumps({"events": b}))), batches))
         ingested = time.perf_counter() - started
         self._wait_counted(before + len(data), timeout=1800)
@@ -473,11 +473,11 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         results["rcu_per_query"] = bench.reads()
-        results["latency_ms"] = bench.latency(10 if args.quick else 50)
+        results["latency_ms"] = bench.latency(10 if args.quick else 30)
     finally:
         services.stop(dynamodb)
     lean_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT")}
-    results["cold_start_ms"] = coldstart.measure(3 if args.quick else 10, lean_env)
+    results["cold_start_ms"] = coldstart.measure(3 if args.quick else 7, lean_env)
     results["bench_seconds"] = round(time.perf_counter() - began)
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "quick" if args.quick else "latest"  # latest.* is the last full run, committed for the README

@@ -8,8 +8,9 @@ With ``TumblingWindowInSeconds`` each shard's records are grouped by their arriv
 windows; every invocation carries ``shardId``, ``window``, the ``state`` the previous invocation
 of the window returned, and ``isFinalInvokeForWindow``. A window's final invocation comes once
 the clock passes its end and the shard has nothing newer (or a later window's record arrives, or
-``close_windows`` forces it, as time passing would). An invocation that fails is retried with the same state and records; when
-the retries run out, the window's records so far go to the on-failure destination.
+``close_windows`` forces it, as time passing would). An invocation that fails is retried with the
+same state and records; when the retries run out, the window's records so far go to the on-failure
+destination.
 """
 
 from __future__ import annotations

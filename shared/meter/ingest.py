@@ -91,31 +91,33 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "event"
 
 
-def _problems(index: int, raw: Any, now: int) -> list[dict[str, Any]]:
+def _validated(index: int, raw: Any, now: int) -> tuple[UsageEvent | None, list[dict[str, Any]]]:
+    """The event, or the problems that make it invalid (each naming its field)."""
     event_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
     where = {"index": index, "id": event_id}
     if not isinstance(raw, dict):
-        return [{**where, "field": "event", "reason": "must be a JSON object"}]
+        return None, [{**where, "field": "event", "reason": "must be a JSON object"}]
     try:
         event = UsageEvent.model_validate(raw)
     except ValidationError as invalid:
-        return [{**where, "field": _field_name(e["loc"]), "reason": e["msg"]} for e in invalid.errors()]
+        return None, [{**where, "field": _field_name(e["loc"]), "reason": e["msg"]} for e in invalid.errors()]
     if event.timestamp is None:
-        return []
+        return event, []
     settings, ts = get_settings(), to_ms(event.timestamp)
     if ts < now - settings.max_event_age_days * DAY_MS:
-        return [{**where, "field": "timestamp", "reason": f"is older than {settings.max_event_age_days} days"}]
+        return None, [{**where, "field": "timestamp", "reason": f"is older than {settings.max_event_age_days} days"}]
     if ts > now + settings.max_future_skew_seconds * 1000:
         reason = f"is more than {settings.max_future_skew_seconds} seconds in the future"
-        return [{**where, "field": "timestamp", "reason": reason}]
-    return []
+        return None, [{**where, "field": "timestamp", "reason": reason}]
+    return event, []
 
 
 def parse_events(body: str | bytes | None, now: int | None = None) -> list[UsageEvent]:
     """Parse a request or message body; BadRequest listing every bad event if any is invalid."""
     now = now_ms() if now is None else now
     raws = _event_dicts(_decode(body))
-    problems = [p for index, raw in enumerate(raws) for p in _problems(index, raw, now)]
+    checked = [_validated(index, raw, now) for index, raw in enumerate(raws)]
+    problems = [p for _, found in checked for p in found]
     if problems:
         bad = len({p["index"] for p in problems})
         noun = "event is" if bad == 1 else "events are"
@@ -125,7 +127,7 @@ def parse_events(body: str | bytes | None, now: int | None = None) -> list[Usage
             f"'{first['field']}' {first['reason']}); nothing was stored",
             details=problems,
         )
-    return [UsageEvent.model_validate(raw) for raw in raws]
+    return [event for event, _ in checked if event is not None]
 
 
 def to_record(tenant: str, event: UsageEvent, card: dict[str, Any], received_at: int) -> UsageRecord:

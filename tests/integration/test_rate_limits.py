@@ -54,9 +54,11 @@ def _window_count(key_id: str, second: int) -> int | None:
     from meter import dynamo, keys
     from meter.config import get_settings
 
-    found = dynamo.client().get_item(
-        TableName=get_settings().control_table, Key={"pk": {"S": keys.rate_pk(key_id, second)}}
-    ).get("Item")
+    found = (
+        dynamo.client()
+        .get_item(TableName=get_settings().control_table, Key={"pk": {"S": keys.rate_pk(key_id, second)}})
+        .get("Item")
+    )
     return int(found["n"]["N"]) if found else None
 
 
