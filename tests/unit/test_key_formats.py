@@ -1,0 +1,45 @@
+"""Every key format parses back to what built it (meter.keys is the only place that knows them)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from meter import keys
+
+names = st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=40)
+
+
+@given(tenant=st.from_regex(r"[a-z0-9][a-z0-9-]{0,20}", fullmatch=True), value=names, ms=st.integers(0, 10**13 - 1))
+def test_an_aggregate_key_parses_back_to_its_tenant_dimension_value_and_bucket(tenant, value, ms):
+    day = keys.parse_aggregate(keys.aggregate_pk(tenant, "I", value), keys.day_sk(keys.day_key(ms)))
+    hour = keys.parse_aggregate(keys.aggregate_pk(tenant, "I", value), keys.hour_sk(keys.hour_key(ms)))
+    assert (day.tenant, day.code, day.value, day.granularity) == (tenant, "I", value, "day")
+    assert day.bucket_start <= ms < day.bucket_start + day.bucket_ms == day.bucket_start + 86_400_000
+    assert hour.granularity == "hour" and hour.bucket_start <= ms < hour.bucket_start + 3_600_000
+    assert keys.parse_aggregate(keys.aggregate_pk(tenant, "T"), keys.day_sk("2026-11-23")).value == ""
+
+
+@given(agent=names, model=names)
+def test_a_model_key_splits_back_even_when_the_agent_holds_separators(agent, model):
+    assert keys.split_model_key(keys.model_key(agent, model)) == (agent, model)
+
+
+@given(st.lists(st.integers(1, 10**39), min_size=2, max_size=20))
+def test_sequence_keys_sort_as_the_numbers_do(numbers):
+    assert sorted(numbers) == [int(k) for k in sorted(keys.sequence_key(str(n)) for n in numbers)]
+
+
+def test_a_tenants_records_spread_evenly_over_its_index_shards():
+    shards = Counter(keys.tenant_shard(f"evt-{n}") for n in range(16_000))
+    assert set(shards) == set(range(keys.TENANT_SHARDS))
+    assert max(shards.values()) < 1.15 * 16_000 / keys.TENANT_SHARDS  # no hot shard
+    assert keys.tenant_index_keys("acme") == [f"acme#{s:02d}" for s in range(keys.TENANT_SHARDS)]
+
+
+@given(start=st.integers(0, 10**12), length=st.integers(1, 10**9), ts=st.integers(0, 10**12 + 10**9), event=names)
+def test_order_bounds_hold_exactly_the_records_created_in_the_range(start, length, ts, event):
+    low, high = keys.order_bounds(start, start + length)
+    assert (low <= keys.order_key(ts, event) <= high) == (start <= ts < start + length)
