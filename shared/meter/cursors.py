@@ -52,7 +52,8 @@ def encode_cursor(tenant: str, position: str) -> str:
 def decode_cursor(tenant: str, cursor: str) -> str:
     """The position a cursor holds; BadRequest if it is malformed, edited, or another tenant's."""
     payload, _, mac = cursor.partition(".")
-    if payload and mac and hmac.compare_digest(mac, _mac(tenant, payload)):
+    # Bytes, not str: compare_digest refuses non-ASCII strings, and a client may send any.
+    if payload and mac and hmac.compare_digest(mac.encode(), _mac(tenant, payload).encode()):
         try:
             position = json.loads(_unb64(payload))["o"]
             if isinstance(position, str):
