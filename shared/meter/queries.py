@@ -25,17 +25,8 @@ def tenant_records(tenant: str, start: int, end: int, where: dict[str, str] | No
     fields equal ``where`` (every ``ByTenant`` shard, merged by time then id)."""
     if start >= end:  # e.g. a future ``from`` with an open end: nothing yet, and no inverted key range
         return []
-    extra: dict[str, Any] = {}
-    if where:
-        names = {f"#w{i}": name for i, name in enumerate(where)}
-        extra["values"] = {f":w{i}": {"S": value} for i, value in enumerate(where.values())}
-        extra["FilterExpression"] = " AND ".join(f"#w{i} = :w{i}" for i in range(len(where)))
-        extra["ExpressionAttributeNames"] = names
     records = store.records()
-    shards = [
-        records.created_between("ByTenant", key, start, end, **{**extra, "values": dict(extra.get("values", {}))})
-        for key in keys.tenant_index_keys(tenant)
-    ]
+    shards = [records.created_between("ByTenant", key, start, end, where) for key in keys.tenant_index_keys(tenant)]
     return list(heapq.merge(*shards, key=lambda record: record["ord"]))
 
 

@@ -84,7 +84,8 @@ def _listed_day_keys(tenant: str, start: int, end: int) -> set[AggregateKey]:
         if dimension.listed and dimension is not AGENT_MODEL
         for key in listed(dimension)
     }
-    agents = {keys.parse_aggregate(pk, sk).value for pk, sk in found if keys.parse_aggregate(pk, sk).code == AGENT.code}
+    parsed = [keys.parse_aggregate(pk, sk) for pk, sk in found]
+    agents = {key.value for key in parsed if key.code == AGENT.code}
     return found | {key for agent in agents for key in listed(AGENT_MODEL, agent)}
 
 

@@ -101,6 +101,8 @@ def transact(actions: list[dict[str, Any]]) -> None:
 class Records(Table):
     """UsageRecords: one immutable item per event, and its two indexes (``ByTenant``, ``ByConversation``)."""
 
+    INDEX_KEYS = {"ByTenant": "tk", "ByConversation": "ck"}  # each index's partition key attribute
+
     def put_record(self, item: dict[str, Any]) -> str | None:
         """Store a record unless its id exists: None when stored, else the stored fingerprint."""
         try:
@@ -116,26 +118,28 @@ class Records(Table):
             return (refused.response.get("Item") or {}).get("fp", {}).get("S", "")
         return None
 
-    def created_between(self, index: str, partition: str, start: int, end: int, **extra: Any) -> Iterator[dict]:
-        """One index partition's records created in ``[start, end)``, oldest first."""
+    def created_between(
+        self, index: str, partition: str, start: int, end: int, where: dict[str, str] | None = None
+    ) -> Iterator[dict]:
+        """One index partition's records created in ``[start, end)``, oldest first; only those whose
+        fields equal ``where``, if given (filtered by DynamoDB, which still bills what it reads)."""
         low, high = keys.order_bounds(start, end)
-        attribute = "tk" if index == "ByTenant" else "ck"
+        values = {":k": {"S": partition}, ":a": {"S": low}, ":b": {"S": high}}
+        extra: dict[str, Any] = {}
+        if where:
+            values.update({f":w{i}": {"S": value} for i, value in enumerate(where.values())})
+            extra["ExpressionAttributeNames"] = {f"#w{i}": name for i, name in enumerate(where)}
+            extra["FilterExpression"] = " AND ".join(f"#w{i} = :w{i}" for i in range(len(where)))
         return self.query(
             IndexName=index,
-            KeyConditionExpression=f"{attribute} = :k AND ord BETWEEN :a AND :b",
-            ExpressionAttributeValues={
-                ":k": {"S": partition},
-                ":a": {"S": low},
-                ":b": {"S": high},
-                **extra.pop("values", {}),
-            },
+            KeyConditionExpression=f"{self.INDEX_KEYS[index]} = :k AND ord BETWEEN :a AND :b",
+            ExpressionAttributeValues=values,
             **extra,
         )
 
     def after(self, index: str, partition: str, position: str | None, ascending: bool, page: int) -> Iterator:
         """One index partition's records after (or before, descending) a position, ``page`` a read."""
-        attribute = "tk" if index == "ByTenant" else "ck"
-        condition = f"{attribute} = :k"
+        condition = f"{self.INDEX_KEYS[index]} = :k"
         values: dict[str, Any] = {":k": {"S": partition}}
         if position is not None:
             condition += " AND ord > :after" if ascending else " AND ord < :after"
