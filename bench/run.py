@@ -184,8 +184,8 @@ class Bench:
         }
 
     def all_in(self, calls: int, per_second: int) -> dict[str, float]:
-        """A 30-day identifier query through the gateway, all in: authorizer (cached as API Gateway
-        caches it), rate limiting (the deployment default) and the query; in read-unit equivalents."""
+        """A 30-day identifier query through the gateway, all in: authentication (cached per container
+        as the handlers cache it), rate limiting (the deployment default) and the query; in read-unit equivalents."""
         from local.gateway import Gateway
         from meter.auth import create_key
         from meter.config import get_settings
@@ -389,7 +389,7 @@ def _report(results: dict[str, Any]) -> str:
     all_in = results["rcu_equivalent_all_in"]
     lines += [
         "",
-        "## A 30-day identifier query, all in (authorizer, rate limit, query)",
+        "## A 30-day identifier query, all in (authentication, rate limit, query)",
         "",
         f"{all_in['identifier_dates_30d']} read-unit equivalents per call ({all_in['rcu_per_call']} RCU + "
         f"{all_in['wcu_per_call']} WCU x {RCU_PER_WCU}), at {all_in['calls_per_second']} calls/s on one key.",

@@ -1,8 +1,8 @@
-"""API Gateway (HTTP API) emulation: routing, the cached Lambda authorizer, payload 2.0.
+"""API Gateway (HTTP API) emulation: routing and payload 2.0.
 
 Behaves as the deployed HTTP API does for what clients can see: unknown path → 404, known
-path with another method → 405, missing identity header → 401 without calling the
-authorizer, ``isAuthorized: false`` → 403, a handler crash → 500; all with JSON bodies.
+path with another method → 405, a handler crash → 500; all with JSON bodies. The API has no
+authorizer (handlers authenticate), so every matched request reaches its function.
 """
 
 from __future__ import annotations
@@ -10,13 +10,12 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from local.lambda_runtime import authorizer_event, http_event, invoke
+from local.lambda_runtime import http_event, invoke
 from local.template import ROOT, Stack
 from meter.logs import logger
 
@@ -42,7 +41,7 @@ SWAGGER_ASSETS = {"swagger-ui.css": "text/css", "swagger-ui-bundle.js": "text/ja
 
 
 def documentation(path: str, headers: dict[str, str]) -> Response:
-    """The local stack's extras: the OpenAPI document and Swagger UI (no authorizer)."""
+    """The local stack's extras: the OpenAPI document and Swagger UI (no key needed)."""
     from local.openapi import SWAGGER_UI, document
 
     if path == "/openapi.json":
@@ -60,13 +59,10 @@ def documentation(path: str, headers: dict[str, str]) -> Response:
 class Gateway:
     """Serves every HttpApi route of the template through its functions."""
 
-    def __init__(self, stack: Stack, clock: Any = time.monotonic):
+    def __init__(self, stack: Stack):
         self.stack = stack
         self.functions = stack.functions()
         self.routes = stack.routes()
-        self.authorizer = stack.authorizer()
-        self.clock = clock
-        self._cache: dict[tuple[str, ...], tuple[float, dict[str, Any]]] = {}
         # One "container" per function: Lambda never runs two requests in one process at once.
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
 
@@ -78,24 +74,6 @@ class Gateway:
             if route.method in (method, "ANY"):
                 return route, {k: unquote(v) for k, v in match.groupdict().items()}
         return _json(405, {"message": "Method Not Allowed"})
-
-    def _authorize(self, route_key: str, headers: dict[str, str], raw_path: str) -> dict[str, Any] | Response:
-        lowered = {k.lower(): v for k, v in headers.items()}
-        identity = tuple(lowered.get(h.lower(), "") for h in self.authorizer.identity_headers)
-        if not all(identity):
-            return _json(401, {"message": "Unauthorized"})
-        cached = self._cache.get(identity)
-        if cached and self.clock() - cached[0] < self.authorizer.ttl_seconds:
-            verdict = cached[1]
-        else:
-            verdict = self._call(self.authorizer.function, authorizer_event(route_key, headers, raw_path))
-            if isinstance(verdict, Response):
-                return verdict
-            if self.authorizer.ttl_seconds:
-                self._cache[identity] = (self.clock(), verdict)
-        if not verdict.get("isAuthorized"):
-            return _json(403, {"message": "Forbidden"})
-        return verdict.get("context") or {}
 
     def _call(self, function: str, event: dict[str, Any]) -> Any:
         try:
@@ -115,11 +93,7 @@ class Gateway:
         if isinstance(found, Response):
             return found
         route, params = found
-        route_key = f"{route.method} {route.path}"
-        context = self._authorize(route_key, headers, raw_path)
-        if isinstance(context, Response):
-            return context
-        event = http_event(method.upper(), raw_path, route.path, params, headers, raw_query, body, context)
+        event = http_event(method.upper(), raw_path, route.path, params, headers, raw_query, body)
         result = self._call(route.function, event)
         return result if isinstance(result, Response) else self._to_response(result)
 

@@ -63,7 +63,6 @@ def http_event(
     headers: dict[str, str],
     raw_query: str = "",
     body: bytes = b"",
-    authorizer: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An HTTP API payload-2.0 event, as API Gateway builds it.
 
@@ -105,20 +104,4 @@ def http_event(
         "body": text if body else None,
         "isBase64Encoded": encoded,
     }
-    if authorizer is not None:
-        event["requestContext"]["authorizer"] = {"lambda": authorizer}
     return event
-
-
-def authorizer_event(route_key: str, headers: dict[str, str], raw_path: str) -> dict[str, Any]:
-    """The payload-2.0 REQUEST authorizer event for one request."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    return {
-        "version": "2.0",
-        "type": "REQUEST",
-        "routeArn": f"arn:aws:execute-api:local:000000000000:local/$default/{route_key.replace(' ', '')}",
-        "identitySource": [lowered.get("authorization", "")],
-        "routeKey": route_key,
-        "rawPath": quote(unquote(raw_path)),
-        "headers": lowered,
-    }

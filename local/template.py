@@ -55,22 +55,12 @@ class Function:
 
 @dataclass(frozen=True)
 class Route:
-    """An HttpApi event: ``METHOD path`` served by a function, behind the default authorizer."""
+    """An HttpApi event: ``METHOD path`` served by a function."""
 
     method: str
     path: str
     function: str
     pattern: re.Pattern[str] = field(compare=False)
-
-
-@dataclass(frozen=True)
-class Authorizer:
-    """The HTTP API's default Lambda authorizer."""
-
-    function: str
-    identity_headers: list[str]
-    ttl_seconds: int
-    simple_responses: bool
 
 
 @dataclass(frozen=True)
@@ -216,19 +206,6 @@ class Stack:
                 regex = "^" + re.sub(r"\\\{([^}+]+)\\\}", r"(?P<\1>[^/]+)", re.escape(path)) + "$"
                 routes.append(Route(method=method, path=path, function=name, pattern=re.compile(regex)))
         return sorted(routes, key=lambda r: ("{" in r.path, r.path))
-
-    def authorizer(self) -> Authorizer:
-        """The HTTP API's default authorizer."""
-        api = next(iter(self._of_type("AWS::Serverless::HttpApi").values()))
-        auth = api["Properties"]["Auth"]
-        spec = self.resolve(auth["Authorizers"][auth["DefaultAuthorizer"]])
-        identity = spec.get("Identity", {})
-        return Authorizer(
-            function=self._target(spec["FunctionArn"]),
-            identity_headers=identity.get("Headers", []),
-            ttl_seconds=int(identity.get("ReauthorizeEvery", 300)),
-            simple_responses=bool(spec.get("EnableSimpleResponses")),
-        )
 
     def stream_sources(self) -> list[StreamSource]:
         """Every DynamoDB stream event source mapping."""

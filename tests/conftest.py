@@ -30,7 +30,7 @@ from moto import mock_aws
 
 from local.gateway import Gateway
 from local.template import Stack
-from meter import cursors, dynamo, ratelimit, tenants
+from meter import auth, cursors, dynamo, ratelimit, tenants
 from meter.auth import create_key
 from meter.config import get_settings
 
@@ -44,6 +44,8 @@ def reset_caches() -> None:
     get_settings.cache_clear()
     tenants._rate_cards.clear()
     cursors.signing_key.cache_clear()
+    auth.signing_secret.cache_clear()
+    auth._verdicts.clear()
     ratelimit._windows.clear()
 
 

@@ -142,7 +142,7 @@ def run(argv: list[str]) -> int:
                 print(f"{key['keyId']}\t{key['tenant']}\t{','.join(key['scopes'])}\t{state}\t{key.get('name', '')}")
         elif args.command == "revoke-key":
             auth.revoke_key(args.key_id)
-            print(f"Revoked {args.key_id}; cached authorizer verdicts expire within the authorizer TTL.")
+            print(f"Revoked {args.key_id}; containers forget their cached verdict within AuthCacheSeconds.")
         elif args.command == "create-tenant":
             created = tenants.ensure_tenant(args.tenant)
             print(f"Tenant {args.tenant} {'created' if created else 'already exists'}.")

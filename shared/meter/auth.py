@@ -1,26 +1,33 @@
 """API keys and authorization: the shared auth layer.
 
-A key is ``pk_<id>:sk_<secret>``. The public id names the key item; the secret carries 178
-bits of entropy and a CRC32 checksum over ``pk:secret`` (as GitHub's token format does), so a
-mistyped or forged key is refused before any database read. Only the SHA-256 of the secret is
-stored (a fast hash suffices for random secrets) and it is compared in constant time.
+A key is ``pk_<id>:sk_<secret><check>``. The public id names the key item; the secret carries
+178 random bits; ``check`` is an HMAC-SHA256 (truncated to 6 base62 characters, ~36 bits) over
+``pk:secret`` under the deployment's key-signing secret. So a mistyped key, or one made up by
+someone without that secret, is refused without reading any key or tenant (the signing secret
+itself is read once per container). Only the SHA-256 of the secret is stored (a fast hash
+suffices for random secrets) and it is compared in constant time.
 
-The REQUEST authorizer answers ``isAuthorized: true`` with either the principal or the reason
-the key was refused in its context; handlers then answer 401/403 with the ``{"error": ...}``
-bodies the AgentsGT contract documents, which API Gateway's own deny response cannot carry.
+Every handler authenticates in process (``principal_from_event``), not an API Gateway
+authorizer: an HTTP API authorizer with an identity source answers a request without the
+header itself, with ``{"message": "Unauthorized"}``, where the AgentsGT contract promises
+``{"error": "Invalid or missing API key"}``. Verdicts (admitted or refused) are cached per
+container for ``AUTH_CACHE_SECONDS``, keyed by a hash of the whole header, which is also how
+long a revoked key keeps working.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
 import string
-import zlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from meter import keys, store
+from meter.config import get_settings
 from meter.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from meter.tenants import SCOPES, ensure_tenant
 from meter.timerange import now_ms
@@ -52,8 +59,15 @@ def _random(length: int) -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(length))
 
 
+@functools.lru_cache(maxsize=1)
+def signing_secret() -> bytes:
+    """The deployment's key-signing secret (read once per container; created on first use)."""
+    return store.control().signing_key(keys.API_KEY_SIGNING_KEY, fresh=secrets.token_bytes(32))
+
+
 def _checksum(public_id: str, body: str) -> str:
-    return _base62(zlib.crc32(f"{public_id}:{body}".encode()), _CHECKSUM_LEN)
+    digest = hmac.new(signing_secret(), f"{public_id}:{body}".encode(), hashlib.sha256).digest()
+    return _base62(int.from_bytes(digest[:8], "big"), _CHECKSUM_LEN)
 
 
 def new_key() -> tuple[str, str]:
@@ -105,36 +119,39 @@ def authenticate(header: str | None) -> Principal:
     )
 
 
-def authorizer_context(header: str | None) -> dict[str, Any]:
-    """The HTTP API simple response for one Authorization header."""
-    try:
-        principal = authenticate(header)
-    except Unauthorized as refused:
-        return {"isAuthorized": True, "context": {"authError": refused.message}}
-    context = {"tenant": principal.tenant, "scopes": ",".join(sorted(principal.scopes)), "keyId": principal.key_id}
-    if principal.rate_limit is not None:
-        context["rateLimit"] = principal.rate_limit
-    return {"isAuthorized": True, "context": context}
+_verdicts: dict[bytes, tuple[float, Principal | str]] = {}
+_MAX_CACHED = 10_000
+_clock = time.monotonic
+
+
+def authenticate_cached(header: str | None) -> Principal:
+    """``authenticate`` with this container's cache of recent verdicts (admitted and refused)."""
+    digest = hashlib.sha256((header or "").encode()).digest()
+    ttl = get_settings().auth_cache_seconds
+    cached = _verdicts.get(digest)
+    if cached and _clock() - cached[0] < ttl:
+        verdict = cached[1]
+    else:
+        try:
+            verdict = authenticate(header)
+        except Unauthorized as refused:
+            verdict = refused.message
+        if ttl:
+            if len(_verdicts) >= _MAX_CACHED:
+                _verdicts.clear()
+            _verdicts[digest] = (_clock(), verdict)
+    if isinstance(verdict, str):
+        raise Unauthorized(verdict)
+    return verdict
 
 
 def principal_from_event(event: dict[str, Any], scope: str) -> Principal:
-    """The caller of an API Gateway event, required to hold ``scope``.
-
-    Fails closed: no authorizer context (a route deployed without the authorizer) is a 401.
-    """
-    context = ((event.get("requestContext") or {}).get("authorizer") or {}).get("lambda") or {}
-    if context.get("authError") or not context.get("tenant"):
-        raise Unauthorized(context.get("authError") or INVALID_KEY)
-    scopes = frozenset(filter(None, str(context.get("scopes", "")).split(",")))
-    if scope not in scopes:
+    """The caller of an API Gateway event (its ``Authorization`` header), required to hold ``scope``."""
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    principal = authenticate_cached(headers.get("authorization"))
+    if scope not in principal.scopes:
         raise Forbidden(f"This API key lacks the '{scope}' scope")
-    limit = context.get("rateLimit")
-    return Principal(
-        tenant=context["tenant"],
-        scopes=scopes,
-        key_id=context.get("keyId", ""),
-        rate_limit=int(limit) if limit is not None else None,
-    )
+    return principal
 
 
 def create_key(tenant: str, scopes: list[str], name: str = "", rate_limit: int | None = None) -> str:
@@ -174,7 +191,7 @@ def list_keys(tenant: str | None = None) -> list[dict[str, Any]]:
 
 
 def revoke_key(public_id: str) -> None:
-    """Revoke a key; it stops working once cached authorizer results expire."""
+    """Revoke a key; it stops working once cached verdicts expire (``AUTH_CACHE_SECONDS``)."""
     store.tenants().update_existing(
         {"pk": {"S": keys.api_key_pk(public_id)}},
         "SET revokedAt = if_not_exists(revokedAt, :now)",

@@ -41,6 +41,7 @@ class Settings:
     max_future_skew_seconds: int
     rate_card_cache_seconds: int
     rate_limit_per_second: int
+    auth_cache_seconds: int
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -54,6 +55,7 @@ class Settings:
             max_future_skew_seconds=_whole_number("MAX_FUTURE_SKEW_SECONDS", 300, 0),
             rate_card_cache_seconds=_whole_number("RATE_CARD_CACHE_SECONDS", 60, 0),
             rate_limit_per_second=_whole_number("RATE_LIMIT_PER_SECOND", 100, 0),
+            auth_cache_seconds=_whole_number("AUTH_CACHE_SECONDS", 60, 0),
         )
 
 

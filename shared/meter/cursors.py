@@ -18,7 +18,7 @@ import hmac
 import json
 import secrets
 
-from meter import store
+from meter import keys, store
 from meter.errors import BadRequest
 
 _MAC_BYTES = 16
@@ -27,7 +27,7 @@ _MAC_BYTES = 16
 @functools.lru_cache(maxsize=1)
 def signing_key() -> bytes:
     """The deployment's cursor signing key (read once per container; created on first use)."""
-    return store.control().signing_key(fresh=secrets.token_bytes(32))
+    return store.control().signing_key(keys.CURSOR_SIGNING_KEY, fresh=secrets.token_bytes(32))
 
 
 def _b64(data: bytes) -> str:

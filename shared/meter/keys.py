@@ -10,7 +10,7 @@ Aggregates (``pk = <tenant>#<dimension code>[#<value>]``, ``sk = D#YYYY-MM-DD`` 
 
 Control: the aggregator's per-shard ledger (``SHARD#<shard>``), its pending commits
 (``PENDING#<shard>#<first>#<last>``), rate-limit windows (``RATE#<key>#<second>``) and the cursor
-signing key. Tenants: ``TENANT#<name>`` and ``KEY#<public id>``.
+and API-key signing secrets. Tenants: ``TENANT#<name>`` and ``KEY#<public id>``.
 """
 
 from __future__ import annotations
@@ -163,6 +163,7 @@ def rate_pk(key_id: str, second: int) -> str:
 
 
 CURSOR_SIGNING_KEY = "CONFIG#cursor-signing-key"
+API_KEY_SIGNING_KEY = "CONFIG#api-key-signing-key"
 
 
 def tenant_pk(name: str) -> str:

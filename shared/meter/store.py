@@ -211,13 +211,13 @@ class Control(Table):
         )
         return int((counted or {})["n"]["N"])
 
-    def signing_key(self, fresh: bytes) -> bytes:
-        """The deployment's cursor signing key, created as ``fresh`` if there is none yet."""
-        key = {"pk": {"S": keys.CURSOR_SIGNING_KEY}}
+    def signing_key(self, name: str, fresh: bytes) -> bytes:
+        """One of the deployment's signing secrets (``name`` is its key), created as ``fresh`` if absent."""
+        key = {"pk": {"S": name}}
         found = self.get(key, consistent=True)
         if found:
             return found["secret"]
-        if self.put_new({"pk": keys.CURSOR_SIGNING_KEY, "secret": fresh}):
+        if self.put_new({"pk": name, "secret": fresh}):
             return fresh
         return self.get(key, consistent=True)["secret"]  # another container created it first
 

@@ -6,8 +6,22 @@ import math
 
 import pytest
 
+from meter import auth
 from meter.auth import INVALID_KEY, hash_secret, new_key, parse_token
 from meter.errors import Unauthorized
+
+
+@pytest.fixture(autouse=True)
+def signing_secret(monkeypatch):
+    """The deployment's key-signing secret, without a Control table."""
+    monkeypatch.setattr(auth, "signing_secret", lambda: b"s" * 32)
+
+
+def test_a_key_signed_under_another_deployments_secret_is_refused(monkeypatch):
+    public_id, secret = new_key()
+    monkeypatch.setattr(auth, "signing_secret", lambda: b"t" * 32)
+    with pytest.raises(Unauthorized):
+        parse_token(f"Bearer {public_id}:{secret}")
 
 
 def test_new_keys_are_well_formed_unique_and_high_entropy():
