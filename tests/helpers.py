@@ -46,17 +46,18 @@ def aggregator(stack: Stack, dead_letters: list[dict[str, Any]] | None = None) -
 
 
 Bucket = tuple[str, str, Any, str, int]  # tenant, dimension, value, "day" | "hour", bucket start (ms)
-_DIMENSION_NAMES = {"T": "tenant", "I": "identifier", "A": "agent", "M": "agent model", "DS": "dataset",
-                    "SK": "skillset", "AB": "ability"}  # fmt: skip
+_DIMENSION_NAMES = {"T": "tenant", "I": "identifier", "A": "agent", "M": "agent model", "Y": "type",
+                    "AY": "agent type", "DS": "dataset", "SK": "skillset", "AB": "ability"}  # fmt: skip
 
 
 def recount(records: list[UsageRecord]) -> dict[Bucket, dict[str, int]]:
     """What every aggregate must hold, from the rules alone (never from storage key strings).
 
     Every event counts for its tenant, its end user, its agent, its agent's model (agent and model
-    both set), per UTC hour and day; for its dataset, skillset and ability per UTC day only. It adds
-    one event, its credits, its count under its type, and its count to tokens (types starting with
-    ``tokens``), messages (``message``) or conversations (``conversation``).
+    both set), its type, and its agent's type, per UTC hour and day; for its dataset, skillset and
+    ability per UTC day only. It adds one event, its credits, its count, and its count to tokens
+    (types starting with ``tokens``), files (``file``…), messages (``message``) or conversations
+    (``conversation``).
     """
     totals: dict[Bucket, Counter] = defaultdict(Counter)
     for r in records:
@@ -64,8 +65,12 @@ def recount(records: list[UsageRecord]) -> dict[Bucket, dict[str, int]]:
         hourly = [("tenant", None), ("identifier", relation("identifier")), ("agent", relation("agentId"))]
         if relation("agentId") and relation("model"):
             hourly.append(("agent model", (relation("agentId"), relation("model"))))
+        hourly.append(("type", r.type))
+        if relation("agentId"):
+            hourly.append(("agent type", (relation("agentId"), r.type)))
         daily = [(name, relation(f"{name}Id")) for name in ("dataset", "skillset", "ability")]
-        added = Counter({"events": 1, "credits": r.credits, f"n:{r.type}": r.count})
+        added = Counter({"events": 1, "credits": r.credits, "count": r.count})
+        added["files"] += r.count if r.type.startswith("file") else 0
         added["tokens"] += r.count if r.type.startswith("tokens") else 0
         added["messages"] += r.count if r.type == "message" else 0
         added["conversations"] += r.count if r.type == "conversation" else 0
@@ -84,8 +89,8 @@ def meaning(pk: str, sk: str) -> Bucket:
     """What an aggregate item is the total of, read through the store layer's own parser."""
     parsed = keys.parse_aggregate(pk, sk)
     value: Any = None if parsed.code == "T" else parsed.value
-    if parsed.code == "M":
-        value = keys.split_model_key(parsed.value)
+    if parsed.code in ("M", "AY"):
+        value = keys.split_agent_scoped_key(parsed.value)
     return (parsed.tenant, _DIMENSION_NAMES[parsed.code], value, parsed.granularity, parsed.bucket_start)
 
 

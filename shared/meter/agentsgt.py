@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from meter.dimensions import AGENT, AGENT_MODEL, IDENTIFIER, TENANT, Dimension, model_key
+from meter.dimensions import AGENT, AGENT_MODEL, IDENTIFIER, TENANT, Dimension, agent_scoped_key
 from meter.errors import NotFound
 from meter.queries import daily_totals, listed_values, total
 from meter.timerange import iso, now_ms, parse_range
@@ -43,7 +43,7 @@ def agent_models(tenant: str, agent_id: str, params: dict[str, str]) -> dict[str
     models = listed_values(tenant, AGENT_MODEL, start, end, scope=agent_id)
     rows = []
     for model in models.values():
-        credits = total(daily_totals(tenant, AGENT_MODEL, model_key(agent_id, model), start, end))["credits"]
+        credits = total(daily_totals(tenant, AGENT_MODEL, agent_scoped_key(agent_id, model), start, end))["credits"]
         if credits:
             rows.append({"model_id": model, "name": model, "total_credits": credits})
     if not rows:

@@ -12,7 +12,7 @@ from typing import Any
 
 from meter import keys, store
 from meter.cursors import decode_cursor, encode_cursor
-from meter.dimensions import ABILITY, AGENT, DATASET, IDENTIFIER, SKILLSET, TENANT, TYPE_PREFIX
+from meter.dimensions import ABILITY, AGENT, DATASET, IDENTIFIER, SKILLSET, TENANT
 from meter.queries import (
     Totals,
     aggregate_items,
@@ -83,7 +83,6 @@ def current_snapshot(tenant: str) -> dict[str, Any]:
     start, now = billing_period_start(anchor, now_ms()), now_ms()
     totals = total(daily_totals(tenant, TENANT, "", start, None)) if start < now else Totals()
     distinct = {d.code: len(listed_values(tenant, d, start, now + 1)) for d in (DATASET, SKILLSET, ABILITY, IDENTIFIER)}
-    files = sum(v for k, v in totals.items() if k.startswith(f"{TYPE_PREFIX}file"))
     return {
         **_snapshot(totals),
         "database": {
@@ -91,7 +90,7 @@ def current_snapshot(tenant: str) -> dict[str, Any]:
             "records": totals["events"],
             "skillsets": distinct["SK"],
             "abilities": distinct["AB"],
-            "files": files,
+            "files": totals["files"],
             "users": distinct["I"],
         },
     }

@@ -14,12 +14,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meter import keys
-from meter.keys import model_key
+from meter.keys import agent_scoped_key
 
 if TYPE_CHECKING:
     from meter.records import UsageRecord
-
-TYPE_PREFIX = "n:"
 
 
 @dataclass(frozen=True)
@@ -43,34 +41,54 @@ class Dimension:
 
 def _agent_model(record: UsageRecord) -> str | None:
     agent, model = record.agent_id, record.relations.get("model")
-    return model_key(agent, model) if agent is not None and model is not None else None
+    return agent_scoped_key(agent, model) if agent is not None and model is not None else None
+
+
+def _agent_type(record: UsageRecord) -> str | None:
+    return agent_scoped_key(record.agent_id, record.type) if record.agent_id is not None else None
+
+
+def _of_agent(record: UsageRecord) -> str:
+    return record.agent_id or ""
 
 
 TENANT = Dimension("T", lambda r: "", hourly=True, listed=False)
 IDENTIFIER = Dimension("I", lambda r: r.identifier, hourly=True, listed=True)
 AGENT = Dimension("A", lambda r: r.agent_id, hourly=True, listed=True)
-AGENT_MODEL = Dimension("M", _agent_model, hourly=True, listed=True, list_scope=lambda r: r.agent_id or "")
+AGENT_MODEL = Dimension("M", _agent_model, hourly=True, listed=True, list_scope=_of_agent)
+# Event types are free-form, so each type has items of its own (never a counter per type on one
+# item, which any number of distinct types would grow past DynamoDB's 400 KB item limit).
+TYPE = Dimension("Y", lambda r: r.type, hourly=True, listed=True)
+AGENT_TYPE = Dimension("AY", _agent_type, hourly=True, listed=True, list_scope=_of_agent)
 DATASET = Dimension("DS", lambda r: r.relations.get("datasetId"), hourly=False, listed=True)
 SKILLSET = Dimension("SK", lambda r: r.relations.get("skillsetId"), hourly=False, listed=True)
 ABILITY = Dimension("AB", lambda r: r.relations.get("abilityId"), hourly=False, listed=True)
 
-DIMENSIONS = (TENANT, IDENTIFIER, AGENT, AGENT_MODEL, DATASET, SKILLSET, ABILITY)
+DIMENSIONS = (TENANT, IDENTIFIER, AGENT, AGENT_MODEL, TYPE, AGENT_TYPE, DATASET, SKILLSET, ABILITY)
+AGENT_SCOPED = (AGENT_MODEL, AGENT_TYPE)  # listed per agent: value keys are agent_scoped_key(agent, …)
 BY_CODE = {dimension.code: dimension for dimension in DIMENSIONS}
 
 
 def display_value(dimension: Dimension, record: UsageRecord) -> str:
-    """The human value stored as ``v`` on listed day items (the model id for agent models)."""
-    return record.relations.get("model", "") if dimension is AGENT_MODEL else dimension.value_of(record) or ""
+    """The human value stored as ``v`` on listed day items (the model or type for agent-scoped ones)."""
+    if dimension is AGENT_MODEL:
+        return record.relations.get("model", "")
+    if dimension is AGENT_TYPE:
+        return record.type
+    return dimension.value_of(record) or ""
 
 
 def contribution_of(event_type: str, count: int, credits: int) -> Counter[str]:
     """What an event of this type, count and credits adds to an aggregate.
 
-    ``tokens`` sums every type starting with ``tokens`` (``tokens.input``, ``tokens.output``…);
-    ``messages`` counts type ``message``; ``conversations`` counts type ``conversation``.
+    ``count`` is the sum of counts whatever the type (the per-type split lives on the ``TYPE`` and
+    ``AGENT_TYPE`` items); ``tokens`` sums every type starting with ``tokens`` (``tokens.input``,
+    ``tokens.output``…); ``messages`` counts type ``message``; ``conversations`` counts type
+    ``conversation``; ``files`` sums types starting with ``file``.
     """
-    added: Counter[str] = Counter(events=1, credits=credits)
-    added[TYPE_PREFIX + event_type] += count
+    added: Counter[str] = Counter(events=1, credits=credits, count=count)
+    if event_type.startswith("file"):
+        added["files"] += count
     if event_type.startswith("tokens"):
         added["tokens"] += count
     elif event_type == "message":

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from meter.dimensions import AGENT, TYPE_PREFIX
+from meter.dimensions import AGENT, AGENT_TYPE
 from meter.errors import NotFound
-from meter.queries import daily_totals, has_any, total
+from meter.keys import agent_scoped_key
+from meter.queries import daily_totals, has_any, listed_values, total
 from meter.timerange import iso, now_ms, parse_range
 
 GROUPS = {"tokens": "usage", "log_insights": "log_insights_usage"}
@@ -31,11 +32,15 @@ def agent_usage(tenant: str, agent_uuid: str, params: dict[str, str]) -> dict[st
     if not has_any(tenant, AGENT, agent_uuid):
         raise NotFound(f"Agent {agent_uuid} not found")
     sums: dict[str, dict[str, int]] = {group: {} for group in GROUPS.values()}
-    for name, value in total(daily_totals(tenant, AGENT, agent_uuid, start, end)).items():
-        placed = _usage_type(name[len(TYPE_PREFIX) :]) if name.startswith(TYPE_PREFIX) else None
-        if placed and value:
+    for event_type in listed_values(tenant, AGENT_TYPE, start, end, scope=agent_uuid).values():
+        placed = _usage_type(event_type)
+        if not placed:
+            continue
+        value_key = agent_scoped_key(agent_uuid, event_type)
+        tokens = total(daily_totals(tenant, AGENT_TYPE, value_key, start, end))["count"]
+        if tokens:
             group, usage_type = placed
-            sums[group][usage_type] = sums[group].get(usage_type, 0) + value
+            sums[group][usage_type] = sums[group].get(usage_type, 0) + tokens
     bounds = {
         "resource_uuid": agent_uuid,
         "start": iso(start if start is not None else 0),

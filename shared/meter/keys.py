@@ -91,13 +91,13 @@ def list_key(tenant: str, code: str, scope: str = "") -> str:
     return f"{tenant}#{code}" + (f"#{scope}" if scope else "")
 
 
-def model_key(agent: str, model: str) -> str:
-    """Unambiguous value key of one agent's model (agent ids may contain '#')."""
-    return f"{len(agent)}:{agent}#{model}"
+def agent_scoped_key(agent: str, value: str) -> str:
+    """Unambiguous value key of one agent's model or event type (agent ids may contain '#')."""
+    return f"{len(agent)}:{agent}#{value}"
 
 
-def split_model_key(value: str) -> tuple[str, str]:
-    """``(agent, model)`` back from ``model_key``."""
+def split_agent_scoped_key(value: str) -> tuple[str, str]:
+    """``(agent, value)`` back from ``agent_scoped_key``."""
     length, rest = value.split(":", 1)
     return rest[: int(length)], rest[int(length) + 1 :]
 

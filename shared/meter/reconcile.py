@@ -26,7 +26,7 @@ from typing import Any
 
 from meter import keys, store
 from meter.aggregation import coalesce, listing_attributes
-from meter.dimensions import AGENT, AGENT_MODEL, DIMENSIONS, TENANT, Dimension
+from meter.dimensions import AGENT, AGENT_SCOPED, DIMENSIONS, TENANT, Dimension
 from meter.logs import logger
 from meter.queries import counters, listed_items, tenant_records
 from meter.records import InvalidRecord, UsageRecord, record_from_item
@@ -81,12 +81,12 @@ def _listed_day_keys(tenant: str, start: int, end: int) -> set[AggregateKey]:
     found = {
         key
         for dimension in DIMENSIONS
-        if dimension.listed and dimension is not AGENT_MODEL
+        if dimension.listed and dimension not in AGENT_SCOPED
         for key in listed(dimension)
     }
     parsed = [keys.parse_aggregate(pk, sk) for pk, sk in found]
     agents = {key.value for key in parsed if key.code == AGENT.code}
-    return found | {key for agent in agents for key in listed(AGENT_MODEL, agent)}
+    return found | {key for agent in agents for scoped in AGENT_SCOPED for key in listed(scoped, agent)}
 
 
 def _stored(wanted: set[AggregateKey]) -> dict[AggregateKey, Counter]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from tests.conftest import STACK
 from tests.helpers import aggregator, call, identifier_path
 
+N_TYPES = 40  # moto copies whole tables per transaction; the unit test takes 10,000 types
 NOW = datetime.now(UTC).replace(minute=30, second=0, microsecond=0) - timedelta(days=2)
 
 
@@ -73,3 +75,35 @@ def test_a_stream_record_that_is_not_a_usage_record_is_set_aside_and_the_shard_m
     assert "field 'id' is missing" in aside["Item"]["reason"]["S"]
     day = call(gateway, "GET", identifier_path("ana"), keys["acme"]).json()["data"]
     assert [d["total_credits"] for d in day] == [6]  # both good events, before and after it, counted once
+
+
+def test_any_number_of_distinct_event_types_is_counted_exactly_and_never_grows_an_item(gateway, keys):
+    """Each distinct type once added a counter to the tenant's day item: ~5,500 of 64 characters
+    passed DynamoDB's 400 KB item limit, and every later update of the tenant failed."""
+    from meter import dynamo
+    from meter.config import get_settings
+    from meter.ingest import ingest, parse_events
+    from meter.records import record_from_item
+    from tests.helpers import recount, stored_aggregates
+
+    types = [f"tokens.{n:057d}" for n in range(N_TYPES)]
+    for first in range(0, len(types), 100):
+        batch = [
+            {"id": f"t{n}", "type": t, "count": n + 1, "credits": 1, "agentId": "bot", "timestamp": at(0)}
+            for n, t in enumerate(types[first : first + 100], start=first)
+        ]
+        assert ingest("acme", parse_events(json.dumps({"events": batch}))).body()["accepted"] == len(batch)
+    aggregator(STACK).drain()
+
+    client, settings = dynamo.client(), get_settings()
+    pages = client.get_paginator("scan").paginate(TableName=settings.records_table)
+    records = [record_from_item(dynamo.deserialize(item)) for page in pages for item in page["Items"]]
+    assert stored_aggregates(client, settings.aggregates_table, "acme") == recount(records)
+    tenant_day = client.get_item(
+        TableName=settings.aggregates_table, Key={"pk": {"S": "acme#T"}, "sk": {"S": "D#" + at(0)[:10]}}
+    )["Item"]
+    assert len(json.dumps(tenant_day)) < 400  # a handful of counters, whatever the number of types
+    day = {"start": at(0)[:10] + "T00:00:00Z", "stop": at(0)[:10] + "T23:59:59Z"}
+    measurements = call(gateway, "GET", "/v2/gen-ai/agents/bot/usage", keys["acme"], query=day).json()["usage"]
+    measurements = measurements["measurements"]
+    assert len(measurements) == N_TYPES and measurements[31] == {"tokens": 32, "usage_type": types[31][7:].upper()}

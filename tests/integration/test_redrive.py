@@ -87,7 +87,7 @@ def test_a_window_given_up_on_is_dead_lettered_the_shard_moves_on_and_redrive_co
 
     report = redrive_aggregation_failures(failures, sqs=sqs, now=later())
     assert report.redriven == 1 and report.kept == []
-    assert _tenant_totals("acme") == Counter({"events": 4, "credits": 8, "messages": 4, "n:message": 4})
+    assert _tenant_totals("acme") == Counter({"events": 4, "credits": 8, "messages": 4, "count": 4})
 
     again = redrive_aggregation_failures(failures, sqs=sqs, now=later())
     assert again.messages == 0

@@ -24,7 +24,7 @@ def test_an_aggregate_key_parses_back_to_its_tenant_dimension_value_and_bucket(t
 
 @given(agent=names, model=names)
 def test_a_model_key_splits_back_even_when_the_agent_holds_separators(agent, model):
-    assert keys.split_model_key(keys.model_key(agent, model)) == (agent, model)
+    assert keys.split_agent_scoped_key(keys.agent_scoped_key(agent, model)) == (agent, model)
 
 
 @given(st.lists(st.integers(1, 10**39), min_size=2, max_size=20))

@@ -1,0 +1,35 @@
+"""What the aggregator writes per record: a bounded set of counters per item, whatever the input."""
+
+from __future__ import annotations
+
+from meter.aggregation import coalesce
+from meter.records import UsageRecord
+
+DAY = 1_700_000_000_000 // 86_400_000 * 86_400_000
+
+
+def _record(n: int, event_type: str) -> UsageRecord:
+    return UsageRecord(
+        tenant="acme",
+        id=f"e{n}",
+        type=event_type,
+        count=n,
+        ts=DAY + n,
+        credits=1,
+        credits_source="event",
+        received_at=DAY + n,
+        fingerprint="f",
+        relations={"agentId": "bot", "identifier": "ana"},
+    )
+
+
+def test_distinct_event_types_add_items_never_counters_to_an_item():
+    """Free-form types once each added a counter to the tenant's, user's and agent's items: a few
+    thousand distinct types passed DynamoDB's 400 KB item limit and every later update failed."""
+    records = [_record(n, f"tokens.{n:057d}") for n in range(10_000)]
+    items = coalesce(records)
+    widest = max(len(counters) for counters in items.values())
+    names = {name for counters in items.values() for name in counters}
+    assert widest <= 8 and len(names) <= 8, sorted(names)[:20]
+    tenant_day = next(c for (pk, sk), c in items.items() if pk == "acme#T" and sk.startswith("D#"))
+    assert tenant_day["events"] == 10_000 and tenant_day["tokens"] == sum(range(10_000))
