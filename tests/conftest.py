@@ -30,7 +30,7 @@ from moto import mock_aws
 
 from local.gateway import Gateway
 from local.template import Stack
-from meter import auth, cursors, dynamo, ratelimit, tenants
+from meter import arrivals, auth, cursors, dynamo, ratelimit, tenants
 from meter.auth import create_key
 from meter.config import get_settings
 
@@ -46,6 +46,7 @@ def reset_caches() -> None:
     cursors.signing_key.cache_clear()
     auth.signing_secret.cache_clear()
     auth._verdicts.clear()
+    arrivals._noted.clear()
     ratelimit._windows.clear()
 
 

@@ -1,23 +1,32 @@
-"""Hourly (EventBridge schedule): recount the buckets that closed past the stream's horizon from the
-records and set drifted aggregates to the recount; metrics DriftedAggregates, RepairedAggregates,
-DeferredWindows, UnreadableRecords."""
-
-from datetime import datetime
+"""Hourly (EventBridge Scheduler): reconcile every hour due since the last run, and the windows
+earlier runs kept for retry (meter.reconcile). Metrics DriftedAggregates, RepairedAggregates,
+OvercountedAggregates, DeferredWindows, ReconcileFailures, UnreadableRecords."""
 
 from meter.logs import metrics, observed
-from meter.reconcile import reconcile_all
-from meter.timerange import now_ms, to_ms
+from meter.reconcile import reconcile_due
+from meter.timerange import now_ms
+
+SAFETY_MS = 60_000  # stop starting hours this long before the function's timeout
+
+METRICS = {
+    "drifted": "DriftedAggregates",
+    "repaired": "RepairedAggregates",
+    "overcounted": "OvercountedAggregates",
+    "deferred": "DeferredWindows",
+    "failed": "ReconcileFailures",
+    "unreadable": "UnreadableRecords",
+}
 
 
-def handle(event: dict, context: object) -> dict:
-    scheduled = event.get("time")
-    now = to_ms(datetime.fromisoformat(scheduled.replace("Z", "+00:00"))) if scheduled else now_ms()
-    report = reconcile_all(now)
-    metrics.add_metric(name="DriftedAggregates", unit="Count", value=report.drifted)
-    metrics.add_metric(name="RepairedAggregates", unit="Count", value=report.repaired)
-    metrics.add_metric(name="DeferredWindows", unit="Count", value=report.deferred)
-    metrics.add_metric(name="UnreadableRecords", unit="Count", value=report.unreadable)
-    return {k: v for k, v in vars(report).items() if k != "drift"}
+def handle(event: dict, context) -> dict:
+    report = reconcile_due(now_ms(), out_of_time=lambda: context.get_remaining_time_in_millis() < SAFETY_MS)
+    for field, metric in METRICS.items():
+        metrics.add_metric(name=metric, unit="Count", value=getattr(report, field))
+    if report.failed:
+        # The windows are kept for retry either way; failing the invocation also sends it to the
+        # function's failure destination, where the ReconcileFailures alarm and the runbook start.
+        raise RuntimeError(f"{report.failed} window(s) failed to reconcile; they are kept and retried")
+    return {name: getattr(report, name) for name in report.COUNTS}
 
 
 lambda_handler = observed(handle)

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from meter import store
+from meter.arrivals import note_late_arrivals
 from meter.config import get_settings
 from meter.errors import BadRequest, PayloadTooLarge, Unavailable
 from meter.models import UsageEvent
@@ -166,6 +167,7 @@ def ingest(tenant: str, events: list[UsageEvent]) -> IngestResult:
         first_by_id.setdefault(event.id, to_record(tenant, event, card, received_at))
     unique = list(first_by_id.values())
     try:
+        note_late_arrivals(unique)  # first: a record stored is always one reconciliation will find
         if len(unique) == 1:
             statuses = [_store(unique[0])]
         else:

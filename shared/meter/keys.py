@@ -9,7 +9,8 @@ Aggregates (``pk = <tenant>#<dimension code>[#<value>]``, ``sk = D#YYYY-MM-DD`` 
 ``H#YYYY-MM-DDTHH``); ``lk`` lists a dimension's values on the ``ByList`` index.
 
 Control: the aggregator's per-shard ledger (``SHARD#<shard>``), its pending commits
-(``PENDING#<shard>#<first>#<last>``), rate-limit windows (``RATE#<key>#<second>``) and the cursor
+(``PENDING#<shard>#<first>#<last>``), late arrivals by received hour (``LATE#<hour ms>#<shard>``),
+reconciliation's checkpoint and retries (``RECONCILE#…``), rate-limit windows (``RATE#<key>#<second>``) and the cursor
 and API-key signing secrets. Tenants: ``TENANT#<name>`` and ``KEY#<public id>``.
 """
 
@@ -155,6 +156,20 @@ def pending_pk(shard_id: str, first: str, last: str) -> str:
 def set_aside_pk(record_pk: str) -> str:
     """A stream record the aggregator could not read, kept for operators (by its record key)."""
     return f"ASIDE#{record_pk}"
+
+
+def late_arrivals_pk(received_hour: int, tenant: str) -> str:
+    """The (tenant, day) pairs that received late events in one hour, in one of 16 items by tenant."""
+    return f"LATE#{received_hour}#{tenant_shard(tenant):02d}"
+
+
+def late_arrivals_pks(received_hour: int) -> list[str]:
+    """Every item of one hour's late arrivals."""
+    return [f"LATE#{received_hour}#{shard:02d}" for shard in range(TENANT_SHARDS)]
+
+
+RECONCILE_CHECKPOINT = "RECONCILE#checkpoint"  # the last hour reconciliation has covered
+RECONCILE_RETRIES = "RECONCILE#retries"  # windows a run could not settle, retried by every run
 
 
 def rate_pk(key_id: str, second: int) -> str:

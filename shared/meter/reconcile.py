@@ -1,39 +1,54 @@
-"""Reconciliation: recount closed buckets from the records and set drifted aggregates to the
-recount. Run on a schedule (template.yaml) and safe to run at any time, any number of times.
+"""Reconciliation: recount buckets from the records and raise aggregates that miss events.
+Run on a schedule (template.yaml) and safe to run at any time, any number of times.
 
-For one tenant and a window of whole hours (by event time):
+**What it covers.** Runs walk time by the hour, from a checkpoint in Control, so a run that
+failed or was skipped is caught up by the next. Hour ``H`` is due once every record received in
+it is past the stream's horizon (below), i.e. at ``H + 1 h + LATE_AFTER + HORIZON`` (2 h 30 min):
 
-1. The window's records come from every ``ByTenant`` shard.
-2. The stream counts a record only while it is younger than the stream mapping's
-   ``MaximumRecordAgeInSeconds`` (``STREAM_MAX_AGE_MS``): after that Lambda hands it to the
-   on-failure destination instead. A window is reconciled only when every record in it was received
-   longer ago than that, plus a margin for the tumbling window and its commit (``HORIZON_MS``), so
-   nothing can still be on its way to an aggregate of it. Windows with younger records are
-   deferred.
-3. Every aggregate item of the window (each dimension value's hour and day items, and for days
-   every value the ``ByList`` index knows) is compared with the recount of the records. An item
-   that differs (an aggregate lost or corrupted, or events the stream dropped) is set to the
-   recount, only if the window's records did not change while they were read, and with a
-   condition that its counters still hold what was read, so a concurrent writer is never
-   overwritten; the next run sees it settled.
+* every tenant's event hour ``[H, H+1h)`` (and the whole day when ``H`` is its last hour): it
+  holds every record received within ``LATE_AFTER`` of its event time;
+* every (tenant, day) that received *late* events during ``H`` (ingestion notes them, see
+  ``meter.arrivals``): a backfill, or an event from 23:50 received at 00:20.
+
+So every accepted event is recounted within 2 h 30 min of its receipt (plus the hourly
+schedule), whatever its timestamp. A window that cannot be settled then (records younger than
+the horizon, a change while it was read, an error) goes to a retry set every run works first,
+and is counted in the report; one tenant's failure never stops the others.
+
+**Horizon.** The stream counts a record only while it is younger than the stream mapping's
+``MaximumRecordAgeInSeconds`` (``STREAM_MAX_AGE_MS``); after that Lambda gives it up. A window
+is recounted only when every record in it was received longer ago than that plus a margin for
+the tumbling window and its commit (``HORIZON_MS``), so no stream invocation can still add to it.
+
+**Repairs only ever add.** Each aggregate item of the window is compared with the recount. The
+recount reads an eventually consistent index, which can lag but never invents a record, so a
+recount above the stored value proves missing events: the counter is raised to the recount,
+with a condition that it still holds what was read. A stored value *above* the recount is never
+lowered (it may be an event the index does not show yet); it is reported (``overcounted``,
+metric ``OvercountedAggregates``) for an operator to look at.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from meter import keys, store
 from meter.aggregation import coalesce, listing_attributes
+from meter.arrivals import LATE_AFTER_MS
 from meter.dimensions import AGENT, AGENT_SCOPED, DIMENSIONS, TENANT, Dimension
 from meter.logs import logger
 from meter.queries import counters, listed_items, tenant_records
 from meter.records import InvalidRecord, UsageRecord, record_from_item
-from meter.timerange import DAY_MS, HOUR_MS, day_key, hour_key
+from meter.timerange import DAY_MS, HOUR_MS, day_key, hour_key, to_ms
 
 STREAM_MAX_AGE_MS = 3_600_000  # the stream mapping's MaximumRecordAgeInSeconds (template.yaml)
 HORIZON_MS = STREAM_MAX_AGE_MS + 15 * 60_000  # plus the longest tumbling window and its commit
+DUE_AFTER_MS = HOUR_MS + LATE_AFTER_MS + HORIZON_MS  # from an hour's start until it is reconciled
+MAX_HOURS_PER_RUN = 48  # a run that has fallen behind catches up in steps
 
 AggregateKey = tuple[str, str]
 
@@ -45,12 +60,16 @@ class ReconcileReport:
     records: int = 0
     unreadable: int = 0  # records no recount can read (never counted; see the set-aside items)
     drifted: int = 0
-    repaired: int = 0
-    deferred: int = 0  # drifted items left for the next run because they changed while read
+    repaired: int = 0  # items raised to the recount
+    overcounted: int = 0  # items above the recount: reported, never lowered
+    deferred: int = 0  # windows (or drifted items) left for a later run
+    failed: int = 0  # windows whose reconciliation raised (kept for retry)
     drift: list[dict[str, Any]] = field(default_factory=list)
 
+    COUNTS = ("records", "unreadable", "drifted", "repaired", "overcounted", "deferred", "failed")
+
     def add(self, other: ReconcileReport) -> None:
-        for name in ("records", "unreadable", "drifted", "repaired", "deferred"):
+        for name in self.COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.drift += other.drift
 
@@ -97,35 +116,33 @@ def _stored(wanted: set[AggregateKey]) -> dict[AggregateKey, Counter]:
     return {key: +found.get(key, Counter()) for key in ordered}
 
 
-def _repair(key: AggregateKey, seen: Counter, expected: Counter, listing: dict[str, str] | None = None) -> bool:
-    """Set the item's counters to ``expected`` if they still hold ``seen``; False if they moved.
+def _raise_to(key: AggregateKey, seen: Counter, raised: Counter, listing: dict[str, str] | None = None) -> bool:
+    """Set the item's counters named in ``raised`` to their value there, if every counter still
+    holds ``seen``; False if the item moved. Never lowers or removes a counter.
 
     ``listing`` (``lk`` and ``v``) keeps a recreated day item of a listed dimension on ``ByList``.
     """
-    names = sorted(set(seen) | set(expected))
+    names = sorted(set(seen) | set(raised))
     attribute = {f"#c{i}": name for i, name in enumerate(names)}
     values: dict[str, Any] = {}
-    sets, removes, conditions = [], [], []
-    if listing and expected:
+    sets, conditions = [], []
+    if listing:
         attribute.update({"#lk": "lk", "#lv": "v"})
         values.update({":lk": {"S": listing["lk"]}, ":lv": {"S": listing["v"]}})
         sets += ["#lk = if_not_exists(#lk, :lk)", "#lv = if_not_exists(#lv, :lv)"]
     for i, name in enumerate(names):
-        if expected[name]:
+        if name in raised:
             sets.append(f"#c{i} = :e{i}")
-            values[f":e{i}"] = {"N": str(expected[name])}
-        else:
-            removes.append(f"#c{i}")
+            values[f":e{i}"] = {"N": str(raised[name])}
         if seen[name]:
             conditions.append(f"#c{i} = :s{i}")
             values[f":s{i}"] = {"N": str(seen[name])}
         else:
             conditions.append(f"(attribute_not_exists(#c{i}) OR #c{i} = :zero)")
             values[":zero"] = {"N": "0"}
-    expression = (f"SET {', '.join(sets)} " if sets else "") + (f"REMOVE {', '.join(removes)}" if removes else "")
     repaired = store.aggregates().update(
         store.Aggregates.key(*key),
-        expression.strip(),
+        "SET " + ", ".join(sets),
         " AND ".join(conditions),
         ExpressionAttributeNames=attribute,
         ExpressionAttributeValues=values,
@@ -160,32 +177,80 @@ def reconcile_window(tenant: str, start: int, end: int, now: int) -> ReconcileRe
     for key, seen in sorted(drifted.items()):
         want = expected.get(key, Counter())
         report.drift.append({"pk": key[0], "sk": key[1], "stored": dict(seen), "recount": dict(want)})
-        if _repair(key, seen, want, listing.get(key)):
+        raised = Counter({name: n for name, n in want.items() if n > seen[name]})
+        if any(n > want[name] for name, n in seen.items()):
+            report.overcounted += 1
+        if not raised:
+            continue
+        if _raise_to(key, seen, raised, listing.get(key)):
             report.repaired += 1
         else:
             report.deferred += 1
     return report
 
 
-def closed_windows(now: int) -> list[tuple[int, int]]:
-    """What an hourly run reconciles: the hour that closed a horizon ago, and the whole day when
-    that hour was the day's last."""
-    hour_end = (now - HORIZON_MS) // HOUR_MS * HOUR_MS
-    windows = [(hour_end - HOUR_MS, hour_end)]
-    if hour_end % DAY_MS == 0:
-        windows.append((hour_end - DAY_MS, hour_end))
-    return windows
+Window = tuple[str, int, int]  # tenant, start, end (Unix ms)
 
 
-def reconcile_all(now: int, windows: list[tuple[int, int]] | None = None) -> ReconcileReport:
-    """Reconcile every tenant over ``windows`` (default: what closed since the last hourly run)."""
+def due_hour(now: int) -> int:
+    """The latest hour (its start) whose records are all past the horizon at ``now``."""
+    return (now - DUE_AFTER_MS) // HOUR_MS * HOUR_MS
+
+
+def windows_of_hour(hour: int, tenants: list[str]) -> list[Window]:
+    """What reconciling one hour covers: every tenant's event hour (and day, at a day's last hour),
+    and the days that received late events during the hour."""
+    windows: list[Window] = []
+    for tenant in tenants:
+        windows.append((tenant, hour, hour + HOUR_MS))
+        if (hour + HOUR_MS) % DAY_MS == 0:
+            windows.append((tenant, hour + HOUR_MS - DAY_MS, hour + HOUR_MS))
+    for tenant, day in sorted(store.control().late_arrivals(hour)):
+        start = to_ms(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC))
+        windows.append((tenant, start, start + DAY_MS))
+    return list(dict.fromkeys(windows))
+
+
+def _encode(window: Window) -> str:
+    return " ".join(map(str, window))
+
+
+def _decode(text: str) -> Window:
+    tenant, start, end = text.rsplit(" ", 2)
+    return tenant, int(start), int(end)
+
+
+def _settle(window: Window, now: int, total: ReconcileReport) -> bool:
+    """Reconcile one window into ``total``; whether it is settled (else it is kept for retry)."""
+    tenant, start, end = window
+    try:
+        report = reconcile_window(tenant, start, end, now)
+    except Exception:  # one window's failure must not stop the others: kept and retried
+        logger.exception("reconciliation of a window failed", extra={"tenant": tenant, "start": start, "end": end})
+        total.failed += 1
+        return False
+    if report.drift:
+        logger.warning("aggregates drifted from the recount", extra={"tenant": tenant, "drift": report.drift})
+    total.add(report)
+    return not report.deferred
+
+
+def reconcile_due(now: int, out_of_time: Callable[[], bool] = lambda: False) -> ReconcileReport:
+    """Retry the windows earlier runs kept, then reconcile every hour due since the checkpoint."""
     from meter.tenants import tenant_names
 
-    total = ReconcileReport()
-    for tenant in tenant_names():
-        for start, end in windows or closed_windows(now):
-            report = reconcile_window(tenant, start, end, now)
-            if report.drift:
-                logger.warning("aggregates drifted and were recounted", extra={"tenant": tenant, "drift": report.drift})
-            total.add(report)
+    control, total = store.control(), ReconcileReport()
+    retries = control.reconcile_retries()
+    settled = {text for text in sorted(retries) if not out_of_time() and _settle(_decode(text), now, total)}
+    control.change_reconcile_retries(remove=settled)
+    due = due_hour(now)
+    checkpoint = control.reconcile_checkpoint()
+    first = due if checkpoint is None else checkpoint + HOUR_MS
+    tenants = sorted(tenant_names())
+    for hour in range(first, min(due, first + (MAX_HOURS_PER_RUN - 1) * HOUR_MS) + 1, HOUR_MS):
+        if out_of_time():
+            break
+        unsettled = {_encode(w) for w in windows_of_hour(hour, tenants) if not _settle(w, now, total)}
+        control.change_reconcile_retries(add=unsettled)
+        control.set_reconcile_checkpoint(hour)
     return total

@@ -190,8 +190,8 @@ class Aggregates(Table):
 
 
 class Control(Table):
-    """Control: the aggregator's shard ledgers and pending commits, records set aside, rate-limit
-    windows (TTL) and the cursor signing key."""
+    """Control: the aggregator's shard ledgers and pending commits, records set aside, late
+    arrivals, reconciliation's checkpoint and retries, rate-limit windows (TTL) and signing keys."""
 
     def ledger(self, shard: str) -> dict[str, Any]:
         """One shard's ledger item (empty if the shard has committed nothing), strongly consistent."""
@@ -210,6 +210,40 @@ class Control(Table):
             ReturnValues="UPDATED_NEW",
         )
         return int((counted or {})["n"]["N"])
+
+    def mark_late(self, received_hour: int, tenant: str, days: set[str]) -> None:
+        """Note that ``tenant`` received late events for ``days`` (``YYYY-MM-DD``) in an hour."""
+        self.update(
+            {"pk": {"S": keys.late_arrivals_pk(received_hour, tenant)}},
+            "ADD pairs :pairs",
+            ExpressionAttributeValues={":pairs": {"SS": sorted(f"{tenant} {day}" for day in days)}},
+        )
+
+    def late_arrivals(self, received_hour: int) -> set[tuple[str, str]]:
+        """Every ``(tenant, day)`` that received late events in an hour."""
+        items = self.get_many([{"pk": {"S": pk}} for pk in keys.late_arrivals_pks(received_hour)], consistent=True)
+        return {tuple(pair.split(" ", 1)) for item in items for pair in item.get("pairs", ())}
+
+    def reconcile_checkpoint(self) -> int | None:
+        """The last hour reconciliation has covered (Unix ms), if it ever ran."""
+        item = self.get({"pk": {"S": keys.RECONCILE_CHECKPOINT}}, consistent=True)
+        return int(item["hour"]) if item else None
+
+    def set_reconcile_checkpoint(self, hour: int) -> None:
+        self.put({"pk": keys.RECONCILE_CHECKPOINT, "hour": hour})
+
+    def reconcile_retries(self) -> set[str]:
+        """Windows (``"<tenant> <start> <end>"``) earlier runs could not settle."""
+        item = self.get({"pk": {"S": keys.RECONCILE_RETRIES}}, consistent=True) or {}
+        return set(item.get("windows", ()))
+
+    def change_reconcile_retries(self, add: set[str] = frozenset(), remove: set[str] = frozenset()) -> None:
+        """Add and remove windows to retry."""
+        key = {"pk": {"S": keys.RECONCILE_RETRIES}}
+        if add:
+            self.update(key, "ADD windows :w", ExpressionAttributeValues={":w": {"SS": sorted(add)}})
+        if remove:
+            self.update(key, "DELETE windows :w", ExpressionAttributeValues={":w": {"SS": sorted(remove)}})
 
     def signing_key(self, name: str, fresh: bytes) -> bytes:
         """One of the deployment's signing secrets (``name`` is its key), created as ``fresh`` if absent."""
