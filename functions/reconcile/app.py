@@ -1,5 +1,5 @@
 """Hourly (EventBridge Scheduler): reconcile every hour due since the last run, and the windows
-earlier runs kept for retry (meter.reconcile). Metrics DriftedAggregates, RepairedAggregates,
+earlier runs kept for retry (meter.reconcile). Metrics UncountedEvents, DriftedAggregates, RepairedAggregates,
 OvercountedAggregates, DeferredWindows, ReconcileFailures, UnreadableRecords."""
 
 from meter.logs import metrics, observed
@@ -9,6 +9,7 @@ from meter.timerange import now_ms
 SAFETY_MS = 60_000  # stop starting hours this long before the function's timeout
 
 METRICS = {
+    "uncounted": "UncountedEvents",
     "drifted": "DriftedAggregates",
     "repaired": "RepairedAggregates",
     "overcounted": "OvercountedAggregates",

@@ -330,7 +330,7 @@ def _set_aside(shard: str, raw: dict[str, Any], reason: str) -> None:
     change = raw.get("dynamodb") or {}
     pk = (change.get("Keys") or {}).get("pk", {}).get("S", "?")
     logger.error("stream record set aside", extra={"record": pk, "reason": reason, "shard": shard})
-    metrics.add_metric(name="RecordsSetAside", unit="Count", value=1)
+    metrics.add_metric(name="StreamRecordsFailed", unit="Count", value=1)
     store.control().put(
         {
             "pk": keys.set_aside_pk(pk),

@@ -61,12 +61,13 @@ class ReconcileReport:
     unreadable: int = 0  # records no recount can read (never counted; see the set-aside items)
     drifted: int = 0
     repaired: int = 0  # items raised to the recount
+    uncounted: int = 0  # events the recount found missing from the tenant's own totals
     overcounted: int = 0  # items above the recount: reported, never lowered
     deferred: int = 0  # windows (or drifted items) left for a later run
     failed: int = 0  # windows whose reconciliation raised (kept for retry)
     drift: list[dict[str, Any]] = field(default_factory=list)
 
-    COUNTS = ("records", "unreadable", "drifted", "repaired", "overcounted", "deferred", "failed")
+    COUNTS = ("records", "unreadable", "uncounted", "drifted", "repaired", "overcounted", "deferred", "failed")
 
     def add(self, other: ReconcileReport) -> None:
         for name in self.COUNTS:
@@ -174,8 +175,11 @@ def reconcile_window(tenant: str, start: int, end: int, now: int) -> ReconcileRe
     if {r.id for r in _records(tenant, start, end)[0]} != {r.id for r in records}:
         report.deferred = len(drifted)  # records arrived while we read: settle on the next run
         return report
+    missing_events = Counter()  # per granularity of the tenant's own items
     for key, seen in sorted(drifted.items()):
         want = expected.get(key, Counter())
+        if key[0] == whole_tenant:
+            missing_events[key[1][:2]] += max(0, want["events"] - seen["events"])
         report.drift.append({"pk": key[0], "sk": key[1], "stored": dict(seen), "recount": dict(want)})
         raised = Counter({name: n for name, n in want.items() if n > seen[name]})
         if any(n > want[name] for name, n in seen.items()):
@@ -186,6 +190,7 @@ def reconcile_window(tenant: str, start: int, end: int, now: int) -> ReconcileRe
             report.repaired += 1
         else:
             report.deferred += 1
+    report.uncounted = max(missing_events.values(), default=0)
     return report
 
 
