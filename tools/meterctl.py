@@ -69,7 +69,9 @@ def _redrive(which: str) -> dict:
     if which == "aggregation":
         report = redrive.redrive_aggregation_failures(_queue_url("AggregationFailuresQueue"))
     else:
-        report = redrive.redrive_dead_letters(_queue_url("IngestDeadLetterQueue"), _queue_url("IngestQueue"))
+        dead = redrive.redrive_dead_letters(_queue_url("IngestDeadLetterQueue"), _queue_url("IngestQueue"))
+        parked = redrive.redrive_parked(_queue_url("IngestQueue"))
+        return {**dead.as_dict(), "parked": parked.redriven}
     return report.as_dict()
 
 

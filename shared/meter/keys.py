@@ -153,6 +153,14 @@ def pending_pk(shard_id: str, first: str, last: str) -> str:
     return f"PENDING#{shard_id}#{first}#{last}"
 
 
+def parked_pk(message_id: str) -> str:
+    """A queue message that could not be ingested, kept with its reason."""
+    return f"PARKED#{message_id}"
+
+
+PARKED_PREFIX = parked_pk("")
+
+
 def set_aside_pk(record_pk: str) -> str:
     """A stream record the aggregator could not read, kept for operators (by its record key)."""
     return f"ASIDE#{record_pk}"

@@ -3,8 +3,13 @@
 The queue is for trusted producers (IAM decides who may send). Each message names its tenant
 in the ``tenant`` message attribute, or, for producers that cannot set attributes (an
 EventBridge rule's SQS target), in a top-level ``tenant`` field of the body. The tenant must be
-registered. A message that fails here (invalid, unknown tenant, or an id conflict) is retried
-and then lands in the dead-letter queue.
+registered.
+
+Nothing sent is ever dropped. A message retrying cannot fix (invalid, unknown tenant, an id
+conflict) is **parked** at once: kept in the Control table with the reason, which names the
+field (``PARKED#<message id>``, metric ``IngestMessagesParked``, no expiry). A message that fails
+otherwise (storage throttled or down) is retried by SQS and parked on its last receive, so the
+dead-letter queue (14 days) only ever holds a message whose parking failed too.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from meter.errors import BadRequest, Conflict, NotFound
+from meter import keys, store
+from meter.errors import BadRequest, Conflict, MeterError, NotFound
 from meter.ingest import ingest, parse_events
-from meter.logs import logger
+from meter.logs import logger, metrics
 from meter.tenants import get_tenant, validate_tenant_name
+from meter.timerange import now_ms
 
 
 def _split_tenant(record: SQSRecord) -> tuple[str, str]:
@@ -50,3 +57,38 @@ def ingest_message(record: SQSRecord) -> dict[str, Any]:
         raise Conflict(f"Event ids stored earlier with a different body: {ids[:10]}")
     logger.info("queue message ingested", extra={k: result[k] for k in ("accepted", "duplicates", "conflicts")})
     return result
+
+
+def park(record: SQSRecord, reason: str) -> None:
+    """Keep a message that cannot be ingested, durably, with why (for the runbook and redrive)."""
+    attributes = {name: value.get("stringValue") for name, value in (record.message_attributes or {}).items()}
+    store.control().put(
+        {
+            "pk": keys.parked_pk(record.message_id),
+            "body": record.body,
+            "attributes": {k: v for k, v in attributes.items() if v is not None},
+            "reason": reason[:2000],
+            "receives": int(record.attributes.approximate_receive_count),
+            "at": now_ms(),
+        }
+    )
+    logger.warning("queue message parked", extra={"message_id": record.message_id, "reason": reason[:500]})
+    metrics.add_metric(name="IngestMessagesParked", unit="Count", value=1)
+
+
+def ingest_or_park(record: SQSRecord, max_receives: int) -> dict[str, Any] | None:
+    """Ingest a message; park it if retrying cannot help or this is its last receive; else raise (→ retry)."""
+    try:
+        return ingest_message(record)
+    except MeterError as refused:
+        if refused.status < 500:
+            park(record, refused.message)
+            return None
+        if int(record.attributes.approximate_receive_count) < max_receives:
+            raise
+        park(record, f"gave up after {max_receives} receives: {refused.message}")
+    except Exception as error:
+        if int(record.attributes.approximate_receive_count) < max_receives:
+            raise
+        park(record, f"gave up after {max_receives} receives: {type(error).__name__}: {error}")
+    return None

@@ -7,8 +7,10 @@
   each dropped event exactly once whatever part of the window had been committed. A day can be
   reconciled once its records are past the stream's horizon (``reconcile.HORIZON_MS``), when no
   stream invocation can add to it any more; until then the message stays, with the time to retry.
-* **Ingest dead letters**: messages go back to the ingest queue unchanged. Re-ingesting is
-  idempotent: an event already stored is a duplicate, never a second record.
+* **Ingest dead letters and parked messages**: messages go back to the ingest queue unchanged
+  (parked ones with their message attributes), once whatever made them fail is fixed (a tenant
+  registered, a producer corrected). Re-ingesting is idempotent: an event already stored is a
+  duplicate, never a second record; a message that still cannot be ingested is parked again.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import boto3
 
-from meter import dynamo
+from meter import dynamo, store
 from meter.logs import logger
 from meter.reconcile import HORIZON_MS, reconcile_window
 from meter.records import InvalidRecord, UsageRecord, record_from_item
@@ -135,5 +137,19 @@ def redrive_dead_letters(dead_letter_url: str, source_url: str, sqs: Any | None 
         }
         sqs.send_message(QueueUrl=source_url, MessageBody=message["Body"], MessageAttributes=attributes)
         sqs.delete_message(QueueUrl=dead_letter_url, ReceiptHandle=message["ReceiptHandle"])
+        report.redriven += 1
+    return report
+
+
+def redrive_parked(source_url: str, sqs: Any | None = None) -> RedriveReport:
+    """Send every parked ingest message back to the ingest queue, and forget it once sent."""
+    sqs = sqs or boto3.client("sqs")
+    report = RedriveReport()
+    control = store.control()
+    for item in control.parked():
+        report.messages += 1
+        attributes = {k: {"DataType": "String", "StringValue": v} for k, v in (item.get("attributes") or {}).items()}
+        sqs.send_message(QueueUrl=source_url, MessageBody=item["body"], MessageAttributes=attributes)
+        control.remove(item["pk"])
         report.redriven += 1
     return report

@@ -211,6 +211,17 @@ class Control(Table):
         )
         return int((counted or {})["n"]["N"])
 
+    def parked(self) -> Iterator[dict[str, Any]]:
+        """Every parked queue message (an operator's scan)."""
+        return self.scan(
+            FilterExpression="begins_with(pk, :prefix)",
+            ExpressionAttributeValues={":prefix": {"S": keys.PARKED_PREFIX}},
+        )
+
+    def remove(self, pk: str) -> None:
+        """Delete one item by its key."""
+        dynamo.client().delete_item(TableName=self.name, Key={"pk": {"S": pk}})
+
     def mark_late(self, received_hour: int, tenant: str, days: set[str]) -> None:
         """Note that ``tenant`` received late events for ``days`` (``YYYY-MM-DD``) in an hour."""
         self.update(

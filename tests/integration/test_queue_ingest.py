@@ -1,4 +1,5 @@
-"""Event-driven ingestion: SQS → ingest function, same validation and idempotency; failures → DLQ."""
+"""Event-driven ingestion: SQS → ingest function, same validation and idempotency; a message that
+cannot be ingested is parked durably with its reason, never dropped."""
 
 from __future__ import annotations
 
@@ -35,7 +36,14 @@ def queue(keys):
         found = sqs.receive_message(QueueUrl=urls["IngestDeadLetterQueue"], MaxNumberOfMessages=10)
         return found.get("Messages", [])
 
+    send.urls, send.sqs = urls, sqs
     return send, drain, dead_letters
+
+
+def parked() -> list[dict]:
+    from meter import store
+
+    return list(store.control().parked())
 
 
 def stored_ids() -> set[str]:
@@ -64,18 +72,55 @@ def test_messages_are_ingested_once_with_their_tenant(queue):
         ({"tenant": "globex", **EVENT}, "acme"),
     ],
 )
-def test_bad_messages_end_in_the_dead_letter_queue_and_store_nothing(queue, body, tenant):
+def test_bad_messages_are_parked_at_once_with_their_reason_and_store_nothing(queue, body, tenant):
+    """They once took five receives to reach a dead-letter queue that drops them after 14 days."""
     send, drain, dead_letters = queue
     send(body, tenant)
     drain()
     assert stored_ids() == set()
-    assert len(dead_letters()) == 1
+    (kept,) = parked()
+    assert (
+        kept["receives"] == 1
+        and kept["reason"]
+        and kept["body"] == (body if isinstance(body, str) else json.dumps(body))
+    )
+    assert dead_letters() == []
 
 
-def test_a_conflicting_resend_is_dead_lettered_not_dropped(queue):
-    send, drain, dead_letters = queue
+def test_a_count_below_zero_is_parked_naming_the_field(queue):
+    send, drain, _ = queue
+    send({**EVENT, "count": -1})
+    drain()
+    assert "'count'" in parked()[0]["reason"]
+
+
+def test_a_conflicting_resend_is_parked_not_dropped(queue):
+    send, drain, _ = queue
     send(EVENT)
     drain()
     send({**EVENT, "count": 99})
     drain()
-    assert len(dead_letters()) == 1
+    assert "different body" in parked()[0]["reason"]
+
+
+def test_a_message_storage_keeps_refusing_is_parked_on_its_last_receive_and_redriven_later(queue, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    from meter import store
+    from meter.redrive import redrive_parked
+
+    send, drain, dead_letters = queue
+
+    def throttled(self, item):
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "PutItem")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store.Records, "put_record", throttled)
+        send(EVENT)
+        drain()  # retried by SQS (five receives), then parked rather than left to expire
+    (kept,) = parked()
+    assert kept["receives"] == 5 and "gave up after 5 receives" in kept["reason"] and dead_letters() == []
+
+    assert redrive_parked(send.urls["IngestQueue"], sqs=send.sqs).redriven == 1  # the fault is gone
+    drain()
+    assert stored_ids() == {"acme#q-1"} and parked() == []
