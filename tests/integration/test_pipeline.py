@@ -107,3 +107,41 @@ def test_any_number_of_distinct_event_types_is_counted_exactly_and_never_grows_a
     measurements = call(gateway, "GET", "/v2/gen-ai/agents/bot/usage", keys["acme"], query=day).json()["usage"]
     measurements = measurements["measurements"]
     assert len(measurements) == N_TYPES and measurements[31] == {"tokens": 32, "usage_type": types[31][7:].upper()}
+
+
+def test_throttling_backs_off_and_commits_once_never_splitting_or_dead_lettering(gateway, keys, monkeypatch):
+    """Throttling was once treated like a poison pill: chunks were halved into up to 199
+    sub-commits, and healthy events went to the dead-letter queue after Lambda's retries."""
+    from botocore.exceptions import ClientError
+
+    from meter import aggregation, dynamo
+    from meter.config import get_settings
+    from meter.records import record_from_item
+    from tests.helpers import recount, stored_aggregates
+
+    events = [
+        {"id": f"t-{n}", "type": "message", "count": 1, "credits": 1, "identifier": f"u{n}", "timestamp": at(0)}
+        for n in range(60)
+    ]
+    assert call(gateway, "POST", "/v1/events", keys["acme"], {"events": events}).status == 200
+    real, calls = aggregation.transact, []
+
+    def throttled_at_first(actions):
+        calls.append(len(actions))
+        if len(calls) <= 5:
+            reasons = [{"Code": "ThrottlingError"}] + [{"Code": "None"}] * (len(actions) - 1)
+            error = {"Error": {"Code": "TransactionCanceledException", "Message": "throttled"}}
+            raise ClientError({**error, "CancellationReasons": reasons}, "TransactWriteItems")
+        real(actions)
+
+    monkeypatch.setattr(aggregation, "transact", throttled_at_first)
+    monkeypatch.setattr(aggregation.time, "sleep", lambda _: None)
+    dead: list = []
+    aggregator(STACK, dead).drain()
+
+    assert dead == []
+    assert calls[:6] == [calls[0]] * 6  # the throttled chunk was retried whole, never split
+    client, settings = dynamo.client(), get_settings()
+    pages = client.get_paginator("scan").paginate(TableName=settings.records_table)
+    records = [record_from_item(dynamo.deserialize(item)) for page in pages for item in page["Items"]]
+    assert stored_aggregates(client, settings.aggregates_table, "acme") == recount(records)
