@@ -19,7 +19,7 @@ PYTEST_WORKERS ?= 2
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install run key redrive load test test-fast lint format bench build deploy clean help
+.PHONY: install run key redrive reconcile load test test-fast lint format bench build deploy clean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ key: $(VENV)/.installed ## make key TENANT=acme SCOPES=ingest,read (while make r
 
 redrive: $(VENV)/.installed ## make redrive WHICH=aggregation|ingest (while make run is up): recount or requeue dead letters
 	@$(PY) -m local.key --redrive "$(WHICH)"
+
+reconcile: $(VENV)/.installed ## (while make run is up) reconcile now what the hourly schedule would (make run also runs it on its schedule)
+	@$(PY) -m local.key --reconcile
 
 test: install ## lint, then every test: unit, moto integration, end-to-end over HTTP against DynamoDB Local
 	$(VENV)/bin/ruff check .

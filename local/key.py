@@ -25,13 +25,15 @@ def running_stack() -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     """``make key``: create the tenant if needed and a key for it (the token is the last line).
 
-    ``make redrive WHICH=aggregation|ingest`` runs ``meterctl redrive`` instead.
+    ``make redrive WHICH=aggregation|ingest`` runs ``meterctl redrive`` instead, and
+    ``make reconcile`` runs ``meterctl reconcile``.
     """
     parser = argparse.ArgumentParser(prog="make key")
     parser.add_argument("--tenant")
     parser.add_argument("--scopes", default="ingest,read")
     parser.add_argument("--rate-limit", help="requests per second for this key (0 = unlimited)")
     parser.add_argument("--redrive", choices=["aggregation", "ingest"])
+    parser.add_argument("--reconcile", action="store_true")
     args = parser.parse_args(argv)
     running = running_stack()
     if running is None:
@@ -41,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     from tools.meterctl import run
 
     endpoint = ["--endpoint-url", f"http://127.0.0.1:{running['dynamodb_port']}"]
+    if args.reconcile:
+        return run([*endpoint, "reconcile"])
     if args.redrive:
         sqs = f"http://127.0.0.1:{running['sqs_port']}"
         return run([*endpoint, "redrive", args.redrive, "--sqs-endpoint-url", sqs])

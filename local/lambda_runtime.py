@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -50,9 +51,37 @@ def handler_of(function: Function) -> Callable[[dict[str, Any], Any], Any]:
     return _load(str(path), f"lambda_{function.logical_id}_{module}", attribute)
 
 
+class FunctionTimedOut(Exception):
+    """The handler ran past the function's ``Timeout`` (Lambda stops it and reports an error)."""
+
+
 def invoke(function: Function, event: dict[str, Any]) -> Any:
-    """Call a function's handler with a fresh context."""
-    return handler_of(function)(event, LambdaContext(function.logical_id))
+    """Call a function's handler with a fresh context, its ``MemorySize`` and its ``Timeout``.
+
+    A handler still running at its timeout is abandoned (its thread cannot be killed, so it may
+    finish its current call in the background) and the invocation fails, as in Lambda.
+    """
+    context = LambdaContext(
+        function.logical_id,
+        memory_limit_in_mb=function.memory_mb,
+        _deadline=time.time() + function.timeout_seconds,
+    )
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = handler_of(function)(event, context)
+        except BaseException as error:  # handed to the caller's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name=f"lambda-{function.logical_id}", daemon=True)
+    worker.start()
+    worker.join(function.timeout_seconds)
+    if worker.is_alive():
+        raise FunctionTimedOut(f"{function.logical_id}: Task timed out after {function.timeout_seconds} seconds")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("result")
 
 
 def http_event(

@@ -226,6 +226,7 @@ def _start_stack(stack: Stack, args: argparse.Namespace, state_dir: Path, stop: 
 
     from local.gateway import Gateway
     from local.queues import QueueMapping, create_queues
+    from local.schedules import Schedule
     from local.streams import StreamMapping
 
     ensure_tables(stack)
@@ -245,6 +246,7 @@ def _start_stack(stack: Stack, args: argparse.Namespace, state_dir: Path, stop: 
         workers.append(mapping)
     for source in stack.queue_sources():
         workers.append(QueueMapping(source, stack.functions()[source.function], sqs, urls[source.queue]))
+    workers += [Schedule(stack.functions()[name], expression) for name, expression in stack.schedules()]
 
     threads = [threading.Thread(target=w.run, args=(stop,), daemon=True) for w in workers]
     for thread in threads:

@@ -51,6 +51,8 @@ class Function:
     handler: str
     environment: dict[str, str]
     events: dict[str, dict[str, Any]]
+    timeout_seconds: int = 3  # Lambda's defaults when neither the function nor Globals set them
+    memory_mb: int = 128
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,8 @@ class Stack:
                 handler=props.get("Handler", globals_.get("Handler", "")),
                 environment={k: str(v) for k, v in self.resolve(env).items()},
                 events=self.resolve(props.get("Events", {})),
+                timeout_seconds=int(self.resolve(props.get("Timeout", globals_.get("Timeout", 3)))),
+                memory_mb=int(self.resolve(props.get("MemorySize", globals_.get("MemorySize", 128)))),
             )
         return result
 
@@ -194,6 +198,15 @@ class Stack:
                 if merged.setdefault(key, value) != value:
                     raise ValueError(f"Functions disagree on {key}: {merged[key]!r} vs {value!r}")
         return merged
+
+    def schedules(self) -> list[tuple[str, str]]:
+        """Every ScheduleV2 / Schedule event: (function, schedule expression)."""
+        return [
+            (name, event["Properties"]["ScheduleExpression"])
+            for name, function in self.functions().items()
+            for event in function.events.values()
+            if event["Type"] in ("ScheduleV2", "Schedule")
+        ]
 
     def routes(self) -> list[Route]:
         """Every HttpApi route, static paths before parameterized ones."""

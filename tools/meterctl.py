@@ -3,9 +3,11 @@
     python tools/meterctl.py [--endpoint-url URL | --stack NAME] COMMAND ...
 
 Commands: create-key, list-keys, revoke-key, create-tenant, set-rate-card, set-billing-anchor, show-tenant,
-redrive. ``create-key`` prints the new token ``pk_…:sk_…`` as the last line of its output.
+redrive, reconcile. ``create-key`` prints the new token ``pk_…:sk_…`` as the last line of its output.
 ``redrive aggregation`` counts the stream batches the aggregator gave up on; ``redrive ingest``
-moves the ingest dead letters back to the ingest queue. Both are safe to repeat.
+moves the ingest dead letters and parked messages back to the ingest queue. Both are safe to
+repeat. ``reconcile`` runs one reconciliation now (what the hourly schedule runs), or with
+``--tenant`` and ``--day`` recounts that one day at once.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def _configure(args: argparse.Namespace) -> None:
         os.environ.setdefault(f"{logical_id.upper()}_TABLE", default)
 
 
-QUEUES = ("IngestQueue", "IngestDeadLetterQueue", "AggregationFailuresQueue")
+QUEUES = ("IngestQueue", "IngestDeadLetterQueue", "AggregationFailuresQueue", "ReconcileFailuresQueue")
 
 
 def _queue_url(logical_id: str) -> str:
@@ -122,7 +124,27 @@ def _parser() -> argparse.ArgumentParser:
     redrive = commands.add_parser("redrive", help="count dead-lettered stream batches, or requeue ingest dead letters")
     redrive.add_argument("which", choices=["aggregation", "ingest"])
     redrive.add_argument("--sqs-endpoint-url", help="SQS endpoint of a local stack (make redrive sets it)")
+
+    reconcile = commands.add_parser("reconcile", help="reconcile what is due now, or one tenant's day")
+    reconcile.add_argument("--tenant")
+    reconcile.add_argument("--day", help="YYYY-MM-DD (UTC), with --tenant")
     return parser
+
+
+def _reconcile(tenant: str | None, day: str | None) -> dict:
+    from datetime import UTC, datetime
+
+    from meter.reconcile import ReconcileReport, reconcile_due, reconcile_window
+    from meter.timerange import DAY_MS, now_ms, to_ms
+
+    if bool(tenant) != bool(day):
+        raise MeterError("--tenant and --day go together")
+    if tenant:
+        start = to_ms(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC))
+        report = reconcile_window(tenant, start, start + DAY_MS, now_ms())
+    else:
+        report = reconcile_due(now_ms())
+    return {name: getattr(report, name) for name in ReconcileReport.COUNTS} | {"drift": report.drift}
 
 
 def run(argv: list[str]) -> int:
@@ -163,6 +185,10 @@ def run(argv: list[str]) -> int:
             report = _redrive(args.which)
             print(json.dumps(report, indent=2))
             return 0 if not report["kept"] else 3
+        elif args.command == "reconcile":
+            report = _reconcile(args.tenant, args.day)
+            print(json.dumps(report, indent=2, default=str))
+            return 0 if not (report["failed"] or report["deferred"]) else 3
     except MeterError as error:
         print(f"meterctl: {error.message}", file=sys.stderr)
         return 1

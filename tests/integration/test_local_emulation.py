@@ -144,3 +144,47 @@ def test_unexpected_errors_inside_a_handler_are_500_with_our_body(gateway, keys,
 def test_gateway_is_built_from_the_template_alone():
     gateway = Gateway(STACK)
     assert {(r.method, r.path) for r in gateway.routes} == {(r.method, r.path) for r in STACK.routes()}
+
+
+# -- schedules, timeouts and memory ------------------------------------------------------------
+def test_the_local_stack_runs_the_templates_schedules():
+    from datetime import UTC, datetime
+
+    from local.schedules import next_fire
+
+    assert STACK.schedules() == [("ReconcileFunction", "cron(15 * * * ? *)")]
+    at = datetime(2026, 11, 23, 13, 20, tzinfo=UTC)
+    assert next_fire("cron(15 * * * ? *)", at) == datetime(2026, 11, 23, 14, 15, tzinfo=UTC)
+    assert next_fire("cron(0 3 ? * MON *)", at) == datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
+    assert next_fire("rate(5 minutes)", at) == datetime(2026, 11, 23, 13, 25, tzinfo=UTC)
+
+
+def test_a_scheduled_reconcile_fires_against_the_tables(keys):
+    from local.schedules import Schedule
+    from meter import store
+
+    ((name, expression),) = STACK.schedules()
+    report = Schedule(STACK.functions()[name], expression).fire()
+    assert report is not None and report["failed"] == 0
+    assert store.control().reconcile_checkpoint() is not None  # it ran and moved its checkpoint
+
+
+def test_functions_run_with_their_templates_timeout_and_memory(tmp_path):
+    from local.lambda_runtime import FunctionTimedOut, invoke
+
+    aggregator = STACK.functions()["AggregateStreamFunction"]
+    assert (aggregator.timeout_seconds, aggregator.memory_mb) == (120, 1024)
+    assert STACK.functions()["UsageListFunction"].timeout_seconds == 15  # from Globals
+    (tmp_path / "app.py").write_text(
+        "import time\n"
+        "def handler(event, context):\n"
+        "    time.sleep(event['sleep'])\n"
+        "    return context.memory_limit_in_mb, context.get_remaining_time_in_millis()\n"
+    )
+    slow = dataclasses.replace(
+        aggregator, logical_id="Slow", code_dir=tmp_path, handler="app.handler", timeout_seconds=1
+    )
+    memory, remaining = invoke(slow, {"sleep": 0})
+    assert memory == 1024 and 0 < remaining <= 1000
+    with pytest.raises(FunctionTimedOut, match="timed out after 1 seconds"):
+        invoke(slow, {"sleep": 1.5})
