@@ -46,7 +46,7 @@ def aggregator(stack: Stack, dead_letters: list[dict[str, Any]] | None = None) -
 
 
 Bucket = tuple[str, str, Any, str, int]  # tenant, dimension, value, "day" | "hour", bucket start (ms)
-_DIMENSION_NAMES = {"T": "tenant", "I": "identifier", "A": "agent", "M": "agent model", "Y": "type",
+_DIMENSION_NAMES = {"T": "tenant", "I": "identifier", "A": "agent", "M": "agent model",
                     "AY": "agent type", "DS": "dataset", "SK": "skillset", "AB": "ability"}  # fmt: skip
 
 
@@ -54,10 +54,11 @@ def recount(records: list[UsageRecord]) -> dict[Bucket, dict[str, int]]:
     """What every aggregate must hold, from the rules alone (never from storage key strings).
 
     Every event counts for its tenant, its end user, its agent, its agent's model (agent and model
-    both set), its type, and its agent's type, per UTC hour and day; for its dataset, skillset and
-    ability per UTC day only. It adds one event, its credits, its count, and its count to tokens
-    (types starting with ``tokens``), files (``file``…), messages (``message``) or conversations
-    (``conversation``).
+    both set), and its agent's type (a ``tokens…``/``log_insights…`` type that is not well known),
+    per UTC hour and day; for its dataset, skillset and ability per UTC day only. It adds one event,
+    its credits, its count, its count under ``n:<type>`` for a well-known type, and its count to
+    tokens (types starting with ``tokens``), files (``file``…), messages (``message``) or
+    conversations (``conversation``).
     """
     totals: dict[Bucket, Counter] = defaultdict(Counter)
     for r in records:
@@ -65,11 +66,13 @@ def recount(records: list[UsageRecord]) -> dict[Bucket, dict[str, int]]:
         hourly = [("tenant", None), ("identifier", relation("identifier")), ("agent", relation("agentId"))]
         if relation("agentId") and relation("model"):
             hourly.append(("agent model", (relation("agentId"), relation("model"))))
-        hourly.append(("type", r.type))
-        if relation("agentId"):
+        known = r.type in ("tokens", "tokens.input", "tokens.output", "log_insights", "log_insights.input",
+                           "log_insights.output")  # fmt: skip
+        if relation("agentId") and not known and r.type.split(".")[0] in ("tokens", "log_insights"):
             hourly.append(("agent type", (relation("agentId"), r.type)))
         daily = [(name, relation(f"{name}Id")) for name in ("dataset", "skillset", "ability")]
         added = Counter({"events": 1, "credits": r.credits, "count": r.count})
+        added[f"n:{r.type}"] += r.count if known else 0
         added["files"] += r.count if r.type.startswith("file") else 0
         added["tokens"] += r.count if r.type.startswith("tokens") else 0
         added["messages"] += r.count if r.type == "message" else 0

@@ -20,6 +20,18 @@ if TYPE_CHECKING:
     from meter.records import UsageRecord
 
 
+TYPE_PREFIX = "n:"  # the counter of one well-known type: n:tokens.input
+WELL_KNOWN_TYPES = frozenset(
+    {"tokens", "tokens.input", "tokens.output", "log_insights", "log_insights.input", "log_insights.output"}
+)
+SPLIT_FAMILIES = ("tokens", "log_insights")  # types whose per-type totals an API answers
+
+
+def has_own_items(event_type: str) -> bool:
+    """Whether a type's per-agent totals live on items of their own (not a well-known counter)."""
+    return event_type not in WELL_KNOWN_TYPES and event_type.partition(".")[0] in SPLIT_FAMILIES
+
+
 @dataclass(frozen=True)
 class Dimension:
     """One way of slicing usage."""
@@ -45,7 +57,9 @@ def _agent_model(record: UsageRecord) -> str | None:
 
 
 def _agent_type(record: UsageRecord) -> str | None:
-    return agent_scoped_key(record.agent_id, record.type) if record.agent_id is not None else None
+    if record.agent_id is None or not has_own_items(record.type):
+        return None
+    return agent_scoped_key(record.agent_id, record.type)
 
 
 def _of_agent(record: UsageRecord) -> str:
@@ -56,15 +70,15 @@ TENANT = Dimension("T", lambda r: "", hourly=True, listed=False)
 IDENTIFIER = Dimension("I", lambda r: r.identifier, hourly=True, listed=True)
 AGENT = Dimension("A", lambda r: r.agent_id, hourly=True, listed=True)
 AGENT_MODEL = Dimension("M", _agent_model, hourly=True, listed=True, list_scope=_of_agent)
-# Event types are free-form, so each type has items of its own (never a counter per type on one
-# item, which any number of distinct types would grow past DynamoDB's 400 KB item limit).
-TYPE = Dimension("Y", lambda r: r.type, hourly=True, listed=True)
+# Per-type token totals of an agent (DigitalOcean's measurements). Event types are free-form, so
+# beyond the few well-known ones (counters on every item, a fixed set) each type has items of its
+# own: a counter per type would grow an item past DynamoDB's 400 KB with enough distinct types.
 AGENT_TYPE = Dimension("AY", _agent_type, hourly=True, listed=True, list_scope=_of_agent)
 DATASET = Dimension("DS", lambda r: r.relations.get("datasetId"), hourly=False, listed=True)
 SKILLSET = Dimension("SK", lambda r: r.relations.get("skillsetId"), hourly=False, listed=True)
 ABILITY = Dimension("AB", lambda r: r.relations.get("abilityId"), hourly=False, listed=True)
 
-DIMENSIONS = (TENANT, IDENTIFIER, AGENT, AGENT_MODEL, TYPE, AGENT_TYPE, DATASET, SKILLSET, ABILITY)
+DIMENSIONS = (TENANT, IDENTIFIER, AGENT, AGENT_MODEL, AGENT_TYPE, DATASET, SKILLSET, ABILITY)
 AGENT_SCOPED = (AGENT_MODEL, AGENT_TYPE)  # listed per agent: value keys are agent_scoped_key(agent, …)
 BY_CODE = {dimension.code: dimension for dimension in DIMENSIONS}
 
@@ -81,12 +95,15 @@ def display_value(dimension: Dimension, record: UsageRecord) -> str:
 def contribution_of(event_type: str, count: int, credits: int) -> Counter[str]:
     """What an event of this type, count and credits adds to an aggregate.
 
-    ``count`` is the sum of counts whatever the type (the per-type split lives on the ``TYPE`` and
-    ``AGENT_TYPE`` items); ``tokens`` sums every type starting with ``tokens`` (``tokens.input``,
-    ``tokens.output``…); ``messages`` counts type ``message``; ``conversations`` counts type
-    ``conversation``; ``files`` sums types starting with ``file``.
+    ``count`` is the sum of counts whatever the type; a well-known type also adds to its own
+    counter ``n:<type>`` (a fixed set, so items stay small; other types' splits are ``AGENT_TYPE``
+    items); ``tokens`` sums every type starting with ``tokens`` (``tokens.input``, ``tokens.output``…);
+    ``messages`` counts type ``message``; ``conversations`` counts type ``conversation``; ``files``
+    sums types starting with ``file``.
     """
     added: Counter[str] = Counter(events=1, credits=credits, count=count)
+    if event_type in WELL_KNOWN_TYPES:
+        added[TYPE_PREFIX + event_type] += count
     if event_type.startswith("file"):
         added["files"] += count
     if event_type.startswith("tokens"):

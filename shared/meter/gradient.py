@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from meter.dimensions import AGENT, AGENT_TYPE
+from meter.dimensions import AGENT, AGENT_TYPE, TYPE_PREFIX
 from meter.errors import NotFound
 from meter.keys import agent_scoped_key
 from meter.queries import daily_totals, has_any, listed_values, total
@@ -31,14 +31,18 @@ def agent_usage(tenant: str, agent_uuid: str, params: dict[str, str]) -> dict[st
     start, end = parse_range("start", params.get("start"), "stop", params.get("stop"), default_end=now_ms() + 1)
     if not has_any(tenant, AGENT, agent_uuid):
         raise NotFound(f"Agent {agent_uuid} not found")
-    sums: dict[str, dict[str, int]] = {group: {} for group in GROUPS.values()}
+    per_type = {
+        name.removeprefix(TYPE_PREFIX): value
+        for name, value in total(daily_totals(tenant, AGENT, agent_uuid, start, end)).items()
+        if name.startswith(TYPE_PREFIX)
+    }
     for event_type in listed_values(tenant, AGENT_TYPE, start, end, scope=agent_uuid).values():
-        placed = _usage_type(event_type)
-        if not placed:
-            continue
         value_key = agent_scoped_key(agent_uuid, event_type)
-        tokens = total(daily_totals(tenant, AGENT_TYPE, value_key, start, end))["count"]
-        if tokens:
+        per_type[event_type] = total(daily_totals(tenant, AGENT_TYPE, value_key, start, end))["count"]
+    sums: dict[str, dict[str, int]] = {group: {} for group in GROUPS.values()}
+    for event_type, tokens in per_type.items():
+        placed = _usage_type(event_type)
+        if placed and tokens:
             group, usage_type = placed
             sums[group][usage_type] = sums[group].get(usage_type, 0) + tokens
     bounds = {

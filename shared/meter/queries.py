@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from meter import keys, store
-from meter.dimensions import AGENT, AGENT_MODEL, AGENT_TYPE, IDENTIFIER, TENANT, TYPE, Dimension, contribution_of
+from meter.dimensions import AGENT, AGENT_MODEL, AGENT_TYPE, IDENTIFIER, TENANT, Dimension, contribution_of
 from meter.timerange import DAY_MS, day_key, now_ms, plan_range
 
 Totals = Counter[str]
@@ -58,8 +58,6 @@ def _raw_edge(tenant: str, dimension: Dimension, value: str, start: int, end: in
     if dimension is AGENT_MODEL:
         agent, model = keys.split_agent_scoped_key(value)
         return tenant_records(tenant, start, end, {"agentId": agent, "model": model})
-    if dimension is TYPE:
-        return tenant_records(tenant, start, end, {"type": value})
     if dimension is AGENT_TYPE:
         agent, event_type = keys.split_agent_scoped_key(value)
         return tenant_records(tenant, start, end, {"agentId": agent, "type": event_type})

@@ -248,6 +248,16 @@ def test_make_redrive_finds_the_local_queues_and_reports(stack):
     assert eventually(lambda: listed_ids() == ["dl-1"])  # requeued, then ingested
 
 
+def test_make_reconcile_runs_reconciliation_once_against_the_local_tables(stack):
+    env = {**os.environ, "LOCAL_STATE_DIR": str(stack.state_dir)}
+    done = subprocess.run(
+        [sys.executable, "-m", "local.key", "--reconcile"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["failed"] == 0 and {"uncounted", "drifted", "repaired", "overcounted"} <= set(report)
+
+
 def test_a_second_runner_on_the_same_state_says_so(stack):
     result = subprocess.run(
         [sys.executable, "-m", "local", "--in-memory", "--state-dir", str(stack.state_dir)],
