@@ -217,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+class _Server(ThreadingHTTPServer):
+    """The HTTP server, with a listen backlog for bursts of clients (the default 5 resets some)."""
+
+    request_queue_size = 128
+
+
 def _interrupt(*_: Any) -> None:
     raise KeyboardInterrupt
 
@@ -251,7 +257,7 @@ def _start_stack(stack: Stack, args: argparse.Namespace, state_dir: Path, stop: 
     threads = [threading.Thread(target=w.run, args=(stop,), daemon=True) for w in workers]
     for thread in threads:
         thread.start()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), _http_handler(Gateway(stack)))
+    server = _Server(("127.0.0.1", args.port), _http_handler(Gateway(stack)))
     server.daemon_threads = True
     return server, threads
 
