@@ -31,6 +31,25 @@ def call(
     return gateway.handle(method, path, urlencode(query or {}), headers, payload)
 
 
+def sample_event_name(logical_id: str) -> str:
+    """The ``events/<name>.json`` sample of a function: ``UsageListFunction`` → ``usage_list``."""
+    name = logical_id.removesuffix("Function")
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+def sample_event(logical_id: str) -> dict[str, Any]:
+    """A function's sample event, its placeholder key swapped for a real one of tenant ``demo``."""
+    from local.template import ROOT
+    from meter.auth import create_key
+    from meter.tenants import ensure_tenant
+
+    ensure_tenant("demo")
+    event = json.loads((ROOT / "events" / f"{sample_event_name(logical_id)}.json").read_text())
+    if "authorization" in event.get("headers", {}):
+        event["headers"]["authorization"] = "Bearer " + create_key("demo", ["ingest", "read"])
+    return event
+
+
 def identifier_path(identifier: str) -> str:
     """The dates path of an identifier, URL-encoded as the seed's clients do."""
     return f"/api/v1/consumption/identifier/{quote(identifier, safe='')}/dates"

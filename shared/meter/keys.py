@@ -168,12 +168,16 @@ def set_aside_pk(record_pk: str) -> str:
 
 def late_arrivals_pk(received_hour: int, tenant: str) -> str:
     """The (tenant, day) pairs that received late events in one hour, in one of 16 items by tenant."""
-    return f"LATE#{received_hour}#{tenant_shard(tenant):02d}"
+    return _late_pk(received_hour, tenant_shard(tenant))
 
 
 def late_arrivals_pks(received_hour: int) -> list[str]:
     """Every item of one hour's late arrivals."""
-    return [f"LATE#{received_hour}#{shard:02d}" for shard in range(TENANT_SHARDS)]
+    return [_late_pk(received_hour, shard) for shard in range(TENANT_SHARDS)]
+
+
+def _late_pk(received_hour: int, shard: int) -> str:
+    return f"LATE#{received_hour}#{shard:02d}"
 
 
 RECONCILE_CHECKPOINT = "RECONCILE#checkpoint"  # the last hour reconciliation has covered

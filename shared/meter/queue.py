@@ -80,15 +80,12 @@ def ingest_or_park(record: SQSRecord, max_receives: int) -> dict[str, Any] | Non
     """Ingest a message; park it if retrying cannot help or this is its last receive; else raise (→ retry)."""
     try:
         return ingest_message(record)
-    except MeterError as refused:
-        if refused.status < 500:
-            park(record, refused.message)
-            return None
-        if int(record.attributes.approximate_receive_count) < max_receives:
-            raise
-        park(record, f"gave up after {max_receives} receives: {refused.message}")
     except Exception as error:
-        if int(record.attributes.approximate_receive_count) < max_receives:
+        if isinstance(error, MeterError) and error.status < 500:
+            park(record, error.message)
+        elif int(record.attributes.approximate_receive_count) < max_receives:
             raise
-        park(record, f"gave up after {max_receives} receives: {type(error).__name__}: {error}")
+        else:
+            reason = error.message if isinstance(error, MeterError) else f"{type(error).__name__}: {error}"
+            park(record, f"gave up after {max_receives} receives: {reason}")
     return None

@@ -77,6 +77,13 @@ class Table:
         """Every item of a Scan, lazily (admin paths only: tables here are read by key)."""
         return dynamo.paginate("scan", TableName=self.name, **kwargs)
 
+    def with_prefix(self, prefix: str, projection: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every item whose key starts with ``prefix`` (a scan: admin paths and small tables)."""
+        extra: dict[str, Any] = {"ProjectionExpression": projection} if projection else {}
+        return self.scan(
+            FilterExpression="begins_with(pk, :prefix)", ExpressionAttributeValues={":prefix": {"S": prefix}}, **extra
+        )
+
     def get_many(self, item_keys: list[Key], consistent: bool = False, projection: str | None = None) -> list[dict]:
         """The items of many keys (absent ones left out), 100 keys a call, unprocessed keys retried."""
         found: list[dict[str, Any]] = []
@@ -213,10 +220,7 @@ class Control(Table):
 
     def parked(self) -> Iterator[dict[str, Any]]:
         """Every parked queue message (an operator's scan)."""
-        return self.scan(
-            FilterExpression="begins_with(pk, :prefix)",
-            ExpressionAttributeValues={":prefix": {"S": keys.PARKED_PREFIX}},
-        )
+        return self.with_prefix(keys.PARKED_PREFIX)
 
     def remove(self, pk: str) -> None:
         """Delete one item by its key."""
@@ -275,13 +279,6 @@ class Tenants(Table):
         done = self.update(key, expression, "attribute_exists(pk)", ExpressionAttributeValues=values)
         if done is None:
             raise missing
-
-    def with_prefix(self, prefix: str, projection: str | None = None) -> Iterator[dict[str, Any]]:
-        """Every item whose key starts with ``prefix`` (a scan: the table is small)."""
-        extra: dict[str, Any] = {"ProjectionExpression": projection} if projection else {}
-        return self.scan(
-            FilterExpression="begins_with(pk, :prefix)", ExpressionAttributeValues={":prefix": {"S": prefix}}, **extra
-        )
 
 
 def records() -> Records:

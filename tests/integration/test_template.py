@@ -13,13 +13,9 @@ import pytest
 from local.lambda_runtime import invoke
 from local.template import ROOT
 from tests.conftest import STACK
+from tests.helpers import sample_event, sample_event_name
 
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
-
-
-def _snake(logical_id: str) -> str:
-    name = logical_id.removesuffix("Function")
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
 def test_cfn_lint_passes():
@@ -81,20 +77,14 @@ def test_ingest_queue_has_a_dead_letter_queue():
 def test_one_handler_and_one_sample_event_per_function():
     for logical_id, function in STACK.functions().items():
         assert (function.code_dir / "app.py").exists(), logical_id
-        assert (ROOT / "events" / f"{_snake(logical_id)}.json").exists(), logical_id
+        assert (ROOT / "events" / f"{sample_event_name(logical_id)}.json").exists(), logical_id
 
 
 @pytest.mark.parametrize("logical_id", sorted(STACK.functions()))
 def test_sample_events_run_against_their_handlers(keys, logical_id):
-    from meter.auth import create_key
     from meter.reconcile import ReconcileReport
-    from meter.tenants import ensure_tenant
 
-    ensure_tenant("demo")
-    event = json.loads((ROOT / "events" / f"{_snake(logical_id)}.json").read_text())
-    if "authorization" in event.get("headers", {}):  # the sample's placeholder key is not registered here
-        event["headers"]["authorization"] = "Bearer " + create_key("demo", ["ingest", "read"])
-    result = invoke(STACK.functions()[logical_id], event)
+    result = invoke(STACK.functions()[logical_id], sample_event(logical_id))
     if "statusCode" in (result or {}):
         assert result["statusCode"] in (200, 404), result  # 404: no data yet for the sample identifier
     elif logical_id == "ReconcileFunction":

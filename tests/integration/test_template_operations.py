@@ -14,6 +14,7 @@ from local.lambda_runtime import invoke
 from local.template import ROOT
 from meter import dynamo
 from tests.conftest import STACK
+from tests.helpers import sample_event
 
 Grant = tuple[str, str, bool]  # DynamoDB action, table logical id, on an index
 FUNCTIONS = sorted(STACK.functions())
@@ -99,23 +100,11 @@ def dynamo_calls(aws) -> Iterator[list[Grant]]:
 
 @pytest.mark.parametrize("logical_id", FUNCTIONS)
 def test_every_call_a_function_makes_is_granted(keys, dynamo_calls, logical_id):
-    from meter.auth import create_key
-    from meter.tenants import ensure_tenant
-
-    ensure_tenant("demo")
-    token = "Bearer " + create_key("demo", ["ingest", "read"])
-    event = json.loads((ROOT / "events" / f"{_snake(logical_id)}.json").read_text())
-    if "authorization" in event.get("headers", {}):
-        event["headers"]["authorization"] = token
+    event = sample_event(logical_id)
     dynamo_calls.clear()  # the fixtures' own setup
     invoke(STACK.functions()[logical_id], event)
     assert dynamo_calls, "the sample event touched no table"
     assert set(dynamo_calls) <= granted(logical_id), set(dynamo_calls) - granted(logical_id)
-
-
-def _snake(logical_id: str) -> str:
-    name = logical_id.removesuffix("Function")
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
 # -- alarms ----------------------------------------------------------------------------------
