@@ -23,6 +23,7 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -35,6 +36,24 @@ from meter.auth import create_key
 from meter.config import get_settings
 
 STACK = Stack()
+
+
+def _serialize_moto_stream_appends() -> None:
+    """moto numbers a stream record ``len(items)`` and appends it without a lock, so concurrent
+    puts (ingestion writes a batch's records in parallel) could share a sequence number and make
+    its shard iterator read records twice. DynamoDB numbers every record of a shard uniquely."""
+    from moto.dynamodb.models.table import StreamShard
+
+    unsafe_add, lock = StreamShard.add, threading.Lock()
+
+    def add(self, old, new):
+        with lock:
+            unsafe_add(self, old, new)
+
+    StreamShard.add = add
+
+
+_serialize_moto_stream_appends()
 os.environ.update(STACK.environment())
 
 

@@ -370,9 +370,8 @@ def handle_window(event: dict[str, Any]) -> dict[str, Any]:
             deltas = Deltas()  # this window's earlier records were committed (a retried final invoke)
         elif deltas.events and deltas.first <= ledger.seq:
             raise CommitFailed(f"state {deltas.first}..{deltas.last} straddles the ledger at {ledger.seq}")
-        floor = max(ledger.seq, deltas.last)
         for sequence, record in records:
-            if sequence > floor:
+            if sequence > max(ledger.seq, deltas.last):  # a record delivered twice is folded once
                 deltas.add(sequence, record)
         final = event.get("isFinalInvokeForWindow") or event.get("isWindowTerminatedEarly") or "shardId" not in event
         if not final and len(deltas.counters) <= MAX_STATE_ITEMS:

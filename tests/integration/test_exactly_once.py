@@ -8,6 +8,7 @@ invocation to invocation, a final invocation per window, some windows ended earl
 * throws throttling and transaction conflicts at any write (as ``ClientError``s),
 * retries every failed invocation with the same input state and records, as Lambda does,
 * replays earlier invocations after later ones succeeded (at-least-once delivery),
+* delivers some batches with every record twice (a redelivery inside one batch),
 * forces mid-window commits (a small state limit) in some examples,
 * and runs reconciliation, a second writer, between invocations: it recounts hours whose records
   the stream dropped (past its horizon), and at the end, once every record is past the horizon,
@@ -174,13 +175,14 @@ def reconcile_quietly(tenant: str, start: int, end: int, now: int) -> None:
     carry=st.booleans(),
     small_state=st.booleans(),
     replays=st.lists(st.integers(0, 40), max_size=8),
+    doubled=st.sets(st.integers(0, 40), max_size=4),
     faults=st.dictionaries(
         st.integers(0, 60), st.sampled_from(["crash before", "crash after", "throttle", "conflict"]), max_size=12
     ),
     reconcile_at=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3 * 24)), max_size=4),
 )
 def test_any_delivery_any_fault_counts_every_event_exactly_once(
-    records, shard_of, cuts, window_cuts, early, carry, small_state, replays, faults, reconcile_at
+    records, shard_of, cuts, window_cuts, early, carry, small_state, replays, doubled, faults, reconcile_at
 ):
     with mock_aws():
         reset_caches()
@@ -215,6 +217,7 @@ def test_any_delivery_any_fault_counts_every_event_exactly_once(
                     if invocation is None:
                         continue
                     batch, final, terminated = invocation
+                    batch = batch * 2 if step in doubled else batch
                     before = states[shard]
                     states[shard] = invoke_until_done(shard, batch, before, final, terminated)
                     done.append((shard, batch, before, final, terminated))
