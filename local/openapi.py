@@ -13,6 +13,7 @@ from typing import Any
 from meter.chatbotkit import ID_FILTERS, MAX_TAKE
 from meter.ingest import MAX_BATCH_EVENTS
 from meter.models import UsageEvent
+from meter.usage_query import GROUPS, MAX_RAW_RECORDS, MAX_ROWS, MEASURES, QueryResult
 
 Schema = dict[str, Any]
 
@@ -114,6 +115,40 @@ def _get(summary: str, parameters: list[Schema], ok: dict[str, Any], shape: Sche
     }
 
 
+def _repeatable(name: str, description: str) -> Schema:
+    return {**_query(name, description, {"type": "array", "items": STRING}), "style": "form", "explode": True}
+
+
+def _query_route() -> Schema:
+    """``GET /v1/usage/query``: parameters, and the response schema generated from its pydantic models."""
+    result = QueryResult.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    definitions = result.pop("$defs", {})
+    instant = "RFC 3339 instant with an offset, or a bare date read in timeZone"
+    parameters = [
+        _query("from", f"Start, inclusive: {instant} (default: the first day with usage)", INSTANT),
+        _query("to", f"End, exclusive: {instant} (default: the end of the current quarter hour)", INSTANT),
+        _query(
+            "windowSize", "Local calendar windows; absent: one row for the range", {"enum": ["HOUR", "DAY", "MONTH"]}
+        ),
+        _query("timeZone", "IANA time zone of the windows and of bare dates (default UTC)"),
+        _query("measure", f"{', '.join(MEASURES)} (default credits), or count:<type>"),
+        {**_repeatable("groupBy", "Repeatable"), "schema": {"type": "array", "items": {"enum": list(GROUPS)}}},
+        *[_repeatable(name, f"Only these {name} values (repeatable: any of)") for name in GROUPS],
+    ]
+    summary = (
+        f"Usage in local windows of any time zone, grouped and filtered, exact (JSON, or CSV with Accept: "
+        f"text/csv); at most {MAX_ROWS:,} rows, and {MAX_RAW_RECORDS:,} raw events for combinations no "
+        "aggregate holds"
+    )
+    ok = {
+        "description": "Rows ascending by windowStart, then group; only non-zero values",
+        "content": {"application/json": {"schema": result}, "text/csv": {"schema": STRING}},
+    }
+    return {
+        "get": {"summary": summary, "parameters": parameters, "responses": {"200": ok, **_errors(ERROR, 400, 403)}}
+    }, definitions
+
+
 def _event_schemas() -> tuple[Schema, dict[str, Schema]]:
     schema = UsageEvent.model_json_schema(ref_template="#/components/schemas/{model}")
     definitions = schema.pop("$defs", {})
@@ -123,9 +158,11 @@ def _event_schemas() -> tuple[Schema, dict[str, Schema]]:
 def document(server_url: str = "/") -> dict[str, Any]:
     """The whole OpenAPI 3.1 document."""
     event, definitions = _event_schemas()
+    query_route, query_definitions = _query_route()
     event_ref = {"$ref": "#/components/schemas/UsageEvent"}
     batch = _object({"events": {"type": "array", "items": event_ref, "minItems": 1, "maxItems": MAX_BATCH_EVENTS}})
     paths: dict[str, Any] = {
+        "/v1/usage/query": query_route,
         "/v1/events": {
             "post": {
                 "summary": "Store one usage event or a batch, each exactly once (scope ingest)",
@@ -273,14 +310,15 @@ def document(server_url: str = "/") -> dict[str, Any]:
         "info": {
             "title": "Agent usage meter",
             "version": "1",
-            "description": "Usage events in; AgentsGT, DigitalOcean Gradient and ChatBotKit usage APIs out.",
+            "description": "Usage events in; a native query API and the AgentsGT, DigitalOcean Gradient and "
+            "ChatBotKit usage APIs out.",
         },
         "servers": [{"url": server_url}],
         "security": [{"bearerAuth": []}],
         "paths": paths,
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "pk_…:sk_…"}},
-            "schemas": {"UsageEvent": event, **definitions},
+            "schemas": {"UsageEvent": event, **definitions, **query_definitions},
         },
     }
 

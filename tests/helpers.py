@@ -66,23 +66,25 @@ def aggregator(stack: Stack, dead_letters: list[dict[str, Any]] | None = None) -
 
 Bucket = tuple[str, str, Any, str, int]  # tenant, dimension, value, "day" | "hour", bucket start (ms)
 _DIMENSION_NAMES = {"T": "tenant", "I": "identifier", "A": "agent", "M": "agent model",
-                    "AY": "agent type", "DS": "dataset", "SK": "skillset", "AB": "ability"}  # fmt: skip
+                    "AY": "agent type", "TY": "type", "DS": "dataset", "SK": "skillset", "AB": "ability"}  # fmt: skip
 
 
 def recount(records: list[UsageRecord]) -> dict[Bucket, dict[str, int]]:
     """What every aggregate must hold, from the rules alone (never from storage key strings).
 
     Every event counts for its tenant, its end user, its agent, its agent's model (agent and model
-    both set), and its agent's type (a ``tokens…``/``log_insights…`` type that is not well known),
-    per UTC hour and day; for its dataset, skillset and ability per UTC day only. It adds one event,
-    its credits, its count, its count under ``n:<type>`` for a well-known type, and its count to
-    tokens (types starting with ``tokens``), files (``file``…), messages (``message``) or
-    conversations (``conversation``).
+    both set), its agent's type (a ``tokens…``/``log_insights…`` type that is not well known) and
+    its type, per UTC hour and day; for its dataset, skillset and ability per UTC day only. It adds
+    one event, its credits, its count, its count under ``n:<type>`` for a well-known type, and its
+    count to tokens (types starting with ``tokens``), files (``file``…), messages (``message``) or
+    conversations (``conversation``). An hour also holds each of these under ``<name>@1``, ``@2``
+    or ``@3`` when the event fell in its second, third or fourth quarter (minute 15, 30, 45 on).
     """
     totals: dict[Bucket, Counter] = defaultdict(Counter)
     for r in records:
         relation = r.relations.get
         hourly = [("tenant", None), ("identifier", relation("identifier")), ("agent", relation("agentId"))]
+        hourly.append(("type", r.type))
         if relation("agentId") and relation("model"):
             hourly.append(("agent model", (relation("agentId"), relation("model"))))
         known = r.type in ("tokens", "tokens.input", "tokens.output", "log_insights", "log_insights.input",
@@ -97,10 +99,12 @@ def recount(records: list[UsageRecord]) -> dict[Bucket, dict[str, int]]:
         added["messages"] += r.count if r.type == "message" else 0
         added["conversations"] += r.count if r.type == "conversation" else 0
         day, hour = r.ts // 86_400_000 * 86_400_000, r.ts // 3_600_000 * 3_600_000
+        minute = r.ts % 3_600_000 // 60_000
+        in_hour = added + Counter({f"{k}@{minute // 15}": v for k, v in added.items() if minute >= 15})
         for name, value in hourly:
             if name == "tenant" or value is not None:
                 totals[(r.tenant, name, value, "day", day)].update(added)
-                totals[(r.tenant, name, value, "hour", hour)].update(added)
+                totals[(r.tenant, name, value, "hour", hour)].update(in_hour)
         for name, value in daily:
             if value is not None:
                 totals[(r.tenant, name, value, "day", day)].update(added)

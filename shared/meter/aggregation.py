@@ -36,7 +36,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from meter import dynamo, keys, store
-from meter.dimensions import DIMENSIONS, contribution_of, display_value
+from meter.dimensions import DIMENSIONS, contribution_of, display_value, quartered
 from meter.logs import logger, metrics
 from meter.records import UsageRecord, record_from_item
 from meter.timerange import now_ms
@@ -97,17 +97,18 @@ def listing_attributes(record: UsageRecord) -> dict[AggregateKey, dict[str, str]
     return attributes
 
 
-def contribution(record: UsageRecord) -> Counter[str]:
-    """What one record adds to each of its aggregates."""
-    return contribution_of(record.type, record.count, record.credits)
+def additions(record: UsageRecord) -> list[tuple[AggregateKey, Counter[str]]]:
+    """What one record adds to each of its aggregates (hour items also under its quarter)."""
+    daily = contribution_of(record.type, record.count, record.credits)
+    hourly = quartered(daily, record.ts)
+    return [(key, hourly if key[1].startswith(keys.HOUR_PREFIX) else daily) for key in aggregate_keys(record)]
 
 
 def coalesce(records: Iterable[UsageRecord]) -> dict[AggregateKey, Counter[str]]:
     """Sum the contributions of many records per aggregate item."""
     totals: dict[AggregateKey, Counter[str]] = defaultdict(Counter)
     for record in records:
-        added = contribution(record)
-        for key in aggregate_keys(record):
+        for key, added in additions(record):
             totals[key].update(added)
     return totals
 
@@ -128,8 +129,7 @@ class Deltas:
         self.first = self.first or sequence
         self.last = sequence
         self.events += 1
-        added = contribution(record)
-        for key in aggregate_keys(record):
+        for key, added in additions(record):
             self.counters[key].update(added)
         self.listing.update(listing_attributes(record))
 

@@ -4,6 +4,10 @@ Aggregate items are keyed ``pk = <tenant>#<code>[#<value>]``, ``sk = D#<day>`` o
 ``H#<day>T<hour>``. Day items of *listed* dimensions also carry ``lk`` (list key) and ``v`` (the
 value), which the Aggregates table's ``ByList`` index uses to list, say, every agent of a tenant
 active in a date range without knowing their ids.
+
+Hour items also split each counter by quarter hour: ``credits@1``, ``@2`` and ``@3`` hold what
+fell in minutes 15-29, 30-44 and 45-59 (the first quarter is the rest). Every time zone's offset
+is a whole number of quarter hours, so local hours, days and months are exact sums of items.
 """
 
 from __future__ import annotations
@@ -25,6 +29,23 @@ WELL_KNOWN_TYPES = frozenset(
     {"tokens", "tokens.input", "tokens.output", "log_insights", "log_insights.input", "log_insights.output"}
 )
 SPLIT_FAMILIES = ("tokens", "log_insights")  # types whose per-type totals an API answers
+QUARTER_MS = 15 * 60_000
+QUARTER_MARK = "@"  # credits@2: the hour's third quarter
+
+
+def quarter_of(ms: int) -> int:
+    """Which quarter of its UTC hour an instant falls in (0-3)."""
+    return ms % (4 * QUARTER_MS) // QUARTER_MS
+
+
+def quarter_counter(name: str, quarter: int) -> str:
+    """The attribute of a counter's part in one quarter (1-3) of an hour item."""
+    return f"{name}{QUARTER_MARK}{quarter}"
+
+
+def is_quarter_counter(name: str) -> bool:
+    """Whether an attribute is a quarter part rather than a total."""
+    return QUARTER_MARK in name
 
 
 def has_own_items(event_type: str) -> bool:
@@ -74,11 +95,14 @@ AGENT_MODEL = Dimension("M", _agent_model, hourly=True, listed=True, list_scope=
 # beyond the few well-known ones (counters on every item, a fixed set) each type has items of its
 # own: a counter per type would grow an item past DynamoDB's 400 KB with enough distinct types.
 AGENT_TYPE = Dimension("AY", _agent_type, hourly=True, listed=True, list_scope=_of_agent)
+# Every type's own totals, tenant-wide (the query API's ``groupBy=type``): one item per type and
+# bucket, so any number of types keeps items small.
+TYPE = Dimension("TY", lambda r: r.type, hourly=True, listed=True)
 DATASET = Dimension("DS", lambda r: r.relations.get("datasetId"), hourly=False, listed=True)
 SKILLSET = Dimension("SK", lambda r: r.relations.get("skillsetId"), hourly=False, listed=True)
 ABILITY = Dimension("AB", lambda r: r.relations.get("abilityId"), hourly=False, listed=True)
 
-DIMENSIONS = (TENANT, IDENTIFIER, AGENT, AGENT_MODEL, AGENT_TYPE, DATASET, SKILLSET, ABILITY)
+DIMENSIONS = (TENANT, IDENTIFIER, AGENT, AGENT_MODEL, AGENT_TYPE, TYPE, DATASET, SKILLSET, ABILITY)
 AGENT_SCOPED = (AGENT_MODEL, AGENT_TYPE)  # listed per agent: value keys are agent_scoped_key(agent, …)
 BY_CODE = {dimension.code: dimension for dimension in DIMENSIONS}
 
@@ -113,3 +137,12 @@ def contribution_of(event_type: str, count: int, credits: int) -> Counter[str]:
     elif event_type == "conversation":
         added["conversations"] += count
     return added
+
+
+def quartered(added: Counter[str], ms: int) -> Counter[str]:
+    """What an event at ``ms`` adds to its hour item: its totals, and the same under its quarter."""
+    quarter = quarter_of(ms)
+    hourly = Counter(added)
+    if quarter:
+        hourly.update({quarter_counter(name, quarter): n for name, n in added.items()})
+    return hourly

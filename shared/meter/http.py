@@ -47,6 +47,11 @@ class Request:
         return self.event.get("queryStringParameters") or {}
 
     @property
+    def raw_query_string(self) -> str | None:
+        """The query string as sent (repeated parameters kept apart)."""
+        return self.event.get("rawQueryString")
+
+    @property
     def body(self) -> str:
         return self.event.get("body") or ""
 

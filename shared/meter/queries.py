@@ -9,7 +9,16 @@ from collections.abc import Iterable
 from typing import Any
 
 from meter import keys, store
-from meter.dimensions import AGENT, AGENT_MODEL, AGENT_TYPE, IDENTIFIER, TENANT, Dimension, contribution_of
+from meter.dimensions import (
+    AGENT,
+    AGENT_MODEL,
+    AGENT_TYPE,
+    IDENTIFIER,
+    TENANT,
+    Dimension,
+    contribution_of,
+    is_quarter_counter,
+)
 from meter.timerange import DAY_MS, day_key, now_ms, plan_range
 
 Totals = Counter[str]
@@ -38,9 +47,15 @@ def conversation_records(tenant: str, conversation_id: str, start: int, end: int
     return list(store.records().created_between("ByConversation", partition, start, end))
 
 
-def counters(item: dict[str, Any]) -> Totals:
-    """The numeric totals of an aggregate item."""
-    return Counter({k: v for k, v in item.items() if isinstance(v, int) and k not in ("pk", "sk")})
+def counters(item: dict[str, Any], quarters: bool = False) -> Totals:
+    """The numeric totals of an aggregate item (with an hour item's quarter parts if asked)."""
+    return Counter(
+        {
+            k: v
+            for k, v in item.items()
+            if isinstance(v, int) and k not in ("pk", "sk") and (quarters or not is_quarter_counter(k))
+        }
+    )
 
 
 def record_totals(record: dict[str, Any]) -> Totals:

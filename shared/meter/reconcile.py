@@ -113,7 +113,7 @@ def _stored(wanted: set[AggregateKey]) -> dict[AggregateKey, Counter]:
     """Current counters of each aggregate item (absent items as empty), strongly consistent."""
     ordered = sorted(wanted)
     items = store.aggregates().get_many([store.Aggregates.key(*key) for key in ordered], consistent=True)
-    found = {(item["pk"], item["sk"]): counters(item) for item in items}
+    found = {(item["pk"], item["sk"]): counters(item, quarters=True) for item in items}
     return {key: +found.get(key, Counter()) for key in ordered}
 
 

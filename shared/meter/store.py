@@ -184,6 +184,18 @@ class Aggregates(Table):
         """``ByList`` entries (``pk``, ``sk``, ``v``) of one list key with ``low <= sk <= high``."""
         return self.between(list_key, low, high, index="ByList")
 
+    def first_sk(self, pk: str, prefix: str) -> str | None:
+        """The smallest sort key starting with ``prefix`` in one partition (one item read), if any."""
+        found = dynamo.client().query(
+            TableName=self.name,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": pk}, ":prefix": {"S": prefix}},
+            Limit=1,
+            ProjectionExpression="sk",
+        )
+        items = found.get("Items") or []
+        return items[0]["sk"]["S"] if items else None
+
     def any_in(self, pk: str) -> bool:
         """Whether a partition holds any item (one keyed read of one item)."""
         found = dynamo.client().query(

@@ -24,6 +24,7 @@ INGESTERS = {"IngestEventsFunction", "IngestQueueFunction"}
 # The series and the period snapshot read whole days only; ingestion and aggregation never read.
 RECORD_READERS = {
     "IdentifierDatesFunction",
+    "UsageQueryFunction",
     "AgentDatesFunction",
     "AgentModelsFunction",
     "OrganizationSummaryFunction",

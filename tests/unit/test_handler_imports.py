@@ -18,8 +18,8 @@ sys.path[:0] = {paths!r}
 import {module}
 print(json.dumps(sorted(name for name in sys.modules if name.split(".")[0] in ("pydantic", "aws_xray_sdk"))))
 """
-# Handlers that validate client input with pydantic models; the others must not load it.
-VALIDATING = {"IngestEventsFunction", "IngestQueueFunction"}
+# Handlers that validate client input or shape their answer with pydantic models; the others must not load it.
+VALIDATING = {"IngestEventsFunction", "IngestQueueFunction", "UsageQueryFunction"}
 
 
 def _loaded(name: str, tracing: str) -> set[str]:

@@ -1,0 +1,509 @@
+"""``GET /v1/usage/query``: usage over any range, in local windows of any IANA zone, grouped by
+end user, agent, model or type, exact to the millisecond.
+
+How a value is read. Each group is a *series*: one aggregate partition (the tenant, an end user,
+an agent, an agent's model, a type). A window ``[a, b)`` is summed from the series' day items
+for the UTC days it covers, and hour items for the rest: a day item minus the hours outside the
+window when that reads fewer hours. Hour items hold their quarter hours, and every zone's offset
+is whole quarter hours, so a local window never needs raw records; only a ``from`` or ``to`` that
+is not on a quarter hour reads the raw records of that part of one quarter.
+
+Combinations no aggregate holds (an end user by agent, by model or by type, or a model by type)
+are summed from raw records, at most ``MAX_RAW_RECORDS`` of them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+from collections import defaultdict
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import parse_qs
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, Field
+
+from meter import keys, store
+from meter.dimensions import (
+    AGENT,
+    AGENT_MODEL,
+    AGENT_TYPE,
+    IDENTIFIER,
+    QUARTER_MS,
+    TENANT,
+    TYPE,
+    WELL_KNOWN_TYPES,
+    Dimension,
+    has_own_items,
+    quarter_counter,
+)
+from meter.errors import BadRequest
+from meter.localtime import DAY, WINDOW_SIZES, local_iso, local_midnight, window_start, windows
+from meter.queries import listed_values, record_totals, tenant_records
+from meter.timerange import DAY_MS, HOUR_MS, LATEST_MS, now_ms, parse_instant
+
+MAX_ROWS = 10_000  # rows of one answer (windows x groups with a value)
+MAX_RAW_RECORDS = 100_000  # raw records one answer may sum (combinations no aggregate holds)
+GROUPS = ("identifier", "agentId", "model", "type")
+MEASURES = ("credits", "tokens", "events", "messages", "conversations")
+COUNT_OF = "count:"
+PARAMETERS = {"from", "to", "windowSize", "timeZone", "measure", "groupBy", *GROUPS}
+HOUR_ITEM_BYTES = 500  # an hour item with quarter parts, to choose between one Query and several
+_READERS = 8
+
+
+# -- the answer's shape (also the OpenAPI schema) ----------------------------------------------
+class QueryRow(BaseModel):
+    """One window of one group."""
+
+    model_config = {"extra": "forbid"}
+
+    windowStart: str = Field(description="RFC 3339, in the zone's offset at that instant")
+    windowEnd: str = Field(description="Exclusive; a partial first or last window is clipped to [from, to)")
+    value: int
+    groupBy: dict[str, str] = Field(description="The row's value of each groupBy field; {} without groupBy")
+
+
+class QueryResult(BaseModel):
+    """Rows ascending by windowStart, then group; only non-zero values."""
+
+    model_config = {"populate_by_name": True, "extra": "forbid"}
+
+    from_: str = Field(alias="from")
+    to: str
+    windowSize: Literal["HOUR", "DAY", "MONTH"] | None
+    timeZone: str
+    measure: str
+    data: list[QueryRow]
+
+
+# -- parameters ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UsageQuery:
+    """A parsed, valid query."""
+
+    tenant: str
+    start: int
+    end: int
+    size: str | None
+    zone: ZoneInfo
+    measure: str
+    group_by: tuple[str, ...] = ()
+    filters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def counted_type(self) -> str | None:
+        """The type of a ``count:<type>`` measure."""
+        return self.measure[len(COUNT_OF) :] if self.measure.startswith(COUNT_OF) else None
+
+    @property
+    def fields(self) -> set[str]:
+        """Every field the query groups or filters by."""
+        return set(self.group_by) | set(self.filters)
+
+
+def repeated_parameters(raw_query: str | None, joined: dict[str, str]) -> dict[str, list[str]]:
+    """Query parameters with repeats kept (API Gateway joins repeats with commas; the raw string
+    keeps them apart, so values may contain commas)."""
+    if raw_query is not None:
+        return parse_qs(raw_query, keep_blank_values=True)
+    return {name: value.split(",") for name, value in joined.items()}
+
+
+def _one(params: dict[str, list[str]], name: str) -> str | None:
+    values = params.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise BadRequest(f"Invalid '{name}' parameter: give it at most once")
+    return values[0]
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadRequest(f"Invalid 'timeZone' parameter: {name!r} is not an IANA time zone") from None
+
+
+def _instant(name: str, text: str, zone: ZoneInfo) -> int:
+    if len(text.strip()) == 10:  # a bare date: its local midnight
+        parse_instant(name, text)  # the date's own validation and message
+        return local_midnight(text.strip(), zone)
+    if "T" in text and not _has_offset(text):
+        raise BadRequest(f"Invalid '{name}' parameter: an RFC 3339 instant needs an offset, e.g. 2026-11-01T00:00:00Z")
+    return parse_instant(name, text)
+
+
+def _has_offset(text: str) -> bool:
+    clock = text.strip().replace(" ", "+").partition("T")[2]
+    return clock.endswith(("Z", "z")) or "+" in clock or "-" in clock
+
+
+def _measure(text: str | None) -> str:
+    measure = text or "credits"
+    if measure in MEASURES or (measure.startswith(COUNT_OF) and len(measure) > len(COUNT_OF)):
+        return measure
+    raise BadRequest(f"Invalid 'measure' parameter: {measure!r}; use one of {', '.join(MEASURES)} or count:<type>")
+
+
+def parse_query(tenant: str, params: dict[str, list[str]]) -> UsageQuery:
+    """Validate the parameters; a 400 names the first one that is wrong."""
+    unknown = sorted(set(params) - PARAMETERS)
+    if unknown:
+        raise BadRequest(f"Unknown parameter '{unknown[0]}'; known: {', '.join(sorted(PARAMETERS))}")
+    zone = _zone(_one(params, "timeZone"))
+    size = _one(params, "windowSize")
+    if size is not None and size not in WINDOW_SIZES:
+        raise BadRequest(f"Invalid 'windowSize' parameter: {size!r}; use HOUR, DAY or MONTH")
+    group_by = tuple(dict.fromkeys(params.get("groupBy", [])))
+    for name in group_by:
+        if name not in GROUPS:
+            raise BadRequest(f"Invalid 'groupBy' parameter: {name!r}; use {', '.join(GROUPS)}")
+    filters = {name: tuple(dict.fromkeys(params[name])) for name in GROUPS if name in params}
+    for name, values in filters.items():
+        if any(not value for value in values):
+            raise BadRequest(f"Invalid '{name}' parameter: a filter value must not be empty")
+    measure = _measure(_one(params, "measure"))
+    to_text, from_text = _one(params, "to"), _one(params, "from")
+    end = _instant("to", to_text, zone) if to_text else _open_end()
+    start = _instant("from", from_text, zone) if from_text else _earliest(tenant, zone, end)
+    if from_text and start >= end:
+        raise BadRequest("Invalid 'from' parameter: it must be before 'to'")
+    return UsageQuery(tenant, start, end, size, zone, measure, group_by, filters)
+
+
+def _open_end() -> int:
+    """An omitted ``to``: the end of the current quarter hour, so the answer holds everything
+    counted so far and reads no raw records (events stamped up to then, clock skew included)."""
+    return min(-(-(now_ms() + 1) // QUARTER_MS) * QUARTER_MS, LATEST_MS)
+
+
+def _earliest(tenant: str, zone: ZoneInfo, end: int) -> int:
+    """An omitted ``from``: the local midnight before the tenant's first day of usage."""
+    first = store.aggregates().first_sk(TENANT.pk(tenant, ""), keys.DAY_PREFIX)
+    if first is None:
+        return end
+    first_day = keys.parse_aggregate(TENANT.pk(tenant, ""), first).bucket_start
+    return min(window_start(first_day, DAY, zone), end)
+
+
+# -- where each group's numbers live ---------------------------------------------------------
+@dataclass(frozen=True)
+class Series:
+    """One aggregate partition and the group it adds to."""
+
+    dimension: Dimension
+    value: str
+    group: tuple[tuple[str, str], ...]
+
+    def matches(self, record: dict[str, Any]) -> bool:
+        """Whether a raw record adds to this series."""
+        if self.dimension is TENANT:
+            return True
+        if self.dimension in (AGENT_MODEL, AGENT_TYPE):
+            agent, second = keys.split_agent_scoped_key(self.value)
+            field_name = "model" if self.dimension is AGENT_MODEL else "type"
+            return record.get("agentId") == agent and record.get(field_name) == second
+        field_name = {IDENTIFIER: "identifier", AGENT: "agentId", TYPE: "type"}[self.dimension]
+        return record.get(field_name) == self.value
+
+
+def _counter(query: UsageQuery, dimension: Dimension) -> str:
+    """The counter holding the measure on this dimension's items."""
+    counted = query.counted_type
+    if counted is None:
+        return query.measure
+    if dimension in (TYPE, AGENT_TYPE):
+        return "count"
+    if counted in WELL_KNOWN_TYPES:
+        return "n:" + counted
+    return {"message": "messages", "conversation": "conversations"}[counted]
+
+
+def _countable_everywhere(event_type: str) -> bool:
+    """Whether every item holds this type's count (a well-known type, messages, conversations)."""
+    return event_type in WELL_KNOWN_TYPES or event_type in ("message", "conversation")
+
+
+def _label(query: UsageQuery, **values: str) -> tuple[tuple[str, str], ...]:
+    return tuple((name, values[name]) for name in GROUPS if name in query.group_by)
+
+
+def _values(query: UsageQuery, name: str, dimension: Dimension, scope: str = "") -> list[str]:
+    """A filter's values, or the dimension's values active in the range."""
+    if name in query.filters:
+        return list(query.filters[name])
+    return sorted(listed_values(query.tenant, dimension, query.start, query.end, scope))
+
+
+def plan_series(query: UsageQuery) -> list[Series] | None:
+    """The series that answer the query, or None when no aggregate holds the combination."""
+    fields, counted = query.fields, query.counted_type
+    if "type" in fields or (counted is not None and not _countable_everywhere(counted)):
+        return _typed_series(query)
+    if not fields:
+        return [Series(TENANT, "", ())]
+    if fields == {"identifier"}:
+        return [Series(IDENTIFIER, v, _label(query, identifier=v)) for v in _values(query, "identifier", IDENTIFIER)]
+    if fields == {"agentId"}:
+        return [Series(AGENT, v, _label(query, agentId=v)) for v in _values(query, "agentId", AGENT)]
+    if fields <= {"agentId", "model"}:
+        return _model_series(query)
+    return None
+
+
+def _model_series(query: UsageQuery) -> list[Series]:
+    found = []
+    for agent in _values(query, "agentId", AGENT):
+        models = listed_values(query.tenant, AGENT_MODEL, query.start, query.end, agent).values()
+        wanted = query.filters.get("model")
+        for model in sorted(set(models)):
+            if wanted is None or model in wanted:
+                value = keys.agent_scoped_key(agent, model)
+                found.append(Series(AGENT_MODEL, value, _label(query, agentId=agent, model=model)))
+    return found
+
+
+def _typed_series(query: UsageQuery) -> list[Series] | None:
+    """Series of type items: tenant-wide (``TY``), or an agent's (``AY``) for types that have them."""
+    counted, fields = query.counted_type, query.fields
+    if "type" in fields:
+        types = _values(query, "type", TYPE)
+        types = [t for t in types if counted is None or t == counted]
+    else:
+        types = [counted] if counted is not None else []
+    if fields <= {"type"}:
+        return [Series(TYPE, t, _label(query, type=t)) for t in types]
+    by_agent = fields == {"agentId", "type"} or (fields == {"agentId"} and counted is not None)
+    if by_agent and all(has_own_items(t) for t in types):
+        return [
+            Series(AGENT_TYPE, keys.agent_scoped_key(agent, t), _label(query, agentId=agent, type=t))
+            for agent in _values(query, "agentId", AGENT)
+            for t in types
+        ]
+    return None
+
+
+# -- reading one series ------------------------------------------------------------------------
+Piece = tuple[int, int, int]  # sign, start, end: a part of one UTC day
+Plan = tuple[list[int], list[Piece]]  # one window: whole UTC days (starts) and signed pieces
+Slice = tuple[int, int]
+
+
+def _hour_floor(ms: int) -> int:
+    return ms // HOUR_MS * HOUR_MS
+
+
+def _hours_in(start: int, end: int) -> int:
+    return (-(-end // HOUR_MS) * HOUR_MS - _hour_floor(start)) // HOUR_MS if start < end else 0
+
+
+def _day_parts(start: int, end: int) -> Plan:
+    """``[start, end)`` as whole UTC days (their starts) and signed sub-day pieces, choosing for
+    each partial day whichever of "the part" or "the day minus the rest" reads fewer hours."""
+    first_day, last_day = start // DAY_MS * DAY_MS, (end - 1) // DAY_MS * DAY_MS
+    days, pieces = [], []
+    for day in range(first_day, last_day + 1, DAY_MS):
+        low, high = max(start, day), min(end, day + DAY_MS)
+        if (low, high) == (day, day + DAY_MS):
+            days.append(day)
+        elif _hours_in(low, high) <= _hours_in(day, low) + _hours_in(high, day + DAY_MS):
+            pieces.append((1, low, high))
+        else:
+            days.append(day)
+            pieces += [(-1, a, b) for a, b in ((day, low), (high, day + DAY_MS)) if a < b]
+    return days, pieces
+
+
+def _hour_parts(piece_start: int, piece_end: int) -> Iterable[tuple[int, int, int]]:
+    """(hour, first quarter, last quarter + 1) of the hour items covering a piece's quarter-aligned middle."""
+    low = -(-piece_start // QUARTER_MS) * QUARTER_MS
+    high = piece_end // QUARTER_MS * QUARTER_MS
+    hour = _hour_floor(low)
+    while hour < high:
+        first = max(low, hour) - hour
+        last = min(high, hour + HOUR_MS) - hour
+        if first < last:
+            yield hour, first // QUARTER_MS, last // QUARTER_MS
+        hour += HOUR_MS
+
+
+def _raw_slices(piece_start: int, piece_end: int) -> list[Slice]:
+    """The parts of a piece off the quarter-hour grid (only at a ``from`` or ``to`` between quarters)."""
+    low = -(-piece_start // QUARTER_MS) * QUARTER_MS
+    high = piece_end // QUARTER_MS * QUARTER_MS
+    if low >= high:
+        return [(piece_start, piece_end)]
+    return [(a, b) for a, b in ((piece_start, low), (high, piece_end)) if a < b]
+
+
+def _quarters(item: dict[str, Any], counter: str, first: int, last: int) -> int:
+    """The counter's sum over quarters ``first..last-1`` of an hour item."""
+    parts = [item.get(quarter_counter(counter, q), 0) for q in (1, 2, 3)]
+    every = [item.get(counter, 0) - sum(parts), *parts]
+    return sum(every[first:last])
+
+
+class SeriesReader:
+    """Reads one series' items once and answers any window of it."""
+
+    def __init__(self, query: UsageQuery, series: Series, plans: list[Plan], raw: dict[Slice, list[dict]]):
+        self.query, self.series, self.plans = query, series, plans
+        self.pk = series.dimension.pk(query.tenant, series.value)
+        self.counter = _counter(query, series.dimension)
+        self.raw = {piece: [r for r in records if series.matches(r)] for piece, records in raw.items()}
+        self.day_items: dict[int, dict] = {}
+        self.hour_items: dict[int, dict] = {}
+
+    def read(self) -> None:
+        """Fetch every day and hour item the windows need."""
+        days = {day for day_starts, _ in self.plans for day in day_starts}
+        hours = {hour for _, pieces in self.plans for _, a, b in pieces for hour, _, _ in _hour_parts(a, b)}
+        if days or hours:
+            low, high = keys.day_sk(keys.day_key(min(days | hours))), keys.day_sk(keys.day_key(max(days | hours)))
+            for item in store.aggregates().between(self.pk, low, high):
+                self.day_items[keys.parse_aggregate(self.pk, item["sk"]).bucket_start] = item
+        self._read_hours(sorted(hours))
+
+    def _read_hours(self, hours: list[int]) -> None:
+        if not hours:
+            return
+        runs: list[list[int]] = []
+        for hour in hours:
+            if runs and hour - runs[-1][-1] <= HOUR_MS:
+                runs[-1].append(hour)
+            else:
+                runs.append([hour])
+        if len(runs) > 1 and self._one_query_is_cheaper(runs):
+            runs = [[hours[0], hours[-1]]]
+        for run in runs:
+            low, high = keys.hour_sk(keys.hour_key(run[0])), keys.hour_sk(keys.hour_key(run[-1]))
+            for item in store.aggregates().between(self.pk, low, high):
+                self.hour_items[keys.parse_aggregate(self.pk, item["sk"]).bucket_start] = item
+
+    def _one_query_is_cheaper(self, runs: list[list[int]]) -> bool:
+        """One Query over every hour between the runs, or one per run (0.5 RCU at least each)?
+        A day item's event count bounds how many hour items that day can have."""
+        first, last = runs[0][0], runs[-1][-1]
+        expected = 0
+        for day in range(first // DAY_MS * DAY_MS, last + 1, DAY_MS):
+            item = self.day_items.get(day)
+            expected += min(24, int(item.get("events", 0))) if item else 0  # no day item: no hours
+        one = max(1, -(-expected * HOUR_ITEM_BYTES // 4096)) * 0.5
+        return one < 0.5 * len(runs)
+
+    def value(self, index: int) -> int:
+        """The series' total in window ``index``."""
+        days, pieces = self.plans[index]
+        total = sum(self.day_items.get(day, {}).get(self.counter, 0) for day in days)
+        for sign, low, high in pieces:
+            part = sum(
+                _quarters(self.hour_items.get(hour, {}), self.counter, first, last)
+                for hour, first, last in _hour_parts(low, high)
+            )
+            for piece in _raw_slices(low, high):
+                part += sum(measure_of(self.query, record) for record in self.raw[piece])
+            total += sign * part
+        return total
+
+
+def measure_of(query: UsageQuery, record: dict) -> int:
+    """What one raw record adds to the query's measure."""
+    counted = query.counted_type
+    if counted is not None:
+        return int(record["count"]) if record["type"] == counted else 0
+    return int(record_totals(record).get(query.measure, 0))
+
+
+# -- the answer ------------------------------------------------------------------------------
+def _check_windows(query: UsageQuery) -> list[tuple[int, int]]:
+    spans = []
+    for span in windows(query.start, query.end, query.size, query.zone):
+        spans.append(span)
+        if len(spans) > MAX_ROWS:
+            raise BadRequest(
+                f"Invalid 'windowSize' parameter: the range holds more than {MAX_ROWS:,} windows; "
+                "use a larger window or a shorter range"
+            )
+    return spans
+
+
+def run_query(query: UsageQuery) -> list[tuple[int, int, tuple[tuple[str, str], ...], int]]:
+    """(window start, window end, group, value) rows, ascending, non-zero only."""
+    spans = _check_windows(query)
+    if not spans:
+        return []
+    series = plan_series(query)
+    sums: dict[tuple[int, tuple], int] = defaultdict(int)
+    if series is None:
+        _sum_raw(query, spans, sums)
+    elif series:
+        plans = [_day_parts(a, b) for a, b in spans]
+        slices = {piece for _, pieces in plans for _, a, b in pieces for piece in _raw_slices(a, b)}
+        raw = {piece: tenant_records(query.tenant, *piece) for piece in slices}  # once for every series
+        readers = [SeriesReader(query, s, plans, raw) for s in series]
+        with ThreadPoolExecutor(max_workers=_READERS) as pool:
+            list(pool.map(SeriesReader.read, readers))
+        for reader in readers:
+            for index in range(len(spans)):
+                sums[(index, reader.series.group)] += reader.value(index)
+    rows = [(spans[i][0], spans[i][1], group, v) for (i, group), v in sums.items() if v]
+    if len(rows) > MAX_ROWS:
+        raise BadRequest(
+            f"Invalid 'groupBy' parameter: the answer has more than {MAX_ROWS:,} rows; "
+            "filter, group by fewer fields, or use a larger window"
+        )
+    return sorted(rows, key=lambda row: (row[0], row[2]))
+
+
+def _sum_raw(query: UsageQuery, spans: list[tuple[int, int]], sums: dict) -> None:
+    """Sum raw records (combinations no aggregate holds), at most ``MAX_RAW_RECORDS``."""
+    starts = [a for a, _ in spans]
+    for seen, record in enumerate(tenant_records(query.tenant, query.start, query.end), start=1):
+        if seen > MAX_RAW_RECORDS:
+            raise BadRequest(
+                f"Invalid 'from' parameter: grouping or filtering by {' and '.join(sorted(query.fields))} "
+                f"together sums raw events, at most {MAX_RAW_RECORDS:,}; narrow the range"
+            )
+        if any(record.get(name) not in values for name, values in query.filters.items()):
+            continue
+        group = tuple((name, record.get(name, "")) for name in GROUPS if name in query.group_by)
+        if any(value == "" for _, value in group):
+            continue  # an event without the grouped field belongs to no group
+        sums[(bisect.bisect_right(starts, record["ts"]) - 1, group)] += measure_of(query, record)
+
+
+def answer(query: UsageQuery) -> dict[str, Any]:
+    """The JSON body."""
+    zone = query.zone
+    rows = [
+        QueryRow(windowStart=local_iso(a, zone), windowEnd=local_iso(b, zone), value=v, groupBy=dict(group))
+        for a, b, group, v in run_query(query)
+    ]
+    result = QueryResult(
+        from_=local_iso(query.start, zone),
+        to=local_iso(query.end, zone),
+        windowSize=query.size,
+        timeZone=zone.key,
+        measure=query.measure,
+        data=rows,
+    )
+    return result.model_dump(by_alias=True)
+
+
+def answer_csv(query: UsageQuery) -> str:
+    """The same rows as CSV: windowStart, windowEnd, each groupBy field, value."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["windowStart", "windowEnd", *query.group_by, "value"])
+    for a, b, group, value in run_query(query):
+        labels = dict(group)
+        writer.writerow(
+            [local_iso(a, query.zone), local_iso(b, query.zone), *(labels[g] for g in query.group_by), value]
+        )
+    return out.getvalue()
