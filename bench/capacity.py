@@ -39,6 +39,7 @@ class CapacityMeter:
     def reset(self) -> None:
         """Zero the counters."""
         self.read, self.write = 0.0, 0.0
+        self.read_billed = 0.0  # AWS bills at least 0.5 RCU per read call; DynamoDB Local reports 0 for an empty one
         self.calls: Counter[str] = Counter()
         self.transact_items = 0
         self.write_by: Counter[str] = Counter()  # "<table>" or "<table>.<index>" → WCU
@@ -97,6 +98,7 @@ class CapacityMeter:
         places = [place for item in context.get("places", []) for place in item]
         if model.name in READS:
             self.read += units
+            self.read_billed += max(units, 0.5)
             for place in places:
                 self.read_on[place] += units / max(1, len(places))
             return

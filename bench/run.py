@@ -296,6 +296,46 @@ class Bench:
         }
         return result
 
+    def native_queries(self) -> dict[str, dict[str, float]]:
+        """``GET /v1/usage/query`` over the last 30 local days in Asia/Kolkata (+05:30), DAY windows:
+        read units as measured, as AWS would bill them (0.5 at least per read call), the calls, rows,
+        and the naive recount of the raw events."""
+        from zoneinfo import ZoneInfo
+
+        from meter.localtime import local_midnight, wall
+        from meter.queries import tenant_records
+        from meter.timerange import now_ms
+        from meter.usage_query import answer, parse_query
+
+        zone = ZoneInfo("Asia/Kolkata")
+        today = wall(now_ms(), zone).date()
+        first = today.fromordinal(today.toordinal() - 29).isoformat()
+        last = today.fromordinal(today.toordinal() + 1).isoformat()  # 30 local days, today included
+        base = {"from": [first], "to": [last], "windowSize": ["DAY"], "timeZone": [zone.key]}
+        cases = {
+            "one identifier": {"identifier": [identifier(1)]},
+            "one agent, by model": {"agentId": [agent(1)], "groupBy": ["model"]},
+            "tenant, by agent": {"groupBy": ["agentId"]},
+        }
+        start, end = local_midnight(first, zone), local_midnight(last, zone)
+        naive = self.rcu(lambda: tenant_records(TENANT, start, end))
+        naive_billed = self.meter.read_billed
+        result = {}
+        for name, extra in cases.items():
+            answered: list[dict] = []
+            self.rcu(
+                lambda extra=extra, out=answered: out.extend(answer(parse_query(TENANT, {**base, **extra}))["data"])
+            )
+            result[name] = {
+                "rcu": round(self.meter.read, 2),
+                "rcu_billed": round(self.meter.read_billed, 2),
+                "read_calls": sum(self.meter.calls[c] for c in ("Query", "GetItem", "BatchGetItem")),
+                "rows": len(answered),
+                "naive_rcu": naive,
+                "naive_billed": round(naive_billed, 2),
+            }
+        return result
+
     def latency(self, runs: int) -> dict[str, dict[str, float]]:
         """p50/p95/p99 milliseconds of each query handler through the in-process gateway, warm."""
         from local.gateway import Gateway
@@ -403,6 +443,21 @@ def _report(results: dict[str, Any]) -> str:
             ratio = round(f["naive"] / f["ours"], 1) if f["ours"] else "-"
             rows.append([endpoint, window, f["ours"], f["floor"], f["naive"], ratio])
     lines += _table(rows, ["endpoint", "window", "ours", "floor", "naive", "naive / ours"])
+    lines += [
+        "",
+        "## Native query API: 30 local days in Asia/Kolkata, DAY windows (backfill data set)",
+        "",
+        "Measured RCU; billed: what AWS would charge (at least 0.5 per read call; DynamoDB Local reports",
+        "0 for an empty one); naive: reading the raw events of those 30 days.",
+        "",
+    ]
+    lines += _table(
+        [
+            [q, f["rcu"], f["rcu_billed"], f["read_calls"], f["rows"], f["naive_rcu"]]
+            for q, f in results["native_query_rcu"].items()
+        ],
+        ["query", "RCU", "RCU billed", "read calls", "rows", "naive RCU"],
+    )
     lines += ["", "## Throughput (events/s)", "", *[f"- {k}: {v}" for k, v in results["events_per_second"].items()]]
     lines += ["", "## Latency, in process, warm (ms)", ""]
     lines += _table(
@@ -473,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         results["rcu_per_query"] = bench.reads()
+        results["native_query_rcu"] = bench.native_queries()
         results["latency_ms"] = bench.latency(10 if args.quick else 30)
     finally:
         services.stop(dynamodb)
