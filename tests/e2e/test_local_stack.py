@@ -73,6 +73,7 @@ def tenant(stack):
         "token": token,
         "today": today.strftime("%Y-%m-%d"),
         "yesterday": (today - timedelta(days=1)).strftime("%Y-%m-%d"),
+        "moment": today,
     }
 
 
@@ -143,6 +144,30 @@ fetch(`${base}/api/v1/consumption/identifier/${encodeURIComponent(identifier)}/d
         ["node", "-e", script, stack.base_url, tenant["token"]], capture_output=True, text=True, check=True
     )
     assert json.loads(result.stdout) == {"total": 30, "days": 2}
+
+
+def test_native_query_with_curl_in_a_half_hour_zone_as_json_and_csv(stack, tenant):
+    from zoneinfo import ZoneInfo
+
+    auth = f"Authorization: Bearer {tenant['token']}"
+    command = ["curl", "-s", "-G", f"{stack.base_url}/v1/usage/query", "-H", auth, "--data-urlencode",
+               "timeZone=Asia/Kolkata", "-d", "windowSize=DAY", "-d", "groupBy=identifier"]  # fmt: skip
+    body = json.loads(subprocess.run(command, capture_output=True, text=True, check=True, timeout=30).stdout)
+    kolkata = ZoneInfo("Asia/Kolkata")
+    moment = tenant["moment"]
+    expected: dict = {}
+    for when, who, credits in [(moment - timedelta(days=1), "user@example.com", 12), (moment, "user@example.com", 18),
+                               (moment, "+15551234567", 9)]:  # fmt: skip
+        key = (when.astimezone(kolkata).date().isoformat(), who)
+        expected[key] = expected.get(key, 0) + credits
+    rows = {(row["windowStart"][:10], row["groupBy"]["identifier"]): row["value"] for row in body["data"]}
+    assert body["timeZone"] == "Asia/Kolkata" and rows == expected
+    assert all(row["windowStart"].endswith("+05:30") for row in body["data"])
+    csv_text = subprocess.run(
+        [*command, "-H", "Accept: text/csv"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    assert csv_text.splitlines()[0] == "windowStart,windowEnd,identifier,value"
+    assert len(csv_text.splitlines()) == len(body["data"]) + 1
 
 
 def test_errors_are_json(stack, tenant):
