@@ -39,9 +39,17 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css functions/dashboard/static/
 	@touch $@
 
-install: $(VENV)/.installed $(SAM_VENV)/.installed node_modules/.installed ## install everything (idempotent)
+# Debian's Chromium for the dashboard's browser tests (Playwright drives it; browser builds are not downloaded).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+install: $(VENV)/.installed $(SAM_VENV)/.installed node_modules/.installed $(CHROMIUM) ## install everything (idempotent)
 
 run: $(VENV)/.installed node_modules/.installed ## start DynamoDB Local, local SQS and the API on http://127.0.0.1:$(PORT)
 	@command -v java >/dev/null || { echo "Java 17 is needed for DynamoDB Local"; exit 1; }
@@ -82,7 +90,7 @@ format: $(VENV)/.installed ## apply ruff's fixes and formatting
 bench: $(VENV)/.installed node_modules/.installed ## capacity, throughput, latency and cold start (BENCH_ARGS=--quick for a short run)
 	$(PY) -m bench $(BENCH_ARGS)
 
-build: $(SAM_VENV)/.installed $(VENV)/.installed ## sam build, then ship bytecode (Lambda cannot write it)
+build: $(SAM_VENV)/.installed $(VENV)/.installed node_modules/.installed ## sam build, then ship bytecode (Lambda cannot write it)
 	$(SAM_VENV)/bin/sam build
 	$(PY) -m compileall -q --invalidation-mode unchecked-hash .aws-sam/build
 

@@ -128,6 +128,9 @@ def _query_route() -> Schema:
         _query("from", f"Start, inclusive: {instant} (default: the first day with usage)", INSTANT),
         _query("to", f"End, exclusive: {instant} (default: the end of the current quarter hour)", INSTANT),
         _query(
+            "period", "billing: from the start of the current billing period (instead of from)", {"enum": ["billing"]}
+        ),
+        _query(
             "windowSize", "Local calendar windows; absent: one row for the range", {"enum": ["HOUR", "DAY", "MONTH"]}
         ),
         _query("timeZone", "IANA time zone of the windows and of bare dates (default UTC)"),
@@ -161,7 +164,16 @@ def document(server_url: str = "/") -> dict[str, Any]:
     query_route, query_definitions = _query_route()
     event_ref = {"$ref": "#/components/schemas/UsageEvent"}
     batch = _object({"events": {"type": "array", "items": event_ref, "minItems": 1, "maxItems": MAX_BATCH_EVENTS}})
+    html = {"description": "The dashboard (no key: it calls the API with the key it is given)",
+            "content": {"text/html": {"schema": STRING}}}  # fmt: skip
+    asset = {"200": {"description": "A script or style of the dashboard",
+                     "content": {"text/javascript": {"schema": STRING}, "text/css": {"schema": STRING}}},
+             "404": _json(ERROR, "No such asset")}  # fmt: skip
     paths: dict[str, Any] = {
+        "/": {"get": {"summary": "The usage dashboard", "security": [], "responses": {"200": html}}},
+        "/dashboard/{file}": {
+            "get": {"summary": "A dashboard asset", "security": [], "parameters": [_path("file")], "responses": asset}
+        },
         "/v1/usage/query": query_route,
         "/v1/events": {
             "post": {

@@ -130,6 +130,8 @@ def _banner(port: int, token: str | None, dynamodb_port: int, sqs_port: int, win
             "",
             f"Demo token (tenant 'demo'): {token}",
             "",
+            f"Dashboard, signed in: {base}/#key={token}",
+            "",
             "Try it:",
             f'  export TOKEN="{token}"',
             f'  curl -s -X POST {base}/v1/events -H "Authorization: Bearer $TOKEN" '

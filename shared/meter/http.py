@@ -13,6 +13,7 @@ import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from meter.auth import Principal, principal_from_event
@@ -143,6 +144,30 @@ def api_handler(
         return handler
 
     return decorate
+
+
+STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".png": "image/png",
+}
+
+
+def static_file(directory: Path, name: str) -> dict[str, Any]:
+    """One file of ``directory`` (never outside it) as an HTTP response; a JSON 404 otherwise."""
+    path = directory / name
+    if "/" in name or name.startswith(".") or path.suffix not in STATIC_TYPES or not path.is_file():
+        return json_response(404, {"error": "Not Found"})
+    binary = not STATIC_TYPES[path.suffix].startswith("text/")
+    body = base64.b64encode(path.read_bytes()).decode() if binary else path.read_text()
+    headers = {
+        "Content-Type": STATIC_TYPES[path.suffix],
+        "Cache-Control": "no-cache" if name == "index.html" else "public, max-age=300",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:",
+    }
+    return {"statusCode": 200, "headers": headers, "body": body, "isBase64Encoded": binary}
 
 
 def path_parameter(event: Request, name: str) -> str:

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field
 
 from meter import keys, store
+from meter.chatbotkit import billing_period_start
 from meter.dimensions import (
     AGENT,
     AGENT_MODEL,
@@ -44,6 +45,7 @@ from meter.dimensions import (
 from meter.errors import BadRequest
 from meter.localtime import DAY, WINDOW_SIZES, local_iso, local_midnight, window_start, windows
 from meter.queries import listed_values, record_totals, tenant_records
+from meter.tenants import get_tenant
 from meter.timerange import DAY_MS, HOUR_MS, LATEST_MS, now_ms, parse_instant
 
 MAX_ROWS = 10_000  # rows of one answer (windows x groups with a value)
@@ -51,7 +53,7 @@ MAX_RAW_RECORDS = 100_000  # raw records one answer may sum (combinations no agg
 GROUPS = ("identifier", "agentId", "model", "type")
 MEASURES = ("credits", "tokens", "events", "messages", "conversations")
 COUNT_OF = "count:"
-PARAMETERS = {"from", "to", "windowSize", "timeZone", "measure", "groupBy", *GROUPS}
+PARAMETERS = {"from", "to", "period", "windowSize", "timeZone", "measure", "groupBy", *GROUPS}
 HOUR_ITEM_BYTES = 500  # an hour item with quarter parts, to choose between one Query and several
 _READERS = 8
 
@@ -171,7 +173,13 @@ def parse_query(tenant: str, params: dict[str, list[str]]) -> UsageQuery:
     measure = _measure(_one(params, "measure"))
     to_text, from_text = _one(params, "to"), _one(params, "from")
     end = _instant("to", to_text, zone) if to_text else _open_end()
-    start = _instant("from", from_text, zone) if from_text else _earliest(tenant, zone, end)
+    period = _one(params, "period")
+    if period is not None and (period != "billing" or from_text):
+        raise BadRequest("Invalid 'period' parameter: the one period is 'billing', and it replaces 'from'")
+    if period:
+        start = min(_billing_period_start(tenant), end)
+    else:
+        start = _instant("from", from_text, zone) if from_text else _earliest(tenant, zone, end)
     if from_text and start >= end:
         raise BadRequest("Invalid 'from' parameter: it must be before 'to'")
     return UsageQuery(tenant, start, end, size, zone, measure, group_by, filters)
@@ -181,6 +189,12 @@ def _open_end() -> int:
     """An omitted ``to``: the end of the current quarter hour, so the answer holds everything
     counted so far and reads no raw records (events stamped up to then, clock skew included)."""
     return min(-(-(now_ms() + 1) // QUARTER_MS) * QUARTER_MS, LATEST_MS)
+
+
+def _billing_period_start(tenant: str) -> int:
+    """The start of the tenant's current billing period (its anchor day, 00:00 UTC), as usage/fetch counts it."""
+    anchor = int((get_tenant(tenant) or {}).get("billingAnchorDay", 1))
+    return billing_period_start(anchor, now_ms())
 
 
 def _earliest(tenant: str, zone: ZoneInfo, end: int) -> int:

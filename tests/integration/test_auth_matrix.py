@@ -92,8 +92,22 @@ def refusal_body(path: str, body: dict) -> bool:
     return body == {"error": INVALID_KEY}
 
 
+# The dashboard's page and assets need no key: what it shows comes from the routes above, with the
+# key the user gives it.
+PUBLIC = {("GET", "/"): "/", ("GET", "/dashboard/{file}"): "/dashboard/dashboard.js"}
+
+
 def test_every_template_route_is_in_the_matrix():
-    assert {(r.method, r.path) for r in STACK.routes()} == set(REQUESTS)
+    assert {(r.method, r.path) for r in STACK.routes()} == set(REQUESTS) | set(PUBLIC)
+
+
+def test_the_dashboard_is_served_without_a_key_and_holds_no_data(seeded):
+    for path in PUBLIC.values():
+        response = call(seeded, "GET", path)
+        assert response.status == 200 and response.headers["Content-Type"].startswith(("text/html", "text/javascript"))
+        assert b"ana@example.com" not in response.body and b"seed" not in response.body
+    for outside in ("/dashboard/..%2Fapp.py", "/dashboard/app.py", "/dashboard/.hidden.js", "/dashboard/missing.js"):
+        assert call(seeded, "GET", outside).status == 404, outside
 
 
 @pytest.fixture

@@ -104,7 +104,7 @@ def test_every_call_a_function_makes_is_granted(keys, dynamo_calls, logical_id):
     event = sample_event(logical_id)
     dynamo_calls.clear()  # the fixtures' own setup
     invoke(STACK.functions()[logical_id], event)
-    assert dynamo_calls, "the sample event touched no table"
+    assert dynamo_calls or not granted(logical_id), "the sample event touched no table"
     assert set(dynamo_calls) <= granted(logical_id), set(dynamo_calls) - granted(logical_id)
 
 

@@ -250,3 +250,15 @@ def test_bad_parameters_are_400_naming_the_parameter(gateway, keys, params, name
 def test_row_limit_is_stated_in_the_error(gateway, keys):
     response = get(gateway, keys["acme"], [("from", "2020-01-01"), ("to", "2026-01-01"), ("windowSize", "HOUR")])
     assert response.status == 400 and f"{MAX_ROWS:,}" in response.json()["error"]
+
+
+def test_billing_period_starts_at_the_tenants_anchor_day(gateway, keys):
+    from meter.chatbotkit import billing_period_start
+    from meter.tenants import set_billing_anchor
+    from meter.timerange import iso, now_ms
+
+    set_billing_anchor("acme", 15)
+    body = get(gateway, keys["acme"], [("period", "billing")]).json()
+    assert body["from"] == iso(billing_period_start(15, now_ms())).replace("Z", "+00:00")
+    both = get(gateway, keys["acme"], [("period", "billing"), ("from", "2026-01-01")])
+    assert both.status == 400 and "'period'" in both.json()["error"]

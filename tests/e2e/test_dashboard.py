@@ -1,0 +1,147 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright, against the local stack."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from local.template import ROOT
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+SHOTS = ROOT / "tests" / "e2e" / "screenshots"  # git-ignored
+METRICS = ("credits", "tokens", "messages", "conversations")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "make test installs Debian's chromium"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def demo(stack):
+    """A tenant with a few days of usage: users, agents, models, types."""
+    name = f"dash{uuid.uuid4().hex[:6]}"
+    token = stack.key(name)
+    now = datetime.now(UTC).replace(microsecond=0)
+    events = []
+    for n in range(60):
+        events.append(
+            {
+                "id": f"d-{n}",
+                "type": ["tokens.input", "tokens.output", "message", "conversation"][n % 4],
+                "count": 100 + n if n % 4 < 2 else 1,
+                "credits": n % 7,
+                "identifier": f"user{n % 5}@example.com",
+                "agentId": f"agent-{n % 3}",
+                "model": f"model-{n % 2}",
+                "conversationId": f"conv-{n // 6}",
+                "timestamp": (now - timedelta(hours=n * 3)).isoformat(),
+            }
+        )
+    response = requests.post(
+        f"{stack.base_url}/v1/events", headers={"Authorization": f"Bearer {token}"}, json={"events": events}, timeout=10
+    )
+    assert response.status_code == 200, response.text
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and total(stack, token, "events", "2000-01-01") < len(events):
+        time.sleep(0.3)
+    return {"token": token, "events": events}
+
+
+def total(stack, token: str, measure: str, start: str, zone: str = "UTC") -> int:
+    """What the API itself says, to compare the page with."""
+    response = requests.get(
+        f"{stack.base_url}/v1/usage/query",
+        headers={"Authorization": f"Bearer {token}"},
+        params={"from": start, "measure": measure, "timeZone": zone},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return sum(row["value"] for row in response.json()["data"])
+
+
+def open_page(browser, url: str, width: int = 1280):
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url)
+    return page, errors
+
+
+def settled(page) -> None:
+    """Wait until no request of the page is in flight (selectors only: the page's CSP forbids eval)."""
+    page.wait_for_selector('body[aria-busy="false"]', state="attached")
+
+
+def shown_totals(page) -> dict[str, int]:
+    settled(page)
+    return {m: int(page.get_attribute(f'[data-metric="{m}-total"]', "data-value")) for m in METRICS}
+
+
+def local_start(days_back: int, zone: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    return (datetime.now(ZoneInfo(zone)).date() - timedelta(days=days_back)).isoformat()
+
+
+def test_sign_in_by_fragment_shows_the_apis_totals_and_keeps_the_key_out_of_the_address(stack, browser, demo):
+    page, errors = open_page(browser, f"{stack.base_url}/#key={demo['token']}")
+    page.select_option("#range", "30d")
+    page.fill("#zone", "Asia/Kolkata")
+    page.click("#controls button[type=submit]")
+    shown = shown_totals(page)
+    start = local_start(29, "Asia/Kolkata")
+    assert shown == {m: total(stack, demo["token"], m, start, "Asia/Kolkata") for m in METRICS}
+    assert "#key" not in page.url and page.evaluate("sessionStorage.getItem('usageMeterKey')") == demo["token"]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "dashboard-30d-kolkata.png"), full_page=True)
+    assert errors == []
+    page.close()
+
+
+def test_sign_in_by_form_then_switch_range_and_filter_events(stack, browser, demo):
+    page, errors = open_page(browser, f"{stack.base_url}/")
+    page.get_by_label("API key").fill(demo["token"])
+    page.get_by_role("button", name="Sign in").click()
+    page.fill("#zone", "UTC")
+    page.select_option("#range", "24h")
+    shown = shown_totals(page)
+    day_ago = datetime.fromtimestamp((time.time() - 86_400) // 900 * 900 + 900, UTC).isoformat()
+    assert shown["credits"] == total(stack, demo["token"], "credits", day_ago)
+    page.select_option("#range", "7d")
+    assert shown_totals(page)["messages"] == total(stack, demo["token"], "messages", local_start(6, "UTC"))
+    page.fill("#filter-type", "message")
+    page.click("#event-filters button[type=submit]")
+    settled(page)
+    types = page.locator("#events tbody tr td:nth-child(2)").all_inner_texts()
+    assert types and set(types) == {"message"}
+    page.screenshot(path=str(SHOTS / "dashboard-filtered.png"), full_page=True)
+    assert errors == []
+    page.close()
+
+
+def test_a_bad_key_shows_the_apis_error_and_a_phone_sized_screen_works(stack, browser, demo):
+    page, errors = open_page(browser, f"{stack.base_url}/#key=pk_0000000000000000:sk_nope", width=390)
+    page.wait_for_selector("#error:not([hidden])")
+    assert "Invalid or missing API key" in page.inner_text("#error")
+    assert page.is_visible("#sign-in")
+    page.get_by_label("API key").fill(demo["token"])
+    page.get_by_role("button", name="Sign in").click()
+    shown_totals(page)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")  # no sideways scroll
+    page.screenshot(path=str(SHOTS / "dashboard-phone.png"), full_page=True)
+    assert [e for e in errors if "401" not in e] == []  # the browser logs the refused request itself
+    page.close()
