@@ -145,3 +145,24 @@ def test_a_bad_key_shows_the_apis_error_and_a_phone_sized_screen_works(stack, br
     page.screenshot(path=str(SHOTS / "dashboard-phone.png"), full_page=True)
     assert [e for e in errors if "401" not in e] == []  # the browser logs the refused request itself
     page.close()
+
+
+def test_an_empty_tenant_is_told_how_to_send_a_first_event_and_csv_holds_what_is_shown(stack, browser, demo):
+    page, errors = open_page(browser, f"{stack.base_url}/#key={stack.key(f'empty{uuid.uuid4().hex[:6]}')}")
+    settled(page)
+    assert page.is_visible("#empty") and "/v1/events" in page.inner_text("#first-event")
+    assert shown_totals(page) == dict.fromkeys(METRICS, 0)
+    page.close()
+
+    page, errors = open_page(browser, f"{stack.base_url}/#key={demo['token']}")
+    page.fill("#zone", "UTC")
+    page.select_option("#range", "7d")
+    shown = shown_totals(page)
+    with page.expect_download() as download:
+        page.click("#download")
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert lines[0] == "section,key,detail,value"
+    assert {f"total,{m},,{shown[m]}" for m in METRICS} <= set(lines)
+    assert sum(line.startswith("event,") for line in lines) == page.locator("#events tbody tr").count()
+    assert errors == []
+    page.close()

@@ -190,7 +190,7 @@ async function loadEvents() {
   state.cursors[state.page + 1] = page.cursor || null;
   $("older").disabled = !page.cursor;
   $("newer").disabled = state.page === 0;
-  state.shown.events = rows;
+  state.events = rows;
 }
 
 async function refresh() {
@@ -221,7 +221,7 @@ function download() {
   for (const row of shown.series || []) lines.push(csvLine(["credits over time", row.windowStart, row.windowEnd, row.value]));
   for (const [user, value] of shown.topUsers || []) lines.push(csvLine(["top end user", user, "", value]));
   for (const [agent, models, value] of shown.topAgents || []) lines.push(csvLine(["top agent", agent, models, value]));
-  for (const row of shown.events || []) lines.push(csvLine(["event", row[5], row[0] + " " + row[1], row[2]]));
+  for (const row of state.events || []) lines.push(csvLine(["event", row[5], row[0] + " " + row[1], row[2]]));
   const link = document.createElement("a");
   link.href = URL.createObjectURL(new Blob([lines.join("\r\n") + "\r\n"], { type: "text/csv" }));
   link.download = "usage.csv";
