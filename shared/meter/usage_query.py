@@ -55,6 +55,9 @@ MEASURES = ("credits", "tokens", "events", "messages", "conversations")
 COUNT_OF = "count:"
 PARAMETERS = {"from", "to", "period", "windowSize", "timeZone", "measure", "groupBy", *GROUPS}
 HOUR_ITEM_BYTES = 500  # an hour item with quarter parts, to choose between one Query and several
+RAW_RECORD_BYTES = 250  # a usage record on ByTenant, as the bench measures it (3,015 RCU per 100,000)
+RAW_CHECK_SERIES = 8  # with more groups than this, compare their reads with the raw events'
+
 _READERS = 8
 
 
@@ -453,11 +456,11 @@ def run_query(query: UsageQuery) -> list[tuple[int, int, tuple[tuple[str, str], 
     if not spans:
         return []
     series = plan_series(query)
+    plans = [_day_parts(a, b) for a, b in spans]
     sums: dict[tuple[int, tuple], int] = defaultdict(int)
-    if series is None:
+    if series is None or (len(series) > RAW_CHECK_SERIES and _raw_is_cheaper(query, series, plans)):
         _sum_raw(query, spans, sums)
     elif series:
-        plans = [_day_parts(a, b) for a, b in spans]
         slices = {piece for _, pieces in plans for _, a, b in pieces for piece in _raw_slices(a, b)}
         raw = {piece: tenant_records(query.tenant, *piece) for piece in slices}  # once for every series
         readers = [SeriesReader(query, s, plans, raw) for s in series]
@@ -475,8 +478,30 @@ def run_query(query: UsageQuery) -> list[tuple[int, int, tuple[tuple[str, str], 
     return sorted(rows, key=lambda row: (row[0], row[2]))
 
 
+def _raw_is_cheaper(query: UsageQuery, series: list[Series], plans: list[Plan]) -> bool:
+    """Would the tenant's raw events in the range cost fewer reads than one Query (or more) per group?
+
+    Many small groups (every end user of a quiet tenant) can cost more in per-Query minimums than
+    the events themselves; the tenant's day items say how many events the range can hold.
+    """
+    hour_runs = {(day, sign) for _, pieces in plans for sign, a, _ in pieces for day in (a // DAY_MS,)}
+    by_items = len(series) * 0.5 * (1 + len(hour_runs))
+    first, last = keys.day_key(query.start), keys.day_key(query.end - 1)
+    days = store.aggregates().between(TENANT.pk(query.tenant, ""), keys.day_sk(first), keys.day_sk(last))
+    events = sum(int(day.get("events", 0)) for day in days)
+    by_records = max(keys.TENANT_SHARDS * 0.5, events * RAW_RECORD_BYTES / 4096 * 0.5)
+    return events <= MAX_RAW_RECORDS and by_records < by_items
+
+
+def _field(record: dict[str, Any], name: str) -> str:
+    """A record's value of a groupBy field; a model counts only as an agent's model, as its items do."""
+    if name == "model" and not record.get("agentId"):
+        return ""
+    return record.get(name, "")
+
+
 def _sum_raw(query: UsageQuery, spans: list[tuple[int, int]], sums: dict) -> None:
-    """Sum raw records (combinations no aggregate holds), at most ``MAX_RAW_RECORDS``."""
+    """Sum raw records (combinations no aggregate holds, or fewer reads), at most ``MAX_RAW_RECORDS``."""
     starts = [a for a, _ in spans]
     for seen, record in enumerate(tenant_records(query.tenant, query.start, query.end), start=1):
         if seen > MAX_RAW_RECORDS:
@@ -484,9 +509,9 @@ def _sum_raw(query: UsageQuery, spans: list[tuple[int, int]], sums: dict) -> Non
                 f"Invalid 'from' parameter: grouping or filtering by {' and '.join(sorted(query.fields))} "
                 f"together sums raw events, at most {MAX_RAW_RECORDS:,}; narrow the range"
             )
-        if any(record.get(name) not in values for name, values in query.filters.items()):
+        if any(_field(record, name) not in values for name, values in query.filters.items()):
             continue
-        group = tuple((name, record.get(name, "")) for name in GROUPS if name in query.group_by)
+        group = tuple((name, _field(record, name)) for name in GROUPS if name in query.group_by)
         if any(value == "" for _, value in group):
             continue  # an event without the grouped field belongs to no group
         sums[(bisect.bisect_right(starts, record["ts"]) - 1, group)] += measure_of(query, record)
