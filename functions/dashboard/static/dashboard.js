@@ -79,16 +79,12 @@ function fillTable(id, rows) {
   body.replaceChildren(
     ...rows.map((cells) => {
       const tr = document.createElement("tr");
-      cells.forEach((cell, index) => {
+      for (const cell of cells) {
         const td = document.createElement("td");
-        td.textContent = cell;
-        if (typeof cell === "number") {
-          td.className = "num";
-          td.textContent = number.format(cell);
-        }
+        td.textContent = typeof cell === "number" ? number.format(cell) : cell;
+        if (typeof cell === "number") td.className = "num";
         tr.appendChild(td);
-        void index;
-      });
+      }
       return tr;
     }),
   );
