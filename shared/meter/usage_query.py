@@ -484,8 +484,8 @@ def _raw_is_cheaper(query: UsageQuery, series: list[Series], plans: list[Plan]) 
     Many small groups (every end user of a quiet tenant) can cost more in per-Query minimums than
     the events themselves; the tenant's day items say how many events the range can hold.
     """
-    hour_runs = {(day, sign) for _, pieces in plans for sign, a, _ in pieces for day in (a // DAY_MS,)}
-    by_items = len(series) * 0.5 * (1 + len(hour_runs))
+    pieces = {(a, b) for _, window_pieces in plans for _, a, b in window_pieces}  # each: one hour Query at most
+    by_items = len(series) * 0.5 * (1 + len(pieces))
     first, last = keys.day_key(query.start), keys.day_key(query.end - 1)
     days = store.aggregates().between(TENANT.pk(query.tenant, ""), keys.day_sk(first), keys.day_sk(last))
     events = sum(int(day.get("events", 0)) for day in days)
