@@ -22,7 +22,7 @@ from meter.queries import (
     record_totals,
     total,
 )
-from meter.tenants import get_tenant
+from meter.tenants import current_period_start
 from meter.timerange import DAY_MS, day_key, now_ms, parse_range, to_ms
 
 SERIES_DAYS = 90
@@ -62,15 +62,6 @@ def series(tenant: str) -> dict[str, list[dict[str, int]]]:
     return result
 
 
-def billing_period_start(anchor_day: int, now: int) -> int:
-    """Start (midnight UTC) of the billing period holding ``now``: the last ``anchor_day``."""
-    moment = datetime.fromtimestamp(now / 1000, tz=UTC)
-    year, month = moment.year, moment.month
-    if moment.day < anchor_day:
-        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
-    return to_ms(datetime(year, month, anchor_day, tzinfo=UTC))
-
-
 def current_snapshot(tenant: str) -> dict[str, Any]:
     """The current billing period's totals and what the period touched.
 
@@ -79,8 +70,8 @@ def current_snapshot(tenant: str) -> dict[str, Any]:
     (``identifier``) seen; ``records`` = usage records; ``files`` = events whose type starts
     with ``file``.
     """
-    anchor = int((get_tenant(tenant) or {}).get("billingAnchorDay", 1))
-    start, now = billing_period_start(anchor, now_ms()), now_ms()
+    now = now_ms()
+    start = current_period_start(tenant, now)
     totals = total(daily_totals(tenant, TENANT, "", start, None)) if start < now else Totals()
     distinct = {d.code: len(listed_values(tenant, d, start, now + 1)) for d in (DATASET, SKILLSET, ABILITY, IDENTIFIER)}
     return {

@@ -116,26 +116,30 @@ def display_value(dimension: Dimension, record: UsageRecord) -> str:
     return dimension.value_of(record) or ""
 
 
+def type_counter(event_type: str) -> str | None:
+    """The counter every item keeps for this one type's count, if any: ``n:<type>`` for a
+    well-known type, ``messages`` for ``message``, ``conversations`` for ``conversation``."""
+    if event_type in WELL_KNOWN_TYPES:
+        return TYPE_PREFIX + event_type
+    return {"message": "messages", "conversation": "conversations"}.get(event_type)
+
+
 def contribution_of(event_type: str, count: int, credits: int) -> Counter[str]:
     """What an event of this type, count and credits adds to an aggregate.
 
-    ``count`` is the sum of counts whatever the type; a well-known type also adds to its own
-    counter ``n:<type>`` (a fixed set, so items stay small; other types' splits are ``AGENT_TYPE``
-    items); ``tokens`` sums every type starting with ``tokens`` (``tokens.input``, ``tokens.output``…);
-    ``messages`` counts type ``message``; ``conversations`` counts type ``conversation``; ``files``
-    sums types starting with ``file``.
+    ``count`` is the sum of counts whatever the type; a type with a counter of its own
+    (``type_counter``: a fixed set, so items stay small; other types' splits are ``TYPE`` and
+    ``AGENT_TYPE`` items) adds to it; ``tokens`` sums every type starting with ``tokens``
+    (``tokens.input``, ``tokens.output``…); ``files`` sums types starting with ``file``.
     """
     added: Counter[str] = Counter(events=1, credits=credits, count=count)
-    if event_type in WELL_KNOWN_TYPES:
-        added[TYPE_PREFIX + event_type] += count
+    own = type_counter(event_type)
+    if own:
+        added[own] += count
     if event_type.startswith("file"):
         added["files"] += count
     if event_type.startswith("tokens"):
         added["tokens"] += count
-    elif event_type == "message":
-        added["messages"] += count
-    elif event_type == "conversation":
-        added["conversations"] += count
     return added
 
 

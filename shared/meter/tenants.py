@@ -9,13 +9,14 @@ from __future__ import annotations
 import math
 import re
 import time
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from meter import keys, store
 from meter.config import get_settings
 from meter.errors import BadRequest, NotFound
-from meter.timerange import now_ms
+from meter.timerange import now_ms, to_ms
 
 TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 SCOPES = ("ingest", "read")
@@ -100,3 +101,18 @@ def credits_for(event_type: str, count: int, explicit: int | None, card: dict[st
     if event_type in card:
         return math.ceil(card[event_type] * count), "rate_card"
     return 0, "none"
+
+
+def billing_period_start(anchor_day: int, now: int) -> int:
+    """Start (midnight UTC) of the billing period holding ``now``: the last ``anchor_day``."""
+    moment = datetime.fromtimestamp(now / 1000, tz=UTC)
+    year, month = moment.year, moment.month
+    if moment.day < anchor_day:
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return to_ms(datetime(year, month, anchor_day, tzinfo=UTC))
+
+
+def current_period_start(tenant: str, now: int) -> int:
+    """Start of the tenant's billing period holding ``now`` (its anchor day, default the 1st)."""
+    anchor = int((get_tenant(tenant) or {}).get("billingAnchorDay", 1))
+    return billing_period_start(anchor, now)

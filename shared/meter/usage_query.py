@@ -28,7 +28,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field
 
 from meter import keys, store
-from meter.chatbotkit import billing_period_start
 from meter.dimensions import (
     AGENT,
     AGENT_MODEL,
@@ -37,15 +36,15 @@ from meter.dimensions import (
     QUARTER_MS,
     TENANT,
     TYPE,
-    WELL_KNOWN_TYPES,
     Dimension,
     has_own_items,
     quarter_counter,
+    type_counter,
 )
 from meter.errors import BadRequest
 from meter.localtime import DAY, WINDOW_SIZES, local_iso, local_midnight, window_start, windows
 from meter.queries import listed_values, record_totals, tenant_records
-from meter.tenants import get_tenant
+from meter.tenants import current_period_start
 from meter.timerange import DAY_MS, HOUR_MS, LATEST_MS, now_ms, parse_instant
 
 MAX_ROWS = 10_000  # rows of one answer (windows x groups with a value)
@@ -180,7 +179,7 @@ def parse_query(tenant: str, params: dict[str, list[str]]) -> UsageQuery:
     if period is not None and (period != "billing" or from_text):
         raise BadRequest("Invalid 'period' parameter: the one period is 'billing', and it replaces 'from'")
     if period:
-        start = min(_billing_period_start(tenant), end)
+        start = min(current_period_start(tenant, now_ms()), end)
     else:
         start = _instant("from", from_text, zone) if from_text else _earliest(tenant, zone, end)
     if from_text and start >= end:
@@ -192,12 +191,6 @@ def _open_end() -> int:
     """An omitted ``to``: the end of the current quarter hour, so the answer holds everything
     counted so far and reads no raw records (events stamped up to then, clock skew included)."""
     return min(-(-(now_ms() + 1) // QUARTER_MS) * QUARTER_MS, LATEST_MS)
-
-
-def _billing_period_start(tenant: str) -> int:
-    """The start of the tenant's current billing period (its anchor day, 00:00 UTC), as usage/fetch counts it."""
-    anchor = int((get_tenant(tenant) or {}).get("billingAnchorDay", 1))
-    return billing_period_start(anchor, now_ms())
 
 
 def _earliest(tenant: str, zone: ZoneInfo, end: int) -> int:
@@ -235,16 +228,8 @@ def _counter(query: UsageQuery, dimension: Dimension) -> str:
     counted = query.counted_type
     if counted is None:
         return query.measure
-    if dimension in (TYPE, AGENT_TYPE):
-        return "count"
-    if counted in WELL_KNOWN_TYPES:
-        return "n:" + counted
-    return {"message": "messages", "conversation": "conversations"}[counted]
-
-
-def _countable_everywhere(event_type: str) -> bool:
-    """Whether every item holds this type's count (a well-known type, messages, conversations)."""
-    return event_type in WELL_KNOWN_TYPES or event_type in ("message", "conversation")
+    own = type_counter(counted)
+    return "count" if dimension in (TYPE, AGENT_TYPE) or own is None else own
 
 
 def _label(query: UsageQuery, **values: str) -> tuple[tuple[str, str], ...]:
@@ -261,7 +246,7 @@ def _values(query: UsageQuery, name: str, dimension: Dimension, scope: str = "")
 def plan_series(query: UsageQuery) -> list[Series] | None:
     """The series that answer the query, or None when no aggregate holds the combination."""
     fields, counted = query.fields, query.counted_type
-    if "type" in fields or (counted is not None and not _countable_everywhere(counted)):
+    if "type" in fields or (counted is not None and type_counter(counted) is None):
         return _typed_series(query)
     if not fields:
         return [Series(TENANT, "", ())]

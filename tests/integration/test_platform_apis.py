@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from meter.chatbotkit import billing_period_start
+from meter.tenants import billing_period_start
 from meter.timerange import to_ms
 from tests.conftest import STACK
 from tests.helpers import aggregator, call

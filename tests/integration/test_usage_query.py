@@ -256,8 +256,7 @@ def test_row_limit_is_stated_in_the_error(gateway, keys):
 
 
 def test_billing_period_starts_at_the_tenants_anchor_day(gateway, keys):
-    from meter.chatbotkit import billing_period_start
-    from meter.tenants import set_billing_anchor
+    from meter.tenants import billing_period_start, set_billing_anchor
     from meter.timerange import iso, now_ms
 
     set_billing_anchor("acme", 15)
