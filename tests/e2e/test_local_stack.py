@@ -279,9 +279,10 @@ def test_make_reconcile_runs_reconciliation_once_against_the_local_tables(stack)
     done = subprocess.run(
         [sys.executable, "-m", "local.key", "--reconcile"], cwd=ROOT, env=env, capture_output=True, text=True
     )
-    assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["failed"] == 0 and {"uncounted", "drifted", "repaired", "overcounted"} <= set(report)
+    # Other tests on this stack may have just sent late events: their windows are rightly kept for a later run.
+    assert done.returncode == (3 if report["deferred"] else 0), done.stderr
 
 
 def test_a_second_runner_on_the_same_state_says_so(stack):
