@@ -19,7 +19,7 @@ PYTEST_WORKERS ?= 2
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install run key redrive reconcile load test test-fast lint format bench build deploy clean help
+.PHONY: install run key redrive reconcile events load test test-fast lint format bench build deploy clean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,7 +55,7 @@ run: $(VENV)/.installed node_modules/.installed ## start DynamoDB Local, local S
 	@command -v java >/dev/null || { echo "Java 17 is needed for DynamoDB Local"; exit 1; }
 	PORT=$(PORT) DYNAMODB_PORT=$(DYNAMODB_PORT) SQS_PORT=$(SQS_PORT) $(PY) -m local --parameter AggregationWindowSeconds=$(AGGREGATION_WINDOW)
 
-key: $(VENV)/.installed ## make key TENANT=acme SCOPES=ingest,read (while make run is up); the token is the last line
+key: $(VENV)/.installed ## make key TENANT=acme SCOPES=ingest,read[,admin] (while make run is up); the token is the last line
 	@$(PY) -m local.key --tenant "$(TENANT)" --scopes "$(SCOPES)"
 
 redrive: $(VENV)/.installed ## make redrive WHICH=aggregation|ingest (while make run is up): recount or requeue dead letters
@@ -63,6 +63,9 @@ redrive: $(VENV)/.installed ## make redrive WHICH=aggregation|ingest (while make
 
 reconcile: $(VENV)/.installed ## (while make run is up) reconcile now what the hourly schedule would (make run also runs it on its schedule)
 	@$(PY) -m local.key --reconcile
+
+events: $(VENV)/.installed ## (while make run is up) the EventBridge events alerts put on the bus, one JSON per line
+	@$(PY) -m local.key --events
 
 test: install ## lint, then every test: unit, moto integration, end-to-end over HTTP against DynamoDB Local
 	$(VENV)/bin/ruff check .

@@ -58,7 +58,7 @@ class Bench:
             for spec in stack.tables().values()
         }
         self.meter = CapacityMeter(index_keys).attach(dynamo.client())
-        self.source = stack.stream_sources()[0]
+        self.source = stack.stream_source_of("AggregateStreamFunction")
 
     # -- writes --------------------------------------------------------------------------------
     def _aggregating(self) -> tuple[threading.Event, threading.Thread]:

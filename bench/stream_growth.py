@@ -41,7 +41,7 @@ def start_poller(stack: Stack, table: str) -> threading.Event:
     from local.streams import StreamMapping
     from local.template import Function
 
-    source = stack.stream_sources()[0]
+    source = stack.stream_source_of("AggregateStreamFunction")
     function = Function("Noop", Path(__file__).parent, "stream_growth.noop_handler", {}, {})
     stop = threading.Event()
     mapping = StreamMapping(source, function, table, lambda _: None)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from local.eventbridge import PATH as EVENTS_PATH
+from local.eventbridge import EventRecorder
 from local.lambda_runtime import http_event, invoke
 from local.template import ROOT, Stack
 from meter.logs import logger
@@ -59,8 +61,9 @@ def documentation(path: str, headers: dict[str, str]) -> Response:
 class Gateway:
     """Serves every HttpApi route of the template through its functions."""
 
-    def __init__(self, stack: Stack):
+    def __init__(self, stack: Stack, events: EventRecorder | None = None):
         self.stack = stack
+        self.events = events
         self.functions = stack.functions()
         self.routes = stack.routes()
         # One "container" per function: Lambda never runs two requests in one process at once.
@@ -89,6 +92,8 @@ class Gateway:
         """Answer one HTTP request."""
         if method.upper() == "GET" and (raw_path in DOC_PATHS or raw_path.startswith("/docs/")):
             return documentation(raw_path, headers)
+        if self.events is not None and raw_path.rstrip("/") == EVENTS_PATH:
+            return _json(200, self.events.put_events(body) if method.upper() == "POST" else self.events.recorded())
         found = self._match(method.upper(), raw_path)
         if isinstance(found, Response):
             return found

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from local.run import FAKE_ENV, STATE_DIR
 
@@ -25,8 +26,9 @@ def running_stack() -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     """``make key``: create the tenant if needed and a key for it (the token is the last line).
 
-    ``make redrive WHICH=aggregation|ingest`` runs ``meterctl redrive`` instead, and
-    ``make reconcile`` runs ``meterctl reconcile``.
+    ``make redrive WHICH=aggregation|ingest`` runs ``meterctl redrive`` instead,
+    ``make reconcile`` runs ``meterctl reconcile``, and ``make events`` prints the EventBridge
+    events the stack has put on the (recorded) bus.
     """
     parser = argparse.ArgumentParser(prog="make key")
     parser.add_argument("--tenant")
@@ -34,11 +36,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-limit", help="requests per second for this key (0 = unlimited)")
     parser.add_argument("--redrive", choices=["aggregation", "ingest"])
     parser.add_argument("--reconcile", action="store_true")
+    parser.add_argument("--events", action="store_true")
     args = parser.parse_args(argv)
     running = running_stack()
     if running is None:
         print("This needs the local stack: start `make run` in another terminal first.", file=sys.stderr)
         return 1
+    if args.events:
+        from local.eventbridge import EventRecorder
+
+        state_dir = os.environ.get("LOCAL_STATE_DIR", str(STATE_DIR))
+        for event in EventRecorder(Path(state_dir) / "eventbridge.jsonl").recorded():
+            print(json.dumps(event))
+        return 0
     os.environ.update(FAKE_ENV)
     from tools.meterctl import run
 

@@ -84,9 +84,14 @@ def _lock(state_dir: Path, ports: dict[str, int]) -> Path:
     return lock
 
 
-def configure_environment(stack: Stack, dynamodb_port: int, sqs_port: int) -> None:
-    """Point boto3 and the functions' settings at the local services."""
+def configure_environment(stack: Stack, dynamodb_port: int, sqs_port: int, api_port: int | None = None) -> None:
+    """Point boto3 and the functions' settings at the local services (EventBridge at the API's recorder)."""
     os.environ.update(FAKE_ENV)
+    os.environ["ALERT_WEBHOOKS_TO_LOCALHOST"] = "true"
+    if api_port is not None:
+        from local.eventbridge import PATH
+
+        os.environ["AWS_ENDPOINT_URL_EVENTS"] = f"http://127.0.0.1:{api_port}{PATH}"
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{dynamodb_port}"
     os.environ["AWS_ENDPOINT_URL_DYNAMODB_STREAMS"] = f"http://127.0.0.1:{dynamodb_port}"
@@ -114,7 +119,7 @@ def _demo_token(state_dir: Path) -> str:
 
     token_file = state_dir / "demo-token"
     if get_tenant("demo") is None or not token_file.exists():
-        token_file.write_text(create_key("demo", ["ingest", "read"], "demo key from make run") + "\n")
+        token_file.write_text(create_key("demo", ["ingest", "read", "admin"], "demo key from make run") + "\n")
         token_file.chmod(0o600)
     return token_file.read_text().strip()
 
@@ -188,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(parameters=key_values(args.parameter, "--parameter NAME=VALUE"))
     ports = {"API": args.port, "DynamoDB Local": args.dynamodb_port, "SQS": args.sqs_port}
     lock = _lock(state_dir, ports)
-    configure_environment(stack, args.dynamodb_port, args.sqs_port)
+    configure_environment(stack, args.dynamodb_port, args.sqs_port, args.port)
 
     from local import services
 
@@ -259,7 +264,10 @@ def _start_stack(stack: Stack, args: argparse.Namespace, state_dir: Path, stop: 
     threads = [threading.Thread(target=w.run, args=(stop,), daemon=True) for w in workers]
     for thread in threads:
         thread.start()
-    server = _Server(("127.0.0.1", args.port), _http_handler(Gateway(stack)))
+    from local.eventbridge import EventRecorder
+
+    gateway = Gateway(stack, EventRecorder(state_dir / "eventbridge.jsonl"))
+    server = _Server(("127.0.0.1", args.port), _http_handler(gateway))
     server.daemon_threads = True
     return server, threads
 

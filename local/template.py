@@ -245,6 +245,16 @@ class Stack:
                 )
         return result
 
+    def stream_source_of(self, function: str) -> StreamSource:
+        """The stream event source mapping of one function."""
+        (source,) = [s for s in self.stream_sources() if s.function == function]
+        return source
+
+    def queue_source_of(self, function: str) -> QueueSource:
+        """The SQS event source mapping of one function."""
+        (source,) = [s for s in self.queue_sources() if s.function == function]
+        return source
+
     def queue_sources(self) -> list[QueueSource]:
         """Every SQS event source mapping."""
         result = []

@@ -99,11 +99,11 @@ def keys(aws: None) -> dict[str, str]:
     revoked = create_key("acme", ["ingest", "read"])
     revoke_key(revoked.split(":")[0])
     return {
-        "acme": create_key("acme", ["ingest", "read"]),
+        "acme": create_key("acme", ["ingest", "read", "admin"]),
         "acme_ingest": create_key("acme", ["ingest"]),
         "acme_read": create_key("acme", ["read"]),
         "acme_revoked": revoked,
-        "globex": create_key("globex", ["ingest", "read"]),
+        "globex": create_key("globex", ["ingest", "read", "admin"]),
     }
 
 

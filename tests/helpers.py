@@ -41,12 +41,12 @@ def sample_event(logical_id: str) -> dict[str, Any]:
     """A function's sample event, its placeholder key swapped for a real one of tenant ``demo``."""
     from local.template import ROOT
     from meter.auth import create_key
-    from meter.tenants import ensure_tenant
+    from meter.tenants import SCOPES, ensure_tenant
 
     ensure_tenant("demo")
     event = json.loads((ROOT / "events" / f"{sample_event_name(logical_id)}.json").read_text())
     if "authorization" in event.get("headers", {}):
-        event["headers"]["authorization"] = "Bearer " + create_key("demo", ["ingest", "read"])
+        event["headers"]["authorization"] = "Bearer " + create_key("demo", list(SCOPES))
     return event
 
 
@@ -57,7 +57,7 @@ def identifier_path(identifier: str) -> str:
 
 def aggregator(stack: Stack, dead_letters: list[dict[str, Any]] | None = None) -> StreamMapping:
     """The template's stream mapping, delivering to the aggregator in process."""
-    source = stack.stream_sources()[0]
+    source = stack.stream_source_of("AggregateStreamFunction")
     sink = dead_letters.append if dead_letters is not None else (lambda _: None)
     return StreamMapping(
         source, stack.functions()[source.function], stack.physical_name(source.table), sink, retry_delay=0

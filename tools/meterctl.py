@@ -42,6 +42,7 @@ def _configure(args: argparse.Namespace) -> None:
         os.environ["RECORDS_TABLE"] = outputs["RecordsTableName"]
         os.environ["AGGREGATES_TABLE"] = outputs["AggregatesTableName"]
         os.environ["CONTROL_TABLE"] = outputs["ControlTableName"]
+        os.environ["ALERTS_TABLE"] = outputs["AlertsTableName"]
         for logical_id in QUEUES:
             os.environ[f"QUEUE_URL_{logical_id}"] = outputs[f"{logical_id}Url"]
     for logical_id, default in {
@@ -49,6 +50,7 @@ def _configure(args: argparse.Namespace) -> None:
         "Records": "RecordsTable",
         "Aggregates": "AggregatesTable",
         "Control": "ControlTable",
+        "Alerts": "AlertsTable",
     }.items():
         os.environ.setdefault(f"{logical_id.upper()}_TABLE", default)
 
@@ -97,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
 
     create = commands.add_parser("create-key", help="create an API key (and its tenant if new)")
     create.add_argument("--tenant", required=True)
-    create.add_argument("--scopes", default="ingest,read", help="comma-separated: ingest, read")
+    create.add_argument("--scopes", default="ingest,read", help="comma-separated: ingest, read, admin (manages alerts)")
     create.add_argument("--name", default="", help="a label for the key")
     create.add_argument("--rate-limit", type=int, help="requests per second for this key (0 = unlimited)")
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from meter import dynamo, keys, store
+from meter import alerts, dynamo, keys, store
 from meter.dimensions import DIMENSIONS, contribution_of, display_value, quartered
 from meter.logs import logger, metrics
 from meter.records import UsageRecord, record_from_item
@@ -365,18 +365,21 @@ def handle_window(event: dict[str, Any]) -> dict[str, Any]:
     records = _parse(shard, event.get("Records") or [])
     for attempt in range(MAX_ATTEMPTS):
         ledger = finish_pending(read_ledger(shard))
-        deltas = Deltas.decode(event.get("state"))
+        deltas = carried = Deltas.decode(event.get("state"))
         if deltas.events and deltas.last <= ledger.seq:
             deltas = Deltas()  # this window's earlier records were committed (a retried final invoke)
         elif deltas.events and deltas.first <= ledger.seq:
             raise CommitFailed(f"state {deltas.first}..{deltas.last} straddles the ledger at {ledger.seq}")
+        folded = []
         for sequence, record in records:
             if sequence > max(ledger.seq, deltas.last):  # a record delivered twice is folded once
                 deltas.add(sequence, record)
+                folded.append(record)
         final = event.get("isFinalInvokeForWindow") or event.get("isWindowTerminatedEarly") or "shardId" not in event
         if not final and len(deltas.counters) <= MAX_STATE_ITEMS:
             state = deltas.encode()
             if len(state.get("deltas", "")) <= MAX_STATE_CHARS:
+                _check_alerts(deltas.counters, folded, deltas.counters)
                 return {"state": state, "batchItemFailures": []}
         try:
             commit(shard, deltas, ledger)
@@ -384,5 +387,18 @@ def handle_window(event: dict[str, Any]) -> dict[str, Any]:
             logger.warning("ledger moved during commit; re-reading", extra={"shard": shard, "attempt": attempt})
             continue
         metrics.add_metric(name="EventsCounted", unit="Count", value=deltas.events)
+        _check_alerts({**carried.counters, **deltas.counters}, folded, None)
         return {"state": {}, "batchItemFailures": []}
     raise CommitFailed(f"shard {shard}: the ledger kept moving")
+
+
+def _check_alerts(touched: dict[AggregateKey, Counter], folded: list[UsageRecord], open_window: dict | None) -> None:
+    """Fire the alerts these counts reached: mid-window with the open window's deltas added to what
+    is committed (a lower bound: other shards' open windows are not seen), after a commit with a
+    fresh view of the alerts. A failure is logged, never fails the window: the next check of the
+    subject, or the next commit, evaluates again (evaluation compares levels, so nothing is lost)."""
+    try:
+        alerts.check_touched(touched, folded, open_window, fresh=open_window is None)
+    except Exception:
+        logger.exception("alert check failed; the next check of these subjects repeats it")
+        metrics.add_metric(name="AlertChecksFailed", unit="Count", value=1)

@@ -37,11 +37,13 @@ class Settings:
     aggregates_table: str
     tenants_table: str
     control_table: str
+    alerts_table: str
     max_event_age_days: int
     max_future_skew_seconds: int
     rate_card_cache_seconds: int
     rate_limit_per_second: int
     auth_cache_seconds: int
+    webhooks_to_localhost: bool = False  # make run: deliver alerts to http://127.0.0.1 receivers
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -51,11 +53,13 @@ class Settings:
             aggregates_table=_required("AGGREGATES_TABLE"),
             tenants_table=_required("TENANTS_TABLE"),
             control_table=_required("CONTROL_TABLE"),
+            alerts_table=_required("ALERTS_TABLE"),
             max_event_age_days=_whole_number("MAX_EVENT_AGE_DAYS", 35, 1),
             max_future_skew_seconds=_whole_number("MAX_FUTURE_SKEW_SECONDS", 300, 0),
             rate_card_cache_seconds=_whole_number("RATE_CARD_CACHE_SECONDS", 60, 0),
             rate_limit_per_second=_whole_number("RATE_LIMIT_PER_SECOND", 100, 0),
             auth_cache_seconds=_whole_number("AUTH_CACHE_SECONDS", 60, 0),
+            webhooks_to_localhost=os.environ.get("ALERT_WEBHOOKS_TO_LOCALHOST", "").lower() == "true",
         )
 
 

@@ -50,12 +50,13 @@ class IngestResult:
         }
 
 
-def _decode(body: str | bytes | None) -> Any:
+def decode_json(body: str | bytes | None, expected: str = 'an event object or {"events": [...]}') -> Any:
+    """A JSON request body; 400 (413 past the size limit) saying what is wrong with it."""
     raw = body.encode() if isinstance(body, str) else (body or b"")
     if len(raw) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"Request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
     if not raw.strip():
-        raise BadRequest('Request body is empty: send an event object or {"events": [...]}')
+        raise BadRequest(f"Request body is empty: send {expected}")
     try:
         payload = json.loads(raw)
     except UnicodeDecodeError:
@@ -116,7 +117,7 @@ def _validated(index: int, raw: Any, now: int) -> tuple[UsageEvent | None, list[
 def parse_events(body: str | bytes | None, now: int | None = None) -> list[UsageEvent]:
     """Parse a request or message body; BadRequest listing every bad event if any is invalid."""
     now = now_ms() if now is None else now
-    raws = _event_dicts(_decode(body))
+    raws = _event_dicts(decode_json(body))
     checked = [_validated(index, raw, now) for index, raw in enumerate(raws)]
     problems = [p for _, found in checked for p in found]
     if problems:

@@ -12,6 +12,11 @@ Control: the aggregator's per-shard ledger (``SHARD#<shard>``), its pending comm
 (``PENDING#<shard>#<first>#<last>``), late arrivals by received hour (``LATE#<hour ms>#<shard>``),
 reconciliation's checkpoint and retries (``RECONCILE#…``), rate-limit windows (``RATE#<key>#<second>``) and the cursor
 and API-key signing secrets. Tenants: ``TENANT#<name>`` and ``KEY#<public id>``.
+
+Alerts (``pk``, ``sk``): an alert (``ALERT#<tenant>``, ``<alert id>``), the once-only mark of a
+threshold fired in a period (``FIRED#<tenant>#<alert id>``, ``<period start ms>#<threshold>``) and
+the firing itself, newest last (``TRIGGER#<tenant>#<alert id>``, ``<triggered ms>#<period start
+ms>#<threshold>``); only firings reach the delivery function (its stream filter is the prefix).
 """
 
 from __future__ import annotations
@@ -132,6 +137,11 @@ def parse_aggregate(pk: str, sk: str) -> AggregateKey:
     return AggregateKey(tenant, code, value, "day" if daily else "hour", int(moment.timestamp() * 1000))
 
 
+def tenant_of_aggregate(pk: str) -> str:
+    """The tenant an aggregate partition belongs to."""
+    return pk.partition("#")[0]
+
+
 def value_of_pk(pk: str) -> str:
     """The dimension value an aggregate partition key names."""
     return pk.split("#", 2)[2]
@@ -206,3 +216,49 @@ def api_key_pk(public_id: str) -> str:
 def api_key_id(pk: str) -> str:
     """The public id back from an API key's item key."""
     return pk.removeprefix("KEY#")
+
+
+# -- alerts ----------------------------------------------------------------------------------
+TRIGGER_PREFIX = "TRIGGER#"
+
+
+def alerts_pk(tenant: str) -> str:
+    """The partition of one tenant's alerts (sort key: the alert id)."""
+    return f"ALERT#{tenant}"
+
+
+def fired_pk(tenant: str, alert_id: str) -> str:
+    """The partition of an alert's once-only firing marks."""
+    return f"FIRED#{tenant}#{alert_id}"
+
+
+def fired_period_prefix(period_start: int) -> str:
+    """What every firing mark of one period starts with."""
+    return f"{period_start:013d}#"
+
+
+def fired_sk(period_start: int, threshold: int) -> str:
+    """The mark of one threshold fired in the period starting at ``period_start``."""
+    return f"{fired_period_prefix(period_start)}{threshold}"
+
+
+def period_of_fired_sk(sk: str) -> tuple[int, int]:
+    """(period start, threshold) back from a firing mark."""
+    start, threshold = sk.split("#")
+    return int(start), int(threshold)
+
+
+def triggers_pk(tenant: str, alert_id: str) -> str:
+    """The partition of an alert's firings."""
+    return f"{TRIGGER_PREFIX}{tenant}#{alert_id}"
+
+
+def trigger_sk(triggered_at: int, period_start: int, threshold: int) -> str:
+    """One firing: ordered by when it fired."""
+    return f"{triggered_at:013d}#{period_start:013d}#{threshold}"
+
+
+def trigger_id(pk: str, sk: str) -> str:
+    """A firing's public id (what webhook receivers deduplicate by)."""
+    alert_id = pk.rsplit("#", 1)[1]
+    return f"{alert_id}.{sk.replace('#', '.')}"

@@ -167,14 +167,16 @@ class Aggregates(Table):
     def key(pk: str, sk: str) -> Key:
         return {"pk": {"S": pk}, "sk": {"S": sk}}
 
-    def between(self, pk: str, low: str, high: str, index: str | None = None) -> list[dict[str, Any]]:
+    def between(
+        self, pk: str, low: str, high: str, index: str | None = None, consistent: bool = False
+    ) -> list[dict[str, Any]]:
         """Items of one partition with ``low <= sk <= high`` (of the table, or of ``ByList`` by ``lk``)."""
         if low > high:
             return []
         attribute = "lk" if index else "pk"
         return list(
             self.query(
-                **({"IndexName": index} if index else {}),
+                **({"IndexName": index} if index else {"ConsistentRead": consistent}),
                 KeyConditionExpression=f"{attribute} = :key AND sk BETWEEN :low AND :high",
                 ExpressionAttributeValues={":key": {"S": pk}, ":low": {"S": low}, ":high": {"S": high}},
             )
@@ -293,6 +295,108 @@ class Tenants(Table):
             raise missing
 
 
+class Alerts(Table):
+    """Alerts: each tenant's alerts, the once-only marks of thresholds fired, and the firings
+    (whose inserts the delivery function receives from the table's stream)."""
+
+    @staticmethod
+    def key(pk: str, sk: str) -> Key:
+        return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+    def alerts_of(self, tenant: str, consistent: bool = False) -> list[dict[str, Any]]:
+        """Every alert of a tenant (at most a thousand), by id."""
+        return list(
+            self.query(
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": keys.alerts_pk(tenant)}},
+                ConsistentRead=consistent,
+            )
+        )
+
+    def count_of(self, tenant: str) -> int:
+        """How many alerts a tenant has (keys only)."""
+        pages = self.query(
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": keys.alerts_pk(tenant)}},
+            ProjectionExpression="sk",
+            ConsistentRead=True,
+        )
+        return sum(1 for _ in pages)
+
+    def alert(self, tenant: str, alert_id: str) -> dict[str, Any] | None:
+        """One alert, strongly consistent, or None."""
+        return self.get(self.key(keys.alerts_pk(tenant), alert_id), consistent=True)
+
+    def remove_alert(self, tenant: str, alert_id: str) -> bool:
+        """Delete an alert; False if there was none."""
+        try:
+            dynamo.client().delete_item(
+                TableName=self.name,
+                Key=self.key(keys.alerts_pk(tenant), alert_id),
+                ConditionExpression="attribute_exists(pk)",
+            )
+        except ClientError as refused:
+            if _conditional_failure(refused):
+                return False
+            raise
+        return True
+
+    def fired_in(self, tenant: str, alert_id: str, period_start: int) -> set[int]:
+        """The thresholds an alert has fired for in one period, strongly consistent."""
+        found = self.query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :period)",
+            ExpressionAttributeValues={
+                ":pk": {"S": keys.fired_pk(tenant, alert_id)},
+                ":period": {"S": keys.fired_period_prefix(period_start)},
+            },
+            ProjectionExpression="sk",
+            ConsistentRead=True,
+        )
+        return {keys.period_of_fired_sk(item["sk"])[1] for item in found}
+
+    def fire_once(self, tenant: str, alert_id: str, trigger: dict[str, Any]) -> bool:
+        """Store a firing with its once-only mark, in one transaction; False if the mark exists."""
+        mark = {
+            "pk": keys.fired_pk(tenant, alert_id),
+            "sk": keys.fired_sk(trigger["periodStart"], trigger["threshold"]),
+            "triggerSk": trigger["sk"],
+        }
+        try:
+            transact(
+                [
+                    {
+                        "Put": {
+                            "TableName": self.name,
+                            "Item": dynamo.serialize(mark),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {"Put": {"TableName": self.name, "Item": dynamo.serialize(trigger)}},
+                ]
+            )
+        except ClientError as refused:
+            reasons = [r.get("Code") for r in refused.response.get("CancellationReasons") or []]
+            if reasons[:1] == ["ConditionalCheckFailed"]:
+                return False
+            raise
+        return True
+
+    def triggers_before(self, tenant: str, alert_id: str, before: str | None, page: int) -> list[dict[str, Any]]:
+        """Up to ``page`` firings of an alert, newest first, older than the sort key ``before``."""
+        condition, values = "pk = :pk", {":pk": {"S": keys.triggers_pk(tenant, alert_id)}}
+        if before is not None:
+            condition += " AND sk < :before"
+            values[":before"] = {"S": before}
+        found = dynamo.client().query(
+            TableName=self.name,
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            ScanIndexForward=False,
+            Limit=page,
+        )
+        return [dynamo.deserialize(item) for item in found.get("Items", [])]
+
+
 def records() -> Records:
     """The Records table of this deployment."""
     return Records(get_settings().records_table)
@@ -311,3 +415,8 @@ def control() -> Control:
 def tenants() -> Tenants:
     """The Tenants table of this deployment."""
     return Tenants(get_settings().tenants_table)
+
+
+def alerts() -> Alerts:
+    """The Alerts table of this deployment."""
+    return Alerts(get_settings().alerts_table)

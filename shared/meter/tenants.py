@@ -19,7 +19,7 @@ from meter.errors import BadRequest, NotFound
 from meter.timerange import now_ms, to_ms
 
 TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-SCOPES = ("ingest", "read")
+SCOPES = ("ingest", "read", "admin")
 
 _rate_cards: dict[str, tuple[float, dict[str, Decimal]]] = {}
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import csv
 import io
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -354,8 +354,15 @@ def _quarters(item: dict[str, Any], counter: str, first: int, last: int) -> int:
 class SeriesReader:
     """Reads one series' items once and answers any window of it."""
 
-    def __init__(self, query: UsageQuery, series: Series, plans: list[Plan], raw: dict[Slice, list[dict]]):
-        self.query, self.series, self.plans = query, series, plans
+    def __init__(
+        self,
+        query: UsageQuery,
+        series: Series,
+        plans: list[Plan],
+        raw: dict[Slice, list[dict]],
+        consistent: bool = False,
+    ):
+        self.query, self.series, self.plans, self.consistent = query, series, plans, consistent
         self.pk = series.dimension.pk(query.tenant, series.value)
         self.counter = _counter(query, series.dimension)
         self.raw = {piece: [r for r in records if series.matches(r)] for piece, records in raw.items()}
@@ -368,9 +375,21 @@ class SeriesReader:
         hours = {hour for _, pieces in self.plans for _, a, b in pieces for hour, _, _ in _hour_parts(a, b)}
         if days or hours:
             low, high = keys.day_sk(keys.day_key(min(days | hours))), keys.day_sk(keys.day_key(max(days | hours)))
-            for item in store.aggregates().between(self.pk, low, high):
+            for item in store.aggregates().between(self.pk, low, high, consistent=self.consistent):
                 self.day_items[keys.parse_aggregate(self.pk, item["sk"]).bucket_start] = item
         self._read_hours(sorted(hours))
+
+    def add(self, deltas: dict[tuple[str, str], Counter[str]]) -> None:
+        """Add counters not yet committed (an aggregator's open window) to the items read."""
+        for (pk, sk), added in deltas.items():
+            if pk != self.pk:
+                continue
+            bucket = keys.parse_aggregate(pk, sk).bucket_start
+            items = self.day_items if sk.startswith(keys.DAY_PREFIX) else self.hour_items
+            merged = dict(items.get(bucket, {}))
+            for name, n in added.items():
+                merged[name] = merged.get(name, 0) + n
+            items[bucket] = merged
 
     def _read_hours(self, hours: list[int]) -> None:
         if not hours:
@@ -385,7 +404,7 @@ class SeriesReader:
             runs = [[hours[0], hours[-1]]]
         for run in runs:
             low, high = keys.hour_sk(keys.hour_key(run[0])), keys.hour_sk(keys.hour_key(run[-1]))
-            for item in store.aggregates().between(self.pk, low, high):
+            for item in store.aggregates().between(self.pk, low, high, consistent=self.consistent):
                 self.hour_items[keys.parse_aggregate(self.pk, item["sk"]).bucket_start] = item
 
     def _one_query_is_cheaper(self, runs: list[list[int]]) -> bool:
@@ -420,6 +439,20 @@ def measure_of(query: UsageQuery, record: dict) -> int:
     if counted is not None:
         return int(record["count"]) if record["type"] == counted else 0
     return int(record_totals(record).get(query.measure, 0))
+
+
+def series_total(
+    query: UsageQuery, series: Series, consistent: bool = False, deltas: dict[tuple[str, str], Counter] | None = None
+) -> int:
+    """One series' exact total over the query's whole range (strongly consistent reads, and
+    uncommitted ``deltas`` added, when asked: what alerts compare with their thresholds)."""
+    plans = [_day_parts(query.start, query.end)]
+    slices = {piece for _, pieces in plans for _, a, b in pieces for piece in _raw_slices(a, b)}
+    raw = {piece: tenant_records(query.tenant, *piece) for piece in slices}
+    reader = SeriesReader(query, series, plans, raw, consistent)
+    reader.read()
+    reader.add(deltas or {})
+    return reader.value(0)
 
 
 # -- the answer ------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ EVENT = {
     "model": "m-1",
     "conversationId": "conv-1",
 }
+ALERT = {"name": "budget", "subject": {"agentId": "bot-1"}, "measure": "credits", "period": "day", "thresholds": [1]}
 ZEROS = {"tokens": 0, "conversations": 0, "messages": 0}
 
 
@@ -82,6 +83,13 @@ REQUESTS = {
         None,
         zero_totals,
     ),
+    ("POST", "/v1/alerts"): ("admin", "/v1/alerts", ALERT, None),
+    ("GET", "/v1/alerts"): ("read", "/v1/alerts", None, no_rows),
+    ("GET", "/v1/alerts/{alertId}"): ("read", "/v1/alerts/{alert}", None, 404),
+    ("PATCH", "/v1/alerts/{alertId}"): ("admin", "/v1/alerts/{alert}", {"name": "renamed"}, 404),
+    ("DELETE", "/v1/alerts/{alertId}"): ("admin", "/v1/alerts/{alert}", None, 404),
+    ("GET", "/v1/alerts/{alertId}/status"): ("read", "/v1/alerts/{alert}/status", None, 404),
+    ("GET", "/v1/alerts/{alertId}/triggers"): ("read", "/v1/alerts/{alert}/triggers", None, 404),
 }
 
 
@@ -117,6 +125,11 @@ def seeded(gateway, keys):
     return gateway
 
 
+@pytest.fixture
+def acme_alert(seeded, keys) -> str:
+    return call(seeded, "POST", "/v1/alerts", keys["acme"], ALERT).json()["id"]
+
+
 def forged_secret_for(public_id: str) -> str:
     """A well-formed secret with a valid checksum that is not the key's secret."""
     body = "A" * 30
@@ -124,8 +137,9 @@ def forged_secret_for(public_id: str) -> str:
 
 
 @pytest.mark.parametrize("route", sorted(REQUESTS))
-def test_auth_matrix(seeded, keys, route):
+def test_auth_matrix(seeded, keys, acme_alert, route):
     scope, path, body, other_tenant = REQUESTS[route]
+    path = path.replace("{alert}", acme_alert)
     method = route[0]
     acme_public = keys["acme"].split(":")[0]
     other_scope_key = keys["acme_read"] if scope == "ingest" else keys["acme_ingest"]
@@ -145,7 +159,7 @@ def test_auth_matrix(seeded, keys, route):
     wrong_scope = call(seeded, method, path, other_scope_key, body)
     assert wrong_scope.status == 403 and scope in json.dumps(wrong_scope.json())
 
-    assert call(seeded, method, path, keys["acme"], body).status == 200
+    assert call(seeded, method, path, keys["acme"], body).status == (201 if route == ("POST", "/v1/alerts") else 200)
     if other_tenant is None:
         return
     theirs = call(seeded, method, path, keys["globex"], body)

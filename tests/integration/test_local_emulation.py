@@ -56,7 +56,7 @@ def put(*ids: str) -> None:
 def mapping(dead: list, clock=None, **overrides) -> StreamMapping:
     """The template's stream mapping; without a window and with bisect unless ``overrides`` say else."""
     plain = {"tumbling_seconds": 0, "bisect_on_error": True, "report_item_failures": True}
-    source = dataclasses.replace(STACK.stream_sources()[0], **{**plain, **overrides})
+    source = dataclasses.replace(STACK.stream_source_of("AggregateStreamFunction"), **{**plain, **overrides})
     extra = {"clock": clock} if clock else {}
     return StreamMapping(source, RECORDER, get_settings().records_table, dead.append, retry_delay=0, **extra)
 

@@ -25,8 +25,8 @@ def test_create_list_revoke(aws, capsys):
 
 
 def test_errors_exit_non_zero_with_a_message(aws, capsys):
-    assert run(["create-key", "--tenant", "acme", "--scopes", "admin"]) == 1
-    assert "admin" in capsys.readouterr().err
+    assert run(["create-key", "--tenant", "acme", "--scopes", "superuser"]) == 1
+    assert "superuser" in capsys.readouterr().err
     assert run(["revoke-key", "pk_nope"]) == 1
     assert run(["set-rate-card", "--tenant", "ghost", "message=1"]) == 1
 

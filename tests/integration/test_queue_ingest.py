@@ -20,7 +20,7 @@ EVENT = {"id": "q-1", "type": "message", "count": 1, "identifier": "ana"}
 def queue(keys):
     sqs = boto3.client("sqs")
     urls = create_queues(STACK, sqs, visibility_timeout=0)
-    source = STACK.queue_sources()[0]
+    source = STACK.queue_source_of("IngestQueueFunction")
     mapping = QueueMapping(source, STACK.functions()[source.function], sqs, urls[source.queue])
 
     def send(body, tenant: str | None = "acme") -> None:

@@ -35,7 +35,7 @@ def queues(aws):
 
 
 def _stream_mapping(sqs, urls) -> StreamMapping:
-    source = STACK.stream_sources()[0]
+    source = STACK.stream_source_of("AggregateStreamFunction")
     failures = urls[source.on_failure]
     return StreamMapping(
         source,
@@ -65,7 +65,7 @@ def _waiting(sqs, url: str) -> int:
 
 def test_a_window_given_up_on_is_dead_lettered_the_shard_moves_on_and_redrive_counts_it_once(queues, monkeypatch):
     sqs, urls = queues
-    failures = urls[STACK.stream_sources()[0].on_failure]
+    failures = urls[STACK.stream_source_of("AggregateStreamFunction").on_failure]
     real_transact = aggregation.transact
 
     def refused(actions):
@@ -117,7 +117,7 @@ def test_a_redrive_of_a_range_already_counted_counts_nothing_twice(queues, monke
             "streamArn": arn,
         }
     }
-    source = STACK.stream_sources()[0]
+    source = STACK.stream_source_of("AggregateStreamFunction")
     sqs.send_message(QueueUrl=urls[source.on_failure], MessageBody=json.dumps(info))
 
     report = redrive_aggregation_failures(urls[source.on_failure], sqs=sqs, now=later())
@@ -128,7 +128,7 @@ def test_a_redrive_of_a_range_already_counted_counts_nothing_twice(queues, monke
 
 def test_unreadable_failure_messages_stay_in_the_queue_with_a_reason(queues):
     sqs, urls = queues
-    source = STACK.stream_sources()[0]
+    source = STACK.stream_source_of("AggregateStreamFunction")
     sqs.send_message(QueueUrl=urls[source.on_failure], MessageBody="not json")
     report = redrive_aggregation_failures(urls[source.on_failure], sqs=sqs)
     assert report.redriven == 0 and len(report.kept) == 1
@@ -136,7 +136,7 @@ def test_unreadable_failure_messages_stay_in_the_queue_with_a_reason(queues):
 
 def test_ingest_dead_letters_go_back_to_the_ingest_queue_and_are_stored_once(queues, keys):
     sqs, urls = queues
-    source = STACK.queue_sources()[0]
+    source = STACK.queue_source_of("IngestQueueFunction")
     dead_letter_url = urls["IngestDeadLetterQueue"]
     body = json.dumps({"id": "q-9", "type": "message", "count": 1})
     tenant = {"tenant": {"DataType": "String", "StringValue": "acme"}}

@@ -47,10 +47,20 @@ def test_the_api_has_no_gateway_authorizer_so_handlers_answer_a_missing_key():
 
 
 def test_stream_mapping_is_insert_only_windowed_bounded_and_dead_lettered():
-    (source,) = STACK.stream_sources()
+    source = STACK.stream_source_of("AggregateStreamFunction")
     assert [json.loads(f) for f in source.filters] == [{"eventName": ["INSERT"]}]
     assert 0 < source.tumbling_seconds <= 900 and not source.bisect_on_error
     assert 0 <= source.max_retries <= 10 and source.on_failure == "AggregationFailuresQueue"
+
+
+def test_alert_delivery_receives_only_new_firings_and_dead_letters_what_it_cannot_record():
+    source = STACK.stream_source_of("DeliverAlertsFunction")
+    assert source.table == "AlertsTable" and source.report_item_failures and 0 <= source.max_retries <= 10
+    (pattern,) = [json.loads(f) for f in source.filters]
+    assert pattern == {"eventName": ["INSERT"], "dynamodb": {"Keys": {"pk": {"S": [{"prefix": "TRIGGER#"}]}}}}
+    assert source.on_failure == "AlertDeliveryDeadLetterQueue"
+    (retries,) = [q for q in STACK.queue_sources() if q.function == "DeliverAlertsFunction"]
+    assert retries.queue == "AlertDeliveryRetryQueue"
 
 
 def test_reconciliation_waits_past_the_record_age_the_stream_mapping_gives_up_at():
@@ -86,7 +96,7 @@ def test_sample_events_run_against_their_handlers(keys, logical_id):
 
     result = invoke(STACK.functions()[logical_id], sample_event(logical_id))
     if "statusCode" in (result or {}):
-        assert result["statusCode"] in (200, 404), result  # 404: no data yet for the sample identifier
+        assert result["statusCode"] in (200, 201, 404), result  # 404: no data (or alert) yet for the sample
     elif logical_id == "ReconcileFunction":
         assert result == {name: 0 for name in ReconcileReport.COUNTS}
     elif logical_id == "AggregateStreamFunction":

@@ -20,6 +20,10 @@ print(json.dumps(sorted(name for name in sys.modules if name.split(".")[0] in ("
 """
 # Handlers that validate client input or shape their answer with pydantic models; the others must not load it.
 VALIDATING = {"IngestEventsFunction", "IngestQueueFunction", "UsageQueryFunction"}
+VALIDATING |= {f"{name}Function" for name in ("CreateAlert", "ListAlerts", "GetAlert", "UpdateAlert", "DeleteAlert")}
+VALIDATING |= {"AlertStatusFunction", "AlertTriggersFunction"}
+# Background functions that evaluate or show alerts (shapes shared with the alerts API); no request waits on them.
+VALIDATING |= {"AggregateStreamFunction", "DeliverAlertsFunction", "ReconcileFunction"}
 
 
 def _loaded(name: str, tracing: str) -> set[str]:

@@ -1,0 +1,13 @@
+"""GET /v1/alerts/{alertId}/status (ours, scope read): the current period's exact value and thresholds."""
+
+from meter.alerts import alert_status
+from meter.http import api_handler, path_parameter
+from meter.logs import observed
+
+
+@api_handler("read")
+def handle(event, principal) -> dict:
+    return alert_status(principal.tenant, path_parameter(event, "alertId"))
+
+
+lambda_handler = observed(handle)

@@ -1,0 +1,13 @@
+"""GET /v1/alerts/{alertId} (ours, scope read): one alert."""
+
+from meter.alerts import get_alert
+from meter.http import api_handler, path_parameter
+from meter.logs import observed
+
+
+@api_handler("read")
+def handle(event, principal) -> dict:
+    return get_alert(principal.tenant, path_parameter(event, "alertId"))
+
+
+lambda_handler = observed(handle)

@@ -1,0 +1,466 @@
+"""Budgets and threshold alerts: definitions, their periods, exact values, and firing exactly once.
+
+An alert watches one measure of one subject (the tenant, an end user, or an agent) over a
+period (a local day or month in its time zone, or the tenant's billing period). It fires once per
+(alert, threshold, period): a firing is stored in one transaction with a mark whose key is that
+triple, written only if absent, so replays, retries, duplicate events and concurrent evaluators
+can only ever store it once. Evaluation is level-triggered (it compares the period's exact value
+with the thresholds not yet marked), so it may run as often as convenient: when the aggregator
+has folded records of the subject (its open window added to what is committed) and after each
+commit, and when an alert is created or its thresholds change.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from meter import keys, store
+from meter.config import get_settings
+from meter.cursors import decode_cursor, encode_cursor
+from meter.dimensions import AGENT, IDENTIFIER, TENANT, contribution_of
+from meter.errors import BadRequest, Conflict, NotFound
+from meter.localtime import DAY, MONTH, local_iso, next_boundary, window_start
+from meter.logs import logger, metrics
+from meter.records import UsageRecord
+from meter.tenants import billing_period_start, get_tenant
+from meter.timerange import HOUR_MS, iso, now_ms
+from meter.usage_query import Series, UsageQuery, series_total
+
+MAX_THRESHOLDS = 20
+MAX_ALERTS = 1000
+MAX_THRESHOLD = 10**15
+TRIGGERS_PAGE = 50
+DEFINITIONS_CACHE_SECONDS = 10.0  # how stale the aggregator's view of a tenant's alerts may be mid-window
+SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
+PATCHABLE = ("name", "thresholds", "webhookUrl")
+
+Measure = Literal["credits", "tokens", "events", "messages", "conversations"]
+Period = Literal["day", "month", "billing_period"]
+AggregateKey = tuple[str, str]
+
+
+# -- shapes ----------------------------------------------------------------------------------
+class Subject(BaseModel):
+    """Whose usage: one end user, one agent, or (empty) the whole tenant."""
+
+    model_config = ConfigDict(extra="forbid")
+    identifier: str | None = Field(None, min_length=1, max_length=256)
+    agentId: str | None = Field(None, min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _one_at_most(self) -> Subject:
+        if self.identifier is not None and self.agentId is not None:
+            raise ValueError("give identifier or agentId, not both ({} for the whole tenant)")
+        return self
+
+
+def _thresholds(values: list[int]) -> list[int]:
+    if len(set(values)) != len(values):
+        raise ValueError("thresholds must be distinct")
+    return sorted(values)
+
+
+def _webhook(url: str | None) -> str | None:
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    local = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")
+    if not parts.hostname or not (parts.scheme == "https" or (local and get_settings().webhooks_to_localhost)):
+        raise ValueError("must be an https:// URL")
+    return url
+
+
+class AlertSpec(BaseModel):
+    """``POST /v1/alerts``: what to watch and when to tell."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    subject: Subject = Field(default_factory=Subject)
+    measure: Measure
+    period: Period
+    timeZone: str = Field("UTC", max_length=64)
+    thresholds: list[int] = Field(min_length=1, max_length=MAX_THRESHOLDS)
+    webhookUrl: str | None = Field(None, max_length=2048)
+
+    _distinct = field_validator("thresholds")(_thresholds)
+    _https = field_validator("webhookUrl")(_webhook)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _positive(cls, values: list[int]) -> list[int]:
+        if any(not 0 < v <= MAX_THRESHOLD for v in values):
+            raise ValueError(f"each threshold must be a whole number from 1 to {MAX_THRESHOLD}")
+        return values
+
+    @field_validator("timeZone")
+    @classmethod
+    def _zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ValueError, OSError, KeyError):
+            raise ValueError("must be an IANA time zone such as Europe/Berlin") from None
+        return name
+
+    @model_validator(mode="after")
+    def _billing_in_utc(self) -> AlertSpec:
+        if self.period == "billing_period" and self.timeZone != "UTC":
+            raise ValueError("timeZone: a billing period starts at 00:00 UTC on the tenant's anchor day; use UTC")
+        return self
+
+
+class AlertChange(BaseModel):
+    """``PATCH /v1/alerts/{id}``: a new name, thresholds or webhook (null removes it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1, max_length=200)
+    thresholds: list[int] | None = Field(None, min_length=1, max_length=MAX_THRESHOLDS)
+    webhookUrl: str | None = Field(None, max_length=2048)
+
+    _distinct = field_validator("thresholds")(lambda v: v if v is None else _thresholds(v))
+    _https = field_validator("webhookUrl")(_webhook)
+    _positive = field_validator("thresholds")(lambda v: v if v is None else AlertSpec._positive(v))
+
+
+class Alert(BaseModel):
+    """An alert as the API shows it."""
+
+    id: str
+    name: str
+    subject: Subject
+    measure: Measure
+    period: Period
+    timeZone: str
+    thresholds: list[int]
+    webhookUrl: str | None
+    createdAt: str
+    updatedAt: str
+    signingSecret: str | None = Field(None, description="Only in the answer that created it")
+
+
+class AlertList(BaseModel):
+    data: list[Alert]
+    cursor: str | None = None
+
+
+class AlertStatus(BaseModel):
+    """``GET /v1/alerts/{id}/status``: where the current period stands."""
+
+    periodStart: str
+    periodEnd: str
+    value: int
+    crossed: list[int]
+    next: int | None
+
+
+class Delivery(BaseModel):
+    status: Literal["pending", "retrying", "delivered", "failed"]
+    attempts: int
+    lastError: str | None = None
+
+
+class Trigger(BaseModel):
+    """One firing of one threshold in one period."""
+
+    id: str
+    threshold: int
+    periodStart: str
+    periodEnd: str
+    value: int
+    eventId: str | None = Field(description="The event whose counting crossed it; null if usage was past it already")
+    triggeredAt: str
+    delivery: Delivery
+
+
+class TriggerList(BaseModel):
+    data: list[Trigger]
+    cursor: str | None = None
+
+
+def _invalid(error: ValidationError) -> BadRequest:
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "body"
+    message = first["msg"].removeprefix("Value error, ")
+    if message.startswith("timeZone: "):
+        field, message = "timeZone", message.removeprefix("timeZone: ")
+    return BadRequest(f"Invalid '{field}': {message}", details=[{"field": field, "reason": message}])
+
+
+def parse_body(model: type[BaseModel], body: Any) -> BaseModel:
+    """A request body as ``model``; 400 naming the first bad field."""
+    if not isinstance(body, dict):
+        raise BadRequest("Request body must be a JSON object")
+    try:
+        return model.model_validate(body)
+    except ValidationError as invalid:
+        raise _invalid(invalid) from None
+
+
+# -- the alert's numbers -----------------------------------------------------------------------
+def subject_series(alert: dict[str, Any]) -> Series:
+    """Where the alert's subject's totals live."""
+    subject = alert.get("subject") or {}
+    if subject.get("identifier"):
+        return Series(IDENTIFIER, subject["identifier"], ())
+    if subject.get("agentId"):
+        return Series(AGENT, subject["agentId"], ())
+    return Series(TENANT, "", ())
+
+
+def period_bounds(alert: dict[str, Any], at: int) -> tuple[int, int]:
+    """``[start, end)`` of the alert's period holding the instant ``at``."""
+    if alert["period"] == "billing_period":
+        anchor = int((get_tenant(alert["tenant"]) or {}).get("billingAnchorDay", 1))
+        start = billing_period_start(anchor, at)
+        following = datetime.fromtimestamp(start / 1000, UTC)
+        year, month = (following.year, following.month + 1) if following.month < 12 else (following.year + 1, 1)
+        return start, int(following.replace(year=year, month=month).timestamp() * 1000)
+    size, zone = (DAY if alert["period"] == "day" else MONTH), ZoneInfo(alert["timeZone"])
+    return window_start(at, size, zone), next_boundary(at, size, zone)
+
+
+def period_value(alert: dict[str, Any], start: int, end: int, deltas: dict | None = None) -> int:
+    """The alert's measure of its subject over ``[start, end)``: committed (read strongly
+    consistent) plus ``deltas`` an aggregator has folded but not yet committed."""
+    query = UsageQuery(alert["tenant"], start, end, None, ZoneInfo(alert["timeZone"]), alert["measure"])
+    return series_total(query, subject_series(alert), consistent=True, deltas=deltas)
+
+
+def adds_to(alert: dict[str, Any], record: UsageRecord) -> int:
+    """What one record adds to the alert's value (in the record's period)."""
+    subject = alert.get("subject") or {}
+    if subject.get("identifier") and record.identifier != subject["identifier"]:
+        return 0
+    if subject.get("agentId") and record.agent_id != subject["agentId"]:
+        return 0
+    return int(contribution_of(record.type, record.count, record.credits)[alert["measure"]])
+
+
+# -- firing ----------------------------------------------------------------------------------
+def _crossing_event(alert: dict, threshold: int, value: int, start: int, end: int, records: list) -> str | None:
+    """The id of the record that took the value to the threshold, if it is among ``records``
+    (those just counted, in stream order); None if the value was there before them."""
+    mine = [(r.id, adds_to(alert, r)) for r in records if start <= r.ts < end and r.tenant == alert["tenant"]]
+    running = value - sum(n for _, n in mine)
+    for event_id, n in mine:
+        running += n
+        if n and running >= threshold:
+            return event_id if running - n < threshold else None
+    return None
+
+
+def evaluate(
+    alert: dict[str, Any], at: int, deltas: dict | None = None, records: list[UsageRecord] = (), now: int | None = None
+) -> list[dict[str, Any]]:
+    """Fire every threshold the alert's period holding ``at`` has reached and not yet fired for;
+    the firings stored (each exactly once, whoever else evaluates the same period)."""
+    now = now_ms() if now is None else now
+    start, end = period_bounds(alert, at)
+    if end <= alert["createdAt"]:
+        return []  # a period that ended before the alert existed
+    waiting = [t for t in alert["thresholds"] if t not in store.alerts().fired_in(alert["tenant"], alert["id"], start)]
+    if not waiting:
+        return []
+    value = period_value(alert, start, end, deltas)
+    fired = []
+    for threshold in (t for t in waiting if value >= t):
+        trigger = {
+            "pk": keys.triggers_pk(alert["tenant"], alert["id"]),
+            "sk": keys.trigger_sk(now, start, threshold),
+            "tenant": alert["tenant"],
+            "alertId": alert["id"],
+            "threshold": threshold,
+            "periodStart": start,
+            "periodEnd": end,
+            "value": value,
+            "eventId": _crossing_event(alert, threshold, value, start, end, list(records)),
+            "triggeredAt": now,
+            "delivery": {"status": "pending", "attempts": 0},
+        }
+        if store.alerts().fire_once(alert["tenant"], alert["id"], trigger):
+            logger.info("alert fired", extra={"alert": alert["id"], "threshold": threshold, "value": value})
+            metrics.add_metric(name="AlertsFired", unit="Count", value=1)
+            fired.append(trigger)
+    return fired
+
+
+_definitions: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+
+
+def alerts_of(tenant: str, fresh: bool) -> list[dict[str, Any]]:
+    """A tenant's alerts; mid-window checks may use a view up to ``DEFINITIONS_CACHE_SECONDS`` old."""
+    cached = _definitions.get(tenant)
+    if not fresh and cached and cached[0] > time.monotonic():
+        return cached[1]
+    found = [{**item, "tenant": tenant} for item in store.alerts().alerts_of(tenant, consistent=fresh)]
+    _definitions[tenant] = (time.monotonic() + DEFINITIONS_CACHE_SECONDS, found)
+    return found
+
+
+def check_touched(touched: Iterable[AggregateKey], records: list[UsageRecord], deltas: dict | None, fresh: bool) -> int:
+    """Evaluate the alerts whose subject's hour items were just counted (``touched``): with
+    ``deltas`` (an open window) added to what is committed, or after a commit. How many fired."""
+    hours: dict[str, set[int]] = {}
+    for pk, sk in touched:
+        if sk.startswith(keys.HOUR_PREFIX):
+            hours.setdefault(pk, set()).add(keys.parse_aggregate(pk, sk).bucket_start)
+    tenants = {keys.tenant_of_aggregate(pk) for pk in hours}
+    fired = 0
+    for tenant in sorted(tenants):
+        for alert in alerts_of(tenant, fresh):
+            series = subject_series(alert)
+            buckets = hours.get(series.dimension.pk(tenant, series.value), set())
+            # an hour can straddle two local days (zones at :30 or :45 past the hour)
+            periods = {period_bounds(alert, at)[0] for hour in buckets for at in (hour, hour + HOUR_MS - 1)}
+            for start in sorted(periods):
+                fired += len(evaluate(alert, start, deltas, records))
+    return fired
+
+
+# -- the API's use cases -----------------------------------------------------------------------
+def _shown(item: dict[str, Any], secret: str | None = None) -> dict[str, Any]:
+    return Alert(
+        id=item["sk"],
+        name=item["name"],
+        subject=Subject(**(item.get("subject") or {})),
+        measure=item["measure"],
+        period=item["period"],
+        timeZone=item["timeZone"],
+        thresholds=[int(t) for t in item["thresholds"]],
+        webhookUrl=item.get("webhookUrl"),
+        createdAt=iso(int(item["createdAt"])),
+        updatedAt=iso(int(item["updatedAt"])),
+        signingSecret=secret,
+    ).model_dump(exclude=set() if secret else {"signingSecret"})
+
+
+def _loaded(tenant: str, alert_id: str) -> dict[str, Any]:
+    item = store.alerts().alert(tenant, alert_id)
+    if item is None:
+        raise NotFound(f"Unknown alert '{alert_id}'")
+    return {**item, "tenant": tenant, "id": alert_id}
+
+
+def create_alert(tenant: str, body: Any, now: int | None = None) -> dict[str, Any]:
+    """Store a new alert and fire at once for thresholds its current period has already reached."""
+    now = now_ms() if now is None else now
+    spec = parse_body(AlertSpec, body)
+    if store.alerts().count_of(tenant) >= MAX_ALERTS:
+        raise Conflict(f"A tenant may have at most {MAX_ALERTS:,} alerts; delete one first")
+    alert_id = f"al_{uuid.uuid4().hex[:20]}"
+    secret = SECRET_PREFIX + secrets.token_urlsafe(32) if spec.webhookUrl else None
+    item = {
+        "pk": keys.alerts_pk(tenant),
+        "sk": alert_id,
+        **spec.model_dump(exclude_none=True),
+        "subject": spec.subject.model_dump(exclude_none=True),
+        "createdAt": now,
+        "updatedAt": now,
+        **({"signingSecret": secret} if secret else {}),
+    }
+    store.alerts().put(item)
+    _definitions.pop(tenant, None)
+    evaluate({**item, "tenant": tenant, "id": alert_id}, now, now=now)
+    return _shown(item, secret)
+
+
+def list_alerts(tenant: str, cursor: str | None, limit: int = 100) -> dict[str, Any]:
+    """A page of the tenant's alerts, by id."""
+    after = decode_cursor(tenant, cursor) if cursor else ""
+    items = [item for item in store.alerts().alerts_of(tenant) if item["sk"] > after]
+    page = items[:limit]
+    more = encode_cursor(tenant, page[-1]["sk"]) if len(items) > limit else None
+    return {"data": [_shown(item) for item in page], "cursor": more}
+
+
+def get_alert(tenant: str, alert_id: str) -> dict[str, Any]:
+    """One alert."""
+    return _shown(_loaded(tenant, alert_id))
+
+
+def change_alert(tenant: str, alert_id: str, body: Any, now: int | None = None) -> dict[str, Any]:
+    """Rename an alert, change its thresholds or webhook; fire for new thresholds already reached."""
+    now = now_ms() if now is None else now
+    if isinstance(body, dict):
+        fixed = sorted(set(body) - set(PATCHABLE))
+        if fixed and fixed[0] in AlertSpec.model_fields:
+            raise BadRequest(f"Invalid '{fixed[0]}': cannot be changed; create a new alert instead")
+    change = parse_body(AlertChange, body)
+    item = _loaded(tenant, alert_id)
+    given = change.model_dump(exclude_unset=True)
+    if "webhookUrl" in given and given["webhookUrl"] is None:
+        item.pop("webhookUrl", None)
+        item.pop("signingSecret", None)
+        given.pop("webhookUrl")
+    secret = None
+    if given.get("webhookUrl") and not item.get("signingSecret"):
+        secret = item["signingSecret"] = SECRET_PREFIX + secrets.token_urlsafe(32)
+    item.update({k: v for k, v in given.items() if v is not None}, updatedAt=now)
+    stored = {k: v for k, v in item.items() if k not in ("tenant", "id")}
+    store.alerts().put(stored)
+    _definitions.pop(tenant, None)
+    evaluate(item, now, now=now)
+    return _shown(stored, secret)
+
+
+def delete_alert(tenant: str, alert_id: str) -> None:
+    """Remove an alert (its firings are no longer listed)."""
+    if not store.alerts().remove_alert(tenant, alert_id):
+        raise NotFound(f"Unknown alert '{alert_id}'")
+    _definitions.pop(tenant, None)
+
+
+def alert_status(tenant: str, alert_id: str, now: int | None = None) -> dict[str, Any]:
+    """The current period's exact value, the thresholds it has fired for and the next one."""
+    now = now_ms() if now is None else now
+    alert = _loaded(tenant, alert_id)
+    start, end = period_bounds(alert, now)
+    value = period_value(alert, start, end)
+    crossed = sorted(store.alerts().fired_in(tenant, alert_id, start))
+    ahead = [int(t) for t in alert["thresholds"] if int(t) > value]
+    zone = ZoneInfo(alert["timeZone"])
+    return AlertStatus(
+        periodStart=local_iso(start, zone),
+        periodEnd=local_iso(end, zone),
+        value=value,
+        crossed=crossed,
+        next=min(ahead) if ahead else None,
+    ).model_dump()
+
+
+def shown_trigger(item: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
+    """A firing as the API and the deliveries show it."""
+    delivery = item.get("delivery") or {}
+    return Trigger(
+        id=keys.trigger_id(item["pk"], item["sk"]),
+        threshold=int(item["threshold"]),
+        periodStart=local_iso(int(item["periodStart"]), zone),
+        periodEnd=local_iso(int(item["periodEnd"]), zone),
+        value=int(item["value"]),
+        eventId=item.get("eventId"),
+        triggeredAt=iso(int(item["triggeredAt"])),
+        delivery=Delivery(
+            status=delivery.get("status", "pending"),
+            attempts=int(delivery.get("attempts", 0)),
+            lastError=delivery.get("lastError"),
+        ),
+    ).model_dump()
+
+
+def list_triggers(tenant: str, alert_id: str, cursor: str | None, limit: int = TRIGGERS_PAGE) -> dict[str, Any]:
+    """An alert's firings, newest first, a page at a time."""
+    alert = _loaded(tenant, alert_id)
+    before = decode_cursor(tenant, cursor) if cursor else None
+    items = store.alerts().triggers_before(tenant, alert_id, before, limit + 1)
+    page = items[:limit]
+    more = encode_cursor(tenant, page[-1]["sk"]) if len(items) > limit else None
+    zone = ZoneInfo(alert["timeZone"])
+    return TriggerList(data=[Trigger(**shown_trigger(item, zone)) for item in page], cursor=more).model_dump()
