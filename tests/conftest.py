@@ -31,7 +31,7 @@ from moto import mock_aws
 
 from local.gateway import Gateway
 from local.template import Stack
-from meter import arrivals, auth, cursors, dynamo, ratelimit, tenants
+from meter import alert_delivery, alerts, arrivals, auth, cursors, dynamo, ratelimit, tenants
 from meter.auth import create_key
 from meter.config import get_settings
 
@@ -67,6 +67,9 @@ def reset_caches() -> None:
     auth._verdicts.clear()
     arrivals._noted.clear()
     ratelimit._windows.clear()
+    alerts._definitions.clear()
+    alert_delivery._events.cache_clear()
+    alert_delivery._sqs.cache_clear()
 
 
 def create_tables(stack: Stack = STACK) -> None:

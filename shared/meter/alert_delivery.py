@@ -142,7 +142,7 @@ def deliver(pk: str, sk: str, now: int | None = None) -> str:
         return "gone" if trigger is None else trigger["delivery"]["status"]
     delivery = _send(trigger, now)
     if delivery["status"] == "retrying":
-        if now - int(trigger["triggeredAt"]) + retry_delay(delivery["attempts"]) * 1000 > RETRY_FOR_MS:
+        if now - int(trigger["triggeredAt"]) + retry_delay(delivery["attempts"]) * 1000 >= RETRY_FOR_MS:
             delivery["status"] = "failed"
             _sqs().send_message(
                 QueueUrl=_queue_url("ALERT_DEAD_LETTER_QUEUE"), MessageBody=json.dumps({"pk": pk, "sk": sk})

@@ -300,7 +300,9 @@ def alerts_of(tenant: str, fresh: bool) -> list[dict[str, Any]]:
     cached = _definitions.get(tenant)
     if not fresh and cached and cached[0] > time.monotonic():
         return cached[1]
-    found = [{**item, "tenant": tenant} for item in store.alerts().alerts_of(tenant, consistent=fresh)]
+    found = [
+        {**item, "tenant": tenant, "id": item["sk"]} for item in store.alerts().alerts_of(tenant, consistent=fresh)
+    ]
     _definitions[tenant] = (time.monotonic() + DEFINITIONS_CACHE_SECONDS, found)
     return found
 
@@ -322,6 +324,17 @@ def check_touched(touched: Iterable[AggregateKey], records: list[UsageRecord], d
             periods = {period_bounds(alert, at)[0] for hour in buckets for at in (hour, hour + HOUR_MS - 1)}
             for start in sorted(periods):
                 fired += len(evaluate(alert, start, deltas, records))
+    return fired
+
+
+def check_window(tenant: str, start: int, end: int) -> int:
+    """Evaluate every alert of a tenant over each of its periods that ``[start, end)`` touches
+    (reconciliation's backstop, after it has recounted the window). How many fired."""
+    fired = 0
+    for alert in alerts_of(tenant, fresh=True):
+        instants = [*range(start, end, HOUR_MS), end - 1]
+        for period_start in sorted({period_bounds(alert, at)[0] for at in instants}):
+            fired += len(evaluate(alert, period_start))
     return fired
 
 

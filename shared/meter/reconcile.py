@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from meter import keys, store
+from meter import alerts, keys, store
 from meter.aggregation import coalesce, listing_attributes
 from meter.arrivals import LATE_AFTER_MS
 from meter.dimensions import AGENT, AGENT_SCOPED, DIMENSIONS, TENANT, Dimension
@@ -152,7 +152,16 @@ def _raise_to(key: AggregateKey, seen: Counter, raised: Counter, listing: dict[s
 
 
 def reconcile_window(tenant: str, start: int, end: int, now: int) -> ReconcileReport:
-    """Reconcile one tenant's aggregate items whose buckets lie wholly inside ``[start, end)``."""
+    """Reconcile one tenant's aggregate items whose buckets lie wholly inside ``[start, end)``, then
+    evaluate the tenant's alerts over the periods the window touches (the backstop for a check the
+    aggregator could not make); a failure of either raises, and the window is retried."""
+    report = _recount_window(tenant, start, end, now)
+    if not report.deferred:
+        alerts.check_window(tenant, start, end)
+    return report
+
+
+def _recount_window(tenant: str, start: int, end: int, now: int) -> ReconcileReport:
     report = ReconcileReport()
     records, report.unreadable = _records(tenant, start, end)
     report.records = len(records)

@@ -35,6 +35,9 @@ RECORD_READERS = {
     "ConversationUsageFunction",
     "ReconcileFunction",
 }
+# Who changes alerts, marks firings, or records deliveries.
+ALERT_WRITERS = {"CreateAlertFunction", "UpdateAlertFunction", "DeleteAlertFunction", "DeliverAlertsFunction"}
+ALERT_WRITERS |= {"AggregateStreamFunction", "ReconcileFunction"}
 VERBS = {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchGetItem", "Scan"}
 
 
@@ -73,6 +76,8 @@ def test_no_function_holds_a_policy_broader_than_its_use(logical_id):
             ), (action, table)
         if table == "AggregatesTable" and action != "Query":
             assert logical_id in {"AggregateStreamFunction", "ReconcileFunction"}, (action, table)
+        if table == "AlertsTable" and action not in ("GetItem", "Query"):
+            assert logical_id in ALERT_WRITERS, (action, table)
         if table == "TenantsTable":
             assert action == "GetItem" or (logical_id, action) == ("ReconcileFunction", "Scan"), (action, table)
     reads_records = any(table == "RecordsTable" and action == "Query" for action, table, _ in granted(logical_id))

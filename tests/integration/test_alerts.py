@@ -1,0 +1,324 @@
+"""Alerts through the API (moto): refused input names its field, the status a platform checks
+before running an agent, firing exactly once with the event that crossed, local-time periods,
+and delivery to EventBridge and to a signed webhook that keeps failing."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from zoneinfo import ZoneInfo
+
+import boto3
+import pytest
+
+from local.streams import StreamMapping
+from meter import alert_delivery, alerts, store
+from meter.localtime import DAY, MONTH, window_start
+from meter.timerange import DAY_MS, HOUR_MS, iso, now_ms
+from tests.conftest import STACK, reset_caches
+from tests.helpers import aggregator, call
+
+NOW = now_ms()
+
+
+def alert(**fields) -> dict:
+    return {"name": "budget", "measure": "credits", "period": "day", "thresholds": [10, 20], **fields}
+
+
+def event(event_id: str, credits: int = 0, ts: int | None = None, **fields) -> dict:
+    found = {"id": event_id, "type": "message", "count": 1, "credits": credits, "identifier": "ana", **fields}
+    return {**found, "timestamp": iso(ts)} if ts is not None else found
+
+
+def send(gateway, token, *events) -> None:
+    response = call(gateway, "POST", "/v1/events", token, {"events": list(events)})
+    assert response.status in (200, 409), response.json()
+
+
+def count(gateway, token, *events) -> None:
+    """Ingest, then let the aggregator count (its windows closed)."""
+    send(gateway, token, *events)
+    aggregator(STACK).drain()
+
+
+def create(gateway, token, **fields) -> dict:
+    response = call(gateway, "POST", "/v1/alerts", token, alert(**fields))
+    assert response.status == 201, response.json()
+    return response.json()
+
+
+def triggers(gateway, token, alert_id: str) -> list[dict]:
+    response = call(gateway, "GET", f"/v1/alerts/{alert_id}/triggers", token)
+    assert response.status == 200, response.json()
+    return response.json()["data"]
+
+
+def fired(gateway, token, alert_id: str) -> list[tuple[int, str | None]]:
+    return [(t["threshold"], t["eventId"]) for t in triggers(gateway, token, alert_id)]
+
+
+# -- input ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"thresholds": [10]}, "name"),
+        (alert(measure="dollars"), "measure"),
+        (alert(period="week"), "period"),
+        (alert(thresholds=[]), "thresholds"),
+        (alert(thresholds=list(range(1, 22))), "thresholds"),
+        (alert(thresholds=[5, 5]), "thresholds"),
+        (alert(thresholds=[0]), "thresholds"),
+        (alert(timeZone="Mars/Olympus"), "timeZone"),
+        (alert(period="billing_period", timeZone="Europe/Berlin"), "timeZone"),
+        (alert(subject={"identifier": "ana", "agentId": "bot"}), "subject"),
+        (alert(subject={"team": "x"}), "subject.team"),
+        (alert(webhookUrl="http://example.com/hook"), "webhookUrl"),
+        (alert(colour="red"), "colour"),
+    ],
+)
+def test_a_bad_alert_is_refused_naming_the_field(gateway, keys, body, field):
+    response = call(gateway, "POST", "/v1/alerts", keys["acme"], body)
+    assert response.status == 400, response.json()
+    assert f"'{field}'" in response.json()["error"]
+
+
+def test_changing_what_an_alert_watches_is_refused_and_unknown_alerts_are_404(gateway, keys):
+    made = create(gateway, keys["acme"])
+    response = call(gateway, "PATCH", f"/v1/alerts/{made['id']}", keys["acme"], {"measure": "tokens"})
+    assert response.status == 400 and "'measure'" in response.json()["error"]
+    assert call(gateway, "GET", "/v1/alerts/al_nope", keys["acme"]).status == 404
+    assert call(gateway, "DELETE", "/v1/alerts/al_nope", keys["acme"]).status == 404
+
+
+def test_a_tenant_holds_a_limited_number_of_alerts(gateway, keys, monkeypatch):
+    monkeypatch.setattr(alerts, "MAX_ALERTS", 2)
+    create(gateway, keys["acme"])
+    create(gateway, keys["acme"])
+    response = call(gateway, "POST", "/v1/alerts", keys["acme"], alert())
+    assert response.status == 409 and "at most 2" in response.json()["error"]
+    create(gateway, keys["globex"])  # per tenant
+
+
+def test_create_read_list_change_and_delete(gateway, keys):
+    made = create(gateway, keys["acme"], subject={"agentId": "bot-1"}, webhookUrl="https://example.com/h")
+    assert made["signingSecret"].startswith("whsec_") and made["thresholds"] == [10, 20]
+    shown = call(gateway, "GET", f"/v1/alerts/{made['id']}", keys["acme"]).json()
+    assert "signingSecret" not in shown and shown["subject"] == {"agentId": "bot-1", "identifier": None}
+    changed = call(
+        gateway,
+        "PATCH",
+        f"/v1/alerts/{made['id']}",
+        keys["acme"],
+        {"name": "n", "thresholds": [30], "webhookUrl": None},
+    ).json()
+    assert (changed["name"], changed["thresholds"], changed["webhookUrl"]) == ("n", [30], None)
+    listed = call(gateway, "GET", "/v1/alerts", keys["acme"]).json()["data"]
+    assert [a["id"] for a in listed] == [made["id"]]
+    assert call(gateway, "GET", "/v1/alerts", keys["globex"]).json()["data"] == []
+    assert call(gateway, "DELETE", f"/v1/alerts/{made['id']}", keys["acme"]).json() == {
+        "id": made["id"],
+        "deleted": True,
+    }
+    assert call(gateway, "GET", f"/v1/alerts/{made['id']}", keys["acme"]).status == 404
+
+
+# -- firing -----------------------------------------------------------------------------------
+def test_each_threshold_fires_once_naming_the_event_that_crossed_it(gateway, keys):
+    token = keys["acme"]
+    watched = create(gateway, token, subject={"identifier": "ana"})
+    count(gateway, token, event("e1", 6), event("e2", 6), event("other", 50, identifier="bo"))
+    assert fired(gateway, token, watched["id"]) == [(10, "e2")]
+    count(gateway, token, event("e2", 6), event("e3", 20), event("e3", 20))  # duplicates count once
+    assert fired(gateway, token, watched["id"]) == [(20, "e3"), (10, "e2")]  # newest first
+    StreamMapping(*_replay_args()).drain()  # the whole stream again: counted and fired once
+    assert fired(gateway, token, watched["id"]) == [(20, "e3"), (10, "e2")]
+    status = call(gateway, "GET", f"/v1/alerts/{watched['id']}/status", token).json()
+    assert (status["value"], status["crossed"], status["next"]) == (32, [10, 20], None)
+    assert status["periodStart"] == iso(NOW // DAY_MS * DAY_MS).replace(".000Z", "Z").replace("Z", "+00:00")
+
+
+def _replay_args():
+    source = STACK.stream_source_of("AggregateStreamFunction")
+    return source, STACK.functions()[source.function], STACK.physical_name(source.table), lambda _: None
+
+
+def test_one_event_past_several_thresholds_fires_each_once_and_other_subjects_do_not_count(gateway, keys):
+    token = keys["acme"]
+    agent = create(gateway, token, subject={"agentId": "bot-1"}, measure="tokens", thresholds=[1, 2, 3, 100])
+    tenant = create(gateway, token, measure="events", thresholds=[2])
+    count(gateway, token, event("t1", type="tokens.input", count=5, agentId="bot-1"))
+    count(gateway, token, event("m1", agentId="bot-2"))
+    assert fired(gateway, token, agent["id"]) == [(3, "t1"), (2, "t1"), (1, "t1")]
+    assert fired(gateway, token, tenant["id"]) == [(2, "m1")]
+    status = call(gateway, "GET", f"/v1/alerts/{agent['id']}/status", token).json()
+    assert (status["value"], status["crossed"], status["next"]) == (5, [1, 2, 3], 100)
+    assert call(gateway, "GET", f"/v1/alerts/{agent['id']}/triggers", keys["globex"]).status == 404
+
+
+def test_an_alert_made_after_usage_passed_a_threshold_fires_at_once(gateway, keys):
+    token = keys["acme"]
+    count(gateway, token, event("a", 15))
+    made = create(gateway, token, thresholds=[10, 20])
+    assert fired(gateway, token, made["id"]) == [(10, None)]
+    changed = call(gateway, "PATCH", f"/v1/alerts/{made['id']}", token, {"thresholds": [5, 10, 20]})
+    assert changed.status == 200
+    assert fired(gateway, token, made["id"]) == [(5, None), (10, None)]
+
+
+def _boundary(size: str, zone: ZoneInfo) -> int:
+    """The latest local day or month start at least an hour ago (its events are still accepted)."""
+    start = window_start(NOW - HOUR_MS, size, zone)
+    return start if NOW - start >= HOUR_MS else window_start(start - 1, size, zone)
+
+
+@pytest.mark.parametrize(
+    ("period", "zone", "size"), [("day", "Asia/Kolkata", DAY), ("month", "America/New_York", MONTH)]
+)
+def test_periods_roll_over_at_local_midnight(gateway, keys, period, zone, size):
+    token = keys["acme"]
+    boundary = _boundary(size, ZoneInfo(zone))
+    made = alerts.create_alert("acme", alert(period=period, timeZone=zone, thresholds=[10]), now=boundary - 2 * DAY_MS)
+    half_hour = 30 * 60_000
+    count(gateway, token, event("before", 8, boundary - half_hour), event("after", 8, boundary + half_hour))
+    assert fired(gateway, token, made["id"]) == []  # 8 in each period, never 16 in one
+    count(gateway, token, event("before-2", 3, boundary - 2 * half_hour), event("after-2", 3, boundary + 1))
+    shown = triggers(gateway, token, made["id"])
+    starts = sorted(t["periodStart"] for t in shown)
+    assert [t["threshold"] for t in shown] == [10, 10] and len(set(starts)) == 2
+    assert datetime.fromisoformat(starts[1]) == datetime.fromtimestamp(boundary / 1000, UTC)
+    assert datetime.fromisoformat(starts[1]).utcoffset() == ZoneInfo(zone).utcoffset(
+        datetime.fromisoformat(starts[1]).replace(tzinfo=None)
+    )
+    assert {t["eventId"] for t in shown} == {"before-2", "after-2"}
+
+
+# -- delivery ---------------------------------------------------------------------------------
+class Receiver:
+    """A webhook endpoint on 127.0.0.1 that records requests and answers ``status``."""
+
+    def __init__(self):
+        self.status, self.requests = 200, []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((dict(self.headers.items()), body))
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+
+
+@pytest.fixture
+def receiver(monkeypatch):
+    monkeypatch.setenv("ALERT_WEBHOOKS_TO_LOCALHOST", "true")
+    reset_caches()
+    found = Receiver()
+    yield found
+    found.server.shutdown()
+    monkeypatch.delenv("ALERT_WEBHOOKS_TO_LOCALHOST")
+    reset_caches()
+
+
+def verified(secret: str, headers: dict, body: bytes) -> bool:
+    """What a receiver does: recompute the HMAC of ``<t>.<body>`` and compare in constant time."""
+    parts = dict(item.split("=", 1) for item in headers["X-Meter-Signature"].split(","))
+    expected = hmac.new(secret.encode(), f"{parts['t']}.".encode() + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, parts["v1"])
+
+
+def deliver_firings() -> None:
+    source = STACK.stream_source_of("DeliverAlertsFunction")
+    StreamMapping(source, STACK.functions()[source.function], STACK.physical_name(source.table), lambda _: None).drain()
+
+
+def _bus_queue() -> str:
+    """An SQS queue the default bus's rule for our events targets (how a consumer would listen)."""
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    url = sqs.create_queue(QueueName="usage-alerts")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="usage-alerts", EventPattern=json.dumps({"source": ["usage-meter"]}))
+    events.put_targets(Rule="usage-alerts", Targets=[{"Id": "queue", "Arn": arn}])
+    return url
+
+
+def test_a_firing_reaches_eventbridge_and_a_signed_webhook_once(gateway, keys, receiver):
+    from local.queues import create_queues
+
+    create_queues(STACK, boto3.client("sqs"))
+    bus = _bus_queue()
+    made = create(gateway, keys["acme"], thresholds=[5], webhookUrl=receiver.url)
+    count(gateway, keys["acme"], event("x", 7))
+    deliver_firings()
+    deliver_firings()  # a redelivered stream batch sends nothing twice
+    ((headers, body),) = receiver.requests
+    assert verified(made["signingSecret"], headers, body) and not verified("whsec_other", headers, body)
+    sent = json.loads(body)
+    assert (sent["type"], sent["threshold"], sent["value"], sent["eventId"]) == ("usage.threshold.crossed", 5, 7, "x")
+    assert sent["alert"]["id"] == made["id"] and headers["X-Meter-Delivery"] == sent["id"]
+    (message,) = boto3.client("sqs").receive_message(QueueUrl=bus, MaxNumberOfMessages=10)["Messages"]
+    on_bus = json.loads(message["Body"])
+    assert (on_bus["source"], on_bus["detail-type"], on_bus["detail"]) == (
+        "usage-meter",
+        "Usage threshold crossed",
+        sent,
+    )
+    (shown,) = triggers(gateway, keys["acme"], made["id"])
+    assert shown["delivery"] == {"status": "delivered", "attempts": 1, "lastError": None}
+
+
+def test_a_failing_webhook_is_retried_with_backoff_shown_in_triggers_and_dead_lettered_after_a_day(
+    gateway, keys, receiver
+):
+    from local.queues import create_queues
+
+    urls = create_queues(STACK, boto3.client("sqs"))
+    receiver.status = 500
+    made = create(gateway, keys["acme"], thresholds=[5], webhookUrl=receiver.url)
+    count(gateway, keys["acme"], event("x", 7))
+    deliver_firings()
+    (shown,) = triggers(gateway, keys["acme"], made["id"])
+    assert shown["delivery"] == {"status": "retrying", "attempts": 1, "lastError": "webhook answered HTTP 500"}
+    retry = boto3.client("sqs").receive_message(QueueUrl=urls["AlertDeliveryRetryQueue"], WaitTimeSeconds=0)
+    assert "Messages" not in retry  # delayed: 30 s, doubling to 15 min
+    assert [alert_delivery.retry_delay(n) for n in (1, 2, 3, 6, 20)] == [30, 60, 120, 900, 900]
+    (item,) = store.alerts().triggers_before("acme", made["id"], None, 10)
+    later = int(item["triggeredAt"]) + DAY_MS - 60_000
+    assert alert_delivery.deliver(item["pk"], item["sk"], now=later) == "failed"  # a day of failures
+    (shown,) = triggers(gateway, keys["acme"], made["id"])
+    assert (shown["delivery"]["status"], shown["delivery"]["attempts"]) == ("failed", 2)
+    dead = boto3.client("sqs").receive_message(QueueUrl=urls["AlertDeliveryDeadLetterQueue"])["Messages"]
+    assert json.loads(dead[0]["Body"]) == {"pk": item["pk"], "sk": item["sk"]}
+    assert len(receiver.requests) == 2
+
+
+def test_a_webhook_that_recovers_is_delivered_by_the_retry(gateway, keys, receiver):
+    from local.queues import create_queues
+
+    create_queues(STACK, boto3.client("sqs"))
+    receiver.status = 503
+    made = create(gateway, keys["acme"], thresholds=[5], webhookUrl=receiver.url)
+    count(gateway, keys["acme"], event("x", 7))
+    deliver_firings()
+    receiver.status = 204
+    (item,) = store.alerts().triggers_before("acme", made["id"], None, 10)
+    retried = {
+        "Records": [
+            {"eventSource": "aws:sqs", "messageId": "m", "body": json.dumps({"pk": item["pk"], "sk": item["sk"]})}
+        ]
+    }
+    assert alert_delivery.handle_deliveries(retried) == {"batchItemFailures": []}
+    (shown,) = triggers(gateway, keys["acme"], made["id"])
+    assert shown["delivery"] == {"status": "delivered", "attempts": 2, "lastError": None}
+    assert len(receiver.requests) == 2 and all(verified(made["signingSecret"], h, b) for h, b in receiver.requests)
