@@ -14,6 +14,10 @@ invocation to invocation, a final invocation per window, some windows ended earl
   the stream dropped (past its horizon), and at the end, once every record is past the horizon,
   every day.
 
+Alerts ride along (on the tenant, an end user and an agent, in three time zones): whatever the
+faults, each (alert, threshold, period) the records reach fires exactly once, never one they do not
+reach, and never before the value counted reached it.
+
 Bisect is not exercised because the mapping does not use it (template.yaml says why).
 """
 
@@ -29,8 +33,9 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from local.template import Stack
-from meter import aggregation, dynamo
+from meter import aggregation, dynamo, store
 from meter.aggregation import handle_window
+from meter.alerts import adds_to, period_bounds
 from meter.reconcile import HORIZON_MS, reconcile_window
 from meter.records import UsageRecord, record_item
 from meter.timerange import DAY_MS, HOUR_MS, to_ms
@@ -87,6 +92,46 @@ records_strategy = st.lists(
     max_size=120,
     unique_by=lambda r: (r.tenant, r.id),
 )
+
+
+ALERTS = [
+    {"tenant": "acme", "sk": "al_tenant", "subject": {}, "measure": "credits", "period": "day",
+     "timeZone": "UTC", "thresholds": [5, 50, 500]},
+    {"tenant": "acme", "sk": "al_ana", "subject": {"identifier": "ana"}, "measure": "events", "period": "month",
+     "timeZone": "Asia/Kolkata", "thresholds": [1, 3, 10]},
+    {"tenant": "globex", "sk": "al_bot", "subject": {"agentId": "bot-1"}, "measure": "tokens", "period": "day",
+     "timeZone": "America/New_York", "thresholds": [10, 1000, 10000]},
+]  # fmt: skip
+
+
+def store_alerts() -> None:
+    for alert in ALERTS:
+        item = {**alert, "pk": f"ALERT#{alert['tenant']}", "name": alert["sk"], "createdAt": to_ms(BASE) - DAY_MS}
+        store.alerts().put({**item, "updatedAt": item["createdAt"]})
+
+
+def expected_firings(records: list[UsageRecord]) -> dict[str, dict[tuple[int, int], int]]:
+    """From the rules: per alert, each (period start, threshold) the records reach, with the period's value."""
+    expected = {}
+    for alert in ALERTS:
+        values: dict[int, int] = {}
+        for record in records:
+            if record.tenant == alert["tenant"]:
+                start = period_bounds({**alert, "createdAt": 0}, record.ts)[0]
+                values[start] = values.get(start, 0) + adds_to(alert, record)
+        expected[alert["sk"]] = {(p, t): v for p, v in values.items() for t in alert["thresholds"] if v >= t}
+    return expected
+
+
+def check_firings(records: list[UsageRecord]) -> None:
+    for alert_id, want in expected_firings(records).items():
+        tenant = next(a["tenant"] for a in ALERTS if a["sk"] == alert_id)
+        found = store.alerts().triggers_before(tenant, alert_id, None, 1000)
+        keys = [(int(t["periodStart"]), int(t["threshold"])) for t in found]
+        assert sorted(keys) == sorted(want), alert_id  # each reached threshold once, no other
+        for trigger in found:
+            period_threshold = (int(trigger["periodStart"]), int(trigger["threshold"]))
+            assert trigger["threshold"] <= trigger["value"] <= want[period_threshold]  # never early
 
 
 class Crash(Exception):
@@ -190,6 +235,7 @@ def test_any_delivery_any_fault_counts_every_event_exactly_once(
         os.environ.update(stack.environment())
         reset_caches()
         create_tables(stack)
+        store_alerts()
         for record in records:
             dynamo.client().put_item(
                 TableName=stack.physical_name("RecordsTable"), Item=dynamo.serialize(record_item(record))
@@ -251,5 +297,6 @@ def test_any_delivery_any_fault_counts_every_event_exactly_once(
             aggregation.MAX_STATE_ITEMS = limit
 
         assert stored_aggregates(dynamo.client(), stack.physical_name("AggregatesTable")) == recount(records)
+        check_firings(records)
     os.environ.update(Stack().environment())
     reset_caches()
