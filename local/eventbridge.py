@@ -1,6 +1,6 @@
 """EventBridge's PutEvents for ``make run``: records what the stack would have put on the bus.
 
-``make run`` points boto3's EventBridge client here (``AWS_ENDPOINT_URL_EVENTS``), so the
+``make run`` points boto3's EventBridge client here (``AWS_ENDPOINT_URL_EVENTBRIDGE``), so the
 delivery function makes its real call; the events land in ``.local/eventbridge.jsonl``, one JSON
 object per line, readable at ``GET /_local/eventbridge`` and with ``make events``.
 """

@@ -91,7 +91,7 @@ def configure_environment(stack: Stack, dynamodb_port: int, sqs_port: int, api_p
     if api_port is not None:
         from local.eventbridge import PATH
 
-        os.environ["AWS_ENDPOINT_URL_EVENTS"] = f"http://127.0.0.1:{api_port}{PATH}"
+        os.environ["AWS_ENDPOINT_URL_EVENTBRIDGE"] = f"http://127.0.0.1:{api_port}{PATH}"
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{dynamodb_port}"
     os.environ["AWS_ENDPOINT_URL_DYNAMODB_STREAMS"] = f"http://127.0.0.1:{dynamodb_port}"
