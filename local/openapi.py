@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from meter.alerts import Alert, AlertChange, AlertList, AlertSpec, AlertStatus, TriggerList
 from meter.chatbotkit import ID_FILTERS, MAX_TAKE
 from meter.ingest import MAX_BATCH_EVENTS
 from meter.models import UsageEvent
@@ -79,7 +80,7 @@ def _errors(shape: Schema, *statuses: int) -> dict[str, Any]:
         400: "A parameter or field is invalid; the message names it",
         403: "The key lacks the route's scope",
         404: "Nothing of this tenant matches",
-        409: "An event id is stored with a different body",
+        409: "An event id is stored with a different body (alerts: the tenant holds the most it may)",
         413: "Body or batch too large",
     }
     responses = {
@@ -152,6 +153,70 @@ def _query_route() -> Schema:
     }, definitions
 
 
+def _model(model: Any, definitions: dict[str, Schema]) -> Schema:
+    """A pydantic model's schema, its nested definitions gathered into ``definitions``."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    definitions.update(schema.pop("$defs", {}))
+    return schema
+
+
+def _alert_routes() -> tuple[dict[str, Any], dict[str, Schema]]:
+    """The alerts API, its shapes generated from the pydantic models the handlers use."""
+    defs: dict[str, Schema] = {}
+    alert, spec, change = _model(Alert, defs), _model(AlertSpec, defs), _model(AlertChange, defs)
+    one = _path("alertId")
+    cursor = _query("cursor", "The previous page's cursor, unchanged")
+
+    def body(schema: Schema) -> Schema:
+        return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+    paths = {
+        "/v1/alerts": {
+            "post": {
+                "summary": "Create a threshold alert (scope admin); fires at once for thresholds already reached",
+                "requestBody": body(spec),
+                "responses": {
+                    "201": _json(alert, "The alert; signingSecret (shown once) when a webhook is set"),
+                    **_errors(ERROR, 400, 403, 409, 413),
+                },
+            },
+            **_get("The tenant's alerts, by id", [cursor], _json(_model(AlertList, defs), "One page")),
+        },
+        "/v1/alerts/{alertId}": {
+            **_get("One alert", [one], _json(alert, "The alert"), ERROR, 404),
+            "patch": {
+                "summary": "Rename an alert, change its thresholds or webhook (scope admin)",
+                "parameters": [one],
+                "requestBody": body(change),
+                "responses": {"200": _json(alert, "The alert"), **_errors(ERROR, 400, 403, 404, 413)},
+            },
+            "delete": {
+                "summary": "Delete an alert (scope admin)",
+                "parameters": [one],
+                "responses": {
+                    "200": _json(_object({"id": STRING, "deleted": {"type": "boolean"}}), "Deleted"),
+                    **_errors(ERROR, 403, 404),
+                },
+            },
+        },
+        "/v1/alerts/{alertId}/status": _get(
+            "The current period's exact value, thresholds crossed and the next one",
+            [one],
+            _json(_model(AlertStatus, defs), "Where the period stands"),
+            ERROR,
+            404,
+        ),
+        "/v1/alerts/{alertId}/triggers": _get(
+            "Every firing, newest first, with its delivery",
+            [one, cursor],
+            _json(_model(TriggerList, defs), "One page"),
+            ERROR,
+            404,
+        ),
+    }
+    return paths, defs
+
+
 def _event_schemas() -> tuple[Schema, dict[str, Schema]]:
     schema = UsageEvent.model_json_schema(ref_template="#/components/schemas/{model}")
     definitions = schema.pop("$defs", {})
@@ -162,6 +227,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
     """The whole OpenAPI 3.1 document."""
     event, definitions = _event_schemas()
     query_route, query_definitions = _query_route()
+    alert_routes, alert_definitions = _alert_routes()
     event_ref = {"$ref": "#/components/schemas/UsageEvent"}
     batch = _object({"events": {"type": "array", "items": event_ref, "minItems": 1, "maxItems": MAX_BATCH_EVENTS}})
     html = {"description": "The dashboard (no key: it calls the API with the key it is given)",
@@ -175,6 +241,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
             "get": {"summary": "A dashboard asset", "security": [], "parameters": [_path("file")], "responses": asset}
         },
         "/v1/usage/query": query_route,
+        **alert_routes,
         "/v1/events": {
             "post": {
                 "summary": "Store one usage event or a batch, each exactly once (scope ingest)",
@@ -330,7 +397,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
         "paths": paths,
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "pk_…:sk_…"}},
-            "schemas": {"UsageEvent": event, **definitions, **query_definitions},
+            "schemas": {"UsageEvent": event, **definitions, **query_definitions, **alert_definitions},
         },
     }
 

@@ -155,7 +155,9 @@ def deliver(pk: str, sk: str, now: int | None = None) -> str:
                 MessageBody=json.dumps({"pk": pk, "sk": sk}),
                 DelaySeconds=retry_delay(delivery["attempts"]),
             )
-            logger.warning("alert delivery failed; retrying", extra={"alert": trigger["alertId"], "error": delivery["lastError"]})
+            logger.warning(
+                "alert delivery failed; retrying", extra={"alert": trigger["alertId"], "error": delivery["lastError"]}
+            )
     store.alerts().put({**trigger, "delivery": {k: v for k, v in delivery.items() if v is not None}})
     return delivery["status"]
 
