@@ -340,6 +340,27 @@ class Bench:
             }
         return result
 
+    def alert_status(self) -> dict[str, dict[str, float]]:
+        """``GET /v1/alerts/{id}/status`` (what a platform asks before running an agent) on the
+        backfill data set: read units measured and billed, and the read calls, per kind of alert."""
+        from meter.alerts import alert_status, create_alert
+
+        cases = {
+            "end user, day, UTC": {"subject": {"identifier": identifier(1)}, "period": "day"},
+            "agent, day, Asia/Kolkata": {"subject": {"agentId": agent(1)}, "period": "day", "timeZone": "Asia/Kolkata"},
+            "tenant, month, America/New_York": {"period": "month", "timeZone": "America/New_York"},
+        }
+        result = {}
+        for name, fields in cases.items():
+            made = create_alert(TENANT, {"name": name, "measure": "credits", "thresholds": [10**12], **fields})
+            self.rcu(lambda made=made: alert_status(TENANT, made["id"]))
+            result[name] = {
+                "rcu": round(self.meter.read, 2),
+                "rcu_billed": round(self.meter.read_billed, 2),
+                "read_calls": sum(self.meter.calls[c] for c in ("Query", "GetItem", "BatchGetItem")),
+            }
+        return result
+
     @staticmethod
     def _dashboard_load(base: dict[str, list[str]]) -> list[dict]:
         """The calls the dashboard makes for a range (functions/dashboard/static/dashboard.js)."""
@@ -474,6 +495,11 @@ def _report(results: dict[str, Any]) -> str:
         ],
         ["query", "RCU", "RCU billed", "read calls", "rows", "naive RCU"],
     )
+    lines += ["", "## Alert status: the current period's exact value (backfill data set)", ""]
+    lines += _table(
+        [[q, f["rcu"], f["rcu_billed"], f["read_calls"]] for q, f in results["alert_status_rcu"].items()],
+        ["alert", "RCU", "RCU billed", "read calls"],
+    )
     lines += ["", "## Throughput (events/s)", "", *[f"- {k}: {v}" for k, v in results["events_per_second"].items()]]
     lines += ["", "## Latency, in process, warm (ms)", ""]
     lines += _table(
@@ -545,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         results["rcu_per_query"] = bench.reads()
         results["native_query_rcu"] = bench.native_queries()
+        results["alert_status_rcu"] = bench.alert_status()
         results["latency_ms"] = bench.latency(10 if args.quick else 30)
     finally:
         services.stop(dynamodb)
