@@ -210,7 +210,7 @@ def reconcile_quietly(tenant: str, start: int, end: int, now: int) -> None:
             continue
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     records=records_strategy,
     shard_of=st.lists(st.integers(0, 1), min_size=120, max_size=120),
