@@ -63,7 +63,12 @@ class Subject(BaseModel):
         return self
 
 
-def _thresholds(values: list[int]) -> list[int]:
+def _thresholds(values: list[int] | None) -> list[int] | None:
+    """Thresholds in range and distinct, ascending (None: not given, in a PATCH)."""
+    if values is None:
+        return None
+    if any(not 0 < v <= MAX_THRESHOLD for v in values):
+        raise ValueError(f"each threshold must be a whole number from 1 to {MAX_THRESHOLD}")
     if len(set(values)) != len(values):
         raise ValueError("thresholds must be distinct")
     return sorted(values)
@@ -91,15 +96,8 @@ class AlertSpec(BaseModel):
     thresholds: list[int] = Field(min_length=1, max_length=MAX_THRESHOLDS)
     webhookUrl: str | None = Field(None, max_length=2048)
 
-    _distinct = field_validator("thresholds")(_thresholds)
+    _thresholds = field_validator("thresholds")(_thresholds)
     _https = field_validator("webhookUrl")(_webhook)
-
-    @field_validator("thresholds")
-    @classmethod
-    def _positive(cls, values: list[int]) -> list[int]:
-        if any(not 0 < v <= MAX_THRESHOLD for v in values):
-            raise ValueError(f"each threshold must be a whole number from 1 to {MAX_THRESHOLD}")
-        return values
 
     @field_validator("timeZone")
     @classmethod
@@ -125,9 +123,8 @@ class AlertChange(BaseModel):
     thresholds: list[int] | None = Field(None, min_length=1, max_length=MAX_THRESHOLDS)
     webhookUrl: str | None = Field(None, max_length=2048)
 
-    _distinct = field_validator("thresholds")(lambda v: v if v is None else _thresholds(v))
+    _thresholds = field_validator("thresholds")(_thresholds)
     _https = field_validator("webhookUrl")(_webhook)
-    _positive = field_validator("thresholds")(lambda v: v if v is None else AlertSpec._positive(v))
 
 
 class Alert(BaseModel):
