@@ -31,7 +31,7 @@ from moto import mock_aws
 
 from local.gateway import Gateway
 from local.template import Stack
-from meter import alert_delivery, alerts, arrivals, auth, cursors, dynamo, ratelimit, tenants
+from meter import alert_delivery, alerts, arrivals, auth, cursors, distinct, dynamo, ratelimit, tenants
 from meter.auth import create_key
 from meter.config import get_settings
 
@@ -53,7 +53,38 @@ def _serialize_moto_stream_appends() -> None:
     StreamShard.add = add
 
 
+def _copy_each_table_once_per_moto_transaction() -> None:
+    """moto deep-copies a table once per *action* of a transaction (its rollback copy), so a
+    100-action transaction copied the Aggregates table 100 times: copy each table once per call.
+    Transactions are serialized while the copy is swapped in (they are atomic in DynamoDB too)."""
+    from moto.dynamodb import models
+
+    real_copy, original, lock = models.copy, models.DynamoDBBackend.transact_write_items, threading.Lock()
+
+    class CopyOnce:
+        def __init__(self) -> None:
+            self.copies: dict[int, object] = {}
+
+        def deepcopy(self, value: object) -> object:
+            if not isinstance(value, models.Table):
+                return real_copy.deepcopy(value)
+            if id(value) not in self.copies:
+                self.copies[id(value)] = real_copy.deepcopy(value)
+            return self.copies[id(value)]
+
+    def transact_write_items(self, transact_items):
+        with lock:
+            models.copy = CopyOnce()
+            try:
+                return original(self, transact_items)
+            finally:
+                models.copy = real_copy
+
+    models.DynamoDBBackend.transact_write_items = transact_write_items
+
+
 _serialize_moto_stream_appends()
+_copy_each_table_once_per_moto_transaction()
 os.environ.update(STACK.environment())
 
 
@@ -70,6 +101,7 @@ def reset_caches() -> None:
     alerts._definitions.clear()
     alert_delivery._events.cache_clear()
     alert_delivery._sqs.cache_clear()
+    distinct.forget()
 
 
 def create_tables(stack: Stack = STACK) -> None:

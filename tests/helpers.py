@@ -66,7 +66,8 @@ def aggregator(stack: Stack, dead_letters: list[dict[str, Any]] | None = None) -
 
 Bucket = tuple[str, str, Any, str, int]  # tenant, dimension, value, "day" | "hour", bucket start (ms)
 _DIMENSION_NAMES = {"T": "tenant", "I": "identifier", "A": "agent", "M": "agent model",
-                    "AY": "agent type", "TY": "type", "DS": "dataset", "SK": "skillset", "AB": "ability"}  # fmt: skip
+                    "AY": "agent type", "TY": "type", "DS": "dataset", "SK": "skillset", "AB": "ability",
+                    "AC": "agent credits"}  # fmt: skip
 
 
 def recount(records: list[UsageRecord]) -> dict[Bucket, dict[str, int]]:
@@ -79,6 +80,7 @@ def recount(records: list[UsageRecord]) -> dict[Bucket, dict[str, int]]:
     count to tokens (types starting with ``tokens``), files (``file``…), messages (``message``) or
     conversations (``conversation``). An hour also holds each of these under ``<name>@1``, ``@2``
     or ``@3`` when the event fell in its second, third or fourth quarter (minute 15, 30, 45 on).
+    The tenant's roster of agent credits holds, per UTC hour and day, each agent's credits alone.
     """
     totals: dict[Bucket, Counter] = defaultdict(Counter)
     for r in records:
@@ -108,6 +110,9 @@ def recount(records: list[UsageRecord]) -> dict[Bucket, dict[str, int]]:
         for name, value in daily:
             if value is not None:
                 totals[(r.tenant, name, value, "day", day)].update(added)
+        if relation("agentId"):
+            totals[(r.tenant, "agent credits", relation("agentId"), "day", day)]["credits"] += r.credits
+            totals[(r.tenant, "agent credits", relation("agentId"), "hour", hour)]["credits"] += r.credits
     return {key: {k: v for k, v in c.items() if v} for key, c in totals.items() if +c}
 
 
@@ -126,8 +131,18 @@ def stored_aggregates(client: Any, table: str, tenant: str | None = None) -> dic
     items = [dynamo.deserialize(item) for page in pages for item in page["Items"]]
     found = {}
     for item in items:
+        if not keys.is_bucket_sk(item["sk"]):
+            continue  # a last-seen mark or a tally of distinct values (see distinct_counts)
         bucket = meaning(item.pop("pk"), item.pop("sk"))
         counters = {k: v for k, v in item.items() if v and isinstance(v, int)}
         if (tenant is None or bucket[0] == tenant) and counters:
             found[bucket] = counters
     return found
+
+
+def distinct_since(records: list[UsageRecord], tenant: str, day_start: int) -> dict[str, int]:
+    """From the rules: how many distinct end users, datasets, skillsets and abilities the tenant's
+    records name from the UTC day starting at ``day_start`` on."""
+    fields = {"I": "identifier", "DS": "datasetId", "SK": "skillsetId", "AB": "abilityId"}
+    since = [r for r in records if r.tenant == tenant and r.ts >= day_start]
+    return {code: len({r.relations[field] for r in since if r.relations.get(field)}) for code, field in fields.items()}

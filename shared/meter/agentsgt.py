@@ -6,7 +6,7 @@ from typing import Any
 
 from meter.dimensions import AGENT, AGENT_MODEL, IDENTIFIER, TENANT, Dimension, agent_scoped_key
 from meter.errors import NotFound
-from meter.queries import daily_totals, listed_values, total
+from meter.queries import agent_credits, daily_totals, listed_values, total
 from meter.timerange import iso, now_ms, parse_range
 
 
@@ -77,9 +77,5 @@ def organization_agents(tenant: str, org_id: str, params: dict[str, str]) -> dic
     """``GET /api/v1/consumption/organization/{orgId}/agents``: credits per agent, most first."""
     _own_organization(tenant, org_id)
     start, end = _range(params)
-    rows = []
-    for agent_id in listed_values(tenant, AGENT, start, end):
-        credits = total(daily_totals(tenant, AGENT, agent_id, start, end))["credits"]
-        if credits:
-            rows.append({"agent_id": agent_id, "total_credits": credits})
+    rows = [{"agent_id": a, "total_credits": n} for a, n in agent_credits(tenant, start, end).items()]
     return {"data": sorted(rows, key=lambda r: (-r["total_credits"], r["agent_id"]))}

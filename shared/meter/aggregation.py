@@ -35,7 +35,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from meter import alerts, dynamo, keys, store
+from meter import alerts, distinct, dynamo, keys, store
 from meter.dimensions import DIMENSIONS, contribution_of, display_value, quartered
 from meter.logs import logger, metrics
 from meter.records import UsageRecord, record_from_item
@@ -97,11 +97,21 @@ def listing_attributes(record: UsageRecord) -> dict[AggregateKey, dict[str, str]
     return attributes
 
 
+def roster_additions(record: UsageRecord) -> list[tuple[AggregateKey, Counter[str]]]:
+    """The record's credits in its agent's entries of the tenant's roster (its day and its hour)."""
+    if record.agent_id is None or not record.credits:
+        return []
+    pk, credits = keys.roster_pk(record.tenant), Counter(credits=record.credits)
+    buckets = keys.day_sk(keys.day_key(record.ts)), keys.hour_sk(keys.hour_key(record.ts))
+    return [((pk, keys.roster_sk(bucket, record.agent_id)), credits) for bucket in buckets]
+
+
 def additions(record: UsageRecord) -> list[tuple[AggregateKey, Counter[str]]]:
     """What one record adds to each of its aggregates (hour items also under its quarter)."""
     daily = contribution_of(record.type, record.count, record.credits)
     hourly = quartered(daily, record.ts)
-    return [(key, hourly if key[1].startswith(keys.HOUR_PREFIX) else daily) for key in aggregate_keys(record)]
+    own = [(key, hourly if key[1].startswith(keys.HOUR_PREFIX) else daily) for key in aggregate_keys(record)]
+    return own + roster_additions(record)
 
 
 def coalesce(records: Iterable[UsageRecord]) -> dict[AggregateKey, Counter[str]]:
@@ -219,7 +229,7 @@ def transact(actions: list[dict[str, Any]]) -> None:
     store.transact(actions)
 
 
-def _transact_ledger_checked(actions: list[dict[str, Any]]) -> None:
+def transact_retrying(actions: list[dict[str, Any]]) -> None:
     """Commit, retrying what retrying can fix; LedgerMoved if the ledger's condition failed."""
     for attempt in range(MAX_ATTEMPTS):
         try:
@@ -248,13 +258,15 @@ def commit(shard: str, deltas: Deltas, ledger: Ledger) -> None:
     """Add ``deltas`` (records after ``ledger.seq`` up to ``deltas.last``) and move the ledger there."""
     if not deltas.events:
         return
+    # Distinct values first: marking is idempotent, so a commit that fails after it only repeats it.
+    distinct.note_latest(distinct.latest_of_items(deltas.counters), transact=transact_retrying)
     chunks = deltas.chunks()
     advance = "SET seq = :last ADD events :events"
     moved = {":last": {"S": deltas.last}, ":events": {"N": str(deltas.events)}}
     condition, seen = _unchanged_since(ledger)
     if len(chunks) == 1:
         actions = [*_chunk_actions(deltas, chunks[0]), _ledger_action(shard, advance, condition, {**seen, **moved})]
-        _transact_ledger_checked(actions)
+        transact_retrying(actions)
         return
     _write_pending(shard, deltas)
     pointed = store.control().update(
@@ -312,7 +324,7 @@ def _apply_pending(shard: str, deltas: Deltas, done: int) -> None:
             expression = "SET pd = :next"
             values[":next"] = {"N": str(index + 1)}
         ledger_update = _ledger_action(shard, expression, "pl = :last AND pd = :done", values)
-        _transact_ledger_checked([*_chunk_actions(deltas, chunks[index]), ledger_update])
+        transact_retrying([*_chunk_actions(deltas, chunks[index]), ledger_update])
 
 
 def finish_pending(ledger: Ledger) -> Ledger:

@@ -12,13 +12,13 @@ from typing import Any
 
 from meter import keys, store
 from meter.cursors import decode_cursor, encode_cursor
-from meter.dimensions import ABILITY, AGENT, DATASET, IDENTIFIER, SKILLSET, TENANT
+from meter.dimensions import AGENT, TENANT
+from meter.distinct import seen_since
 from meter.queries import (
     Totals,
     aggregate_items,
     conversation_records,
     daily_totals,
-    listed_values,
     record_totals,
     total,
 )
@@ -67,13 +67,14 @@ def current_snapshot(tenant: str) -> dict[str, Any]:
 
     The period starts at midnight UTC, so whole day items cover it exactly up to now.
     ``database``: distinct datasets, skillsets and abilities referenced and distinct end users
-    (``identifier``) seen; ``records`` = usage records; ``files`` = events whose type starts
-    with ``file``.
+    (``identifier``) seen since the period began (one read of the tenant's tally,
+    ``meter.distinct``); ``records`` = usage records; ``files`` = events whose type starts with
+    ``file``.
     """
     now = now_ms()
     start = current_period_start(tenant, now)
     totals = total(daily_totals(tenant, TENANT, "", start, None)) if start < now else Totals()
-    distinct = {d.code: len(listed_values(tenant, d, start, now + 1)) for d in (DATASET, SKILLSET, ABILITY, IDENTIFIER)}
+    distinct = seen_since(tenant, day_key(start))
     return {
         **_snapshot(totals),
         "database": {

@@ -113,6 +113,62 @@ def bucket_day(sk: str) -> str:
     return sk[2:12]
 
 
+# -- the agents' credits roster: every agent's totals of a bucket in one tenant partition -------
+ROSTER_CODE = "AC"
+
+
+def roster_pk(tenant: str) -> str:
+    """The partition holding every agent's credits per day and hour (sort key: bucket, then agent)."""
+    return f"{tenant}#{ROSTER_CODE}"
+
+
+def roster_sk(bucket_sk: str, agent: str) -> str:
+    """One agent's entry in one bucket (``bucket_sk`` a day or hour item's sort key)."""
+    return f"{bucket_sk}#{agent}"
+
+
+def roster_bounds(low_bucket_sk: str, high_bucket_sk: str) -> tuple[str, str]:
+    """Inclusive sort-key bounds of every agent's entries in buckets ``low..high``."""
+    return f"{low_bucket_sk}#", f"{high_bucket_sk}$"  # '$' sorts right after the '#' before the agent
+
+
+def _bucket_of(sk: str) -> tuple[str, str]:
+    """(bucket sort key, roster agent or "") of an aggregate item's sort key."""
+    width = 12 if sk.startswith(DAY_PREFIX) else 15  # D#YYYY-MM-DD, H#YYYY-MM-DDTHH
+    return sk[:width], sk[width + 1 :]
+
+
+# -- distinct values: each value's last-seen day, and the tally of values per last-seen day ----
+SEEN_SK = "SEEN"  # in a value's own aggregate partition: the last UTC day it was seen on (``day``)
+SEEN_MONTH_PREFIX = "M#"
+
+
+def seen_tally_pk(tenant: str) -> str:
+    """The partition counting a tenant's values by the day they were last seen on."""
+    return f"{tenant}#SEEN"
+
+
+def seen_tally_sk(day: str) -> str:
+    """The tally item of the month ``day`` (``YYYY-MM-DD``) falls in."""
+    return SEEN_MONTH_PREFIX + day[:7]
+
+
+def seen_counter(code: str, day: str) -> str:
+    """The tally counter of one dimension's values last seen on ``day``."""
+    return f"{code}#{day[8:10]}"
+
+
+def parse_seen_counter(tally_sk: str, name: str) -> tuple[str, str]:
+    """(dimension code, day) back from a tally item's sort key and counter name."""
+    code, _, day_of_month = name.partition("#")
+    return code, f"{tally_sk.removeprefix(SEEN_MONTH_PREFIX)}-{day_of_month}"
+
+
+def is_bucket_sk(sk: str) -> bool:
+    """Whether an Aggregates sort key is a day or hour bucket (not a last-seen mark or a tally)."""
+    return sk.startswith((DAY_PREFIX, HOUR_PREFIX))
+
+
 @dataclass(frozen=True)
 class AggregateKey:
     """An aggregate item's key, parsed: whose totals, which bucket."""
@@ -132,8 +188,11 @@ def parse_aggregate(pk: str, sk: str) -> AggregateKey:
     """An aggregate item's ``(pk, sk)`` back as what it means."""
     tenant, _, rest = pk.partition("#")
     code, _, value = rest.partition("#")
+    bucket, agent = _bucket_of(sk)
+    if code == ROSTER_CODE:
+        value = agent
     daily = sk.startswith(DAY_PREFIX)
-    moment = datetime.strptime(sk[2:], "%Y-%m-%d" if daily else "%Y-%m-%dT%H").replace(tzinfo=UTC)
+    moment = datetime.strptime(bucket[2:], "%Y-%m-%d" if daily else "%Y-%m-%dT%H").replace(tzinfo=UTC)
     return AggregateKey(tenant, code, value, "day" if daily else "hour", int(moment.timestamp() * 1000))
 
 

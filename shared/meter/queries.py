@@ -109,6 +109,24 @@ def daily_totals(
     return days
 
 
+def agent_credits(tenant: str, start: int | None, end: int | None) -> Counter[str]:
+    """Credits per agent over ``[start, end)`` (None = open), exact: the roster's day and hour
+    entries (every agent of a bucket in one read), raw records only at ragged edges."""
+    open_end = (now_ms() // DAY_MS + 1) * DAY_MS
+    plan = plan_range(0 if start is None else start, open_end if end is None else end)
+    spans = [(keys.day_sk(plan.days[0]), keys.day_sk(plan.days[1]))] if plan.days else []
+    spans += [(keys.hour_sk(low), keys.hour_sk(high)) for low, high in plan.hours]
+    credits: Counter[str] = Counter()
+    for low, high in spans:
+        for item in store.aggregates().between(keys.roster_pk(tenant), *keys.roster_bounds(low, high)):
+            credits[keys.parse_aggregate(item["pk"], item["sk"]).value] += item.get("credits", 0)
+    for low, high in plan.raw:
+        for record in tenant_records(tenant, low, high):
+            if record.get("agentId") is not None:
+                credits[record["agentId"]] += record_totals(record)["credits"]
+    return +credits
+
+
 def total(days: dict[str, Totals]) -> Totals:
     """The sum of per-day totals."""
     result: Totals = Counter()

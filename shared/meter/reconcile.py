@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from meter import alerts, keys, store
+from meter import alerts, distinct, keys, store
 from meter.aggregation import coalesce, listing_attributes
 from meter.arrivals import LATE_AFTER_MS
 from meter.dimensions import AGENT, AGENT_SCOPED, DIMENSIONS, TENANT, Dimension
@@ -184,6 +184,7 @@ def _recount_window(tenant: str, start: int, end: int, now: int) -> ReconcileRep
     if {r.id for r in _records(tenant, start, end)[0]} != {r.id for r in records}:
         report.deferred = len(drifted)  # records arrived while we read: settle on the next run
         return report
+    distinct.note(records)  # events the stream missed are new sightings too (before the repair: a retry redoes both)
     missing_events = Counter()  # per granularity of the tenant's own items
     for key, seen in sorted(drifted.items()):
         want = expected.get(key, Counter())

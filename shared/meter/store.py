@@ -198,6 +198,36 @@ class Aggregates(Table):
         items = found.get("Items") or []
         return items[0]["sk"]["S"] if items else None
 
+    def last_seen(self, pks: list[str], consistent: bool = False) -> dict[str, str]:
+        """The last-seen day of each value partition that has a mark (``meter.distinct``)."""
+        found = self.get_many([self.key(pk, keys.SEEN_SK) for pk in pks], consistent)
+        return {item["pk"]: item["day"] for item in found}
+
+    def move_last_seen(self, pk: str, old: str, new: str) -> dict[str, Any]:
+        """Transaction action: a value's mark from ``old`` ("" = none yet) to ``new``, if still at ``old``."""
+        condition, values = ("#d = :old", {":old": {"S": old}}) if old else ("attribute_not_exists(pk)", {})
+        return self.action(
+            self.key(pk, keys.SEEN_SK),
+            "SET #d = :new",
+            condition,
+            ExpressionAttributeNames={"#d": "day"},
+            ExpressionAttributeValues={":new": {"S": new}, **values},
+        )
+
+    def add_to_tally(self, tenant: str, tally_sk: str, counts: dict[str, int]) -> dict[str, Any]:
+        """Transaction action: add to a tenant's counts of values per last-seen day (one month's item)."""
+        names = sorted(counts)
+        return self.action(
+            self.key(keys.seen_tally_pk(tenant), tally_sk),
+            "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(names))),
+            ExpressionAttributeNames={f"#c{i}": name for i, name in enumerate(names)},
+            ExpressionAttributeValues={f":c{i}": {"N": str(counts[name])} for i, name in enumerate(names)},
+        )
+
+    def tallies_from(self, tenant: str, day: str) -> list[dict[str, Any]]:
+        """The tenant's tally items from the month of ``day`` on (one query, a few small items)."""
+        return self.between(keys.seen_tally_pk(tenant), keys.seen_tally_sk(day), keys.seen_tally_sk("9999-12"))
+
     def any_in(self, pk: str) -> bool:
         """Whether a partition holds any item (one keyed read of one item)."""
         found = dynamo.client().query(

@@ -14,6 +14,9 @@ invocation to invocation, a final invocation per window, some windows ended earl
   the stream dropped (past its horizon), and at the end, once every record is past the horizon,
   every day.
 
+Distinct counts ride along: at the end, the end users, datasets, skillsets and abilities seen
+from each day on equal a count over the records.
+
 Alerts ride along (on the tenant, an end user and an agent, in three time zones): whatever the
 faults, each (alert, threshold, period) the records reach fires exactly once, never one they do not
 reach, and never before the value counted reached it.
@@ -36,11 +39,12 @@ from local.template import Stack
 from meter import aggregation, dynamo, store
 from meter.aggregation import handle_window
 from meter.alerts import adds_to, period_bounds
+from meter.distinct import seen_since
 from meter.reconcile import HORIZON_MS, reconcile_window
 from meter.records import UsageRecord, record_item
-from meter.timerange import DAY_MS, HOUR_MS, to_ms
+from meter.timerange import DAY_MS, HOUR_MS, day_key, to_ms
 from tests.conftest import create_tables, reset_caches
-from tests.helpers import recount, stored_aggregates
+from tests.helpers import distinct_since, recount, stored_aggregates
 
 BASE = datetime(2026, 3, 1, tzinfo=UTC)
 NOW = to_ms(BASE) + 10 * DAY_MS  # the clock of the run: "live" records were received just now
@@ -210,7 +214,7 @@ def reconcile_quietly(tenant: str, start: int, end: int, now: int) -> None:
             continue
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     records=records_strategy,
     shard_of=st.lists(st.integers(0, 1), min_size=120, max_size=120),
@@ -298,5 +302,8 @@ def test_any_delivery_any_fault_counts_every_event_exactly_once(
 
         assert stored_aggregates(dynamo.client(), stack.physical_name("AggregatesTable")) == recount(records)
         check_firings(records)
+        for day in range(to_ms(BASE) - DAY_MS, to_ms(BASE) + 5 * DAY_MS, DAY_MS):
+            for tenant in ("acme", "globex"):
+                assert seen_since(tenant, day_key(day)) == distinct_since(records, tenant, day), (tenant, day)
     os.environ.update(Stack().environment())
     reset_caches()

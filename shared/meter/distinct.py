@@ -1,0 +1,148 @@
+"""Distinct end users, datasets, skillsets and abilities since any day: exact, read as one item.
+
+Each value of a distinct dimension has a **mark** holding the last UTC day it was seen on, and the
+tenant's **tally** counts its values per last-seen day (one small item per month). The values seen
+on or after day ``s`` are exactly those whose last-seen day is ``s`` or later, so the distinct count
+of a period that runs from ``s`` to now is the tally's sum over days ``>= s``, whatever ``s`` is: a
+billing anchor changed mid-period needs nothing recomputed.
+
+A mark only ever moves forward (to the latest day), in one transaction with the tally (the old
+day -1, the new day +1), conditional on the mark still holding the day it was read with. A
+maximum is idempotent: a replay, a retried invocation or a second writer finds the mark already
+there and writes nothing, and a late event (older than the mark) changes nothing. A value costs a
+write the first time it is seen on a new day, not per event; a container remembers the marks it
+has read or moved (marks never move back, so a remembered day is a lower bound and safe to trust).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from meter import keys, store
+from meter.dimensions import ABILITY, DATASET, IDENTIFIER, SKILLSET
+from meter.records import UsageRecord
+
+DISTINCT = (IDENTIFIER, DATASET, SKILLSET, ABILITY)
+MAX_MARKS_PER_TRANSACTION = 90  # with at most one tally item per (tenant, month) touched: under 100
+MAX_REMEMBERED = 200_000  # marks a container remembers (about 40 MB at most)
+MAX_ROUNDS = 20
+
+Mark = tuple[str, str, str]  # (tenant, dimension code, aggregate pk of the value)
+Transact = Callable[[list[dict[str, Any]]], None]
+
+_remembered: dict[str, str] = {}  # aggregate pk → a day its mark is known to be at or after
+
+
+def forget() -> None:
+    """Drop what this container remembers of the marks (tests start from fresh tables)."""
+    _remembered.clear()
+
+
+def latest_days(records: Iterable[UsageRecord]) -> dict[Mark, str]:
+    """The latest UTC day each distinct value of the records was seen on."""
+    latest: dict[Mark, str] = {}
+    for record in records:
+        day = keys.day_key(record.ts)
+        for dimension in DISTINCT:
+            value = dimension.value_of(record)
+            if value is not None:
+                mark = (record.tenant, dimension.code, dimension.pk(record.tenant, value))
+                latest[mark] = max(day, latest.get(mark, day))
+    return latest
+
+
+def latest_of_items(item_keys: Iterable[tuple[str, str]]) -> dict[Mark, str]:
+    """The latest day each distinct value has a day item among ``item_keys`` (an aggregator's deltas)."""
+    codes = {dimension.code for dimension in DISTINCT}
+    latest: dict[Mark, str] = {}
+    for pk, sk in item_keys:
+        if sk.startswith(keys.DAY_PREFIX):
+            parsed = keys.parse_aggregate(pk, sk)
+            if parsed.code in codes:
+                mark, day = (parsed.tenant, parsed.code, pk), keys.bucket_day(sk)
+                latest[mark] = max(day, latest.get(mark, day))
+    return latest
+
+
+def note(records: Iterable[UsageRecord], transact: Transact = store.transact) -> int:
+    """Move the marks of the records' values to their latest days, with the tally; the marks moved."""
+    return note_latest(latest_days(records), transact)
+
+
+def note_latest(latest: dict[Mark, str], transact: Transact = store.transact) -> int:
+    """Move each mark to its day unless it is there or later, with the tally; the marks moved.
+
+    Raises if a write fails for good (the caller's retry repeats it: marking twice changes nothing).
+    """
+    wanted = {mark: day for mark, day in latest.items() if _remembered.get(mark[2], "") < day}
+    moved, consistent = 0, False
+    for _ in range(MAX_ROUNDS):
+        if not wanted:
+            return moved
+        stored = store.aggregates().last_seen([mark[2] for mark in wanted], consistent=consistent)
+        moves = {}
+        for mark, day in wanted.items():
+            known = stored.get(mark[2], "")
+            if known >= day:
+                _remember(mark[2], known)
+            else:
+                moves[mark] = (known, day)
+        failed: dict[Mark, str] = {}
+        for chunk in _chunks(sorted(moves)):
+            if _move(chunk, moves, transact):
+                moved += len(chunk)
+                for mark in chunk:
+                    _remember(mark[2], moves[mark][1])
+            else:  # another writer moved one of them: read again, strongly consistent
+                failed.update({mark: moves[mark][1] for mark in chunk})
+        wanted, consistent = failed, True
+    raise RuntimeError(f"distinct marks kept moving under {len(wanted)} writes")
+
+
+def _remember(pk: str, day: str) -> None:
+    if len(_remembered) >= MAX_REMEMBERED:
+        _remembered.clear()
+    _remembered[pk] = max(day, _remembered.get(pk, day))
+
+
+def _chunks(marks: list[Mark]) -> list[list[Mark]]:
+    return [marks[i : i + MAX_MARKS_PER_TRANSACTION] for i in range(0, len(marks), MAX_MARKS_PER_TRANSACTION)]
+
+
+def _move(chunk: list[Mark], moves: dict[Mark, tuple[str, str]], transact: Transact) -> bool:
+    """Move a chunk of marks and their tally counts in one transaction; False if a mark had moved."""
+    tally: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    actions = []
+    for mark in chunk:
+        tenant, code, pk = mark
+        old, new = moves[mark]
+        actions.append(store.aggregates().move_last_seen(pk, old, new))
+        tally[(tenant, keys.seen_tally_sk(new))][keys.seen_counter(code, new)] += 1
+        if old:
+            tally[(tenant, keys.seen_tally_sk(old))][keys.seen_counter(code, old)] -= 1
+    for (tenant, month), counts in sorted(tally.items()):
+        actions.append(store.aggregates().add_to_tally(tenant, month, counts))
+    try:
+        transact(actions)
+    except ClientError as error:
+        reasons = [r.get("Code") for r in error.response.get("CancellationReasons") or []]
+        if "ConditionalCheckFailed" in reasons:
+            return False
+        raise
+    return True
+
+
+def seen_since(tenant: str, day: str) -> dict[str, int]:
+    """How many values of each distinct dimension (by code) were seen on ``day`` (UTC) or later."""
+    found: Counter[str] = Counter({dimension.code: 0 for dimension in DISTINCT})
+    for item in store.aggregates().tallies_from(tenant, day):
+        for name, count in item.items():
+            if isinstance(count, int) and name not in ("pk", "sk"):
+                code, seen_on = keys.parse_seen_counter(item["sk"], name)
+                if seen_on >= day:
+                    found[code] += count
+    return dict(found)
