@@ -26,6 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from bench import coldstart
 from bench.capacity import CapacityMeter
@@ -37,6 +38,7 @@ from local.template import ROOT, Stack
 RESULTS = ROOT / "bench" / "results"
 TENANT = "bench"
 LIVE_TENANT = "live"
+CROWD_TENANT = "crowd"  # the 10x-population data set
 WINDOWS = (1, 7, 30)  # the data set spans 30 days
 TARGET_EVENTS_PER_SECOND = 10_000
 USD_PER_MILLION_WRITE_UNITS = 0.625  # DynamoDB on-demand, us-east-1
@@ -59,6 +61,7 @@ class Bench:
         }
         self.meter = CapacityMeter(index_keys).attach(dynamo.client())
         self.source = stack.stream_source_of("AggregateStreamFunction")
+        self.conversation: dict[str, str] = {}  # per tenant: a conversation of its data set
 
     # -- writes --------------------------------------------------------------------------------
     def _aggregating(self) -> tuple[threading.Event, threading.Thread]:
@@ -155,19 +158,20 @@ class Bench:
                 hot[_short(place)] = row
         return dict(sorted(hot.items()))
 
-    def backfill(self, shape: Shape) -> dict[str, Any]:
+    def backfill(self, shape: Shape, tenant: str = TENANT) -> dict[str, Any]:
         """Load the 30-day data set in batches of 100 while the aggregator runs; WCU per event."""
         from meter.ingest import ingest, parse_events
 
         # In time order, as a history export arrives: each window then holds neighbouring hours.
         data = sorted(events(shape, seed=self.seed, now=self.now), key=lambda e: e["timestamp"])
+        self.conversation[tenant] = next(e["conversationId"] for e in data if e["identifier"] == identifier(1))
         before = self._counted()
         stop, thread = self._aggregating()
         self.meter.reset()
         started = time.perf_counter()
         batches = [data[i : i + 100] for i in range(0, len(data), 100)]
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda b: ingest(TENANT, parse_events(json.dumps({"events": b}))), batches))
+            list(pool.map(lambda b: ingest(tenant, parse_events(json.dumps({"events": b}))), batches))
         ingested = time.perf_counter() - started
         self._wait_counted(before + len(data), timeout=1800)
         elapsed = time.perf_counter() - started
@@ -175,6 +179,8 @@ class Bench:
         thread.join(timeout=30)
         return {
             "events": len(data),
+            "identifiers": shape.identifiers,
+            "agents": shape.agents,
             "wcu_per_event": round(self.meter.write / len(data), 3),
             "wcu_per_event_by_table": {
                 _short(place): round(units / len(data), 3) for place, units in sorted(self.meter.write_by.items())
@@ -373,33 +379,77 @@ class Bench:
         rows = [row for params in calls for row in answer(parse_query(TENANT, params))["data"]]
         return rows + chatbotkit.list_records(TENANT, {"take": "20"})["items"]
 
-    def latency(self, runs: int) -> dict[str, dict[str, float]]:
-        """p50/p95/p99 milliseconds of each query handler through the in-process gateway, warm."""
+    def routes(self, tenant: str, runs: int) -> dict[str, dict[str, Any]]:
+        """Every GET route through the in-process gateway, warm, as a client asks it (ranged routes over
+        the last 30 days): the read units of one call, the floor (the answer's own bytes read once: 0.5
+        RCU per 4 KB, at least one 0.5 read; none for static files) and p50/p95/p99 milliseconds."""
+        from urllib.parse import urlencode
+
         from local.gateway import Gateway
+        from meter.alerts import create_alert
         from meter.auth import create_key
 
-        gateway, token = Gateway(self.stack), create_key(TENANT, ["read"])
-        paths = {
-            route.function: route.path.replace("{identifier}", identifier(1))
-            .replace("{agentId}", agent(1))
-            .replace("{uuid}", agent(1))
-            .replace("{botId}", agent(1))
-            .replace("{orgId}", TENANT)
-            .replace("{conversationId}", "conv-1-0")
-            for route in self.stack.routes()
-            if route.method == "GET"
-        }
+        gateway, token = Gateway(self.stack), create_key(tenant, ["read"])
+        alert = create_alert(tenant, {"name": "top user", "measure": "credits", "thresholds": [10**12],
+                                      "subject": {"identifier": identifier(1)}, "period": "month"})  # fmt: skip
+        first = datetime.fromtimestamp(self.now.timestamp() - 29 * 86_400, tz=UTC).strftime("%Y-%m-%d")
+        last = self.now.strftime("%Y-%m-%d")
+        tomorrow = datetime.fromtimestamp(self.now.timestamp() + 86_400, tz=UTC).strftime("%Y-%m-%d")
+        month = {"from": f"{first}T00:00:00Z", "to": f"{last}T23:59:59Z"}
+        ranged = {
+            "/v2/gen-ai/agents/{uuid}/usage": {"start": month["from"], "stop": month["to"]},
+            "/v1/usage/query": {"identifier": identifier(1), "from": first, "to": tomorrow, "windowSize": "DAY",
+                                "timeZone": "Asia/Kolkata"},
+        }  # fmt: skip
+        values = {"identifier": identifier(1), "agentId": agent(1), "uuid": agent(1), "botId": agent(1),
+                  "orgId": tenant, "conversationId": self.conversation[tenant], "alertId": alert["id"],
+                  "file": "dashboard.js"}  # fmt: skip
         result = {}
-        for function, path in sorted(paths.items()):
+        for route in sorted(self.stack.routes(), key=lambda r: r.function):
+            if route.method != "GET":
+                continue
+            path = route.path
+            for name, value in values.items():
+                path = path.replace("{" + name + "}", quote(value, safe=""))
+            query = urlencode(ranged.get(route.path) or (month if route.path in _RANGED else {}))
+            headers = {"Authorization": f"Bearer {token}"}
+            warm = gateway.handle("GET", path, query, headers)
+            assert warm.status in (200, 404), (route.path, warm.status, warm.body[:200])
+            self.meter.reset()
+            gateway.handle("GET", path, query, headers)
+            rcu = round(self.meter.read, 2)
             samples = []
-            for _ in range(runs + 1):
+            for _ in range(runs):
                 started = time.perf_counter()
-                gateway.handle("GET", path, "", {"Authorization": f"Bearer {token}"})
+                gateway.handle("GET", path, query, headers)
                 samples.append((time.perf_counter() - started) * 1000)
-            samples = sorted(samples[1:])  # the first call warms the handler
-            cut = statistics.quantiles(samples, n=100, method="inclusive")
-            result[function] = {"p50": round(cut[49], 2), "p95": round(cut[94], 2), "p99": round(cut[98], 2)}
+            cut = statistics.quantiles(sorted(samples), n=100, method="inclusive")
+            static = route.function == "DashboardFunction"
+            floor = None if static else max(0.5, 0.5 * -(-len(warm.body) // 4096))
+            result[route.path] = {
+                "function": route.function,
+                "rcu": rcu,
+                "floor": floor,
+                "of_floor": round(rcu / floor, 1) if floor else None,
+                "answer_bytes": len(warm.body),
+                "p50": round(cut[49], 2),
+                "p95": round(cut[94], 2),
+                "p99": round(cut[98], 2),
+            }
         return result
+
+
+# Routes a client asks for a range (from/to); the others answer a fixed period, a page or an alert.
+_RANGED = frozenset(
+    {
+        "/api/v1/consumption/identifier/{identifier}/dates",
+        "/api/v1/consumption/agent/{agentId}/dates",
+        "/api/v1/consumption/agent/{agentId}/models",
+        "/api/v1/consumption/organization/{orgId}/summary",
+        "/api/v1/consumption/organization/{orgId}/agents",
+        "/api/v1/bot/{botId}/usage/fetch",
+    }
+)
 
 
 def _short(place: str) -> str:
@@ -501,10 +551,28 @@ def _report(results: dict[str, Any]) -> str:
         ["alert", "RCU", "RCU billed", "read calls"],
     )
     lines += ["", "## Throughput (events/s)", "", *[f"- {k}: {v}" for k, v in results["events_per_second"].items()]]
-    lines += ["", "## Latency, in process, warm (ms)", ""]
+    one, ten = results["routes"]["1x"], results["routes"]["10x"]
+    crowd = results["backfill_10x_population"]
+    lines += [
+        "",
+        "## Every route: read units and warm latency at two population sizes",
+        "",
+        f"1x: the backfill data set ({backfill['identifiers']:,} end users, {backfill['agents']} agents, "
+        f"{backfill['events']:,} events); 10x: {crowd['identifiers']:,} end users, {crowd['agents']} agents, "
+        f"{crowd['events']:,} events over the same 30 days (its backfill: {crowd['wcu_per_event']} WCU/event). "
+        "Ranged routes ask for the last 30 days; floor: the answer's own bytes read once (0.5 RCU per 4 KB, "
+        "at least 0.5); latency in process over DynamoDB Local, warm, ms.",
+        "",
+    ]
     lines += _table(
-        [[f, v["p50"], v["p95"], v["p99"]] for f, v in results["latency_ms"].items()], ["handler", "p50", "p95", "p99"]
-    )
+        [
+            [f"`{path}`", a["rcu"], a["floor"] or "-", a["of_floor"] or "-", a["p50"],
+             b["rcu"], b["floor"] or "-", b["of_floor"] or "-", b["p50"]]
+            for path, a in one.items()
+            for b in [ten[path]]
+        ],
+        ["route", "RCU 1x", "floor", "x floor", "p50", "RCU 10x", "floor", "x floor", "p50"],
+    )  # fmt: skip
     lines += ["", "## Cold start: import + init, median of fresh processes (ms)", ""]
     floor = results["cold_start_ms"]["floor"]
     lines += _table(
@@ -532,6 +600,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     began = time.perf_counter()
     shape = Shape(events=3000 if args.quick else 100_000)
+    # The same reads over 10x the end users and agents show what grows with the population.
+    crowd_shape = Shape(
+        events=1500 if args.quick else 50_000, identifiers=10 * shape.identifiers, agents=10 * shape.agents
+    )
     live_seconds = 15 if args.quick else 120
     port = services.free_port()
     # Production settings from the template; the quick run shortens the window so make test need not wait.
@@ -550,6 +622,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         live = bench.live(live_seconds, 100)
         backfill = bench.backfill(shape)
+        crowd = bench.backfill(crowd_shape, CROWD_TENANT)
         results.update(
             {
                 "wcu_per_event_live": live["wcu_per_event"],
@@ -562,6 +635,7 @@ def main(argv: list[str] | None = None) -> int:
                 "rcu_equivalent_all_in": bench.all_in(40 if args.quick else 200, 50),
                 "live": live,
                 "backfill": backfill,
+                "backfill_10x_population": crowd,
                 "events_per_second": {
                     "live_sustained": live["events_per_second"],
                     "backfill_ingest": backfill["ingest_events_per_second"],
@@ -572,7 +646,8 @@ def main(argv: list[str] | None = None) -> int:
         results["rcu_per_query"] = bench.reads()
         results["native_query_rcu"] = bench.native_queries()
         results["alert_status_rcu"] = bench.alert_status()
-        results["latency_ms"] = bench.latency(10 if args.quick else 30)
+        runs = 10 if args.quick else 30
+        results["routes"] = {"1x": bench.routes(TENANT, runs), "10x": bench.routes(CROWD_TENANT, runs)}
     finally:
         services.stop(dynamodb)
     lean_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT")}

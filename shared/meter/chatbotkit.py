@@ -17,6 +17,7 @@ from meter.distinct import seen_since
 from meter.queries import (
     Totals,
     aggregate_items,
+    concurrently,
     conversation_records,
     daily_totals,
     record_totals,
@@ -158,7 +159,7 @@ def _matching_records(
         index, partitions = "ByTenant", keys.tenant_index_keys(tenant)
         page = max(4, (take + 1) // len(partitions) + 2)
     records = store.records()
-    sources = [records.after(index, key, after, ascending, page) for key in partitions]
+    sources = concurrently([records.after(index, key, after, ascending, page) for key in partitions], page)
     merged = heapq.merge(*sources, key=lambda r: r["ord"], reverse=not ascending)
     meta = _meta_filters(params)
     return (record for record in merged if _matches(record, wanted, meta))

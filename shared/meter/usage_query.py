@@ -43,7 +43,7 @@ from meter.dimensions import (
 )
 from meter.errors import BadRequest
 from meter.localtime import DAY, WINDOW_SIZES, local_iso, local_midnight, window_start, windows
-from meter.queries import listed_values, record_totals, tenant_records
+from meter.queries import in_parallel, listed_values, record_totals, tenant_records
 from meter.tenants import current_period_start
 from meter.timerange import DAY_MS, HOUR_MS, LATEST_MS, now_ms, parse_instant
 
@@ -402,9 +402,13 @@ class SeriesReader:
                 runs.append([hour])
         if len(runs) > 1 and self._one_query_is_cheaper(runs):
             runs = [[hours[0], hours[-1]]]
-        for run in runs:
+
+        def read(run: list[int]) -> list[dict]:
             low, high = keys.hour_sk(keys.hour_key(run[0])), keys.hour_sk(keys.hour_key(run[-1]))
-            for item in store.aggregates().between(self.pk, low, high, consistent=self.consistent):
+            return store.aggregates().between(self.pk, low, high, consistent=self.consistent)
+
+        for items in in_parallel(read, runs):
+            for item in items:
                 self.hour_items[keys.parse_aggregate(self.pk, item["sk"]).bucket_start] = item
 
     def _one_query_is_cheaper(self, runs: list[list[int]]) -> bool:

@@ -149,6 +149,26 @@ def test_organization_summary_and_agents(api):
     assert api("/api/v1/consumption/organization/globex/summary").status == 404
 
 
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (timedelta(0), timedelta(days=3)),  # whole days
+        (timedelta(hours=1, minutes=15), timedelta(days=1, hours=5, minutes=30)),  # ragged to the minute
+        (timedelta(hours=1), timedelta(hours=2)),  # one whole hour
+        (timedelta(days=1), timedelta(days=2, hours=1, milliseconds=1)),  # a day, an hour and a millisecond
+    ],
+)
+def test_organization_agents_equal_the_events_in_any_range(api, start, end):
+    low, high = DAY0 + start, DAY0 + end
+    want: dict[str, int] = {}
+    for e in EVENTS:
+        if "agentId" in e and low <= datetime.fromisoformat(e["timestamp"]) < high:
+            want[e["agentId"]] = want.get(e["agentId"], 0) + e["credits"]
+    query = {"from": iso(low), "to": iso(high - timedelta(milliseconds=1))}
+    got = api("/api/v1/consumption/organization/acme/agents", **query).json()["data"]
+    assert got == [{"agent_id": a, "total_credits": n} for a, n in sorted(want.items(), key=lambda p: (-p[1], p[0]))]
+
+
 # -- DigitalOcean Gradient -----------------------------------------------------------------------
 def test_gradient_usage_types(api):
     body = api("/v2/gen-ai/agents/bot-1/usage").json()
