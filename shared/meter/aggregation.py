@@ -18,6 +18,9 @@ then applies one fixed chunk and advances the ledger's chunk counter under a con
 last one moves ``seq``. Whoever finds a pending commit (the retry, the next window) finishes it
 from the pending item, never from its own records, so a crash mid-commit is always completed with
 exactly the deltas it started with.
+
+Before a commit, the distinct values of its deltas move their last-seen marks (``meter.distinct``):
+an idempotent maximum, so a commit that fails after it only repeats it.
 """
 
 from __future__ import annotations

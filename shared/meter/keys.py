@@ -6,7 +6,10 @@ Records (``pk = <tenant>#<id>``): the idempotency key. Index keys: ``tk = <tenan
 key ``ord = <13-digit ms>#<id>`` shared by both.
 
 Aggregates (``pk = <tenant>#<dimension code>[#<value>]``, ``sk = D#YYYY-MM-DD`` or
-``H#YYYY-MM-DDTHH``); ``lk`` lists a dimension's values on the ``ByList`` index.
+``H#YYYY-MM-DDTHH``); ``lk`` lists a dimension's values on the ``ByList`` index. The agents'
+credits roster (``<tenant>#AC``, ``<bucket sk>#<agent>``); a value's last-seen mark (its own
+partition, ``SEEN``) and the tenant's tally of values per last-seen day (``<tenant>#SEEN``,
+``M#YYYY-MM``).
 
 Control: the aggregator's per-shard ledger (``SHARD#<shard>``), its pending commits
 (``PENDING#<shard>#<first>#<last>``), late arrivals by received hour (``LATE#<hour ms>#<shard>``),
