@@ -27,7 +27,7 @@ from meter.dimensions import ABILITY, DATASET, IDENTIFIER, SKILLSET
 from meter.records import UsageRecord
 
 DISTINCT = (IDENTIFIER, DATASET, SKILLSET, ABILITY)
-MAX_MARKS_PER_TRANSACTION = 90  # with at most one tally item per (tenant, month) touched: under 100
+MAX_TRANSACT_ACTIONS = 100  # marks and the tally items they touch, per transaction
 MAX_REMEMBERED = 200_000  # marks a container remembers (about 40 MB at most)
 MAX_ROUNDS = 20
 
@@ -92,7 +92,7 @@ def note_latest(latest: dict[Mark, str], transact: Transact = store.transact) ->
             else:
                 moves[mark] = (known, day)
         failed: dict[Mark, str] = {}
-        for chunk in _chunks(sorted(moves)):
+        for chunk in _chunks(moves):
             if _move(chunk, moves, transact):
                 moved += len(chunk)
                 for mark in chunk:
@@ -109,8 +109,18 @@ def _remember(pk: str, day: str) -> None:
     _remembered[pk] = max(day, _remembered.get(pk, day))
 
 
-def _chunks(marks: list[Mark]) -> list[list[Mark]]:
-    return [marks[i : i + MAX_MARKS_PER_TRANSACTION] for i in range(0, len(marks), MAX_MARKS_PER_TRANSACTION)]
+def _chunks(moves: dict[Mark, tuple[str, str]]) -> list[list[Mark]]:
+    """Marks cut into transactions of at most 100 actions: the marks and their tally items."""
+    chunks: list[list[Mark]] = []
+    tallies: set[tuple[str, str]] = set()
+    for mark in sorted(moves):  # by tenant: a tenant's marks share its tally items
+        touched = {(mark[0], keys.seen_tally_sk(day)) for day in moves[mark] if day}
+        if not chunks or len(chunks[-1]) + len(tallies | touched) >= MAX_TRANSACT_ACTIONS:
+            chunks.append([])
+            tallies = set()
+        chunks[-1].append(mark)
+        tallies |= touched
+    return chunks
 
 
 def _move(chunk: list[Mark], moves: dict[Mark, tuple[str, str]], transact: Transact) -> bool:
