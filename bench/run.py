@@ -602,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     shape = Shape(events=3000 if args.quick else 100_000)
     # The same reads over 10x the end users and agents show what grows with the population.
     crowd_shape = Shape(
-        events=1500 if args.quick else 50_000, identifiers=10 * shape.identifiers, agents=10 * shape.agents
+        events=500 if args.quick else 50_000, identifiers=10 * shape.identifiers, agents=10 * shape.agents
     )
     live_seconds = 15 if args.quick else 120
     port = services.free_port()
@@ -646,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
         results["rcu_per_query"] = bench.reads()
         results["native_query_rcu"] = bench.native_queries()
         results["alert_status_rcu"] = bench.alert_status()
-        runs = 10 if args.quick else 30
+        runs = 5 if args.quick else 30
         results["routes"] = {"1x": bench.routes(TENANT, runs), "10x": bench.routes(CROWD_TENANT, runs)}
     finally:
         services.stop(dynamodb)
