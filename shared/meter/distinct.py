@@ -60,11 +60,10 @@ def latest_of_items(item_keys: Iterable[tuple[str, str]]) -> dict[Mark, str]:
     codes = {dimension.code for dimension in DISTINCT}
     latest: dict[Mark, str] = {}
     for pk, sk in item_keys:
-        if sk.startswith(keys.DAY_PREFIX):
-            parsed = keys.parse_aggregate(pk, sk)
-            if parsed.code in codes:
-                mark, day = (parsed.tenant, parsed.code, pk), keys.bucket_day(sk)
-                latest[mark] = max(day, latest.get(mark, day))
+        tenant, code = keys.owner_of_aggregate(pk)
+        if code in codes and sk.startswith(keys.DAY_PREFIX):  # every commit: no date parsing here
+            mark, day = (tenant, code, pk), keys.bucket_day(sk)
+            latest[mark] = max(day, latest.get(mark, day))
     return latest
 
 

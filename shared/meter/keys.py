@@ -141,6 +141,17 @@ def _bucket_of(sk: str) -> tuple[str, str]:
     return sk[:width], sk[width + 1 :]
 
 
+def roster_agent(sk: str) -> str:
+    """The agent a roster entry's sort key names."""
+    return _bucket_of(sk)[1]
+
+
+def owner_of_aggregate(pk: str) -> tuple[str, str]:
+    """(tenant, dimension code) of an aggregate partition, without parsing its bucket."""
+    tenant, _, rest = pk.partition("#")
+    return tenant, rest.partition("#")[0]
+
+
 # -- distinct values: each value's last-seen day, and the tally of values per last-seen day ----
 SEEN_SK = "SEEN"  # in a value's own aggregate partition: the last UTC day it was seen on (``day``)
 SEEN_MONTH_PREFIX = "M#"

@@ -21,7 +21,7 @@ from meter.dimensions import (
     contribution_of,
     is_quarter_counter,
 )
-from meter.timerange import DAY_MS, day_key, now_ms, plan_range
+from meter.timerange import DAY_MS, ReadPlan, day_key, now_ms, plan_range
 
 Totals = Counter[str]
 
@@ -97,6 +97,13 @@ def _raw_edge(tenant: str, dimension: Dimension, value: str, start: int, end: in
     raise ValueError(f"dimension {dimension.code} has no hourly items")
 
 
+def _read_plan(start: int | None, end: int | None) -> ReadPlan:
+    """How to read ``[start, end)`` (None = open) exactly. An open end reads whole day items up to
+    today's: they hold everything aggregated so far."""
+    open_end = (now_ms() // DAY_MS + 1) * DAY_MS
+    return plan_range(0 if start is None else start, open_end if end is None else end)
+
+
 def daily_totals(
     tenant: str, dimension: Dimension, value: str, start: int | None, end: int | None
 ) -> dict[str, Totals]:
@@ -112,9 +119,7 @@ def daily_totals(
         for item in aggregate_items(pk, keys.DAY_PREFIX, keys.day_sk("~")):
             days[keys.bucket_day(item["sk"])].update(counters(item))
         return days
-    # An open end reads whole day items up to today's: they hold everything aggregated so far.
-    open_end = (now_ms() // DAY_MS + 1) * DAY_MS
-    plan = plan_range(0 if start is None else start, open_end if end is None else end)
+    plan = _read_plan(start, end)
     if plan.days:
         for item in aggregate_items(pk, keys.day_sk(plan.days[0]), keys.day_sk(plan.days[1])):
             days[keys.bucket_day(item["sk"])].update(counters(item))
@@ -130,14 +135,13 @@ def daily_totals(
 def agent_credits(tenant: str, start: int | None, end: int | None) -> Counter[str]:
     """Credits per agent over ``[start, end)`` (None = open), exact: the roster's day and hour
     entries (every agent of a bucket in one read), raw records only at ragged edges."""
-    open_end = (now_ms() // DAY_MS + 1) * DAY_MS
-    plan = plan_range(0 if start is None else start, open_end if end is None else end)
+    plan = _read_plan(start, end)
     spans = [(keys.day_sk(plan.days[0]), keys.day_sk(plan.days[1]))] if plan.days else []
     spans += [(keys.hour_sk(low), keys.hour_sk(high)) for low, high in plan.hours]
     credits: Counter[str] = Counter()
     for low, high in spans:
         for item in store.aggregates().between(keys.roster_pk(tenant), *keys.roster_bounds(low, high)):
-            credits[keys.parse_aggregate(item["pk"], item["sk"]).value] += item.get("credits", 0)
+            credits[keys.roster_agent(item["sk"])] += item.get("credits", 0)
     for low, high in plan.raw:
         for record in tenant_records(tenant, low, high):
             if record.get("agentId") is not None:
