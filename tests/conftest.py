@@ -30,8 +30,9 @@ import pytest
 from moto import mock_aws
 
 from local.gateway import Gateway
+from local.queues import create_queues
 from local.template import Stack
-from meter import alert_delivery, alerts, arrivals, auth, cursors, distinct, dynamo, ratelimit, tenants
+from meter import alert_delivery, alerts, arrivals, auth, cursors, distinct, dynamo, ratelimit, sqs, tenants
 from meter.auth import create_key
 from meter.config import get_settings
 
@@ -100,7 +101,7 @@ def reset_caches() -> None:
     ratelimit._windows.clear()
     alerts._definitions.clear()
     alert_delivery._events.cache_clear()
-    alert_delivery._sqs.cache_clear()
+    sqs.client.cache_clear()
     distinct.forget()
 
 
@@ -116,6 +117,7 @@ def aws() -> Iterator[None]:
     with mock_aws():
         reset_caches()
         create_tables()
+        create_queues(STACK, sqs.client())
         yield
     reset_caches()
 

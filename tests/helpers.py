@@ -64,6 +64,21 @@ def aggregator(stack: Stack, dead_letters: list[dict[str, Any]] | None = None) -
     )
 
 
+def set_aside_notices() -> list[dict[str, Any]]:
+    """The aggregator's set-aside notices in the failure queue (left in it)."""
+    import boto3
+
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName="AggregationFailuresQueue")["QueueUrl"]
+    found: dict[str, dict[str, Any]] = {}
+    while True:
+        page = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
+        new = {m["MessageId"]: json.loads(m["Body"]) for m in page if m["MessageId"] not in found}
+        if not new:
+            return [body["setAside"] for body in found.values() if "setAside" in body]
+        found.update(new)
+
+
 Bucket = tuple[str, str, Any, str, int]  # tenant, dimension, value, "day" | "hour", bucket start (ms)
 _DIMENSION_NAMES = {"T": "tenant", "I": "identifier", "A": "agent", "M": "agent model",
                     "AY": "agent type", "TY": "type", "DS": "dataset", "SK": "skillset", "AB": "ability",

@@ -1,6 +1,6 @@
 """Hourly (EventBridge Scheduler): reconcile every hour due since the last run, and the windows
 earlier runs kept for retry (meter.reconcile). Metrics UncountedEvents, DriftedAggregates, RepairedAggregates,
-OvercountedAggregates, DeferredWindows, ReconcileFailures, UnreadableRecords."""
+OvercountedAggregates, DeferredWindows, RefusedRepairs, ReconcileFailures, UnreadableRecords."""
 
 from meter.logs import metrics, observed
 from meter.reconcile import reconcile_due
@@ -14,6 +14,7 @@ METRICS = {
     "repaired": "RepairedAggregates",
     "overcounted": "OvercountedAggregates",
     "deferred": "DeferredWindows",
+    "refused": "RefusedRepairs",
     "failed": "ReconcileFailures",
     "unreadable": "UnreadableRecords",
 }

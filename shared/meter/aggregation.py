@@ -28,8 +28,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import random
-import time
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -38,11 +36,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from meter import alerts, distinct, dynamo, keys, store
+from meter import alerts, distinct, dynamo, keys, set_aside, store, transactions
 from meter.dimensions import DIMENSIONS, contribution_of, display_value, quartered
 from meter.logs import logger, metrics
 from meter.records import UsageRecord, record_from_item
 from meter.timerange import now_ms
+from meter.transactions import Refused
 
 MAX_TRANSACT_ACTIONS = 100
 CHUNK_ITEMS = MAX_TRANSACT_ACTIONS - 1  # the ledger update is the 100th action
@@ -50,15 +49,8 @@ MAX_STATE_ITEMS = 20_000  # commit mid-window past this many items (about 250 KB
 # ...or past this size of compressed deltas (base64), whatever the keys' lengths: the state then stays
 # below Lambda's 1 MB, and the pending item (the same bytes, unencoded) below DynamoDB's 400 KB.
 MAX_STATE_CHARS = 400_000
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 8  # invocation-level rounds when the ledger moves under a commit
 PENDING_DAYS = 7  # pending items expire by TTL long after their commit finished
-RETRYABLE = {
-    "TransactionConflictException",
-    "ThrottlingException",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-}
 
 AggregateKey = tuple[str, str]
 
@@ -138,13 +130,14 @@ class Deltas:
     listing: dict[AggregateKey, dict[str, str]] = field(default_factory=dict)
 
     def add(self, sequence: str, record: UsageRecord) -> None:
-        """Fold one record in (records arrive in sequence order)."""
+        """Fold one record in (records arrive in sequence order); nothing changes if it raises."""
+        added, listing = additions(record), listing_attributes(record)
         self.first = self.first or sequence
         self.last = sequence
         self.events += 1
-        for key, added in additions(record):
-            self.counters[key].update(added)
-        self.listing.update(listing_attributes(record))
+        for key, counters in added:
+            self.counters[key].update(counters)
+        self.listing.update(listing)
 
     def encode(self) -> dict[str, str]:
         """A compact JSON-safe form (Lambda keeps the state between invocations of a window)."""
@@ -233,28 +226,43 @@ def transact(actions: list[dict[str, Any]]) -> None:
 
 
 def transact_retrying(actions: list[dict[str, Any]]) -> None:
-    """Commit, retrying what retrying can fix; LedgerMoved if the ledger's condition failed."""
-    for attempt in range(MAX_ATTEMPTS):
-        try:
-            transact(actions)
-            return
-        except ClientError as error:
-            code = error.response["Error"]["Code"]
-            reasons = [r.get("Code") for r in error.response.get("CancellationReasons") or []]
-            if code == "TransactionCanceledException" and reasons and reasons[-1] == "ConditionalCheckFailed":
-                raise LedgerMoved from None
-            retryable = code in RETRYABLE or (
-                code == "TransactionCanceledException"
-                and any(r in ("TransactionConflict", "ThrottlingError") for r in reasons)
-            )
-            if not retryable:
-                raise
-            time.sleep(min(2.0, 0.05 * 2**attempt) * random.random())
-    raise CommitFailed(f"transaction not committed after {MAX_ATTEMPTS} attempts")
+    """Commit, retrying what retrying can fix; LedgerMoved if the ledger's condition failed,
+    ``Refused`` naming the actions DynamoDB refuses for good."""
+    try:
+        transactions.retrying(actions, transact)
+    except transactions.NotCommitted as error:
+        raise CommitFailed(str(error)) from None
+    except ClientError as error:
+        reasons = transactions.reasons_of(error)
+        if reasons and reasons[-1] == "ConditionalCheckFailed":
+            raise LedgerMoved from None
+        raise
 
 
 def _chunk_actions(deltas: Deltas, chunk: list[AggregateKey]) -> list[dict[str, Any]]:
     return [_counter_action(key, +deltas.counters[key], deltas.listing.get(key)) for key in chunk]
+
+
+def _commit_chunk(shard: str, deltas: Deltas, chunk: list[AggregateKey], ledger_update: dict[str, Any]) -> None:
+    """One chunk's counters and the ledger's move in one transaction. Items DynamoDB refuses for
+    good are set aside (durably, first) and the chunk commits without them."""
+    chunk = list(chunk)
+    while True:
+        try:
+            transact_retrying([*_chunk_actions(deltas, chunk), ledger_update])
+            return
+        except Refused as refused:
+            if len(chunk) in refused.indexes:
+                raise CommitFailed(f"shard {shard}: the ledger's own update was refused: {refused.reason}") from None
+            left_out = [chunk[i] for i in refused.indexes]
+            set_aside.refused_items(
+                shard, deltas.first, deltas.last, [(*k, _day_of(k)) for k in left_out], refused.reason
+            )
+            chunk = [key for key in chunk if key not in left_out]
+
+
+def _day_of(key: AggregateKey) -> str:
+    return keys.day_key(keys.parse_aggregate(*key).bucket_start)
 
 
 def commit(shard: str, deltas: Deltas, ledger: Ledger) -> None:
@@ -268,8 +276,7 @@ def commit(shard: str, deltas: Deltas, ledger: Ledger) -> None:
     moved = {":last": {"S": deltas.last}, ":events": {"N": str(deltas.events)}}
     condition, seen = _unchanged_since(ledger)
     if len(chunks) == 1:
-        actions = [*_chunk_actions(deltas, chunks[0]), _ledger_action(shard, advance, condition, {**seen, **moved})]
-        transact_retrying(actions)
+        _commit_chunk(shard, deltas, chunks[0], _ledger_action(shard, advance, condition, {**seen, **moved}))
         return
     _write_pending(shard, deltas)
     pointed = store.control().update(
@@ -327,7 +334,7 @@ def _apply_pending(shard: str, deltas: Deltas, done: int) -> None:
             expression = "SET pd = :next"
             values[":next"] = {"N": str(index + 1)}
         ledger_update = _ledger_action(shard, expression, "pl = :last AND pd = :done", values)
-        transact_retrying([*_chunk_actions(deltas, chunks[index]), ledger_update])
+        _commit_chunk(shard, deltas, chunks[index], ledger_update)
 
 
 def finish_pending(ledger: Ledger) -> Ledger:
@@ -340,34 +347,20 @@ def finish_pending(ledger: Ledger) -> Ledger:
 
 
 # -- one invocation --------------------------------------------------------------------------
-def _set_aside(shard: str, raw: dict[str, Any], reason: str) -> None:
-    """Keep a stream record that is not a usage record where operators find it; never count it."""
-    change = raw.get("dynamodb") or {}
-    pk = (change.get("Keys") or {}).get("pk", {}).get("S", "?")
-    logger.error("stream record set aside", extra={"record": pk, "reason": reason, "shard": shard})
-    metrics.add_metric(name="StreamRecordsFailed", unit="Count", value=1)
-    store.control().put(
-        {
-            "pk": keys.set_aside_pk(pk),
-            "shard": shard,
-            "sequence": change.get("SequenceNumber", ""),
-            "reason": reason[:1000],
-            "at": now_ms(),
-        }
-    )
+Parsed = tuple[str, UsageRecord, dict[str, Any]]  # sequence key, record, the stream record
 
 
-def _parse(shard: str, raw_records: list[dict[str, Any]]) -> list[tuple[str, UsageRecord]]:
+def _parse(shard: str, raw_records: list[dict[str, Any]]) -> list[Parsed]:
     parsed = []
     for raw in raw_records:
         if raw.get("eventName") != "INSERT":
             continue
         sequence = keys.sequence_key(raw["dynamodb"]["SequenceNumber"])
         try:
-            parsed.append((sequence, record_from_item(dynamo.deserialize(raw["dynamodb"]["NewImage"]))))
+            parsed.append((sequence, record_from_item(dynamo.deserialize(raw["dynamodb"]["NewImage"])), raw))
         except Exception as error:  # a poison pill holds back nothing: it is set aside durably
-            _set_aside(shard, raw, f"{type(error).__name__}: {error}")
-    return sorted(parsed, key=lambda pair: pair[0])
+            set_aside.unreadable_record(shard, raw, f"{type(error).__name__}: {error}")
+    return sorted(parsed, key=lambda parsed_record: parsed_record[0])
 
 
 def handle_window(event: dict[str, Any]) -> dict[str, Any]:
@@ -386,9 +379,13 @@ def handle_window(event: dict[str, Any]) -> dict[str, Any]:
         elif deltas.events and deltas.first <= ledger.seq:
             raise CommitFailed(f"state {deltas.first}..{deltas.last} straddles the ledger at {ledger.seq}")
         folded = []
-        for sequence, record in records:
+        for sequence, record, raw in records:
             if sequence > max(ledger.seq, deltas.last):  # a record delivered twice is folded once
-                deltas.add(sequence, record)
+                try:
+                    deltas.add(sequence, record)
+                except Exception as error:  # whatever a record holds, it must not stall the shard
+                    set_aside.unreadable_record(shard, raw, f"{type(error).__name__}: {error}")
+                    continue
                 folded.append(record)
         final = event.get("isFinalInvokeForWindow") or event.get("isWindowTerminatedEarly") or "shardId" not in event
         if not final and len(deltas.counters) <= MAX_STATE_ITEMS:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import urllib.error
 import urllib.request
 from functools import lru_cache
@@ -25,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import boto3
 
-from meter import store
+from meter import sqs, store
 from meter.alerts import shown_trigger
 from meter.logs import logger, metrics
 from meter.timerange import DAY_MS, now_ms
@@ -71,17 +70,6 @@ def notification(trigger: dict[str, Any], alert: dict[str, Any]) -> dict[str, An
 @lru_cache(maxsize=1)
 def _events() -> Any:
     return boto3.client("events")
-
-
-@lru_cache(maxsize=1)
-def _sqs() -> Any:
-    return boto3.client("sqs")
-
-
-def _queue_url(variable: str) -> str:
-    """A queue of the template (its URL deployed; its name locally, where URLs are per endpoint)."""
-    named = os.environ[variable]
-    return named if named.startswith("https://") else _sqs().get_queue_url(QueueName=named)["QueueUrl"]
 
 
 def publish(body: dict[str, Any]) -> None:
@@ -144,16 +132,12 @@ def deliver(pk: str, sk: str, now: int | None = None) -> str:
     if delivery["status"] == "retrying":
         if now - int(trigger["triggeredAt"]) + retry_delay(delivery["attempts"]) * 1000 >= RETRY_FOR_MS:
             delivery["status"] = "failed"
-            _sqs().send_message(
-                QueueUrl=_queue_url("ALERT_DEAD_LETTER_QUEUE"), MessageBody=json.dumps({"pk": pk, "sk": sk})
-            )
+            sqs.send("ALERT_DEAD_LETTER_QUEUE", json.dumps({"pk": pk, "sk": sk}))
             logger.error("alert delivery gave up", extra={"alert": trigger["alertId"], "error": delivery["lastError"]})
             metrics.add_metric(name="AlertDeliveriesFailed", unit="Count", value=1)
         else:
-            _sqs().send_message(
-                QueueUrl=_queue_url("ALERT_RETRY_QUEUE"),
-                MessageBody=json.dumps({"pk": pk, "sk": sk}),
-                DelaySeconds=retry_delay(delivery["attempts"]),
+            sqs.send(
+                "ALERT_RETRY_QUEUE", json.dumps({"pk": pk, "sk": sk}), DelaySeconds=retry_delay(delivery["attempts"])
             )
             logger.warning(
                 "alert delivery failed; retrying", extra={"alert": trigger["alertId"], "error": delivery["lastError"]}

@@ -22,9 +22,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from meter import keys, store
+from meter import keys, set_aside, store
 from meter.dimensions import ABILITY, DATASET, IDENTIFIER, SKILLSET
 from meter.records import UsageRecord
+from meter.transactions import Refused, reasons_of
 
 DISTINCT = (IDENTIFIER, DATASET, SKILLSET, ABILITY)
 MAX_TRANSACT_ACTIONS = 100  # marks and the tally items they touch, per transaction
@@ -92,12 +93,12 @@ def note_latest(latest: dict[Mark, str], transact: Transact = store.transact) ->
                 moves[mark] = (known, day)
         failed: dict[Mark, str] = {}
         for chunk in _chunks(moves):
-            if _move(chunk, moves, transact):
-                moved += len(chunk)
-                for mark in chunk:
-                    _remember(mark[2], moves[mark][1])
-            else:  # another writer moved one of them: read again, strongly consistent
-                failed.update({mark: moves[mark][1] for mark in chunk})
+            unmoved, refused = _move(chunk, moves, transact)
+            done = [mark for mark in chunk if mark not in unmoved and mark not in refused]
+            moved += len(done)
+            for mark in done:
+                _remember(mark[2], moves[mark][1])
+            failed.update({mark: moves[mark][1] for mark in unmoved})  # read again, strongly consistent
         wanted, consistent = failed, True
     raise RuntimeError(f"distinct marks kept moving under {len(wanted)} writes")
 
@@ -122,8 +123,10 @@ def _chunks(moves: dict[Mark, tuple[str, str]]) -> list[list[Mark]]:
     return chunks
 
 
-def _move(chunk: list[Mark], moves: dict[Mark, tuple[str, str]], transact: Transact) -> bool:
-    """Move a chunk of marks and their tally counts in one transaction; False if a mark had moved."""
+def _move(chunk: list[Mark], moves: dict[Mark, tuple[str, str]], transact: Transact) -> tuple[list[Mark], list[Mark]]:
+    """Move a chunk of marks and their tally counts in one transaction. Returns the marks to move
+    again (all if a mark had moved under it; the others if DynamoDB refused some) and the marks
+    refused for good, which are set aside."""
     tally: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     actions = []
     for mark in chunk:
@@ -133,16 +136,21 @@ def _move(chunk: list[Mark], moves: dict[Mark, tuple[str, str]], transact: Trans
         tally[(tenant, keys.seen_tally_sk(new))][keys.seen_counter(code, new)] += 1
         if old:
             tally[(tenant, keys.seen_tally_sk(old))][keys.seen_counter(code, old)] -= 1
-    for (tenant, month), counts in sorted(tally.items()):
-        actions.append(store.aggregates().add_to_tally(tenant, month, counts))
+    tally_keys = sorted(tally)
+    for tenant, month in tally_keys:
+        actions.append(store.aggregates().add_to_tally(tenant, month, tally[(tenant, month)]))
     try:
         transact(actions)
+    except Refused as refused:
+        tenants = {tally_keys[i - len(chunk)][0] for i in refused.indexes if i >= len(chunk)}
+        left_out = [m for i, m in enumerate(chunk) if i in refused.indexes or m[0] in tenants]
+        set_aside.refused_items("", "", "", [(m[2], keys.SEEN_SK, moves[m][1]) for m in left_out], refused.reason)
+        return [mark for mark in chunk if mark not in left_out], left_out
     except ClientError as error:
-        reasons = [r.get("Code") for r in error.response.get("CancellationReasons") or []]
-        if "ConditionalCheckFailed" in reasons:
-            return False
+        if "ConditionalCheckFailed" in reasons_of(error):
+            return chunk, []
         raise
-    return True
+    return [], []
 
 
 def seen_since(tenant: str, day: str) -> dict[str, int]:

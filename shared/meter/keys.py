@@ -13,7 +13,8 @@ partition, ``SEEN``) and the tenant's tally of values per last-seen day (``<tena
 
 Control: the aggregator's per-shard ledger (``SHARD#<shard>``), its pending commits
 (``PENDING#<shard>#<first>#<last>``), late arrivals by received hour (``LATE#<hour ms>#<shard>``),
-reconciliation's checkpoint and retries (``RECONCILE#…``), rate-limit windows (``RATE#<key>#<second>``) and the cursor
+reconciliation's checkpoint and retries (``RECONCILE#…``), the probe key that is never written
+(``PROBE#never-written``), rate-limit windows (``RATE#<key>#<second>``) and the cursor
 and API-key signing secrets. Tenants: ``TENANT#<name>`` and ``KEY#<public id>``.
 
 Alerts (``pk``, ``sk``): an alert (``ALERT#<tenant>``, ``<alert id>``), the once-only mark of a
@@ -244,9 +245,7 @@ def parked_pk(message_id: str) -> str:
 PARKED_PREFIX = parked_pk("")
 
 
-def set_aside_pk(record_pk: str) -> str:
-    """A stream record the aggregator could not read, kept for operators (by its record key)."""
-    return f"ASIDE#{record_pk}"
+PROBE_PK = "PROBE#never-written"  # the condition check of probe transactions (meter.transactions)
 
 
 def late_arrivals_pk(received_hour: int, tenant: str) -> str:

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from meter import alerts, distinct, keys, store
 from meter.aggregation import coalesce, listing_attributes
 from meter.arrivals import LATE_AFTER_MS
@@ -44,6 +46,7 @@ from meter.logs import logger
 from meter.queries import counters, listed_items, tenant_records
 from meter.records import InvalidRecord, UsageRecord, record_from_item
 from meter.timerange import DAY_MS, HOUR_MS, day_key, hour_key, to_ms
+from meter.transactions import is_refusal
 
 STREAM_MAX_AGE_MS = 3_600_000  # the stream mapping's MaximumRecordAgeInSeconds (template.yaml)
 HORIZON_MS = STREAM_MAX_AGE_MS + 15 * 60_000  # plus the longest tumbling window and its commit
@@ -64,10 +67,26 @@ class ReconcileReport:
     uncounted: int = 0  # events the recount found missing from the tenant's own totals
     overcounted: int = 0  # items above the recount: reported, never lowered
     deferred: int = 0  # windows (or drifted items) left for a later run
+    refused: int = 0  # items DynamoDB refuses to raise (too large, a counter of another type): kept for retry
     failed: int = 0  # windows whose reconciliation raised (kept for retry)
     drift: list[dict[str, Any]] = field(default_factory=list)
 
-    COUNTS = ("records", "unreadable", "uncounted", "drifted", "repaired", "overcounted", "deferred", "failed")
+    COUNTS = (
+        "records",
+        "unreadable",
+        "uncounted",
+        "drifted",
+        "repaired",
+        "overcounted",
+        "deferred",
+        "refused",
+        "failed",
+    )
+
+    @property
+    def settled(self) -> bool:
+        """Whether nothing is left for a later run."""
+        return not self.deferred and not self.refused
 
     def add(self, other: ReconcileReport) -> None:
         for name in self.COUNTS:
@@ -151,17 +170,20 @@ def _raise_to(key: AggregateKey, seen: Counter, raised: Counter, listing: dict[s
     return repaired is not None
 
 
-def reconcile_window(tenant: str, start: int, end: int, now: int) -> ReconcileReport:
+def reconcile_window(tenant: str, start: int, end: int, now: int, marks: bool = False) -> ReconcileReport:
     """Reconcile one tenant's aggregate items whose buckets lie wholly inside ``[start, end)``, then
     evaluate the tenant's alerts over the periods the window touches (the backstop for a check the
-    aggregator could not make); a failure of either raises, and the window is retried."""
-    report = _recount_window(tenant, start, end, now)
+    aggregator could not make); a failure of either raises, and the window is retried.
+
+    ``marks`` moves the distinct marks of the window's records even if no counter drifted (a
+    redrive of marks the aggregator set aside)."""
+    report = _recount_window(tenant, start, end, now, marks)
     if not report.deferred:
         alerts.check_window(tenant, start, end)
     return report
 
 
-def _recount_window(tenant: str, start: int, end: int, now: int) -> ReconcileReport:
+def _recount_window(tenant: str, start: int, end: int, now: int, marks: bool = False) -> ReconcileReport:
     report = ReconcileReport()
     records, report.unreadable = _records(tenant, start, end)
     report.records = len(records)
@@ -178,6 +200,8 @@ def _recount_window(tenant: str, start: int, end: int, now: int) -> ReconcileRep
     candidates |= {k for k in _listed_day_keys(tenant, start, end) if _within(k, start, end)}
     stored = _stored(candidates)
     drifted = {k: v for k, v in stored.items() if v != expected.get(k, Counter())}
+    if marks and not drifted:
+        distinct.note(records)
     if not drifted:
         return report
     report.drifted = len(drifted)
@@ -196,7 +220,15 @@ def _recount_window(tenant: str, start: int, end: int, now: int) -> ReconcileRep
             report.overcounted += 1
         if not raised:
             continue
-        if _raise_to(key, seen, raised, listing.get(key)):
+        try:
+            repaired = _raise_to(key, seen, raised, listing.get(key))
+        except ClientError as error:
+            if not is_refusal(error):
+                raise
+            logger.error("aggregate repair refused", extra={"pk": key[0], "sk": key[1], "error": str(error)})
+            report.refused += 1
+            continue
+        if repaired:
             report.repaired += 1
         else:
             report.deferred += 1
@@ -247,7 +279,7 @@ def _settle(window: Window, now: int, total: ReconcileReport) -> bool:
     if report.drift:
         logger.warning("aggregates drifted from the recount", extra={"tenant": tenant, "drift": report.drift})
     total.add(report)
-    return not report.deferred
+    return report.settled
 
 
 def reconcile_due(now: int, out_of_time: Callable[[], bool] = lambda: False) -> ReconcileReport:

@@ -7,6 +7,10 @@
   each dropped event exactly once whatever part of the window had been committed. A day can be
   reconciled once its records are past the stream's horizon (``reconcile.HORIZON_MS``), when no
   stream invocation can add to it any more; until then the message stays, with the time to retry.
+  The same queue holds what the aggregator **set aside** (``meter.set_aside``): a refused write
+  names its tenant and days, which are reconciled the same way (distinct marks included), and the
+  message stays while a write is still refused; an unreadable record is read again, and its day
+  reconciled once it is a usage record (it stays while it is not; a deleted one is done).
 * **Ingest dead letters and parked messages**: messages go back to the ingest queue unchanged
   (parked ones with their message attributes), once whatever made them fail is fixed (a tenant
   registered, a producer corrected). Re-ingesting is idempotent: an event already stored is a
@@ -17,15 +21,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 
-from meter import dynamo, store
+from meter import dynamo, set_aside, store
 from meter.logs import logger
 from meter.reconcile import HORIZON_MS, reconcile_window
 from meter.records import InvalidRecord, UsageRecord, record_from_item
-from meter.timerange import DAY_MS, iso, now_ms
+from meter.timerange import DAY_MS, iso, now_ms, to_ms
 
 
 @dataclass
@@ -34,11 +39,10 @@ class RedriveReport:
 
     messages: int = 0
     redriven: int = 0
-    events: int = 0
     kept: list[str] = field(default_factory=list)  # why each message still in the queue stayed
 
     def as_dict(self) -> dict[str, Any]:
-        return {"messages": self.messages, "redriven": self.redriven, "events": self.events, "kept": self.kept}
+        return {"messages": self.messages, "redriven": self.redriven, "kept": self.kept}
 
 
 def _messages(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
@@ -84,44 +88,74 @@ def _usage_records(stream_records: list[dict[str, Any]]) -> list[UsageRecord]:
     return [record_from_item(dynamo.deserialize(r["dynamodb"]["NewImage"])) for r in inserts]
 
 
-def _reconcile_days(records: list[UsageRecord], now: int) -> str | None:
-    """Reconcile every (tenant, day) the records fall on; why not, if it cannot be done yet."""
+def _reconcile_days(days: set[tuple[str, int]], now: int, marks: bool = False) -> str | None:
+    """Reconcile every (tenant, day start); why not, if it cannot be done yet."""
+    for tenant, day in sorted(days):
+        report = reconcile_window(tenant, day, day + DAY_MS, now, marks)
+        if report.deferred:
+            return f"day {iso(day)[:10]} of tenant {tenant} is within the stream's horizon or changed while read"
+        if report.refused:
+            return f"day {iso(day)[:10]} of tenant {tenant}: {report.refused} aggregate write(s) still refused"
+    return None
+
+
+def _days_of(records: list[UsageRecord]) -> set[tuple[str, int]]:
+    return {(r.tenant, r.ts // DAY_MS * DAY_MS) for r in records}
+
+
+def _stream_range_waiting(message: dict[str, Any], streams: Any, now: int) -> str | None:
+    """Reconcile the days of a window the stream gave up on; why not yet, if so."""
+    records = _usage_records(stream_range(json.loads(message["Body"])["DDBStreamBatchInfo"], streams))
     youngest = max((r.received_at for r in records), default=0)
     if youngest > now - HORIZON_MS:
         return f"waiting for the stream's horizon: redrive after {iso(youngest + HORIZON_MS)}"
-    for tenant, day in sorted({(r.tenant, r.ts // DAY_MS * DAY_MS) for r in records}):
-        report = reconcile_window(tenant, day, day + DAY_MS, now)
-        if report.deferred:
-            return f"day {iso(day)[:10]} of tenant {tenant} changed while it was reconciled; try again"
-    return None
+    return _reconcile_days(_days_of(records), now)
+
+
+def _set_aside_waiting(notice: dict[str, Any], now: int) -> str | None:
+    """Count what the aggregator set aside, once it can be counted; why not yet, if so."""
+    if notice["kind"] == set_aside.KIND_REFUSED:
+        days = {(notice["tenant"], to_ms(datetime.fromisoformat(day).replace(tzinfo=UTC))) for day in notice["days"]}
+        return _reconcile_days(days, now, marks=True)
+    item = store.records().get({"pk": {"S": notice["record"]}}, consistent=True)
+    if item is None:
+        return None  # deleted: nothing to count
+    try:
+        record = record_from_item(item)
+    except InvalidRecord as error:
+        return f"record {notice['record']} is still not a usage record: {error}"
+    return _reconcile_days(_days_of([record]), now)
 
 
 def redrive_aggregation_failures(
     queue_url: str, sqs: Any | None = None, streams: Any | None = None, now: int | None = None
 ) -> RedriveReport:
-    """Reconcile the days of every stream range the on-failure queue holds; delete the messages done."""
+    """Count what the failure queue holds (windows the stream gave up on, what the aggregator set
+    aside) by reconciling its days; delete the messages done, keep the others with the reason."""
     sqs = sqs or boto3.client("sqs")
     now = now_ms() if now is None else now
     report = RedriveReport()
     for message in _messages(sqs, queue_url):
         report.messages += 1
         try:
-            batch = json.loads(message["Body"])["DDBStreamBatchInfo"]
-            records = _usage_records(stream_range(batch, streams))
+            body = json.loads(message["Body"])
+            waiting = (
+                _set_aside_waiting(body["setAside"], now)
+                if "setAside" in body
+                else _stream_range_waiting(message, streams, now)
+            )
         except (KeyError, ValueError, InvalidRecord) as error:  # unreadable message or still a poison pill
             report.kept.append(f"{message['MessageId']}: {error}")
             continue
         except Exception as error:  # e.g. TrimmedDataAccessException: the stream keeps 24 hours
-            logger.exception("stream range unreadable", extra={"message": message["MessageId"]})
-            report.kept.append(f"{message['MessageId']}: stream range unreadable ({type(error).__name__})")
+            logger.exception("failure message not redriven", extra={"message": message["MessageId"]})
+            report.kept.append(f"{message['MessageId']}: {type(error).__name__}: {error}")
             continue
-        waiting = _reconcile_days(records, now)
         if waiting:
             report.kept.append(f"{message['MessageId']}: {waiting}")
             continue
         sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
         report.redriven += 1
-        report.events += len(records)
     return report
 
 

@@ -69,6 +69,10 @@ class Table:
             update["ConditionExpression"] = condition
         return {"Update": update}
 
+    def condition_check(self, key: Key, condition: str) -> dict[str, Any]:
+        """A condition on one item, as an action of a TransactWriteItems (it writes nothing)."""
+        return {"ConditionCheck": {"TableName": self.name, "Key": key, "ConditionExpression": condition}}
+
     def query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Every item of a Query, lazily, page after page."""
         return dynamo.paginate("query", TableName=self.name, **kwargs)
@@ -241,7 +245,7 @@ class Aggregates(Table):
 
 
 class Control(Table):
-    """Control: the aggregator's shard ledgers and pending commits, records set aside, late
+    """Control: the aggregator's shard ledgers and pending commits, late
     arrivals, reconciliation's checkpoint and retries, rate-limit windows (TTL) and signing keys."""
 
     def ledger(self, shard: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from tests.conftest import STACK
-from tests.helpers import aggregator, call, identifier_path
+from tests.helpers import aggregator, call, identifier_path, set_aside_notices
 
 N_TYPES = 40  # moto copies whole tables per transaction; the unit test takes 10,000 types
 NOW = datetime.now(UTC).replace(minute=30, second=0, microsecond=0) - timedelta(days=2)
@@ -70,9 +70,10 @@ def test_a_stream_record_that_is_not_a_usage_record_is_set_aside_and_the_shard_m
     dead: list = []
     aggregator(STACK, dead).drain()
 
-    assert dead == []  # nothing was retried into the failure queue
-    aside = dynamo.client().get_item(TableName=get_settings().control_table, Key={"pk": {"S": "ASIDE#acme#broken"}})
-    assert "field 'id' is missing" in aside["Item"]["reason"]["S"]
+    assert dead == []  # nothing was retried into the stream's failure queue...
+    [notice] = set_aside_notices()  # ...but the record is there, set aside by the aggregator
+    assert notice["kind"] == "unreadable record" and notice["record"] == "acme#broken"
+    assert "field 'id' is missing" in notice["reason"]
     day = call(gateway, "GET", identifier_path("ana"), keys["acme"]).json()["data"]
     assert [d["total_credits"] for d in day] == [6]  # both good events, before and after it, counted once
 
@@ -114,7 +115,7 @@ def test_throttling_backs_off_and_commits_once_never_splitting_or_dead_lettering
     sub-commits, and healthy events went to the dead-letter queue after Lambda's retries."""
     from botocore.exceptions import ClientError
 
-    from meter import aggregation, dynamo
+    from meter import aggregation, dynamo, transactions
     from meter.config import get_settings
     from meter.records import record_from_item
     from tests.helpers import recount, stored_aggregates
@@ -135,7 +136,7 @@ def test_throttling_backs_off_and_commits_once_never_splitting_or_dead_lettering
         real(actions)
 
     monkeypatch.setattr(aggregation, "transact", throttled_at_first)
-    monkeypatch.setattr(aggregation.time, "sleep", lambda _: None)
+    monkeypatch.setattr(transactions.time, "sleep", lambda _: None)
     dead: list = []
     aggregator(STACK, dead).drain()
 
