@@ -52,6 +52,7 @@ STREAM_MAX_AGE_MS = 3_600_000  # the stream mapping's MaximumRecordAgeInSeconds 
 HORIZON_MS = STREAM_MAX_AGE_MS + 15 * 60_000  # plus the longest tumbling window and its commit
 DUE_AFTER_MS = HOUR_MS + LATE_AFTER_MS + HORIZON_MS  # from an hour's start until it is reconciled
 MAX_HOURS_PER_RUN = 48  # a run that has fallen behind catches up in steps
+NOT_COUNTERS = {"pk", "sk", "lk", "v"}  # every other attribute of a bucket item is a number
 
 AggregateKey = tuple[str, str]
 
@@ -128,12 +129,18 @@ def _listed_day_keys(tenant: str, start: int, end: int) -> set[AggregateKey]:
     return found | {key for agent in agents for scoped in AGENT_SCOPED for key in listed(scoped, agent)}
 
 
-def _stored(wanted: set[AggregateKey]) -> dict[AggregateKey, Counter]:
-    """Current counters of each aggregate item (absent items as empty), strongly consistent."""
+def _stored(wanted: set[AggregateKey]) -> tuple[dict[AggregateKey, Counter], set[AggregateKey]]:
+    """Current counters of each aggregate item (absent items as empty), strongly consistent; and
+    the items holding a non-number where a counter goes (edited by hand: no ``ADD`` can fix them)."""
     ordered = sorted(wanted)
     items = store.aggregates().get_many([store.Aggregates.key(*key) for key in ordered], consistent=True)
     found = {(item["pk"], item["sk"]): counters(item, quarters=True) for item in items}
-    return {key: +found.get(key, Counter()) for key in ordered}
+    malformed = {
+        (item["pk"], item["sk"])
+        for item in items
+        if any(not isinstance(v, int) for k, v in item.items() if k not in NOT_COUNTERS)
+    }
+    return {key: +found.get(key, Counter()) for key in ordered}, malformed
 
 
 def _raise_to(key: AggregateKey, seen: Counter, raised: Counter, listing: dict[str, str] | None = None) -> bool:
@@ -198,17 +205,19 @@ def _recount_window(tenant: str, start: int, end: int, now: int, marks: bool = F
     # The tenant's own items, and every listed value's day items, are candidates even when no record names them.
     candidates = set(expected) | {(whole_tenant, b) for b in buckets if _within((whole_tenant, b), start, end)}
     candidates |= {k for k in _listed_day_keys(tenant, start, end) if _within(k, start, end)}
-    stored = _stored(candidates)
+    stored, malformed = _stored(candidates)
     drifted = {k: v for k, v in stored.items() if v != expected.get(k, Counter())}
     if marks and not drifted:
-        distinct.note(records)
+        _note_marks(records, report)
     if not drifted:
         return report
     report.drifted = len(drifted)
     if {r.id for r in _records(tenant, start, end)[0]} != {r.id for r in records}:
         report.deferred = len(drifted)  # records arrived while we read: settle on the next run
         return report
-    distinct.note(records)  # events the stream missed are new sightings too (before the repair: a retry redoes both)
+    _note_marks(
+        records, report
+    )  # events the stream missed are new sightings too (before the repair: a retry redoes both)
     missing_events = Counter()  # per granularity of the tenant's own items
     for key, seen in sorted(drifted.items()):
         want = expected.get(key, Counter())
@@ -219,6 +228,10 @@ def _recount_window(tenant: str, start: int, end: int, now: int, marks: bool = F
         if any(n > want[name] for name, n in seen.items()):
             report.overcounted += 1
         if not raised:
+            continue
+        if key in malformed:
+            logger.error("aggregate holds a non-number counter; not repaired", extra={"pk": key[0], "sk": key[1]})
+            report.refused += 1
             continue
         try:
             repaired = _raise_to(key, seen, raised, listing.get(key))
@@ -234,6 +247,17 @@ def _recount_window(tenant: str, start: int, end: int, now: int, marks: bool = F
             report.deferred += 1
     report.uncounted = max(missing_events.values(), default=0)
     return report
+
+
+def _note_marks(records: list[UsageRecord], report: ReconcileReport) -> None:
+    """Move the records' distinct marks; a refused write is reported and left for a later run."""
+    try:
+        distinct.note(records)
+    except ClientError as error:
+        if not is_refusal(error):
+            raise
+        logger.error("distinct marks refused", extra={"error": str(error)})
+        report.refused += 1
 
 
 Window = tuple[str, int, int]  # tenant, start, end (Unix ms)
