@@ -83,7 +83,9 @@ class QueueMapping:
         try:
             response = invoke(self.function, {"Records": records})
         except Exception:
-            logger.exception("queue batch failed", extra={"messages": len(records)})
+            logger.exception(
+                "queue batch failed", extra={"function": self.function.logical_id, "messages": len(records)}
+            )
             return len(received)
         failed = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
         done = [r for r in records if r["messageId"] not in failed] if self.source.report_item_failures else records

@@ -327,7 +327,10 @@ class StreamMapping:
                 window.state = response["state"] or {}
                 return
             except Exception:
-                logger.exception("window invocation failed", extra={"records": len(batch), "attempt": attempt})
+                logger.exception(
+                    "window invocation failed",
+                    extra={"function": self.function.logical_id, "records": len(batch), "attempt": attempt},
+                )
                 attempt += 1
                 if self._exhausted(attempt):
                     self._dead_letter_window(window)
@@ -349,7 +352,10 @@ class StreamMapping:
             try:
                 response = invoke(self.function, {"Records": batch})
             except Exception:
-                logger.exception("stream batch failed", extra={"records": len(batch), "attempt": attempt})
+                logger.exception(
+                    "stream batch failed",
+                    extra={"function": self.function.logical_id, "records": len(batch), "attempt": attempt},
+                )
                 attempt += 1
                 if self._exhausted(attempt):
                     return self._dead_letter(batch, shard)
@@ -385,7 +391,10 @@ class StreamMapping:
         self._send_failure(shard, first, last, batch[0]["eventSourceARN"], len(batch))
 
     def _send_failure(self, shard: str, first: str, last: str, arn: str, size: int | None) -> None:
-        logger.error("stream batch dead-lettered", extra={"shard": shard, "first": first, "last": last})
+        logger.error(
+            "stream batch dead-lettered",
+            extra={"function": self.function.logical_id, "shard": shard, "first": first, "last": last},
+        )
         info = {"shardId": shard, "startSequenceNumber": first, "endSequenceNumber": last, "streamArn": arn}
         if size is not None:
             info["batchSize"] = size

@@ -127,7 +127,7 @@ def api_handler(
         def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             try:
                 principal = principal_from_event(event, scope)
-                logger.append_keys(tenant=principal.tenant)
+                logger.thread_safe_append_keys(tenant=principal.tenant)
                 enforce_rate_limit(principal)
                 result = use_case(Request(event), principal)
                 if isinstance(result, RawResponse):

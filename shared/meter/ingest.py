@@ -20,6 +20,7 @@ from meter import store
 from meter.arrivals import note_late_arrivals
 from meter.config import get_settings
 from meter.errors import BadRequest, PayloadTooLarge, Unavailable
+from meter.logs import with_log_keys
 from meter.models import UsageEvent
 from meter.records import RELATION_FIELDS, UsageRecord, record_item
 from meter.tenants import credits_for, rate_card
@@ -173,7 +174,7 @@ def ingest(tenant: str, events: list[UsageEvent]) -> IngestResult:
             statuses = [_store(unique[0])]
         else:
             with ThreadPoolExecutor(max_workers=min(_PUT_WORKERS, len(unique))) as pool:
-                statuses = list(pool.map(_store, unique))
+                statuses = list(pool.map(with_log_keys(_store), unique))
     except ClientError as failed:
         raise Unavailable(
             f"Storage refused the batch ({failed.response['Error']['Code']}); resend it: "

@@ -21,6 +21,7 @@ from meter.dimensions import (
     contribution_of,
     is_quarter_counter,
 )
+from meter.logs import with_log_keys
 from meter.timerange import DAY_MS, ReadPlan, day_key, now_ms, plan_range
 
 Totals = Counter[str]
@@ -37,7 +38,7 @@ _shard_readers = ThreadPoolExecutor(max_workers=keys.TENANT_SHARDS, thread_name_
 def in_parallel(read: Callable[[Any], list[dict]], arguments: Iterable[Any]) -> list[list[dict]]:
     """``read`` of each argument, all at once (independent reads wait for one round trip, not one
     each); for reads that do not themselves read in parallel."""
-    return list(_shard_readers.map(read, arguments))
+    return list(_shard_readers.map(with_log_keys(read), arguments))
 
 
 def concurrently(sources: list[Iterator[dict]], first: int | None = None) -> list[Iterator[dict]]:

@@ -43,6 +43,7 @@ from meter.dimensions import (
 )
 from meter.errors import BadRequest
 from meter.localtime import DAY, WINDOW_SIZES, local_iso, local_midnight, window_start, windows
+from meter.logs import with_log_keys
 from meter.queries import in_parallel, listed_values, record_totals, tenant_records
 from meter.tenants import current_period_start
 from meter.timerange import DAY_MS, HOUR_MS, LATEST_MS, now_ms, parse_instant
@@ -487,7 +488,7 @@ def run_query(query: UsageQuery) -> list[tuple[int, int, tuple[tuple[str, str], 
         raw = {piece: tenant_records(query.tenant, *piece) for piece in slices}  # once for every series
         readers = [SeriesReader(query, s, plans, raw) for s in series]
         with ThreadPoolExecutor(max_workers=_READERS) as pool:
-            list(pool.map(SeriesReader.read, readers))
+            list(pool.map(with_log_keys(SeriesReader.read), readers))
         for reader in readers:
             for index in range(len(spans)):
                 sums[(index, reader.series.group)] += reader.value(index)
