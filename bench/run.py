@@ -24,7 +24,7 @@ import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -62,6 +62,11 @@ class Bench:
         self.meter = CapacityMeter(index_keys).attach(dynamo.client())
         self.source = stack.stream_source_of("AggregateStreamFunction")
         self.conversation: dict[str, str] = {}  # per tenant: a conversation of its data set
+        self.given_up: list[dict[str, Any]] = []  # windows the stream mapping dead-lettered
+
+    def _give_up(self, failure: dict[str, Any]) -> None:
+        print("dead-lettered:", failure)
+        self.given_up.append(failure)
 
     # -- writes --------------------------------------------------------------------------------
     def _aggregating(self) -> tuple[threading.Event, threading.Thread]:
@@ -72,7 +77,7 @@ class Bench:
             self.source,
             self.stack.functions()[self.source.function],
             self.stack.physical_name(self.source.table),
-            lambda failure: print("dead-lettered:", failure),
+            self._give_up,
         )
         stop = threading.Event()
         thread = threading.Thread(target=mapping.run, args=(stop,), daemon=True)
@@ -187,6 +192,31 @@ class Bench:
             },
             "ingest_events_per_second": round(len(data) / ingested, 1),
             "aggregated_events_per_second": round(len(data) / elapsed, 1),
+        }
+
+    def poison(self, rounds: int) -> dict[str, Any]:
+        """One tenant's poison: how long one poison event holds its shard, how long 1,000 delay another
+        tenant's totals, and that all of it was set aside (``bench.poison``)."""
+        from bench import poison
+        from local.queues import create_queues
+        from local.streams import StreamMapping
+        from meter import sqs
+
+        create_queues(self.stack, sqs.client())
+        mapping = StreamMapping(
+            self.source,
+            self.stack.functions()[self.source.function],
+            self.stack.physical_name(self.source.table),
+            self._give_up,
+        )
+        day = self.now.replace(hour=3, minute=0, second=0, microsecond=0) - timedelta(days=1)
+        held = poison.shard_hold(mapping, rounds, day)
+        delayed = poison.delay(self._aggregating, self.source.tumbling_seconds)
+        return {
+            **held,
+            **delayed,
+            "set_aside_messages": poison.set_aside_messages(),
+            "windows_given_up": len(self.given_up),
         }
 
     def all_in(self, calls: int, per_second: int) -> dict[str, float]:
@@ -551,6 +581,7 @@ def _report(results: dict[str, Any]) -> str:
         ["alert", "RCU", "RCU billed", "read calls"],
     )
     lines += ["", "## Throughput (events/s)", "", *[f"- {k}: {v}" for k, v in results["events_per_second"].items()]]
+    lines += _poison_report(results["poison"])
     one, ten = results["routes"]["1x"], results["routes"]["10x"]
     crowd = results["backfill_10x_population"]
     lines += [
@@ -581,6 +612,31 @@ def _report(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _poison_report(poison: dict[str, Any]) -> list[str]:
+    """One tenant's poison: its cost to the shard and to another tenant's totals (``bench.poison``)."""
+    lines = ["", "## One tenant's poison (set aside, the shard moves on)", ""]
+    lines += [
+        f"A window of 100 healthy events and one event of the poisoned tenant, median of {poison['rounds']} "
+        f"commits: {poison['commit_ms_clean']} ms when nothing is poisoned. With the event's item poisoned:",
+        "",
+    ]
+    with_one, held, sent = poison["commit_ms_with_one_poison"], poison["held_ms"], poison["transactions_per_commit"]
+    lines += _table(
+        [[kind, with_one[kind], held[kind], sent[kind], sent["clean"]] for kind in with_one],
+        ["poison", "commit ms", "held the shard ms (goal <= 50)", "transactions", "transactions, clean"],
+    )
+    lines += [
+        "",
+        f"1,000 healthy events with 1,000 poison events among them (each refused on an item of its own), "
+        f"window {poison['window_s']} s: the healthy tenant's totals were complete "
+        f"{poison['healthy_totals_s_with_1000_poison']} s after sending began, against "
+        f"{poison['healthy_totals_s_alone']} s with no poison: **{poison['delay_s']} s of delay**. "
+        f"The failure queue then held {poison['set_aside_messages']} messages (set-aside notices); windows the "
+        f"stream gave up on in the whole run: {poison['windows_given_up']}.",
+    ]
+    return lines
+
+
 def _load(row: dict[str, Any]) -> float:
     """How close a key is to a partition's limits."""
     return max(row["wcu_per_s"] / 1000, row["rcu_per_s"] / 3000)
@@ -608,11 +664,13 @@ def main(argv: list[str] | None = None) -> int:
     port = services.free_port()
     # Production settings from the template; the quick run shortens the window so make test need not wait.
     stack = Stack(parameters={"AggregationWindowSeconds": "5"} if args.quick else None)
-    configure_environment(stack, port, services.free_port())
     os.environ["POWERTOOLS_LOG_LEVEL"] = "ERROR"
     os.environ["RATE_LIMIT_PER_SECOND"] = "0"  # latency runs call each handler back to back
     warnings.filterwarnings("ignore", message="No application metrics to publish")
+    sqs_port = services.free_port()
+    configure_environment(stack, port, sqs_port)
     dynamodb = services.start_dynamodb_local(port, None, RESULTS / "dynamodb.log.tmp")
+    sqs = services.start_sqs(sqs_port, RESULTS / "sqs.log.tmp")  # where the aggregator sets poison aside
     try:
         ensure_tables(stack)
         bench = Bench(args.quick, args.seed, stack)
@@ -643,6 +701,7 @@ def main(argv: list[str] | None = None) -> int:
                 },
             }
         )
+        results["poison"] = bench.poison(5 if args.quick else 20)
         results["rcu_per_query"] = bench.reads()
         results["native_query_rcu"] = bench.native_queries()
         results["alert_status_rcu"] = bench.alert_status()
@@ -650,6 +709,7 @@ def main(argv: list[str] | None = None) -> int:
         results["routes"] = {"1x": bench.routes(TENANT, runs), "10x": bench.routes(CROWD_TENANT, runs)}
     finally:
         services.stop(dynamodb)
+        services.stop(sqs)
     lean_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT")}
     results["cold_start_ms"] = coldstart.measure(3 if args.quick else 7, lean_env)
     results["bench_seconds"] = round(time.perf_counter() - began)

@@ -102,6 +102,7 @@ def reset_caches() -> None:
     alerts._definitions.clear()
     alert_delivery._events.cache_clear()
     sqs.client.cache_clear()
+    sqs.queue_url.cache_clear()
     distinct.forget()
 
 

@@ -15,6 +15,7 @@ def client() -> Any:
     return boto3.client("sqs")
 
 
+@lru_cache(maxsize=16)
 def queue_url(variable: str) -> str:
     """A queue of the template (its URL deployed; its name locally, where URLs are per endpoint)."""
     named = os.environ[variable]
