@@ -38,7 +38,7 @@ RECORD_READERS = {
 # Who changes alerts, marks firings, or records deliveries.
 ALERT_WRITERS = {"CreateAlertFunction", "UpdateAlertFunction", "DeleteAlertFunction", "DeliverAlertsFunction"}
 ALERT_WRITERS |= {"AggregateStreamFunction", "ReconcileFunction"}
-VERBS = {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchGetItem", "Scan"}
+VERBS = {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchGetItem", "Scan", "ConditionCheckItem"}
 
 
 def _table_of(resource: dict) -> tuple[str, bool]:
@@ -95,7 +95,7 @@ def dynamo_calls(aws) -> Iterator[list[Grant]]:
         if name == "TransactWriteItems":
             for item in params["TransactItems"]:
                 ((kind, action),) = item.items()
-                calls.append((f"{kind}Item" if kind != "ConditionCheck" else kind, logical[action["TableName"]], False))
+                calls.append((f"{kind}Item", logical[action["TableName"]], False))  # ConditionCheckItem too
         elif name == "BatchGetItem":
             calls.extend((name, logical[table], False) for table in params["RequestItems"])
         elif "TableName" in params and name not in ("CreateTable", "DescribeTable"):
@@ -150,7 +150,8 @@ def test_the_services_own_failure_metrics_alarm_and_each_is_emitted_by_the_code(
     source = "\n".join(path.read_text() for path in [*ROOT.glob("shared/meter/*.py"), *ROOT.glob("functions/*/app.py")])
     for metric in ("UncountedEvents", "DriftedAggregates", "StreamRecordsFailed", "UnhandledErrors",
                    "ReconcileFailures", "OvercountedAggregates", "IngestMessagesParked",
-                   "AlertDeliveriesFailed", "AlertChecksFailed"):  # fmt: skip
+                   "AlertDeliveriesFailed", "AlertChecksFailed", "AggregateWritesRefused",
+                   "RefusedRepairs"):  # fmt: skip
         assert _watched(metric, "service") == {"usage-meter"}, metric
         assert f'"{metric}"' in source, f"{metric} is alarmed on but never emitted"
 
