@@ -21,6 +21,12 @@ exactly the deltas it started with.
 
 Before a commit, the distinct values of its deltas move their last-seen marks (``meter.distinct``):
 an idempotent maximum, so a commit that fails after it only repeats it.
+
+Nothing one tenant's data holds can stall the shard (``meter.set_aside``): a record that is not a
+usage record is set aside as it is read, and items DynamoDB refuses to write for good (too large,
+a counter of another type) are found at once (``meter.transactions``), set aside, and left out of
+their chunk, which then commits with the ledger's move as any other. Only retrying what retrying
+can fix (throttling, conflicts) takes time; an invocation fails only when storage itself fails.
 """
 
 from __future__ import annotations

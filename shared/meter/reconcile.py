@@ -215,9 +215,8 @@ def _recount_window(tenant: str, start: int, end: int, now: int, marks: bool = F
     if {r.id for r in _records(tenant, start, end)[0]} != {r.id for r in records}:
         report.deferred = len(drifted)  # records arrived while we read: settle on the next run
         return report
-    _note_marks(
-        records, report
-    )  # events the stream missed are new sightings too (before the repair: a retry redoes both)
+    # Events the stream missed are new sightings too (before the repair: a retry redoes both).
+    _note_marks(records, report)
     missing_events = Counter()  # per granularity of the tenant's own items
     for key, seen in sorted(drifted.items()):
         want = expected.get(key, Counter())
