@@ -103,9 +103,9 @@ def _days_of(records: list[UsageRecord]) -> set[tuple[str, int]]:
     return {(r.tenant, r.ts // DAY_MS * DAY_MS) for r in records}
 
 
-def _stream_range_waiting(message: dict[str, Any], streams: Any, now: int) -> str | None:
+def _stream_range_waiting(batch: dict[str, Any], streams: Any, now: int) -> str | None:
     """Reconcile the days of a window the stream gave up on; why not yet, if so."""
-    records = _usage_records(stream_range(json.loads(message["Body"])["DDBStreamBatchInfo"], streams))
+    records = _usage_records(stream_range(batch, streams))
     youngest = max((r.received_at for r in records), default=0)
     if youngest > now - HORIZON_MS:
         return f"waiting for the stream's horizon: redrive after {iso(youngest + HORIZON_MS)}"
@@ -142,7 +142,7 @@ def redrive_aggregation_failures(
             waiting = (
                 _set_aside_waiting(body["setAside"], now)
                 if "setAside" in body
-                else _stream_range_waiting(message, streams, now)
+                else _stream_range_waiting(body["DDBStreamBatchInfo"], streams, now)
             )
         except (KeyError, ValueError, InvalidRecord) as error:  # unreadable message or still a poison pill
             report.kept.append(f"{message['MessageId']}: {error}")
