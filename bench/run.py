@@ -701,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
                 },
             }
         )
-        results["poison"] = bench.poison(5 if args.quick else 20)
+        results["poison"] = bench.poison(3 if args.quick else 20)
         results["rcu_per_query"] = bench.reads()
         results["native_query_rcu"] = bench.native_queries()
         results["alert_status_rcu"] = bench.alert_status()

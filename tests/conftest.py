@@ -118,9 +118,14 @@ def aws() -> Iterator[None]:
     with mock_aws():
         reset_caches()
         create_tables()
-        create_queues(STACK, sqs.client())
         yield
     reset_caches()
+
+
+@pytest.fixture
+def queues(aws: None) -> dict[str, str]:
+    """The template's queues in moto (logical id → URL): where the aggregator sets poison aside."""
+    return create_queues(STACK, sqs.client())
 
 
 @pytest.fixture

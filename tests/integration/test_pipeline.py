@@ -55,7 +55,7 @@ def test_ingest_aggregate_query(gateway, keys):
     assert dates.json() == {"data": [{"date": day0, "total_credits": 5}, {"date": day1, "total_credits": 7}]}
 
 
-def test_a_stream_record_that_is_not_a_usage_record_is_set_aside_and_the_shard_moves_on(gateway, keys):
+def test_a_stream_record_that_is_not_a_usage_record_is_set_aside_and_the_shard_moves_on(gateway, keys, queues):
     from meter import dynamo
     from meter.config import get_settings
 
