@@ -25,7 +25,7 @@ HEALTHY = "healthy"
 MAX_ITEM_BYTES = 409_600
 
 
-def _events(tenant: str, prefix: str, n: int, day: datetime, users: Callable[[int], str]) -> list[dict[str, Any]]:
+def _events(prefix: str, n: int, day: datetime, users: Callable[[int], str]) -> list[dict[str, Any]]:
     return [
         {
             "id": f"{prefix}-{i}",
@@ -49,6 +49,7 @@ def _ingest(tenant: str, batch: list[dict[str, Any]]) -> None:
 def _poison_user_day(user: str, day: datetime, kind: str) -> None:
     """Make the poisoned tenant's day item of ``user`` refuse every ``ADD``."""
     from meter import dynamo, keys
+    from meter.config import get_settings
     from meter.dimensions import IDENTIFIER
 
     pk, sk = IDENTIFIER.pk(POISONED, user), keys.day_sk(day.strftime("%Y-%m-%d"))
@@ -57,13 +58,7 @@ def _poison_user_day(user: str, day: datetime, kind: str) -> None:
         item["events"] = {"S": "edited by hand"}
     else:  # 10 bytes short of the limit (names count too): the event's counters do not fit
         item["filler"] = {"S": "x" * (MAX_ITEM_BYTES - len("pk" + pk + "sk" + sk + "filler") - 10)}
-    dynamo.client().put_item(TableName=_table("AggregatesTable"), Item=item)
-
-
-def _table(logical: str) -> str:
-    import os
-
-    return os.environ[{"AggregatesTable": "AGGREGATES_TABLE", "ControlTable": "CONTROL_TABLE"}[logical]]
+    dynamo.client().put_item(TableName=get_settings().aggregates_table, Item=item)
 
 
 class CommitTimer:
@@ -104,12 +99,12 @@ def shard_hold(mapping: Any, rounds: int, day: datetime) -> dict[str, Any]:
             samples, transactions = [], []
             for n in range(rounds):
                 tag = f"{kind}-{n}"
-                batch = _events(HEALTHY, f"hold-{tag}", 100, day, lambda i, tag=tag: f"u{i % 20}-{tag}")
+                batch = _events(f"hold-{tag}", 100, day, lambda i, tag=tag: f"u{i % 20}-{tag}")
                 _ingest(HEALTHY, batch)
                 user = f"victim-{tag}"  # the clean round has the same event, its item not poisoned
                 if kind != "clean":
                     _poison_user_day(user, day, kind)
-                _ingest(POISONED, _events(POISONED, f"hold-{tag}", 1, day, lambda i, user=user: user))
+                _ingest(POISONED, _events(f"hold-{tag}", 1, day, lambda i, user=user: user))
                 timer.samples.clear()
                 timer.transactions = 0
                 mapping.drain()
@@ -135,12 +130,13 @@ def _counted_for(tenant: str, day: datetime) -> int:
     import boto3
 
     from meter import keys
+    from meter.config import get_settings
     from meter.dimensions import TENANT
 
     item = (
         boto3.client("dynamodb")
         .get_item(
-            TableName=_table("AggregatesTable"),
+            TableName=get_settings().aggregates_table,
             Key={"pk": {"S": TENANT.pk(tenant, "")}, "sk": {"S": keys.day_sk(day.strftime("%Y-%m-%d"))}},
             ConsistentRead=True,
         )
@@ -155,8 +151,8 @@ Aggregating = Callable[[], tuple[threading.Event, threading.Thread]]  # starts t
 def _time_to_totals(start_mapping: Aggregating, poison: int, day: datetime, tag: str) -> float:
     """Seconds from sending 1,000 healthy events (with ``poison`` poisoned ones in between) until the
     healthy tenant's totals hold them all, with the stream mapping running on the real clock."""
-    healthy = _events(HEALTHY, f"delay-{tag}", 1000, day, lambda i: f"d{i % 50}")
-    poisoned = _events(POISONED, f"delay-{tag}", poison, day, lambda i: f"victim-{tag}-{i}")
+    healthy = _events(f"delay-{tag}", 1000, day, lambda i: f"d{i % 50}")
+    poisoned = _events(f"delay-{tag}", poison, day, lambda i: f"victim-{tag}-{i}")
     for event in poisoned:
         _poison_user_day(event["identifier"], day, "type")
     before = _counted_for(HEALTHY, day)

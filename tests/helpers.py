@@ -64,11 +64,11 @@ def aggregator(stack: Stack, dead_letters: list[dict[str, Any]] | None = None) -
     )
 
 
-def set_aside_notices() -> list[dict[str, Any]]:
-    """The aggregator's set-aside notices in the failure queue (left in it)."""
+def set_aside_notices(sqs: Any = None) -> list[dict[str, Any]]:
+    """The aggregator's set-aside notices in the failure queue (left in it), of moto or ``sqs``."""
     import boto3
 
-    sqs = boto3.client("sqs")
+    sqs = sqs or boto3.client("sqs")
     url = sqs.get_queue_url(QueueName="AggregationFailuresQueue")["QueueUrl"]
     found: dict[str, dict[str, Any]] = {}
     while True:
@@ -77,6 +77,22 @@ def set_aside_notices() -> list[dict[str, Any]]:
         if not new:
             return [body["setAside"] for body in found.values() if "setAside" in body]
         found.update(new)
+
+
+def stored_records(skip_unreadable: bool = False) -> list[UsageRecord]:
+    """Every record of the Records table (without those that are not usage records, if asked)."""
+    from meter.config import get_settings
+    from meter.records import InvalidRecord, record_from_item
+
+    pages = dynamo.client().get_paginator("scan").paginate(TableName=get_settings().records_table)
+    found = []
+    for item in (dynamo.deserialize(i) for page in pages for i in page["Items"]):
+        try:
+            found.append(record_from_item(item))
+        except InvalidRecord:
+            if not skip_unreadable:
+                raise
+    return found
 
 
 Bucket = tuple[str, str, Any, str, int]  # tenant, dimension, value, "day" | "hour", bucket start (ms)

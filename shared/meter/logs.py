@@ -11,10 +11,12 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.utilities.typing.lambda_context import LambdaContext
+
+if TYPE_CHECKING:  # an annotation only: nothing more to import at cold start
+    from aws_lambda_powertools.utilities.typing.lambda_context import LambdaContext
 
 logger = Logger()
 metrics = Metrics(namespace="AgentUsageMeter")

@@ -13,6 +13,7 @@ import requests
 
 from local.template import Stack
 from tests.e2e.test_local_stack import eventually, headers
+from tests.helpers import set_aside_notices
 
 MAX_ITEM_BYTES = 409_600
 
@@ -21,18 +22,6 @@ def _credits_of(stack, token: str, user: str) -> int:
     url = f"{stack.base_url}/api/v1/consumption/identifier/{user}/dates"
     answer = requests.get(url, headers=headers(token), timeout=10).json()
     return sum(d["total_credits"] for d in answer.get("data") or [])  # 404 until the user is counted
-
-
-def _notices(stack) -> list[dict]:
-    sqs = stack.client("sqs")
-    url = sqs.get_queue_url(QueueName="AggregationFailuresQueue")["QueueUrl"]
-    seen: dict[str, dict] = {}
-    while page := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages"):
-        new = {m["MessageId"]: json.loads(m["Body"]) for m in page if m["MessageId"] not in seen}
-        if not new:
-            break
-        seen.update(new)
-    return [body["setAside"] for body in seen.values() if "setAside" in body]
 
 
 def test_a_tenant_item_at_the_size_limit_is_set_aside_and_everyone_else_is_counted(stack):
@@ -53,7 +42,7 @@ def test_a_tenant_item_at_the_size_limit_is_set_aside_and_everyone_else_is_count
 
     assert eventually(lambda: _credits_of(stack, tokens[healthy], "ana") == 6)
     assert eventually(lambda: _credits_of(stack, tokens[poisoned], "ana") == 6)  # its other items counted
-    refused = eventually(lambda: [n for n in _notices(stack) if n.get("tenant") == poisoned])
+    refused = eventually(lambda: [n for n in set_aside_notices(stack.client("sqs")) if n.get("tenant") == poisoned])
     assert [tuple(item) for n in refused for item in n["items"]] == [(pk, sk)]
     assert "size" in refused[0]["reason"] and refused[0]["days"] == [today]
     lines = (stack.state_dir / "runner.log").read_text(errors="replace").splitlines()

@@ -84,8 +84,7 @@ def test_any_number_of_distinct_event_types_is_counted_exactly_and_never_grows_a
     from meter import dynamo
     from meter.config import get_settings
     from meter.ingest import ingest, parse_events
-    from meter.records import record_from_item
-    from tests.helpers import recount, stored_aggregates
+    from tests.helpers import recount, stored_aggregates, stored_records
 
     types = [f"tokens.{n:057d}" for n in range(N_TYPES)]
     for first in range(0, len(types), 100):
@@ -97,8 +96,7 @@ def test_any_number_of_distinct_event_types_is_counted_exactly_and_never_grows_a
     aggregator(STACK).drain()
 
     client, settings = dynamo.client(), get_settings()
-    pages = client.get_paginator("scan").paginate(TableName=settings.records_table)
-    records = [record_from_item(dynamo.deserialize(item)) for page in pages for item in page["Items"]]
+    records = stored_records()
     assert stored_aggregates(client, settings.aggregates_table, "acme") == recount(records)
     tenant_day = client.get_item(
         TableName=settings.aggregates_table, Key={"pk": {"S": "acme#T"}, "sk": {"S": "D#" + at(0)[:10]}}
@@ -117,8 +115,7 @@ def test_throttling_backs_off_and_commits_once_never_splitting_or_dead_lettering
 
     from meter import aggregation, dynamo, transactions
     from meter.config import get_settings
-    from meter.records import record_from_item
-    from tests.helpers import recount, stored_aggregates
+    from tests.helpers import recount, stored_aggregates, stored_records
 
     events = [
         {"id": f"t-{n}", "type": "message", "count": 1, "credits": 1, "identifier": f"u{n}", "timestamp": at(0)}
@@ -143,6 +140,5 @@ def test_throttling_backs_off_and_commits_once_never_splitting_or_dead_lettering
     assert dead == []
     assert calls[:6] == [calls[0]] * 6  # the throttled chunk was retried whole, never split
     client, settings = dynamo.client(), get_settings()
-    pages = client.get_paginator("scan").paginate(TableName=settings.records_table)
-    records = [record_from_item(dynamo.deserialize(item)) for page in pages for item in page["Items"]]
+    records = stored_records()
     assert stored_aggregates(client, settings.aggregates_table, "acme") == recount(records)

@@ -10,7 +10,6 @@ state and writes around the API are how poison reaches the aggregator.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
@@ -23,11 +22,10 @@ from local.streams import StreamMapping
 from meter import distinct, dynamo, keys
 from meter.config import get_settings
 from meter.ingest import ingest, parse_events
-from meter.records import InvalidRecord, record_from_item
 from meter.redrive import redrive_aggregation_failures
 from meter.timerange import to_ms
 from tests.conftest import STACK
-from tests.helpers import distinct_since, recount, set_aside_notices, stored_aggregates
+from tests.helpers import distinct_since, recount, set_aside_notices, stored_aggregates, stored_records
 from tests.integration.test_redrive import later
 
 DAY = (datetime.now(UTC) - timedelta(days=1)).replace(hour=10, minute=30, second=0, microsecond=0)
@@ -67,15 +65,6 @@ def _poison_the_tenant(tenant: str) -> dict:
     return {"tenant_day": tenant_day, "tally": tally, "broken": broken}
 
 
-def _records() -> list:
-    pages = dynamo.client().get_paginator("scan").paginate(TableName=get_settings().records_table)
-    found = []
-    for item in (dynamo.deserialize(i) for page in pages for i in page["Items"]):
-        with contextlib.suppress(InvalidRecord):
-            found.append(record_from_item(item))
-    return found
-
-
 def _of(tenant: str, buckets: dict) -> dict:
     return {bucket: counters for bucket, counters in buckets.items() if bucket[0] == tenant}
 
@@ -101,7 +90,7 @@ def test_one_tenants_poison_is_set_aside_at_once_the_others_count_exactly_and_re
     mapping.drain()
 
     assert given_up == []  # no invocation failed: the shard never stalled
-    table, records = get_settings().aggregates_table, _records()
+    table, records = get_settings().aggregates_table, stored_records(skip_unreadable=True)
     expected, stored = recount(records), stored_aggregates(dynamo.client(), table)
     for tenant in HEALTHY:  # the others: every aggregate exact, distinct counts too
         assert _of(tenant, stored) == _of(tenant, expected)
@@ -137,7 +126,7 @@ def test_one_tenants_poison_is_set_aside_at_once_the_others_count_exactly_and_re
 
     counted = redrive_aggregation_failures(queue, sqs=sqs, now=later())
     assert counted.kept == [] and counted.redriven == len(notices)
-    records = _records()
+    records = stored_records(skip_unreadable=True)
     assert stored_aggregates(client, table) == recount(records)  # every tenant exact, the poison's once
     day_start = to_ms(DAY) // 86_400_000 * 86_400_000
     assert distinct.seen_since("poison", DAY_KEY) == distinct_since(records, "poison", day_start)
