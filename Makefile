@@ -58,7 +58,7 @@ run: $(VENV)/.installed node_modules/.installed ## start DynamoDB Local, local S
 key: $(VENV)/.installed ## make key TENANT=acme SCOPES=ingest,read[,admin] (while make run is up); the token is the last line
 	@$(PY) -m local.key --tenant "$(TENANT)" --scopes "$(SCOPES)"
 
-redrive: $(VENV)/.installed ## make redrive WHICH=aggregation|ingest (while make run is up): recount or requeue dead letters
+redrive: $(VENV)/.installed ## make redrive WHICH=aggregation|ingest|alerts (while make run is up): recount or requeue dead letters
 	@$(PY) -m local.key --redrive "$(WHICH)"
 
 reconcile: $(VENV)/.installed ## (while make run is up) reconcile now what the hourly schedule would (make run also runs it on its schedule)

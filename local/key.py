@@ -26,7 +26,7 @@ def running_stack() -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     """``make key``: create the tenant if needed and a key for it (the token is the last line).
 
-    ``make redrive WHICH=aggregation|ingest`` runs ``meterctl redrive`` instead,
+    ``make redrive WHICH=aggregation|ingest|alerts`` runs ``meterctl redrive`` instead,
     ``make reconcile`` runs ``meterctl reconcile``, and ``make events`` prints the EventBridge
     events the stack has put on the (recorded) bus.
     """
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tenant")
     parser.add_argument("--scopes", default="ingest,read")
     parser.add_argument("--rate-limit", help="requests per second for this key (0 = unlimited)")
-    parser.add_argument("--redrive", choices=["aggregation", "ingest"])
+    parser.add_argument("--redrive", choices=["aggregation", "ingest", "alerts"])
     parser.add_argument("--reconcile", action="store_true")
     parser.add_argument("--events", action="store_true")
     args = parser.parse_args(argv)

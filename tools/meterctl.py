@@ -5,7 +5,8 @@
 Commands: create-key, list-keys, revoke-key, create-tenant, set-rate-card, set-billing-anchor, show-tenant,
 redrive, reconcile. ``create-key`` prints the new token ``pk_…:sk_…`` as the last line of its output.
 ``redrive aggregation`` counts the stream batches the aggregator gave up on; ``redrive ingest``
-moves the ingest dead letters and parked messages back to the ingest queue. Both are safe to
+moves the ingest dead letters and parked messages back to the ingest queue; ``redrive alerts`` gives
+firings whose delivery was given up on a fresh day of retries. All are safe to
 repeat. ``reconcile`` runs one reconciliation now (what the hourly schedule runs), or with
 ``--tenant`` and ``--day`` recounts that one day at once.
 """
@@ -72,6 +73,10 @@ def _redrive(which: str) -> dict:
 
     if which == "aggregation":
         report = redrive.redrive_aggregation_failures(_queue_url("AggregationFailuresQueue"))
+    elif which == "alerts":
+        report = redrive.redrive_alert_deliveries(
+            _queue_url("AlertDeliveryDeadLetterQueue"), _queue_url("AlertDeliveryRetryQueue")
+        )
     else:
         dead = redrive.redrive_dead_letters(_queue_url("IngestDeadLetterQueue"), _queue_url("IngestQueue"))
         parked = redrive.redrive_parked(_queue_url("IngestQueue"))
@@ -124,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("tenant")
 
     redrive = commands.add_parser("redrive", help="count dead-lettered stream batches, or requeue ingest dead letters")
-    redrive.add_argument("which", choices=["aggregation", "ingest"])
+    redrive.add_argument("which", choices=["aggregation", "ingest", "alerts"])
     redrive.add_argument("--sqs-endpoint-url", help="SQS endpoint of a local stack (make redrive sets it)")
 
     reconcile = commands.add_parser("reconcile", help="reconcile what is due now, or one tenant's day")

@@ -7,7 +7,7 @@ from meter.logs import observed
 
 @api_handler("read")
 def handle(event, principal) -> dict:
-    return get_alert(principal.tenant, path_parameter(event, "alertId"))
+    return get_alert(principal.tenant, path_parameter(event, "alertId"), admin="admin" in principal.scopes)
 
 
 lambda_handler = observed(handle)

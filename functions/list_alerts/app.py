@@ -7,7 +7,8 @@ from meter.logs import observed
 
 @api_handler("read")
 def handle(event, principal) -> dict:
-    return list_alerts(principal.tenant, query_parameters(event).get("cursor"))
+    cursor = query_parameters(event).get("cursor")
+    return list_alerts(principal.tenant, cursor, admin="admin" in principal.scopes)
 
 
 lambda_handler = observed(handle)

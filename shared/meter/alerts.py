@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from meter import keys, store
+from meter import keys, store, webhooks
 from meter.config import get_settings
 from meter.cursors import decode_cursor, encode_cursor
 from meter.dimensions import AGENT, IDENTIFIER, TENANT, contribution_of
@@ -75,13 +75,8 @@ def _thresholds(values: list[int] | None) -> list[int] | None:
 
 
 def _webhook(url: str | None) -> str | None:
-    if url is None:
-        return None
-    parts = urlsplit(url)
-    local = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")
-    if not parts.hostname or not (parts.scheme == "https" or (local and get_settings().webhooks_to_localhost)):
-        raise ValueError("must be an https:// URL")
-    return url
+    """A webhook URL we would send to (public https; ``make run`` also local http), or None."""
+    return None if url is None else webhooks.check_url(url, get_settings().webhooks_to_localhost)
 
 
 class AlertSpec(BaseModel):
@@ -137,7 +132,8 @@ class Alert(BaseModel):
     period: Period
     timeZone: str
     thresholds: list[int]
-    webhookUrl: str | None
+    webhookUrl: str | None = Field(description="Shown to admin keys only: a hook's URL is often its credential")
+    webhookHost: str | None = Field(None, description="The webhook's host, shown to every reader")
     createdAt: str
     updatedAt: str
     signingSecret: str | None = Field(None, description="Only in the answer that created it")
@@ -336,7 +332,8 @@ def check_window(tenant: str, start: int, end: int) -> int:
 
 
 # -- the API's use cases -----------------------------------------------------------------------
-def _shown(item: dict[str, Any], secret: str | None = None) -> dict[str, Any]:
+def _shown(item: dict[str, Any], secret: str | None = None, admin: bool = True) -> dict[str, Any]:
+    url = item.get("webhookUrl")
     return Alert(
         id=item["sk"],
         name=item["name"],
@@ -345,7 +342,8 @@ def _shown(item: dict[str, Any], secret: str | None = None) -> dict[str, Any]:
         period=item["period"],
         timeZone=item["timeZone"],
         thresholds=[int(t) for t in item["thresholds"]],
-        webhookUrl=item.get("webhookUrl"),
+        webhookUrl=url if admin else None,
+        webhookHost=urlsplit(url).hostname if url else None,
         createdAt=iso(int(item["createdAt"])),
         updatedAt=iso(int(item["updatedAt"])),
         signingSecret=secret,
@@ -382,18 +380,18 @@ def create_alert(tenant: str, body: Any, now: int | None = None) -> dict[str, An
     return _shown(item, secret)
 
 
-def list_alerts(tenant: str, cursor: str | None, limit: int = 100) -> dict[str, Any]:
-    """A page of the tenant's alerts, by id."""
+def list_alerts(tenant: str, cursor: str | None, limit: int = 100, admin: bool = False) -> dict[str, Any]:
+    """A page of the tenant's alerts, by id (webhook URLs for ``admin`` callers only)."""
     after = decode_cursor(tenant, cursor) if cursor else ""
     items = [item for item in store.alerts().alerts_of(tenant) if item["sk"] > after]
     page = items[:limit]
     more = encode_cursor(tenant, page[-1]["sk"]) if len(items) > limit else None
-    return {"data": [_shown(item) for item in page], "cursor": more}
+    return {"data": [_shown(item, admin=admin) for item in page], "cursor": more}
 
 
-def get_alert(tenant: str, alert_id: str) -> dict[str, Any]:
-    """One alert."""
-    return _shown(_loaded(tenant, alert_id))
+def get_alert(tenant: str, alert_id: str, admin: bool = False) -> dict[str, Any]:
+    """One alert (its webhook URL for ``admin`` callers only)."""
+    return _shown(_loaded(tenant, alert_id), admin=admin)
 
 
 def change_alert(tenant: str, alert_id: str, body: Any, now: int | None = None) -> dict[str, Any]:

@@ -11,6 +11,10 @@
   names its tenant and days, which are reconciled the same way (distinct marks included), and the
   message stays while a write is still refused; an unreadable record is read again, and its day
   reconciled once it is a usage record (it stays while it is not; a deleted one is done).
+* **Alert deliveries given up on**: the delivery dead-letter queue holds firings whose delivery
+  failed for a day (``{"pk", "sk"}``) and the positions of stream batches the delivery function
+  gave up on. Each firing goes back to the retry queue with a fresh day of retries (a firing
+  already delivered sends nothing again; receivers deduplicate by its id in any case).
 * **Ingest dead letters and parked messages**: messages go back to the ingest queue unchanged
   (parked ones with their message attributes), once whatever made them fail is fixed (a tenant
   registered, a producer corrected). Re-ingesting is idempotent: an event already stored is a
@@ -26,7 +30,7 @@ from typing import Any
 
 import boto3
 
-from meter import dynamo, set_aside, store
+from meter import dynamo, keys, set_aside, store
 from meter.logs import logger
 from meter.reconcile import HORIZON_MS, reconcile_window
 from meter.records import InvalidRecord, UsageRecord, record_from_item
@@ -155,6 +159,39 @@ def redrive_aggregation_failures(
             report.kept.append(f"{message['MessageId']}: {waiting}")
             continue
         sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        report.redriven += 1
+    return report
+
+
+def _firings_of(body: dict[str, Any], streams: Any) -> list[tuple[str, str]]:
+    """The (pk, sk) of each firing a delivery dead letter stands for."""
+    if "DDBStreamBatchInfo" not in body:
+        return [(body["pk"], body["sk"])]
+    inserts = [r for r in stream_range(body["DDBStreamBatchInfo"], streams) if r.get("eventName") == "INSERT"]
+    found = [(r["dynamodb"]["Keys"]["pk"]["S"], r["dynamodb"]["Keys"]["sk"]["S"]) for r in inserts]
+    return [(pk, sk) for pk, sk in found if pk.startswith(keys.TRIGGER_PREFIX)]
+
+
+def redrive_alert_deliveries(
+    dead_letter_url: str, retry_url: str, sqs: Any | None = None, streams: Any | None = None, now: int | None = None
+) -> RedriveReport:
+    """Send every firing of the delivery dead-letter queue back to the retry queue, with a fresh
+    day of retries; delete each message once its firings are queued."""
+    from meter.alert_delivery import requeue
+
+    sqs = sqs or boto3.client("sqs")
+    now = now_ms() if now is None else now
+    report = RedriveReport()
+    for message in _messages(sqs, dead_letter_url):
+        report.messages += 1
+        try:
+            firings = _firings_of(json.loads(message["Body"]), streams)
+        except Exception as error:  # unreadable, or past the stream's 24 hours
+            report.kept.append(f"{message['MessageId']}: {type(error).__name__}: {error}")
+            continue
+        for pk, sk in firings:
+            requeue(pk, sk, retry_url, sqs, now)
+        sqs.delete_message(QueueUrl=dead_letter_url, ReceiptHandle=message["ReceiptHandle"])
         report.redriven += 1
     return report
 

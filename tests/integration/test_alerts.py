@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
+import select
 import threading
+import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from zoneinfo import ZoneInfo
@@ -16,7 +19,7 @@ import boto3
 import pytest
 
 from local.streams import StreamMapping
-from meter import alert_delivery, alerts, store
+from meter import alert_delivery, alerts, store, webhooks
 from meter.localtime import DAY, MONTH, window_start
 from meter.timerange import DAY_MS, HOUR_MS, iso, now_ms
 from tests.conftest import STACK, reset_caches
@@ -61,6 +64,12 @@ def fired(gateway, token, alert_id: str) -> list[tuple[int, str | None]]:
     return [(t["threshold"], t["eventId"]) for t in triggers(gateway, token, alert_id)]
 
 
+@pytest.fixture
+def public_dns(monkeypatch):
+    """Host names resolve to one public address (there is no DNS here)."""
+    monkeypatch.setattr(webhooks, "_resolve", lambda host, port: [ipaddress.ip_address("93.184.215.14")])
+
+
 # -- input ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("body", "field"),
@@ -86,6 +95,37 @@ def test_a_bad_alert_is_refused_naming_the_field(gateway, keys, body, field):
     assert f"'{field}'" in response.json()["error"]
 
 
+HOSTILE_TARGETS = [
+    "https://169.254.169.254/latest/meta-data/",
+    "https://10.0.0.5/",
+    "https://[fd00::1]/",
+    "https://0xa9fea9fe/",
+    "https://2852039166/",
+    "https://user:pw@hooks.example.com/",
+    "https://[::ffff:127.0.0.1]/",
+    "https://0251.0376.0251.0376/",
+]
+
+
+@pytest.mark.parametrize("url", HOSTILE_TARGETS)
+def test_webhooks_to_private_or_disguised_addresses_are_refused_on_create_and_change(gateway, keys, receiver, url):
+    response = call(gateway, "POST", "/v1/alerts", keys["acme"], alert(webhookUrl=url))
+    assert response.status == 400 and "'webhookUrl'" in response.json()["error"], response.json()
+    made = create(gateway, keys["acme"])
+    response = call(gateway, "PATCH", f"/v1/alerts/{made['id']}", keys["acme"], {"webhookUrl": url})
+    assert response.status == 400 and "'webhookUrl'" in response.json()["error"], response.json()
+
+
+def test_read_keys_see_the_webhook_host_and_admin_keys_the_url(gateway, keys, public_dns):
+    made = create(gateway, keys["acme"], webhookUrl="https://hooks.example.com/services/T0/B0/secret-token")
+    as_reader = call(gateway, "GET", f"/v1/alerts/{made['id']}", keys["acme_read"]).json()
+    listed = call(gateway, "GET", "/v1/alerts", keys["acme_read"]).json()["data"]
+    assert as_reader["webhookUrl"] is None and as_reader["webhookHost"] == "hooks.example.com"
+    assert [(a["webhookUrl"], a["webhookHost"]) for a in listed] == [(None, "hooks.example.com")]
+    as_admin = call(gateway, "GET", f"/v1/alerts/{made['id']}", keys["acme"]).json()
+    assert as_admin["webhookUrl"] == "https://hooks.example.com/services/T0/B0/secret-token"
+
+
 def test_changing_what_an_alert_watches_is_refused_and_unknown_alerts_are_404(gateway, keys):
     made = create(gateway, keys["acme"])
     response = call(gateway, "PATCH", f"/v1/alerts/{made['id']}", keys["acme"], {"measure": "tokens"})
@@ -103,7 +143,7 @@ def test_a_tenant_holds_a_limited_number_of_alerts(gateway, keys, monkeypatch):
     create(gateway, keys["globex"])  # per tenant
 
 
-def test_create_read_list_change_and_delete(gateway, keys):
+def test_create_read_list_change_and_delete(gateway, keys, public_dns):
     made = create(gateway, keys["acme"], subject={"agentId": "bot-1"}, webhookUrl="https://example.com/h")
     assert made["signingSecret"].startswith("whsec_") and made["thresholds"] == [10, 20]
     shown = call(gateway, "GET", f"/v1/alerts/{made['id']}", keys["acme"]).json()
@@ -302,6 +342,81 @@ def test_a_failing_webhook_is_retried_with_backoff_shown_in_triggers_and_dead_le
     dead = boto3.client("sqs").receive_message(QueueUrl=urls["AlertDeliveryDeadLetterQueue"])["Messages"]
     assert json.loads(dead[0]["Body"]) == {"pk": item["pk"], "sk": item["sk"]}
     assert len(receiver.requests) == 2
+
+
+def test_a_delivery_given_up_on_is_redriven_with_a_fresh_day(gateway, keys, receiver):
+    from local.queues import create_queues
+    from meter.redrive import redrive_alert_deliveries
+
+    urls = create_queues(STACK, boto3.client("sqs"), visibility_timeout=0)
+    receiver.status = 500
+    made = create(gateway, keys["acme"], thresholds=[5], webhookUrl=receiver.url)
+    count(gateway, keys["acme"], event("x", 7))
+    (item,) = store.alerts().triggers_before("acme", made["id"], None, 10)
+    later = int(item["triggeredAt"]) + DAY_MS
+    assert alert_delivery.deliver(item["pk"], item["sk"], now=later) == "failed"
+    receiver.status = 204  # the tenant fixed its receiver
+    report = redrive_alert_deliveries(
+        urls["AlertDeliveryDeadLetterQueue"], urls["AlertDeliveryRetryQueue"], now=later + 60_000
+    )
+    assert (report.messages, report.redriven, report.kept) == (1, 1, [])
+    (message,) = boto3.client("sqs").receive_message(QueueUrl=urls["AlertDeliveryRetryQueue"])["Messages"]
+    record = {"eventSource": "aws:sqs", "messageId": message["MessageId"], "body": message["Body"]}
+    assert alert_delivery.handle_deliveries({"Records": [record]}) == {"batchItemFailures": []}
+    (shown,) = triggers(gateway, keys["acme"], made["id"])
+    assert (shown["delivery"]["status"], shown["delivery"]["attempts"]) == ("delivered", 2)
+    dead = boto3.client("sqs").receive_message(QueueUrl=urls["AlertDeliveryDeadLetterQueue"])
+    assert "Messages" not in dead
+
+
+def test_a_slow_receiver_holds_no_other_tenants_firing(gateway, keys, receiver, monkeypatch):
+    from local.queues import create_queues
+
+    urls = create_queues(STACK, boto3.client("sqs"))
+    monkeypatch.setattr(alert_delivery, "FIRST_ATTEMPT_DEADLINE_SECONDS", 1.0)
+    received = {}
+
+    class Trickling(BaseHTTPRequestHandler):
+        """Answers a byte every half second, and notes the moment we hang up on it."""
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            for byte in b"HTTP/1.1 200 OK\r\n" * 10:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                if select.select([self.connection], [], [], 0.5)[0] and not self.connection.recv(1):
+                    received["cut"] = time.monotonic()
+                    return
+
+        def log_message(self, *_):
+            pass
+
+    trickler = ThreadingHTTPServer(("127.0.0.1", 0), Trickling)
+    threading.Thread(target=trickler.serve_forever, daemon=True).start()
+    hostile = create(gateway, keys["globex"], thresholds=[5], webhookUrl=f"http://127.0.0.1:{trickler.server_port}/h")
+    polite = create(gateway, keys["acme"], thresholds=[5], webhookUrl=receiver.url)
+    count(gateway, keys["globex"], event("g", 7))
+    count(gateway, keys["acme"], event("a", 7))
+    original = receiver.server.RequestHandlerClass.do_POST
+
+    def timed(handler):
+        received.setdefault("acme", time.monotonic())
+        original(handler)
+
+    monkeypatch.setattr(receiver.server.RequestHandlerClass, "do_POST", timed)
+    deliver_firings()  # both firings in one stream batch, the hostile one first
+    trickler.shutdown()
+    assert received["acme"] < received["cut"]  # delivered while the trickling receiver was still held
+    (shown,) = triggers(gateway, keys["acme"], polite["id"])
+    assert shown["delivery"]["status"] == "delivered"
+    (held,) = triggers(gateway, keys["globex"], hostile["id"])
+    assert held["delivery"] == {
+        "status": "retrying",
+        "attempts": 1,
+        "lastError": "no HTTP answer from the webhook within 1 s",
+    }
+    retry = boto3.client("sqs").receive_message(QueueUrl=urls["AlertDeliveryRetryQueue"], WaitTimeSeconds=0)
+    assert len(retry["Messages"]) == 1  # a receiver slower than the first deadline is retried at once
 
 
 def test_a_webhook_that_recovers_is_delivered_by_the_retry(gateway, keys, receiver):
