@@ -12,6 +12,7 @@ commit, and when an alert is created or its thresholds change.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 import uuid
@@ -23,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from meter import keys, store, webhooks
+from meter import keys, sqs, store, webhooks
 from meter.config import get_settings
 from meter.cursors import decode_cursor, encode_cursor
 from meter.dimensions import AGENT, IDENTIFIER, TENANT, contribution_of
@@ -40,12 +41,18 @@ MAX_ALERTS = 1000
 MAX_THRESHOLD = 10**15
 TRIGGERS_PAGE = 50
 DEFINITIONS_CACHE_SECONDS = 10.0  # how stale the aggregator's view of a tenant's alerts may be mid-window
+# (alert, period) evaluations one aggregator invocation spends on one tenant; the rest of a commit's
+# go to the alert checker, which spends CHECKS_PER_MESSAGE per message and queues what remains
+CHECKS_PER_TENANT = 25
+CHECKS_PER_MESSAGE = 250
+EVERY_SUBJECT = "*"  # in a check's hours: every alert of the tenant, whatever its subject
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 PATCHABLE = ("name", "thresholds", "webhookUrl")
 
 Measure = Literal["credits", "tokens", "events", "messages", "conversations"]
 Period = Literal["day", "month", "billing_period"]
 AggregateKey = tuple[str, str]
+Due = tuple[str, int]  # (alert id, period start): one evaluation
 
 
 # -- shapes ----------------------------------------------------------------------------------
@@ -220,11 +227,21 @@ def period_bounds(alert: dict[str, Any], at: int) -> tuple[int, int]:
     return window_start(at, size, zone), next_boundary(at, size, zone)
 
 
-def period_value(alert: dict[str, Any], start: int, end: int, deltas: dict | None = None) -> int:
+def period_value(
+    alert: dict[str, Any], start: int, end: int, deltas: dict | None = None, known: dict | None = None
+) -> int:
     """The alert's measure of its subject over ``[start, end)``: committed (read strongly
-    consistent) plus ``deltas`` an aggregator has folded but not yet committed."""
+    consistent) plus ``deltas`` an aggregator has folded but not yet committed. ``known`` holds
+    the values read already in this check, so alerts on the same numbers read them once."""
+    series = subject_series(alert)
+    key = (series, start, end, alert["timeZone"], alert["measure"])
+    if known is not None and key in known:
+        return known[key]
     query = UsageQuery(alert["tenant"], start, end, None, ZoneInfo(alert["timeZone"]), alert["measure"])
-    return series_total(query, subject_series(alert), consistent=True, deltas=deltas)
+    value = series_total(query, series, consistent=True, deltas=deltas)
+    if known is not None:
+        known[key] = value
+    return value
 
 
 def adds_to(alert: dict[str, Any], record: UsageRecord) -> int:
@@ -251,18 +268,25 @@ def _crossing_event(alert: dict, threshold: int, value: int, start: int, end: in
 
 
 def evaluate(
-    alert: dict[str, Any], at: int, deltas: dict | None = None, records: list[UsageRecord] = (), now: int | None = None
+    alert: dict[str, Any],
+    at: int,
+    deltas: dict | None = None,
+    records: list[UsageRecord] = (),
+    now: int | None = None,
+    known: dict | None = None,
 ) -> list[dict[str, Any]]:
     """Fire every threshold the alert's period holding ``at`` has reached and not yet fired for;
-    the firings stored (each exactly once, whoever else evaluates the same period)."""
+    the firings stored (each exactly once, whoever else evaluates the same period). One read of
+    the period's marks, and one of its value unless every threshold has fired."""
     now = now_ms() if now is None else now
     start, end = period_bounds(alert, at)
     if end <= alert["createdAt"]:
         return []  # a period that ended before the alert existed
-    waiting = [t for t in alert["thresholds"] if t not in store.alerts().fired_in(alert["tenant"], alert["id"], start)]
+    marked = store.alerts().fired_in(alert["tenant"], alert["id"], start)
+    waiting = [t for t in alert["thresholds"] if t not in marked]
     if not waiting:
         return []
-    value = period_value(alert, start, end, deltas)
+    value = period_value(alert, start, end, deltas, known)
     fired = []
     for threshold in (t for t in waiting if value >= t):
         trigger = {
@@ -300,35 +324,100 @@ def alerts_of(tenant: str, fresh: bool) -> list[dict[str, Any]]:
     return found
 
 
+def _periods(alert: dict[str, Any], hours: dict[str, set[int]]) -> set[int]:
+    """The starts of the alert's periods that the counted ``hours`` fall in (an hour can straddle
+    two local days, in zones at :30 or :45 past the hour)."""
+    series = subject_series(alert)
+    buckets = hours.get(series.dimension.pk(alert["tenant"], series.value), set()) | hours.get(EVERY_SUBJECT, set())
+    return {period_bounds(alert, at)[0] for hour in buckets for at in (hour, hour + HOUR_MS - 1)}
+
+
+def check(
+    definitions: list[dict[str, Any]],
+    hours: dict[str, set[int]],
+    budget: int,
+    deltas: dict | None = None,
+    records: list[UsageRecord] = (),
+    after: Due | None = None,
+) -> tuple[int, Due | None]:
+    """Evaluate, in (alert id, period) order after ``after``, at most ``budget`` of the periods of
+    a tenant's alerts (``definitions``) that the counted ``hours`` (hour starts per aggregate
+    partition) touch: how many fired, and the last one evaluated if some remain (where the next
+    check starts)."""
+    by_id = {alert["id"]: alert for alert in definitions}
+    due = sorted((alert_id, start) for alert_id, alert in by_id.items() for start in _periods(alert, hours))
+    due = [pair for pair in due if after is None or pair > after]
+    known: dict = {}
+    fired = sum(len(evaluate(by_id[alert_id], start, deltas, records, known=known)) for alert_id, start in due[:budget])
+    return fired, (due[budget - 1] if len(due) > budget else None)
+
+
+def defer(tenant: str, hours: dict[str, set[int]], after: Due) -> None:
+    """Queue the rest of a check (the periods after ``after``) for the alert checker."""
+    body = {"tenant": tenant, "hours": {pk: sorted(found) for pk, found in hours.items()}, "after": list(after)}
+    sqs.send("ALERT_CHECKS_QUEUE", json.dumps(body))
+    metrics.add_metric(name="AlertChecksDeferred", unit="Count", value=1)
+
+
+def _watched_hours(definitions: list[dict[str, Any]], hours: dict[str, set[int]]) -> dict[str, set[int]]:
+    """The counted hours of the partitions some alert watches (all a check needs of them)."""
+    watched = set()
+    for alert in definitions:
+        series = subject_series(alert)
+        watched.add(series.dimension.pk(alert["tenant"], series.value))
+    return {pk: found for pk, found in hours.items() if pk in watched}
+
+
 def check_touched(touched: Iterable[AggregateKey], records: list[UsageRecord], deltas: dict | None, fresh: bool) -> int:
     """Evaluate the alerts whose subject's hour items were just counted (``touched``): with
-    ``deltas`` (an open window) added to what is committed, or after a commit. How many fired."""
-    hours: dict[str, set[int]] = {}
+    ``deltas`` (an open window) added to what is committed, or after a commit. Each tenant gets
+    ``CHECKS_PER_TENANT`` evaluations here, whatever its number of alerts; after a commit, what
+    did not fit goes to the alert checker (mid-window, the commit's check follows). How many fired."""
+    hours: dict[str, dict[str, set[int]]] = {}
     for pk, sk in touched:
         if sk.startswith(keys.HOUR_PREFIX):
-            hours.setdefault(pk, set()).add(keys.parse_aggregate(pk, sk).bucket_start)
-    tenants = {keys.tenant_of_aggregate(pk) for pk in hours}
+            tenant = keys.tenant_of_aggregate(pk)
+            hours.setdefault(tenant, {}).setdefault(pk, set()).add(keys.parse_aggregate(pk, sk).bucket_start)
     fired = 0
-    for tenant in sorted(tenants):
-        for alert in alerts_of(tenant, fresh):
-            series = subject_series(alert)
-            buckets = hours.get(series.dimension.pk(tenant, series.value), set())
-            # an hour can straddle two local days (zones at :30 or :45 past the hour)
-            periods = {period_bounds(alert, at)[0] for hour in buckets for at in (hour, hour + HOUR_MS - 1)}
-            for start in sorted(periods):
-                fired += len(evaluate(alert, start, deltas, records))
+    for tenant in sorted(hours):
+        definitions = alerts_of(tenant, fresh)
+        watched = _watched_hours(definitions, hours[tenant])
+        if not watched:
+            continue
+        count, after = check(definitions, watched, CHECKS_PER_TENANT, deltas, records)
+        fired += count
+        if after is not None and deltas is None:
+            defer(tenant, watched, after)
     return fired
 
 
 def check_window(tenant: str, start: int, end: int) -> int:
     """Evaluate every alert of a tenant over each of its periods that ``[start, end)`` touches
-    (reconciliation's backstop, after it has recounted the window). How many fired."""
-    fired = 0
-    for alert in alerts_of(tenant, fresh=True):
-        instants = [*range(start, end, HOUR_MS), end - 1]
-        for period_start in sorted({period_bounds(alert, at)[0] for at in instants}):
-            fired += len(evaluate(alert, period_start))
+    (reconciliation's backstop, after it has recounted the window), within the same budget, the
+    rest deferred to the alert checker. How many fired."""
+    hours = {EVERY_SUBJECT: set(range(start - start % HOUR_MS, end, HOUR_MS))}
+    fired, after = check(alerts_of(tenant, fresh=True), hours, CHECKS_PER_TENANT)
+    if after is not None:
+        defer(tenant, hours, after)
     return fired
+
+
+def handle_checks(event: dict[str, Any]) -> dict[str, Any]:
+    """The alert checker: each message is the rest of a check, after a commit or a reconciliation;
+    it evaluates ``CHECKS_PER_MESSAGE`` of it and queues what still remains."""
+    failures = []
+    for record in event.get("Records") or []:
+        body = json.loads(record["body"])
+        hours = {pk: set(found) for pk, found in body["hours"].items()}
+        try:
+            definitions = alerts_of(body["tenant"], fresh=True)
+            _, after = check(definitions, hours, CHECKS_PER_MESSAGE, after=tuple(body["after"]))
+            if after is not None:
+                defer(body["tenant"], hours, after)
+        except Exception:  # storage failed: the message comes back
+            logger.exception("alert check failed; retried from the queue", extra={"tenant": body["tenant"]})
+            failures.append({"itemIdentifier": record["messageId"]})
+    return {"batchItemFailures": failures}
 
 
 # -- the API's use cases -----------------------------------------------------------------------

@@ -438,3 +438,51 @@ def test_a_webhook_that_recovers_is_delivered_by_the_retry(gateway, keys, receiv
     (shown,) = triggers(gateway, keys["acme"], made["id"])
     assert shown["delivery"] == {"status": "delivered", "attempts": 2, "lastError": None}
     assert len(receiver.requests) == 2 and all(verified(made["signingSecret"], h, b) for h, b in receiver.requests)
+
+
+# -- a tenant with many alerts --------------------------------------------------------------
+def _reads_of(calls: list, tenant: str) -> int:
+    return sum(1 for values in calls if any(tenant in str(v.get("S", "")) for v in values))
+
+
+def _drain_checks(queue_url: str) -> None:
+    from local.queues import QueueMapping
+
+    source = STACK.queue_source_of("CheckAlertsFunction")
+    mapping = QueueMapping(source, STACK.functions()["CheckAlertsFunction"], boto3.client("sqs"), queue_url)
+    while mapping.poll_once():
+        pass
+
+
+def test_a_tenants_many_alerts_cost_the_aggregator_a_fixed_budget_and_all_still_fire(
+    gateway, keys, queues, monkeypatch
+):
+    from meter import dynamo
+    from meter.auth import create_key
+
+    monkeypatch.setattr(alerts, "CHECKS_PER_TENANT", 4)
+    monkeypatch.setattr(alerts, "CHECKS_PER_MESSAGE", 6)
+    calls: list[list[dict]] = []
+
+    def record(params, model, **_):
+        if model.name == "Query":
+            calls.append(list(params["ExpressionAttributeValues"].values()))
+
+    dynamo.client().meta.events.register("provide-client-params.dynamodb", record)
+    thresholds = list(range(1, 21))  # the most an alert may have
+    reads = {}
+    made = {}
+    for tenant, many in (("initech", 6), ("hooli", 18)):
+        token = create_key(tenant, ["ingest", "read", "admin"])
+        made[tenant] = [alerts.create_alert(tenant, alert(thresholds=thresholds), now=NOW)["id"] for _ in range(many)]
+        calls.clear()
+        count(gateway, token, event(f"{tenant}-1", 7), event(f"{tenant}-2", 0))
+        reads[tenant] = _reads_of(calls, tenant)
+    dynamo.client().meta.events.unregister("provide-client-params.dynamodb", record)
+    assert reads["hooli"] == reads["initech"]  # 3x the alerts, the same reads in the aggregator
+    _drain_checks(queues["AlertChecksQueue"])
+    for tenant, ids in made.items():
+        for alert_id in ids:  # every alert fired each threshold reached, exactly once
+            assert sorted(t for t, _ in fired(gateway, create_key(tenant, ["read"]), alert_id)) == list(range(1, 8))
+    _drain_checks(queues["AlertChecksQueue"])  # nothing is left to check
+    assert boto3.client("sqs").receive_message(QueueUrl=queues["AlertChecksQueue"]).get("Messages") is None

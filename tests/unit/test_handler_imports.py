@@ -23,7 +23,7 @@ VALIDATING = {"IngestEventsFunction", "IngestQueueFunction", "UsageQueryFunction
 VALIDATING |= {f"{name}Function" for name in ("CreateAlert", "ListAlerts", "GetAlert", "UpdateAlert", "DeleteAlert")}
 VALIDATING |= {"AlertStatusFunction", "AlertTriggersFunction"}
 # Background functions that evaluate or show alerts (shapes shared with the alerts API); no request waits on them.
-VALIDATING |= {"AggregateStreamFunction", "DeliverAlertsFunction", "ReconcileFunction"}
+VALIDATING |= {"AggregateStreamFunction", "DeliverAlertsFunction", "ReconcileFunction", "CheckAlertsFunction"}
 
 
 def _loaded(name: str, tracing: str) -> set[str]:

@@ -1,0 +1,11 @@
+"""Alert checks that did not fit an aggregator invocation's budget (queue) → firings."""
+
+from meter.alerts import handle_checks
+from meter.logs import observed
+
+
+def handle(event: dict, context: object) -> dict:
+    return handle_checks(event)
+
+
+lambda_handler = observed(handle)
