@@ -15,13 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from meter.auth import Principal, principal_from_event
-from meter.errors import MeterError
+from meter.errors import BadRequest, MeterError
 from meter.logs import logger, metrics
 from meter.ratelimit import enforce_rate_limit
 
 INTERNAL_ERROR = "Internal server error"
+MAX_PATH_PARAMETER_BYTES = 512
+MAX_QUERY_VALUE_BYTES = 1024  # each value, repeated ones apart: keys built from them stay under DynamoDB's 2 KB
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,9 @@ def api_handler(
                 principal = principal_from_event(event, scope)
                 logger.thread_safe_append_keys(tenant=principal.tenant)
                 enforce_rate_limit(principal)
-                result = use_case(Request(event), principal)
+                request = Request(event)
+                _check_sizes(request)
+                result = use_case(request, principal)
                 if isinstance(result, RawResponse):
                     headers = {"Content-Type": result.content_type, **result.headers}
                     return {"statusCode": 200, "headers": headers, "body": result.body}
@@ -144,6 +149,20 @@ def api_handler(
         return handler
 
     return decorate
+
+
+def _check_sizes(request: Request) -> None:
+    """400 naming the path or query parameter longer than its bound (before any use of it)."""
+    for name, value in request.path_parameters.items():
+        if len(value.encode()) > MAX_PATH_PARAMETER_BYTES:
+            raise BadRequest(f"Invalid '{name}': at most {MAX_PATH_PARAMETER_BYTES} bytes")
+    if request.raw_query_string is not None:
+        pairs = parse_qsl(request.raw_query_string, keep_blank_values=True)
+    else:
+        pairs = list(request.query_string_parameters.items())
+    for name, value in pairs:
+        if len(value.encode()) > MAX_QUERY_VALUE_BYTES:
+            raise BadRequest(f"Invalid '{name[:64]}': at most {MAX_QUERY_VALUE_BYTES} bytes")
 
 
 STATIC_TYPES = {

@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from meter import keys, store
 from meter.errors import BadRequest, Conflict, MeterError, NotFound
-from meter.ingest import ingest, parse_events
+from meter.ingest import ingest, parse_events, parse_json
 from meter.logs import logger, metrics
 from meter.tenants import get_tenant, validate_tenant_name
 from meter.timerange import now_ms
@@ -33,8 +33,8 @@ def _split_tenant(record: SQSRecord) -> tuple[str, str]:
     )
     body = record.body
     try:
-        payload: Any = json.loads(body)
-    except json.JSONDecodeError:
+        payload: Any = parse_json(body)
+    except ValueError:
         payload = None
     if isinstance(payload, dict) and "tenant" in payload:
         in_body = payload.pop("tenant")

@@ -118,6 +118,17 @@ HOSTILE_BODIES = {
     "a JSON array": (b"[1, 2]", 400, "event object"),
     "empty": (b"", 400, "empty"),
     "too many events": (b'{"events": [' + b",".join([b'{"id":"x","type":"t","count":1}'] * 501) + b"]}", 413, "500"),
+    "a count of 5,000 digits": (b'{"id": "a", "type": "t", "count": ' + b"9" * 5000 + b"}", 400, "'count'"),
+    "credits of -5,000 digits": (
+        b'{"id": "a", "type": "t", "count": 1, "credits": -' + b"9" * 5000 + b"}",
+        400,
+        "credits",
+    ),
+    "a meta number of 5,000 digits": (
+        b'{"id": "a", "type": "t", "count": 1, "meta": {"n": ' + b"9" * 5000 + b"}}",
+        400,
+        "meta",
+    ),
 }
 
 
@@ -130,10 +141,31 @@ def test_hostile_bodies_get_a_4xx_naming_the_problem(gateway, keys, case):
 
 @pytest.mark.parametrize(
     "identifier",
-    ["../../etc/passwd", "..%2F..%2Fetc", "ü½🚀", "a" * 2000, "%00", "' OR 1=1 --", "<script>"],
+    ["../../etc/passwd", "..%2F..%2Fetc", "ü½🚀", "a" * 500, "%00", "' OR 1=1 --", "<script>"],
 )
 def test_hostile_path_values_are_just_unknown_identifiers(gateway, keys, identifier):
     from tests.helpers import identifier_path
 
     response = call(gateway, "GET", identifier_path(identifier), keys["acme"])
     assert response.status == 404 and response.json() == {"error": "No consumption data found for this identifier"}
+
+
+def test_path_and_query_values_past_their_bounds_are_400_naming_them(gateway, keys):
+    from tests.helpers import identifier_path
+
+    long = "a" * 3000  # past DynamoDB's 2,048-byte partition key
+    cases = [
+        (identifier_path(long), None, "identifier"),
+        ("/v1/alerts/" + long, None, "alertId"),
+        ("/v1/usage/query", {"identifier": long}, "identifier"),
+        ("/api/v1/usage/list", {"cursor": long}, "cursor"),
+    ]
+    for path, query, name in cases:
+        response = call(gateway, "GET", path, keys["acme"], query=query)
+        assert response.status == 400 and f"'{name}'" in response.json()["error"], (path, response.json())
+
+
+def test_an_alert_threshold_of_5000_digits_is_400_naming_it(gateway, keys):
+    body = b'{"name": "n", "measure": "credits", "period": "day", "thresholds": [' + b"9" * 5000 + b"]}"
+    response = call(gateway, "POST", "/v1/alerts", keys["acme"], raw_body=body)
+    assert response.status == 400 and "'thresholds" in response.json()["error"], response.json()
