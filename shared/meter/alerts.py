@@ -471,10 +471,10 @@ def create_alert(tenant: str, body: Any, now: int | None = None) -> dict[str, An
 
 def list_alerts(tenant: str, cursor: str | None, limit: int = 100, admin: bool = False) -> dict[str, Any]:
     """A page of the tenant's alerts, by id (webhook URLs for ``admin`` callers only)."""
-    after = decode_cursor(tenant, cursor) if cursor else ""
+    after = decode_cursor(tenant, "alerts", cursor) if cursor else ""
     items = [item for item in store.alerts().alerts_of(tenant) if item["sk"] > after]
     page = items[:limit]
-    more = encode_cursor(tenant, page[-1]["sk"]) if len(items) > limit else None
+    more = encode_cursor(tenant, "alerts", page[-1]["sk"]) if len(items) > limit else None
     return {"data": [_shown(item, admin=admin) for item in page], "cursor": more}
 
 
@@ -555,9 +555,9 @@ def shown_trigger(item: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
 def list_triggers(tenant: str, alert_id: str, cursor: str | None, limit: int = TRIGGERS_PAGE) -> dict[str, Any]:
     """An alert's firings, newest first, a page at a time."""
     alert = _loaded(tenant, alert_id)
-    before = decode_cursor(tenant, cursor) if cursor else None
+    before = decode_cursor(tenant, f"triggers/{alert_id}", cursor) if cursor else None
     items = store.alerts().triggers_before(tenant, alert_id, before, limit + 1)
     page = items[:limit]
-    more = encode_cursor(tenant, page[-1]["sk"]) if len(items) > limit else None
+    more = encode_cursor(tenant, f"triggers/{alert_id}", page[-1]["sk"]) if len(items) > limit else None
     zone = ZoneInfo(alert["timeZone"])
     return TriggerList(data=[Trigger(**shown_trigger(item, zone)) for item in page], cursor=more).model_dump()

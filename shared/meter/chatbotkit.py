@@ -28,6 +28,7 @@ from meter.timerange import DAY_MS, day_key, now_ms, parse_range, to_ms
 
 SERIES_DAYS = 90
 MAX_TAKE = 100
+LIST_CURSORS = "usage/list"  # the listing its cursors are bound to (JSON and CSV pages alike)
 CSV_MAX_ROWS = 50_000
 # ChatBotKit filter → record field; botId is our agentId.
 ID_FILTERS = {
@@ -190,7 +191,7 @@ def list_records(tenant: str, params: dict[str, str]) -> dict[str, Any]:
     """
     ascending = params.get("order") == "asc"
     take = _take(params.get("take"))
-    after = decode_cursor(tenant, params["cursor"]) if params.get("cursor") else None
+    after = decode_cursor(tenant, LIST_CURSORS, params["cursor"]) if params.get("cursor") else None
     page: list[dict[str, Any]] = []
     for record in _matching_records(tenant, params, after, ascending, take):
         page.append(record)
@@ -198,21 +199,21 @@ def list_records(tenant: str, params: dict[str, str]) -> dict[str, Any]:
             break
     body: dict[str, Any] = {"items": [list_item(r) for r in page[:take]]}
     if len(page) > take:
-        body["cursor"] = encode_cursor(tenant, page[take - 1]["ord"])
+        body["cursor"] = encode_cursor(tenant, LIST_CURSORS, page[take - 1]["ord"])
     return body
 
 
 def list_csv(tenant: str, params: dict[str, str]) -> tuple[str, str | None]:
     """The matching records as CSV (at most CSV_MAX_ROWS; the cursor to continue, if more)."""
     ascending = params.get("order") == "asc"
-    after = decode_cursor(tenant, params["cursor"]) if params.get("cursor") else None
+    after = decode_cursor(tenant, LIST_CURSORS, params["cursor"]) if params.get("cursor") else None
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     last, rows = None, 0
     for record in _matching_records(tenant, params, after, ascending, MAX_TAKE * 10):
         if rows == CSV_MAX_ROWS:
-            return out.getvalue(), encode_cursor(tenant, last)
+            return out.getvalue(), encode_cursor(tenant, LIST_CURSORS, last)
         item = list_item(record)
         if "meta" in item:
             item["meta"] = json.dumps(item["meta"], separators=(",", ":"), ensure_ascii=False)

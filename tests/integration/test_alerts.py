@@ -486,3 +486,21 @@ def test_a_tenants_many_alerts_cost_the_aggregator_a_fixed_budget_and_all_still_
             assert sorted(t for t, _ in fired(gateway, create_key(tenant, ["read"]), alert_id)) == list(range(1, 8))
     _drain_checks(queues["AlertChecksQueue"])  # nothing is left to check
     assert boto3.client("sqs").receive_message(QueueUrl=queues["AlertChecksQueue"]).get("Messages") is None
+
+
+def test_a_cursor_works_only_on_the_listing_that_minted_it(gateway, keys):
+    first, second = create(gateway, keys["acme"]), create(gateway, keys["acme"])
+    minted = alerts.list_alerts("acme", None, limit=1)["cursor"]
+    assert [a["id"] for a in alerts.list_alerts("acme", minted, limit=1)["data"]] == sorted(
+        [first["id"], second["id"]]
+    )[1:]
+    for path in ("/api/v1/usage/list", f"/v1/alerts/{first['id']}/triggers"):
+        response = call(gateway, "GET", path, keys["acme"], query={"cursor": minted})
+        assert response.status == 400 and "'cursor'" in response.json()["error"], (path, response.json())
+    count(gateway, keys["acme"], event("x", 25))  # two firings each: a page of one has a cursor
+    of_first = alerts.list_triggers("acme", first["id"], None, limit=1)["cursor"]
+    assert alerts.list_triggers("acme", first["id"], of_first, limit=1)["data"]
+    response = call(gateway, "GET", f"/v1/alerts/{second['id']}/triggers", keys["acme"], query={"cursor": of_first})
+    assert response.status == 400
+    response = call(gateway, "GET", "/v1/alerts", keys["acme"], query={"cursor": of_first})
+    assert response.status == 400
