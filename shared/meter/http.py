@@ -184,7 +184,9 @@ def static_file(directory: Path, name: str) -> dict[str, Any]:
         "Content-Type": STATIC_TYPES[path.suffix],
         "Cache-Control": "no-cache" if name == "index.html" else "public, max-age=300",
         "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:",
+        "X-Frame-Options": "DENY",  # no other site may frame the dashboard (clickjacking)
+        "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+        "frame-ancestors 'none'",
     }
     return {"statusCode": 200, "headers": headers, "body": body, "isBase64Encoded": binary}
 

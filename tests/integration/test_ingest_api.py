@@ -169,3 +169,11 @@ def test_an_alert_threshold_of_5000_digits_is_400_naming_it(gateway, keys):
     body = b'{"name": "n", "measure": "credits", "period": "day", "thresholds": [' + b"9" * 5000 + b"]}"
     response = call(gateway, "POST", "/v1/alerts", keys["acme"], raw_body=body)
     assert response.status == 400 and "'thresholds" in response.json()["error"], response.json()
+
+
+def test_the_dashboard_may_not_be_framed_by_another_site(gateway):
+    for path in ("/", "/dashboard/dashboard.js"):
+        response = call(gateway, "GET", path)
+        assert response.status == 200
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
