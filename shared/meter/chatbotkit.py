@@ -12,8 +12,9 @@ from typing import Any
 
 from meter import keys, store
 from meter.cursors import decode_cursor, encode_cursor
-from meter.dimensions import AGENT, TENANT
+from meter.dimensions import ABILITY, AGENT, DATASET, SKILLSET, TENANT, TYPE
 from meter.distinct import seen_since
+from meter.errors import BadRequest
 from meter.queries import (
     Totals,
     aggregate_items,
@@ -30,6 +31,11 @@ SERIES_DAYS = 90
 MAX_TAKE = 100
 LIST_CURSORS = "usage/list"  # the listing its cursors are bound to (JSON and CSV pages alike)
 CSV_MAX_ROWS = 50_000
+# Records one request may examine when filters skip some: its cost never depends on how much of
+# the tenant's history does not match (a page past it ends early, with a cursor to go on).
+LIST_SCAN_BUDGET = 2_000
+CSV_SCAN_BUDGET = 100_000
+FILTERED_SHARD_PAGE = 100  # a filtered list reads each shard in pages of this many
 # ChatBotKit filter → record field; botId is our agentId.
 ID_FILTERS = {
     "conversationId": "conversationId",
@@ -43,6 +49,8 @@ ID_FILTERS = {
     "abilityId": "abilityId",
 }
 CSV_COLUMNS = ["id", "type", "count", "createdAt", "updatedAt", *ID_FILTERS, "meta"]
+# Record fields whose values have aggregate partitions: a value never counted matches nothing.
+NARROWING = {"type": TYPE, "agentId": AGENT, "datasetId": DATASET, "skillsetId": SKILLSET, "abilityId": ABILITY}
 
 
 def _snapshot(totals: Totals) -> dict[str, int]:
@@ -146,24 +154,64 @@ def _matches(record: dict[str, Any], wanted: dict[str, list[str]], meta: dict[st
     return all(k in record_meta and (record_meta[k] == v or str(record_meta[k]) == str(v)) for k, v in meta.items())
 
 
-def _matching_records(
-    tenant: str, params: dict[str, str], after: str | None, ascending: bool, take: int = MAX_TAKE
-) -> Iterator[dict]:
+def _filters(params: dict[str, str]) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """The record fields a list request filters on (each "any of"), and its ``meta`` filters."""
     wanted = {ID_FILTERS[name]: _any_of(params[name]) for name in ID_FILTERS if params.get(name)}
     if params.get("type"):
         wanted["type"] = _any_of(params["type"])
+    return wanted, _meta_filters(params)
+
+
+def _filter_names(params: dict[str, str]) -> list[str]:
+    return [name for name in params if name in ID_FILTERS or name == "type" or name.startswith("meta")]
+
+
+def _nothing_can_match(tenant: str, wanted: dict[str, list[str]]) -> bool:
+    """True when the aggregates say no record of the tenant has a wanted value: a filter on a
+    type, agent, dataset, skillset or ability that was never counted (one item read per value)."""
+    for field, dimension in NARROWING.items():
+        values = wanted.get(field)
+        if values and not any(store.aggregates().first_sk(dimension.pk(tenant, v), keys.DAY_PREFIX) for v in values):
+            return True
+    return False
+
+
+def _scanned_records(
+    tenant: str, wanted: dict[str, list[str]], after: str | None, ascending: bool, take: int
+) -> Iterator[dict]:
+    """The tenant's records after ``after`` in list order, before filtering (a conversation's
+    from its index partitions)."""
+    wanted = dict(wanted)
     if "conversationId" in wanted:
         index = "ByConversation"
         partitions = [keys.conversation_index_key(tenant, c) for c in wanted.pop("conversationId")]
         page = take + 1
     else:  # the tenant's shards, each read a little at a time: the merge pulls only what it needs
         index, partitions = "ByTenant", keys.tenant_index_keys(tenant)
-        page = max(4, (take + 1) // len(partitions) + 2)
+        page = FILTERED_SHARD_PAGE if wanted else max(4, (take + 1) // len(partitions) + 2)
     records = store.records()
     sources = concurrently([records.after(index, key, after, ascending, page) for key in partitions], page)
-    merged = heapq.merge(*sources, key=lambda r: r["ord"], reverse=not ascending)
-    meta = _meta_filters(params)
-    return (record for record in merged if _matches(record, wanted, meta))
+    return heapq.merge(*sources, key=lambda r: r["ord"], reverse=not ascending)
+
+
+def _page(
+    tenant: str, params: dict[str, str], after: str | None, ascending: bool, take: int, budget: int
+) -> tuple[list[dict], str | None]:
+    """Up to ``take`` matching records after ``after``, and the position to continue from if
+    more may follow: past the last one returned, or (the scan budget spent) past the last record
+    examined. At most ``budget`` records are examined, whatever the tenant's history."""
+    wanted, meta = _filters(params)
+    if (wanted or meta) and _nothing_can_match(tenant, wanted):
+        return [], None
+    page: list[dict] = []
+    for scanned, record in enumerate(_scanned_records(tenant, wanted, after, ascending, take), start=1):
+        if _matches(record, {k: v for k, v in wanted.items() if k != "conversationId"}, meta):
+            if len(page) == take:
+                return page, page[-1]["ord"]
+            page.append(record)
+        if scanned >= budget:
+            return page, record["ord"]
+    return page, None
 
 
 def list_item(record: dict[str, Any]) -> dict[str, Any]:
@@ -192,14 +240,16 @@ def list_records(tenant: str, params: dict[str, str]) -> dict[str, Any]:
     ascending = params.get("order") == "asc"
     take = _take(params.get("take"))
     after = decode_cursor(tenant, LIST_CURSORS, params["cursor"]) if params.get("cursor") else None
-    page: list[dict[str, Any]] = []
-    for record in _matching_records(tenant, params, after, ascending, take):
-        page.append(record)
-        if len(page) > take:
-            break
-    body: dict[str, Any] = {"items": [list_item(r) for r in page[:take]]}
-    if len(page) > take:
-        body["cursor"] = encode_cursor(tenant, LIST_CURSORS, page[take - 1]["ord"])
+    page, more = _page(tenant, params, after, ascending, take, LIST_SCAN_BUDGET)
+    if more is not None and not page:  # an empty page means the end to ChatBotKit's clients
+        names = _filter_names(params)
+        raise BadRequest(
+            f"Invalid '{names[0]}': no record matched among the {LIST_SCAN_BUDGET:,} examined; "
+            "narrow the list with type, botId or conversationId, or continue from a later cursor"
+        )
+    body: dict[str, Any] = {"items": [list_item(r) for r in page]}
+    if more is not None:
+        body["cursor"] = encode_cursor(tenant, LIST_CURSORS, more)
     return body
 
 
@@ -210,13 +260,10 @@ def list_csv(tenant: str, params: dict[str, str]) -> tuple[str, str | None]:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
-    last, rows = None, 0
-    for record in _matching_records(tenant, params, after, ascending, MAX_TAKE * 10):
-        if rows == CSV_MAX_ROWS:
-            return out.getvalue(), encode_cursor(tenant, LIST_CURSORS, last)
+    page, more = _page(tenant, params, after, ascending, CSV_MAX_ROWS, CSV_SCAN_BUDGET)
+    for record in page:
         item = list_item(record)
         if "meta" in item:
             item["meta"] = json.dumps(item["meta"], separators=(",", ":"), ensure_ascii=False)
         writer.writerow(item)
-        last, rows = record["ord"], rows + 1
-    return out.getvalue(), None
+    return out.getvalue(), encode_cursor(tenant, LIST_CURSORS, more) if more is not None else None

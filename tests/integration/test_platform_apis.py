@@ -357,3 +357,58 @@ def test_bot_and_conversation_snapshots(api):
     assert api("/api/v1/conversation/c-1/usage/fetch").json() == {"tokens": 145, "conversations": 0, "messages": 0}
     window = {"from": day(0), "to": day(0)}
     assert api("/api/v1/conversation/c-1/usage/fetch", **window).json()["tokens"] == 140
+
+
+# -- a list's cost is bounded by the request, not by the tenant's history -------------------------
+def _record_reads(gateway, token, query: dict) -> tuple[int, object]:
+    from meter import dynamo
+
+    reads = []
+
+    def record(params, model, **_):
+        if model.name == "Query" and params["TableName"].endswith("RecordsTable"):
+            reads.append(1)
+
+    dynamo.client().meta.events.register("provide-client-params.dynamodb", record)
+    response = call(gateway, "GET", "/api/v1/usage/list", token, query=query)
+    dynamo.client().meta.events.unregister("provide-client-params.dynamodb", record)
+    return len(reads), response
+
+
+def test_a_filter_that_matches_little_or_nothing_reads_within_a_budget(gateway, keys, monkeypatch):
+    from meter import chatbotkit
+
+    monkeypatch.setattr(chatbotkit, "LIST_SCAN_BUDGET", 60)
+    monkeypatch.setattr(chatbotkit, "FILTERED_SHARD_PAGE", 10)
+    base = datetime.now(UTC) - timedelta(days=2)
+    events = [
+        {
+            "id": f"r{n:03d}",
+            "type": "message",
+            "count": 1,
+            "timestamp": iso(base + timedelta(minutes=n)),
+            "meta": {"rare": n % 40 == 0},
+        }
+        for n in range(240)
+    ]
+    for start in (0, 120):
+        assert call(gateway, "POST", "/v1/events", keys["acme"], {"events": events[start : start + 120]}).status == 200
+    aggregator(STACK).drain()
+    empty_reads, _ = _record_reads(gateway, keys["globex"], {"meta.rare": "nope", "take": "1"})
+
+    reads, response = _record_reads(gateway, keys["acme"], {"type": "nope", "take": "1"})
+    assert (reads, response.status, response.json()) == (0, 200, {"items": []})  # the aggregates know
+    reads, response = _record_reads(gateway, keys["acme"], {"meta.rare": "nope", "take": "1"})
+    assert response.status == 400 and "'meta.rare'" in response.json()["error"]
+    assert reads <= 2 * 16 + empty_reads  # the budget's pages, not 240 records in pages of 4
+
+    seen, cursor = [], None
+    while True:  # every match once, in order, and never an empty page with a cursor
+        query = {"meta.rare": "true", "take": "100", **({"cursor": cursor} if cursor else {})}
+        body = call(gateway, "GET", "/api/v1/usage/list", keys["acme"], query=query).json()
+        assert body["items"] or "cursor" not in body
+        seen += [item["id"] for item in body["items"]]
+        cursor = body.get("cursor")
+        if cursor is None:
+            break
+    assert seen == [f"r{n:03d}" for n in range(239, -1, -1) if n % 40 == 0]
