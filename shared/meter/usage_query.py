@@ -509,11 +509,17 @@ def _raw_is_cheaper(query: UsageQuery, series: list[Series], plans: list[Plan]) 
     """
     pieces = {(a, b) for _, window_pieces in plans for _, a, b in window_pieces}  # each: one hour Query at most
     by_items = len(series) * 0.5 * (1 + len(pieces))
-    first, last = keys.day_key(query.start), keys.day_key(query.end - 1)
-    days = store.aggregates().between(TENANT.pk(query.tenant, ""), keys.day_sk(first), keys.day_sk(last))
-    events = sum(int(day.get("events", 0)) for day in days)
+    events = _events_within(query)
     by_records = max(keys.TENANT_SHARDS * 0.5, events * RAW_RECORD_BYTES / 4096 * 0.5)
     return events <= MAX_RAW_RECORDS and by_records < by_items
+
+
+def _events_within(query: UsageQuery) -> int:
+    """How many events the UTC days the range touches hold (the tenant's day items): at least
+    the raw records the range holds."""
+    first, last = keys.day_key(query.start), keys.day_key(query.end - 1)
+    days = store.aggregates().between(TENANT.pk(query.tenant, ""), keys.day_sk(first), keys.day_sk(last))
+    return sum(int(day.get("events", 0)) for day in days)
 
 
 def _field(record: dict[str, Any], name: str) -> str:
@@ -526,12 +532,15 @@ def _field(record: dict[str, Any], name: str) -> str:
 def _sum_raw(query: UsageQuery, spans: list[tuple[int, int]], sums: dict) -> None:
     """Sum raw records (combinations no aggregate holds, or fewer reads), at most ``MAX_RAW_RECORDS``."""
     starts = [a for a, _ in spans]
+    too_many = BadRequest(
+        f"Invalid 'from' parameter: grouping or filtering by {' and '.join(sorted(query.fields))} "
+        f"together sums raw events, at most {MAX_RAW_RECORDS:,}; narrow the range"
+    )
+    if _events_within(query) > MAX_RAW_RECORDS:  # refused from the day items, before any record is read
+        raise too_many
     for seen, record in enumerate(tenant_records(query.tenant, query.start, query.end), start=1):
         if seen > MAX_RAW_RECORDS:
-            raise BadRequest(
-                f"Invalid 'from' parameter: grouping or filtering by {' and '.join(sorted(query.fields))} "
-                f"together sums raw events, at most {MAX_RAW_RECORDS:,}; narrow the range"
-            )
+            raise too_many
         if any(_field(record, name) not in values for name, values in query.filters.items()):
             continue
         group = tuple((name, _field(record, name)) for name in GROUPS if name in query.group_by)

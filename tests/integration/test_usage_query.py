@@ -281,3 +281,22 @@ def test_many_groups_may_be_summed_from_raw_events_when_that_reads_less_and_stay
         assert response.status == 200, (params, response.body)
         assert answered(response.json(), q["zone"], q["size"]) == oracle(counted, **q), params
     assert True in decided and False in decided  # both ways were taken, and both were exact
+
+
+def test_too_many_raw_events_are_refused_from_the_day_items_before_any_record_is_read(
+    gateway, keys, counted, monkeypatch
+):
+    from meter import usage_query
+
+    monkeypatch.setattr(usage_query, "MAX_RAW_RECORDS", len(counted) // 2)
+    record_reads = []
+
+    def record(params, model, **_):
+        if model.name == "Query" and params["TableName"].endswith("RecordsTable"):
+            record_reads.append(1)
+
+    dynamo.client().meta.events.register("provide-client-params.dynamodb", record)
+    response = get(gateway, keys["acme"], [("groupBy", "identifier"), ("groupBy", "agentId")])
+    dynamo.client().meta.events.unregister("provide-client-params.dynamodb", record)
+    assert response.status == 400 and "'from'" in response.json()["error"], response.json()
+    assert record_reads == []
