@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -462,8 +463,18 @@ def series_total(
 
 # -- the answer ------------------------------------------------------------------------------
 def _check_windows(query: UsageQuery) -> list[tuple[int, int]]:
+    """The query's windows; 400 past ``MAX_ROWS`` of them, or for a window edge off the quarter-hour
+    grid (a zone's historical offset such as Monrovia's -0:44:30 until 1972): each such edge would
+    be a raw read, so their number would set the request's cost, whatever the tenant holds."""
     spans = []
     for span in windows(query.start, query.end, query.size, query.zone):
+        if spans and span[0] % QUARTER_MS:
+            offset = datetime.fromtimestamp(span[0] / 1000, query.zone).utcoffset()
+            raise BadRequest(
+                f"Invalid 'timeZone' parameter: {query.zone.key} was UTC{_offset(offset)} at "
+                f"{datetime.fromtimestamp(span[0] / 1000, UTC):%Y-%m-%dT%H:%M:%SZ}, off the quarter-hour grid "
+                "that windows are counted on; use one window for the range, or another zone"
+            )
         spans.append(span)
         if len(spans) > MAX_ROWS:
             raise BadRequest(
@@ -471,6 +482,12 @@ def _check_windows(query: UsageQuery) -> list[tuple[int, int]]:
                 "use a larger window or a shorter range"
             )
     return spans
+
+
+def _offset(offset: timedelta | None) -> str:
+    seconds = int((offset or timedelta()).total_seconds())
+    sign, seconds = ("-" if seconds < 0 else "+"), abs(seconds)
+    return f"{sign}{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def run_query(query: UsageQuery) -> list[tuple[int, int, tuple[tuple[str, str], ...], int]]:

@@ -300,3 +300,24 @@ def test_too_many_raw_events_are_refused_from_the_day_items_before_any_record_is
     dynamo.client().meta.events.unregister("provide-client-params.dynamodb", record)
     assert response.status == 400 and "'from'" in response.json()["error"], response.json()
     assert record_reads == []
+
+
+@pytest.mark.parametrize(
+    ("zone", "start", "end"),
+    [("Africa/Monrovia", "1971-03-01", "1971-03-15"), ("Pacific/Kiritimati", "1975-06-01", "1975-06-03")],
+)
+def test_windows_off_the_quarter_hour_grid_are_refused_naming_the_zone(gateway, keys, zone, start, end):
+    record_reads = []
+
+    def record(params, model, **_):
+        if model.name == "Query" and params["TableName"].endswith("RecordsTable"):
+            record_reads.append(1)
+
+    dynamo.client().meta.events.register("provide-client-params.dynamodb", record)
+    params = [("from", start), ("to", end), ("timeZone", zone)]
+    hourly = get(gateway, keys["acme"], [*params, ("windowSize", "HOUR")])
+    whole = get(gateway, keys["acme"], params)  # one window: its two edges are the caller's own
+    dynamo.client().meta.events.unregister("provide-client-params.dynamodb", record)
+    assert hourly.status == 400 and "'timeZone'" in hourly.json()["error"], hourly.json()
+    assert whole.status == 200 and whole.json()["data"] == []
+    assert len(record_reads) <= 2 * 16  # the two edges' raw slices at most, never one per window
