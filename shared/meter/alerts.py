@@ -18,13 +18,13 @@ import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from meter import keys, sqs, store, webhooks
+from meter import ids, keys, sqs, store, webhooks
 from meter.config import get_settings
 from meter.cursors import decode_cursor, encode_cursor
 from meter.dimensions import AGENT, IDENTIFIER, TENANT, contribution_of
@@ -60,8 +60,8 @@ class Subject(BaseModel):
     """Whose usage: one end user, one agent, or (empty) the whole tenant."""
 
     model_config = ConfigDict(extra="forbid")
-    identifier: str | None = Field(None, min_length=1, max_length=256)
-    agentId: str | None = Field(None, min_length=1, max_length=256)
+    identifier: Annotated[str, AfterValidator(ids.checked)] | None = Field(None, min_length=1, max_length=256)
+    agentId: Annotated[str, AfterValidator(ids.checked)] | None = Field(None, min_length=1, max_length=256)
 
     @model_validator(mode="after")
     def _one_at_most(self) -> Subject:

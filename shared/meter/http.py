@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+from meter import ids
 from meter.auth import Principal, principal_from_event
 from meter.errors import BadRequest, MeterError
 from meter.logs import logger, metrics
@@ -192,13 +193,13 @@ def static_file(directory: Path, name: str) -> dict[str, Any]:
 
 
 def path_parameter(event: Request, name: str) -> str:
-    """A path parameter as API Gateway decoded it."""
-    return (event.path_parameters or {}).get(name, "")
+    """A path parameter as API Gateway decoded it, in NFC (as ids are stored)."""
+    return ids.normal((event.path_parameters or {}).get(name, ""))
 
 
 def query_parameters(event: Request) -> dict[str, str]:
-    """Query parameters (API Gateway joins repeated ones with commas)."""
-    return dict(event.query_string_parameters or {})
+    """Query parameters in NFC (API Gateway joins repeated ones with commas)."""
+    return {name: ids.normal(value) for name, value in (event.query_string_parameters or {}).items()}
 
 
 def body_bytes(event: Request) -> bytes:

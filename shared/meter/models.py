@@ -8,6 +8,7 @@ import math
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -20,12 +21,14 @@ from pydantic import (
     field_validator,
 )
 
+from meter import ids
 from meter.records import RELATION_FIELDS  # noqa: F401  (the fields UsageEvent declares)
 
 MAX_COUNT = 10**15
 MAX_META_KEYS = 16
 
-RelationId = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+# Ids are NFC-normalized and refuse control and format characters (meter.ids).
+RelationId = Annotated[StrictStr, Field(min_length=1, max_length=128), AfterValidator(ids.checked)]
 # Meta numbers must survive DynamoDB (magnitudes 1e-130 to 1e125) and JavaScript clients (safe integers).
 MAX_META_INT = 2**53 - 1
 META_VALUE_RULE = (
@@ -58,11 +61,11 @@ class UsageEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+    id: RelationId
     type: Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")]
     count: Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)]
     timestamp: AwareDatetime | None = None
-    identifier: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
+    identifier: Annotated[StrictStr, Field(min_length=1, max_length=256), AfterValidator(ids.checked)] | None = None
     agentId: RelationId | None = None
     model: RelationId | None = None
     conversationId: RelationId | None = None

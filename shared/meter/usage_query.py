@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field
 
-from meter import keys, store
+from meter import ids, keys, store
 from meter.dimensions import (
     AGENT,
     AGENT_MODEL,
@@ -116,8 +116,10 @@ def repeated_parameters(raw_query: str | None, joined: dict[str, str]) -> dict[s
     """Query parameters with repeats kept (API Gateway joins repeats with commas; the raw string
     keeps them apart, so values may contain commas)."""
     if raw_query is not None:
-        return parse_qs(raw_query, keep_blank_values=True)
-    return {name: value.split(",") for name, value in joined.items()}
+        found = parse_qs(raw_query, keep_blank_values=True)
+    else:
+        found = {name: value.split(",") for name, value in joined.items()}
+    return {name: [ids.normal(value) for value in values] for name, values in found.items()}
 
 
 def _one(params: dict[str, list[str]], name: str) -> str | None:

@@ -177,3 +177,30 @@ def test_the_dashboard_may_not_be_framed_by_another_site(gateway):
         assert response.status == 200
         assert response.headers["X-Frame-Options"] == "DENY"
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_identifiers_are_one_spelling_and_hidden_characters_are_refused(gateway, keys):
+    import unicodedata
+
+    from tests.conftest import STACK
+    from tests.helpers import aggregator, identifier_path
+
+    composed, decomposed = unicodedata.normalize("NFC", "José"), unicodedata.normalize("NFD", "José")
+    assert composed != decomposed
+    events = [
+        {"id": "e1", "type": "message", "count": 1, "credits": 2, "identifier": composed},
+        {"id": "e2", "type": "message", "count": 1, "credits": 3, "identifier": decomposed},
+    ]
+    assert call(gateway, "POST", "/v1/events", keys["acme"], {"events": events}).status == 200
+    aggregator(STACK).drain()
+    rows = call(gateway, "GET", "/v1/usage/query", keys["acme"], query={"groupBy": "identifier"}).json()["data"]
+    assert [(row["groupBy"], row["value"]) for row in rows] == [({"identifier": composed}, 5)]
+    for spelling in (composed, decomposed):  # either spelling finds the same end user
+        assert call(gateway, "GET", identifier_path(spelling), keys["acme"]).status == 200
+        one = call(gateway, "GET", "/v1/usage/query", keys["acme"], query={"identifier": spelling}).json()
+        assert [row["value"] for row in one["data"]] == [5]
+    for bad in ("bell\u0007", "evil\u202etxt.exe", "nul\u0000", "zero\u200bwidth"):
+        for field in ("identifier", "id", "agentId"):
+            event = {"id": "e3", "type": "message", "count": 1, field: bad}
+            response = call(gateway, "POST", "/v1/events", keys["acme"], event)
+            assert response.status == 400 and field in json.dumps(response.json()), (field, response.json())
