@@ -177,3 +177,45 @@ def distinct_since(records: list[UsageRecord], tenant: str, day_start: int) -> d
     fields = {"I": "identifier", "DS": "datasetId", "SK": "skillsetId", "AB": "abilityId"}
     since = [r for r in records if r.tenant == tenant and r.ts >= day_start]
     return {code: len({r.relations[field] for r in since if r.relations.get(field)}) for code, field in fields.items()}
+
+
+class Receiver:
+    """A webhook endpoint on 127.0.0.1 that records each request's (headers, body) and answers
+    ``status`` (with a ``location`` header, if set), or trickles a 200 a byte every ``trickle`` s."""
+
+    def __init__(self, status: int = 200, location: str | None = None, trickle: float | None = None):
+        import threading
+        import time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.status, self.requests = status, []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((dict(self.headers.items()), body))
+                if trickle:
+                    for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
+                        try:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                        except OSError:
+                            return
+                        time.sleep(trickle)
+                    return
+                self.send_response(receiver.status)
+                if location:
+                    self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+
+    def close(self) -> None:
+        self.server.shutdown()

@@ -23,7 +23,7 @@ from meter import alert_delivery, alerts, store, webhooks
 from meter.localtime import DAY, MONTH, window_start
 from meter.timerange import DAY_MS, HOUR_MS, iso, now_ms
 from tests.conftest import STACK, reset_caches
-from tests.helpers import aggregator, call
+from tests.helpers import Receiver, aggregator, call
 
 NOW = now_ms()
 
@@ -238,29 +238,6 @@ def test_periods_roll_over_at_local_midnight(gateway, keys, period, zone, size):
 
 
 # -- delivery ---------------------------------------------------------------------------------
-class Receiver:
-    """A webhook endpoint on 127.0.0.1 that records requests and answers ``status``."""
-
-    def __init__(self):
-        self.status, self.requests = 200, []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append((dict(self.headers.items()), body))
-                self.send_response(receiver.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-
-
 @pytest.fixture
 def receiver(monkeypatch):
     monkeypatch.setenv("ALERT_WEBHOOKS_TO_LOCALHOST", "true")
