@@ -16,8 +16,13 @@ A commit that touches more than 99 items needs several transactions. It first wr
 set of deltas as a **pending** item (write-ahead) and points the ledger at it; each transaction
 then applies one fixed chunk and advances the ledger's chunk counter under a condition on it; the
 last one moves ``seq``. Whoever finds a pending commit (the retry, the next window) finishes it
-from the pending item, never from its own records, so a crash mid-commit is always completed with
-exactly the deltas it started with.
+from the pending item, never from its own records, so a crash mid-commit is completed with
+exactly the deltas it started with, if it is found within ``PENDING_VOID_AFTER_MS``. Found later
+(the shard went quiet after the crash), it is **voided**: the ledger moves past it and its
+unapplied chunks are left to reconciliation, which may already have raised those buckets to
+their recount (it recounts a window once its records are past the stream's horizon, never
+sooner than 13 minutes after a commit that holds them began), so finishing it then could count
+them twice.
 
 Before a commit, the distinct values of its deltas move their last-seen marks (``meter.distinct``):
 an idempotent maximum, so a commit that fails after it only repeats it.
@@ -57,6 +62,7 @@ MAX_STATE_ITEMS = 20_000  # commit mid-window past this many items (about 250 KB
 MAX_STATE_CHARS = 400_000
 MAX_ATTEMPTS = 8  # invocation-level rounds when the ledger moves under a commit
 PENDING_DAYS = 7  # pending items expire by TTL long after their commit finished
+PENDING_VOID_AFTER_MS = 5 * 60_000  # finished until then; voided after (reconciliation counts the rest)
 
 AggregateKey = tuple[str, str]
 
@@ -309,12 +315,14 @@ def _write_pending(shard: str, deltas: Deltas) -> None:
         "last": state["last"],
         "events": int(state["events"]),
         "deltas": base64.b64decode(state["deltas"]),
+        "writtenAt": now_ms(),
         "expiresAt": now_ms() // 1000 + PENDING_DAYS * 86_400,
     }
     store.control().put(item)
 
 
-def _read_pending(ledger: Ledger) -> Deltas:
+def _read_pending(ledger: Ledger) -> tuple[Deltas, int]:
+    """A pending commit's deltas, and when it was written (ms)."""
     key = {"pk": {"S": keys.pending_pk(ledger.shard, ledger.pending_first, ledger.pending_last)}}
     item = store.control().get(key, consistent=True)
     if item is None:
@@ -325,7 +333,8 @@ def _read_pending(ledger: Ledger) -> Deltas:
         "events": str(item["events"]),
         "deltas": base64.b64encode(item["deltas"]).decode(),
     }
-    return Deltas.decode(state)
+    written = int(item.get("writtenAt", (int(item["expiresAt"]) - PENDING_DAYS * 86_400) * 1000))
+    return Deltas.decode(state), written
 
 
 def _apply_pending(shard: str, deltas: Deltas, done: int) -> None:
@@ -344,12 +353,35 @@ def _apply_pending(shard: str, deltas: Deltas, done: int) -> None:
 
 
 def finish_pending(ledger: Ledger) -> Ledger:
-    """Complete a commit a previous invocation started; the ledger after it."""
+    """Complete a commit a previous invocation started, or void it if it is older than
+    ``PENDING_VOID_AFTER_MS``; the ledger after it."""
     while ledger.pending_last:
+        deltas, written = _read_pending(ledger)
         with contextlib.suppress(LedgerMoved):  # another copy advanced it: read where it stands
-            _apply_pending(ledger.shard, _read_pending(ledger), ledger.chunks_done)
+            if now_ms() - written > PENDING_VOID_AFTER_MS:
+                _void_pending(ledger, len(deltas.chunks()))
+            else:
+                _apply_pending(ledger.shard, deltas, ledger.chunks_done)
         ledger = read_ledger(ledger.shard)
     return ledger
+
+
+def _void_pending(ledger: Ledger, chunks: int) -> None:
+    """Move the ledger past an abandoned commit without applying its remaining chunks."""
+    values = {":last": {"S": ledger.pending_last}, ":done": {"N": str(ledger.chunks_done)}}
+    moved = store.control().update(
+        store.Control.ledger_key(ledger.shard),
+        "SET seq = :last REMOVE pf, pl, pd",
+        "pl = :last AND pd = :done",
+        ExpressionAttributeValues=values,
+    )
+    if moved is None:
+        raise LedgerMoved
+    logger.error(
+        "abandoned commit voided; reconciliation counts what it left",
+        extra={"shard": ledger.shard, "chunksApplied": ledger.chunks_done, "chunks": chunks},
+    )
+    metrics.add_metric(name="PendingCommitsVoided", unit="Count", value=1)
 
 
 # -- one invocation --------------------------------------------------------------------------

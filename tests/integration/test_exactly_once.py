@@ -26,6 +26,7 @@ Bisect is not exercised because the mapping does not use it (template.yaml says 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from datetime import UTC, datetime, timedelta
@@ -307,3 +308,42 @@ def test_any_delivery_any_fault_counts_every_event_exactly_once(
                 assert seen_since(tenant, day_key(day)) == distinct_since(records, tenant, day), (tenant, day)
     os.environ.update(Stack().environment())
     reset_caches()
+
+
+def test_a_commit_abandoned_mid_way_is_voided_after_reconciliation_never_finished_twice(aws, monkeypatch):
+    """A crash between a pending commit's chunks, the shard quiet, reconciliation (past the
+    horizon) raising the buckets it left, then a new record on the shard: counted once each."""
+    received = NOW - HORIZON_MS - 1
+    records = [
+        _record(n, "acme", f"user-{n}", "bot", "m", None, None, None, "message", 1, 2, n % 50, False)
+        for n in range(150)  # 150 end users: well past one transaction's 100 actions
+    ]
+    records = [UsageRecord(**{**r.__dict__, "received_at": received}) for r in records]
+    for record in records:
+        dynamo.client().put_item(TableName=os.environ["RECORDS_TABLE"], Item=dynamo.serialize(record_item(record)))
+    applied = []
+    commit_chunk = aggregation._commit_chunk
+
+    def crash_after_the_first_chunk(*args, **kwargs):
+        if applied:
+            raise Crash("crash between chunks")
+        commit_chunk(*args, **kwargs)
+        applied.append(1)
+
+    monkeypatch.setattr(aggregation, "_commit_chunk", crash_after_the_first_chunk)
+    monkeypatch.setattr(aggregation, "now_ms", lambda: received + 60_000)
+    stream = [stream_record(1000 + i, r) for i, r in enumerate(records)]
+    event = {"Records": stream, "shardId": "shard-a", "state": {}, "isFinalInvokeForWindow": True}
+    with contextlib.suppress(Crash):
+        handle_window(event)
+    assert aggregation.read_ledger("shard-a").pending_last  # half applied, and the shard goes quiet
+    monkeypatch.setattr(aggregation, "_commit_chunk", commit_chunk)
+    day = to_ms(BASE)
+    reconcile_window("acme", day, day + DAY_MS, NOW)  # past the horizon: raises what the crash left
+    assert stored_aggregates(dynamo.client(), os.environ["AGGREGATES_TABLE"]) == recount(records)
+
+    later = _record(999, "acme", "user-0", "bot", "m", None, None, None, "message", 1, 5, 30, False)
+    monkeypatch.setattr(aggregation, "now_ms", lambda: NOW)
+    handle_window({**event, "Records": [stream_record(5000, later)]})
+    assert not aggregation.read_ledger("shard-a").pending_last
+    assert stored_aggregates(dynamo.client(), os.environ["AGGREGATES_TABLE"]) == recount([*records, later])

@@ -152,7 +152,7 @@ def test_the_services_own_failure_metrics_alarm_and_each_is_emitted_by_the_code(
     for metric in ("UncountedEvents", "DriftedAggregates", "StreamRecordsFailed", "UnhandledErrors",
                    "ReconcileFailures", "OvercountedAggregates", "IngestMessagesParked",
                    "AlertDeliveriesFailed", "AlertChecksFailed", "AggregateWritesRefused",
-                   "RefusedRepairs"):  # fmt: skip
+                   "RefusedRepairs", "PendingCommitsVoided"):  # fmt: skip
         assert _watched(metric, "service") == {"usage-meter"}, metric
         assert f'"{metric}"' in source, f"{metric} is alarmed on but never emitted"
 
