@@ -357,6 +357,14 @@ def document(server_url: str = "/") -> dict[str, Any]:
                 "Days with a non-zero total, midnight UTC in Unix ms",
             ),
         ),
+        "/v1/me": _get(
+            "Ours: the calling key's tenant and scopes",
+            [],
+            _json(
+                _object({"tenant": STRING, "keyId": STRING, "scopes": {"type": "array", "items": STRING}}),
+                "Who the key belongs to",
+            ),
+        ),
         "/api/v1/usage/fetch": _get(
             "ChatBotKit: totals of the current billing period",
             [],

@@ -57,7 +57,7 @@ def demo(stack):
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and total(stack, token, "events", "2000-01-01") < len(events):
         time.sleep(0.3)
-    return {"token": token, "events": events}
+    return {"token": token, "events": events, "tenant": name}
 
 
 def total(stack, token: str, measure: str, start: str, zone: str = "UTC") -> int:
@@ -81,6 +81,16 @@ def open_page(browser, url: str, width: int = 1280):
     return page, errors
 
 
+def follow_link(browser, url: str, tenant: str, width: int = 1280):
+    """Open a sign-in link: the page names the tenant the key opens and waits for Continue."""
+    page, errors = open_page(browser, url, width)
+    page.wait_for_selector("#confirm:not([hidden])")
+    assert page.inner_text("#confirm-tenant") == tenant
+    assert page.is_hidden("#dashboard") and page.evaluate("sessionStorage.getItem('usageMeterKey')") is None
+    page.get_by_role("button", name="Continue").click()
+    return page, errors
+
+
 def settled(page) -> None:
     """Wait until no request of the page is in flight (selectors only: the page's CSP forbids eval)."""
     page.wait_for_selector('body[aria-busy="false"]', state="attached")
@@ -98,7 +108,7 @@ def local_start(days_back: int, zone: str) -> str:
 
 
 def test_sign_in_by_fragment_shows_the_apis_totals_and_keeps_the_key_out_of_the_address(stack, browser, demo):
-    page, errors = open_page(browser, f"{stack.base_url}/#key={demo['token']}")
+    page, errors = follow_link(browser, f"{stack.base_url}/#key={demo['token']}", demo["tenant"])
     page.select_option("#range", "30d")
     page.fill("#zone", "Asia/Kolkata")
     page.click("#controls button[type=submit]")
@@ -148,13 +158,14 @@ def test_a_bad_key_shows_the_apis_error_and_a_phone_sized_screen_works(stack, br
 
 
 def test_an_empty_tenant_is_told_how_to_send_a_first_event_and_csv_holds_what_is_shown(stack, browser, demo):
-    page, errors = open_page(browser, f"{stack.base_url}/#key={stack.key(f'empty{uuid.uuid4().hex[:6]}')}")
+    empty = f"empty{uuid.uuid4().hex[:6]}"
+    page, errors = follow_link(browser, f"{stack.base_url}/#key={stack.key(empty)}", empty)
     settled(page)
     assert page.is_visible("#empty") and "/v1/events" in page.inner_text("#first-event")
     assert shown_totals(page) == dict.fromkeys(METRICS, 0)
     page.close()
 
-    page, errors = open_page(browser, f"{stack.base_url}/#key={demo['token']}")
+    page, errors = follow_link(browser, f"{stack.base_url}/#key={demo['token']}", demo["tenant"])
     page.fill("#zone", "UTC")
     page.select_option("#range", "7d")
     shown = shown_totals(page)
@@ -164,5 +175,38 @@ def test_an_empty_tenant_is_told_how_to_send_a_first_event_and_csv_holds_what_is
     assert lines[0] == "section,key,detail,value"
     assert {f"total,{m},,{shown[m]}" for m in METRICS} <= set(lines)
     assert sum(line.startswith("event,") for line in lines) == page.locator("#events tbody tr").count()
+    assert errors == []
+    page.close()
+
+
+def test_a_link_to_another_tenant_is_not_opened_until_continue_and_cancel_keeps_it_out(stack, browser, demo):
+    page, errors = open_page(browser, f"{stack.base_url}/#key={demo['token']}")
+    page.wait_for_selector("#confirm:not([hidden])")
+    assert page.inner_text("#confirm-tenant") == demo["tenant"] and "read" in page.inner_text("#confirm-scopes")
+    assert "#key" not in page.url and page.is_hidden("#dashboard")
+    page.get_by_role("button", name="Cancel").click()
+    assert page.is_visible("#sign-in") and page.evaluate("sessionStorage.getItem('usageMeterKey')") is None
+    assert errors == []
+    page.close()
+
+
+def test_totals_past_2_to_the_53_are_shown_exactly(stack, browser):
+    tenant = f"huge{uuid.uuid4().hex[:6]}"
+    token = stack.key(tenant)
+    events = [{"id": f"h-{n}", "type": "message", "count": 1, "credits": 10**15 - n} for n in range(10)]
+    response = requests.post(
+        f"{stack.base_url}/v1/events", headers={"Authorization": f"Bearer {token}"}, json={"events": events}, timeout=10
+    )
+    assert response.status_code == 200, response.text
+    exact = sum(event["credits"] for event in events)  # 9,999,999,999,999,955: past 2^53
+    assert exact > 2**53 and float(exact) != exact
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and total(stack, token, "credits", "2000-01-01") < exact:
+        time.sleep(0.3)
+    page, errors = follow_link(browser, f"{stack.base_url}/#key={token}", tenant)
+    page.select_option("#range", "7d")
+    settled(page)
+    assert page.get_attribute('[data-metric="credits-total"]', "data-value") == str(exact)
+    assert page.inner_text('[data-metric="credits-total"]').replace(",", "") == str(exact)
     assert errors == []
     page.close()

@@ -42,6 +42,10 @@ def no_rows(body) -> bool:
     return body["data"] == []
 
 
+def names_its_own_tenant(body) -> bool:
+    return body["tenant"] == "globex"
+
+
 # Each route of the template: its scope, a request that succeeds for acme, and what globex (another
 # tenant) must get for the same request: 404, or a body proving it sees none of acme's data.
 REQUESTS = {
@@ -83,6 +87,7 @@ REQUESTS = {
         None,
         zero_totals,
     ),
+    ("GET", "/v1/me"): ("read", "/v1/me", None, names_its_own_tenant),
     ("POST", "/v1/alerts"): ("admin", "/v1/alerts", ALERT, None),
     ("GET", "/v1/alerts"): ("read", "/v1/alerts", None, no_rows),
     ("GET", "/v1/alerts/{alertId}"): ("read", "/v1/alerts/{alert}", None, 404),

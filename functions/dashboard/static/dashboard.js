@@ -16,12 +16,27 @@ function showError(message) {
   box.hidden = !message;
 }
 
-async function api(path, params) {
+// Totals can pass 2^53 (counts and credits up to 10^15 per event): integers JavaScript numbers
+// cannot hold exactly are read as BigInt from the answer's own digits, and summed as BigInt.
+function parseExact(text) {
+  try {
+    return JSON.parse(text, (key, value, context) =>
+      typeof value === "number" && !Number.isSafeInteger(value) && context && /^-?\d+$/.test(context.source)
+        ? BigInt(context.source)
+        : value);
+  } catch {
+    return {};
+  }
+}
+
+const byValueDescending = (a, b) => (a < b ? 1 : a > b ? -1 : 0);
+
+async function api(path, params, key) {
   const query = new URLSearchParams(params || []).toString();
   const response = await fetch(path + (query ? "?" + query : ""), {
-    headers: { Authorization: "Bearer " + token(), Accept: "application/json" },
+    headers: { Authorization: "Bearer " + (key || token()), Accept: "application/json" },
   });
-  const body = await response.json().catch(() => ({}));
+  const body = parseExact(await response.text());
   if (!response.ok) {
     const error = new Error(body.error || body.message || "HTTP " + response.status);
     error.status = response.status;
@@ -81,8 +96,9 @@ function fillTable(id, rows) {
       const tr = document.createElement("tr");
       for (const cell of cells) {
         const td = document.createElement("td");
-        td.textContent = typeof cell === "number" ? number.format(cell) : cell;
-        if (typeof cell === "number") td.className = "num";
+        const numeric = typeof cell === "number" || typeof cell === "bigint";
+        td.textContent = numeric ? number.format(cell) : cell;
+        if (numeric) td.className = "num";
         tr.appendChild(td);
       }
       return tr;
@@ -101,7 +117,7 @@ function fillTable(id, rows) {
 
 function drawChart(rows) {
   const xs = rows.map((row) => Date.parse(row.windowStart) / 1000);
-  const ys = rows.map((row) => row.value);
+  const ys = rows.map((row) => Number(row.value)); // the chart's scale, not its labels, may round
   const box = $("chart");
   if (state.chart) state.chart.destroy();
   box.replaceChildren();
@@ -136,7 +152,7 @@ async function loadSummary() {
   if (run !== state.summaryRun) return;
   const sums = {};
   measures.forEach((m, i) => {
-    sums[m] = totals[i].data.reduce((sum, row) => sum + row.value, 0);
+    sums[m] = totals[i].data.reduce((sum, row) => sum + BigInt(row.value), 0n);
     const cell = document.querySelector(`[data-metric="${m}-total"]`);
     cell.dataset.value = String(sums[m]);
     cell.textContent = number.format(sums[m]);
@@ -144,18 +160,18 @@ async function loadSummary() {
   drawChart(series.data);
   const topUsers = users.data
     .map((row) => [row.groupBy.identifier, row.value])
-    .sort((a, b) => b[1] - a[1])
+    .sort((a, b) => byValueDescending(a[1], b[1]))
     .slice(0, 10);
   const byAgent = new Map();
   for (const row of agents.data) {
-    const entry = byAgent.get(row.groupBy.agentId) || { models: [], credits: 0 };
+    const entry = byAgent.get(row.groupBy.agentId) || { models: [], credits: 0n };
     entry.models.push(row.groupBy.model);
-    entry.credits += row.value;
+    entry.credits += BigInt(row.value);
     byAgent.set(row.groupBy.agentId, entry);
   }
   const topAgents = [...byAgent.entries()]
     .map(([agent, entry]) => [agent, entry.models.sort().join(", "), entry.credits])
-    .sort((a, b) => b[2] - a[2])
+    .sort((a, b) => byValueDescending(a[2], b[2]))
     .slice(0, 10);
   fillTable("top-users", topUsers);
   fillTable("top-agents", topAgents);
@@ -242,12 +258,35 @@ function signOut(clearError = true) {
   if (clearError) showError("");
 }
 
+// A link's key is not trusted blindly: someone could send a link that signs a victim in to the
+// sender's tenant. The page says which tenant the key opens and waits for "Continue".
+async function offerLinkKey(key) {
+  $("sign-in").hidden = true;
+  try {
+    const me = await api("/v1/me", null, key);
+    $("confirm-tenant").textContent = me.tenant;
+    $("confirm-scopes").textContent = "scopes: " + me.scopes.join(", ");
+    $("confirm").hidden = false;
+    $("confirm-continue").focus();
+  } catch (error) {
+    signOut();
+    showError(error.message);
+    return;
+  }
+  $("confirm-continue").onclick = () => {
+    $("confirm").hidden = true;
+    signIn(key);
+  };
+  $("confirm-cancel").onclick = () => {
+    $("confirm").hidden = true;
+    signOut();
+  };
+}
+
 function start() {
   const fragment = new URLSearchParams(location.hash.slice(1));
-  if (fragment.get("key")) {
-    sessionStorage.setItem(KEY, fragment.get("key"));
-    history.replaceState(null, "", location.pathname + location.search); // the key leaves the address bar
-  }
+  const linkKey = fragment.get("key");
+  if (linkKey) history.replaceState(null, "", location.pathname + location.search); // the key leaves the address bar
   $("zone").value = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
   const zones = Intl.supportedValuesOf ? Intl.supportedValuesOf("timeZone") : [];
   $("zones").replaceChildren(...zones.map((z) => Object.assign(document.createElement("option"), { value: z })));
@@ -280,7 +319,8 @@ function start() {
   $("older").addEventListener("click", () => { state.page += 1; run(loadEvents); });
   $("newer").addEventListener("click", () => { state.page = Math.max(0, state.page - 1); run(loadEvents); });
   $("download").addEventListener("click", download);
-  if (token()) signIn(token());
+  if (linkKey) offerLinkKey(linkKey);
+  else if (token()) signIn(token());
   else signOut();
 }
 

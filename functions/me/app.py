@@ -1,0 +1,12 @@
+"""GET /v1/me (ours, any valid key): which tenant and scopes the calling key has."""
+
+from meter.http import api_handler
+from meter.logs import observed
+
+
+@api_handler("read")
+def handle(event, principal) -> dict:
+    return {"tenant": principal.tenant, "keyId": principal.key_id, "scopes": sorted(principal.scopes)}
+
+
+lambda_handler = observed(handle)
