@@ -100,6 +100,7 @@ def reset_caches() -> None:
     arrivals._noted.clear()
     ratelimit._windows.clear()
     alerts._definitions.clear()
+    alerts._known_marks.clear()
     alert_delivery._events.cache_clear()
     sqs.client.cache_clear()
     sqs.queue_url.cache_clear()

@@ -16,7 +16,9 @@ import json
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -41,8 +43,10 @@ MAX_ALERTS = 1000
 MAX_THRESHOLD = 10**15
 TRIGGERS_PAGE = 50
 DEFINITIONS_CACHE_SECONDS = 10.0  # how stale the aggregator's view of a tenant's alerts may be mid-window
-# (alert, period) evaluations one aggregator invocation spends on one tenant; the rest of a commit's
-# go to the alert checker, which spends CHECKS_PER_MESSAGE per message and queues what remains
+# Reads (values, marks, firings) one aggregator invocation spends on one tenant's alerts; the rest
+# of a commit's check goes to the alert checker, which spends CHECKS_PER_MESSAGE a message and
+# queues what remains. Alerts on the same numbers share one value read, and a period's marks are
+# read only when a threshold is reached, so most tenants' alerts fit one budget whatever their number.
 CHECKS_PER_TENANT = 25
 CHECKS_PER_MESSAGE = 250
 EVERY_SUBJECT = "*"  # in a check's hours: every alert of the tenant, whatever its subject
@@ -227,21 +231,57 @@ def period_bounds(alert: dict[str, Any], at: int) -> tuple[int, int]:
     return window_start(at, size, zone), next_boundary(at, size, zone)
 
 
+@dataclass
+class Reads:
+    """What one check has read: values by (subject, period, measure), so alerts on the same numbers
+    (whatever their zone: a period is an instant range) read them once; and how many reads it made."""
+
+    values: dict[tuple, int] = field(default_factory=dict)
+    made: int = 0
+
+
 def period_value(
-    alert: dict[str, Any], start: int, end: int, deltas: dict | None = None, known: dict | None = None
+    alert: dict[str, Any], start: int, end: int, deltas: dict | None = None, reads: Reads | None = None
 ) -> int:
     """The alert's measure of its subject over ``[start, end)``: committed (read strongly
-    consistent) plus ``deltas`` an aggregator has folded but not yet committed. ``known`` holds
-    the values read already in this check, so alerts on the same numbers read them once."""
+    consistent) plus ``deltas`` an aggregator has folded but not yet committed."""
     series = subject_series(alert)
-    key = (series, start, end, alert["timeZone"], alert["measure"])
-    if known is not None and key in known:
-        return known[key]
+    key = (series, start, end, alert["measure"])
+    if reads is not None and key in reads.values:
+        return reads.values[key]
     query = UsageQuery(alert["tenant"], start, end, None, ZoneInfo(alert["timeZone"]), alert["measure"])
     value = series_total(query, series, consistent=True, deltas=deltas)
-    if known is not None:
-        known[key] = value
+    if reads is not None:
+        reads.values[key] = value
+        reads.made += 1
     return value
+
+
+# Thresholds known to have fired, per (tenant, alert, period start): marks are never removed, so
+# what a container has seen is a lower bound it may trust, and a period whose reached thresholds
+# are all known costs no read of its marks.
+_known_marks: OrderedDict[tuple[str, str, int], set[int]] = OrderedDict()
+KNOWN_MARKS = 20_000
+
+
+def _marks(alert: dict[str, Any], start: int, reached: list[int], reads: Reads | None) -> set[int]:
+    """The thresholds fired in the period: from what is known if it covers ``reached``, else read."""
+    key = (alert["tenant"], alert["id"], start)
+    known = _known_marks.get(key)
+    if known is not None and set(reached) <= known:
+        return known
+    found = store.alerts().fired_in(alert["tenant"], alert["id"], start)
+    if reads is not None:
+        reads.made += 1
+    _remember_marks(key, found)
+    return found
+
+
+def _remember_marks(key: tuple[str, str, int], thresholds: set[int]) -> None:
+    _known_marks[key] = _known_marks.get(key, set()) | set(thresholds)
+    _known_marks.move_to_end(key)
+    while len(_known_marks) > KNOWN_MARKS:
+        _known_marks.popitem(last=False)
 
 
 def adds_to(alert: dict[str, Any], record: UsageRecord) -> int:
@@ -273,22 +313,23 @@ def evaluate(
     deltas: dict | None = None,
     records: list[UsageRecord] = (),
     now: int | None = None,
-    known: dict | None = None,
+    reads: Reads | None = None,
 ) -> list[dict[str, Any]]:
     """Fire every threshold the alert's period holding ``at`` has reached and not yet fired for;
-    the firings stored (each exactly once, whoever else evaluates the same period). One read of
-    the period's marks, and one of its value unless every threshold has fired."""
+    the firings stored (each exactly once, whoever else evaluates the same period). The period's
+    value is read (once per check for alerts on the same numbers), its marks only when it has
+    reached a threshold not known to have fired."""
     now = now_ms() if now is None else now
     start, end = period_bounds(alert, at)
     if end <= alert["createdAt"]:
         return []  # a period that ended before the alert existed
-    marked = store.alerts().fired_in(alert["tenant"], alert["id"], start)
-    waiting = [t for t in alert["thresholds"] if t not in marked]
-    if not waiting:
+    value = period_value(alert, start, end, deltas, reads)
+    reached = [int(t) for t in alert["thresholds"] if value >= t]
+    if not reached:
         return []
-    value = period_value(alert, start, end, deltas, known)
+    marked = _marks(alert, start, reached, reads)
     fired = []
-    for threshold in (t for t in waiting if value >= t):
+    for threshold in (t for t in reached if t not in marked):
         trigger = {
             "pk": keys.triggers_pk(alert["tenant"], alert["id"]),
             "sk": keys.trigger_sk(now, start, threshold),
@@ -302,10 +343,13 @@ def evaluate(
             "triggeredAt": now,
             "delivery": {"status": "pending", "attempts": 0},
         }
+        if reads is not None:
+            reads.made += 1
         if store.alerts().fire_once(alert["tenant"], alert["id"], trigger):
             logger.info("alert fired", extra={"alert": alert["id"], "threshold": threshold, "value": value})
             metrics.add_metric(name="AlertsFired", unit="Count", value=1)
             fired.append(trigger)
+        _remember_marks((alert["tenant"], alert["id"], start), {threshold})  # fired now, or by another
     return fired
 
 
@@ -340,16 +384,19 @@ def check(
     records: list[UsageRecord] = (),
     after: Due | None = None,
 ) -> tuple[int, Due | None]:
-    """Evaluate, in (alert id, period) order after ``after``, at most ``budget`` of the periods of
-    a tenant's alerts (``definitions``) that the counted ``hours`` (hour starts per aggregate
-    partition) touch: how many fired, and the last one evaluated if some remain (where the next
-    check starts)."""
+    """Evaluate, in (alert id, period) order after ``after``, the periods of a tenant's alerts
+    (``definitions``) that the counted ``hours`` (hour starts per aggregate partition) touch, until
+    ``budget`` reads are spent: how many fired, and the last period evaluated if some remain
+    (where the next check starts)."""
     by_id = {alert["id"]: alert for alert in definitions}
     due = sorted((alert_id, start) for alert_id, alert in by_id.items() for start in _periods(alert, hours))
     due = [pair for pair in due if after is None or pair > after]
-    known: dict = {}
-    fired = sum(len(evaluate(by_id[alert_id], start, deltas, records, known=known)) for alert_id, start in due[:budget])
-    return fired, (due[budget - 1] if len(due) > budget else None)
+    reads, fired = Reads(), 0
+    for n, (alert_id, start) in enumerate(due):
+        if reads.made >= budget:
+            return fired, due[n - 1]
+        fired += len(evaluate(by_id[alert_id], start, deltas, records, reads=reads))
+    return fired, None
 
 
 def defer(tenant: str, hours: dict[str, set[int]], after: Due) -> None:
