@@ -177,10 +177,10 @@ def _nothing_can_match(tenant: str, wanted: dict[str, list[str]]) -> bool:
 
 
 def _scanned_records(
-    tenant: str, wanted: dict[str, list[str]], after: str | None, ascending: bool, take: int
+    tenant: str, wanted: dict[str, list[str]], after: str | None, ascending: bool, take: int, filtered: bool
 ) -> Iterator[dict]:
     """The tenant's records after ``after`` in list order, before filtering (a conversation's
-    from its index partitions)."""
+    from its index partitions); read in larger pages when ``filtered`` (some will be skipped)."""
     wanted = dict(wanted)
     if "conversationId" in wanted:
         index = "ByConversation"
@@ -188,7 +188,7 @@ def _scanned_records(
         page = take + 1
     else:  # the tenant's shards, each read a little at a time: the merge pulls only what it needs
         index, partitions = "ByTenant", keys.tenant_index_keys(tenant)
-        page = FILTERED_SHARD_PAGE if wanted else max(4, (take + 1) // len(partitions) + 2)
+        page = FILTERED_SHARD_PAGE if filtered else max(4, (take + 1) // len(partitions) + 2)
     records = store.records()
     sources = concurrently([records.after(index, key, after, ascending, page) for key in partitions], page)
     return heapq.merge(*sources, key=lambda r: r["ord"], reverse=not ascending)
@@ -204,7 +204,8 @@ def _page(
     if (wanted or meta) and _nothing_can_match(tenant, wanted):
         return [], None
     page: list[dict] = []
-    for scanned, record in enumerate(_scanned_records(tenant, wanted, after, ascending, take), start=1):
+    scanned_records = _scanned_records(tenant, wanted, after, ascending, take, bool(wanted or meta))
+    for scanned, record in enumerate(scanned_records, start=1):
         if _matches(record, {k: v for k, v in wanted.items() if k != "conversationId"}, meta):
             if len(page) == take:
                 return page, page[-1]["ord"]
