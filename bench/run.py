@@ -219,6 +219,24 @@ class Bench:
             "windows_given_up": len(self.given_up),
         }
 
+    def hostile(self, alert_count: int, rounds: int) -> dict[str, Any]:
+        """What a hostile tenant makes others pay: the worst read forms beside the normal ones, another
+        tenant's delay beside many alerts, and beside a trickling webhook receiver (``bench.hostile``)."""
+        from bench import hostile
+        from local.streams import StreamMapping
+
+        mapping = StreamMapping(
+            self.source,
+            self.stack.functions()[self.source.function],
+            self.stack.physical_name(self.source.table),
+            self._give_up,
+        )
+        return {
+            "reads": hostile.reads(self.meter, self.stack, TENANT),
+            "alerts": hostile.alerts_delay(self._aggregating, alert_count, self.source.tumbling_seconds),
+            "slow_receiver": hostile.slow_receiver(mapping, rounds),
+        }
+
     def all_in(self, calls: int, per_second: int) -> dict[str, float]:
         """A 30-day identifier query through the gateway, all in: authentication (cached per container
         as the handlers cache it), rate limiting (the deployment default) and the query; in read-unit equivalents."""
@@ -582,6 +600,7 @@ def _report(results: dict[str, Any]) -> str:
     )
     lines += ["", "## Throughput (events/s)", "", *[f"- {k}: {v}" for k, v in results["events_per_second"].items()]]
     lines += _poison_report(results["poison"])
+    lines += _hostile_report(results["hostile"])
     one, ten = results["routes"]["1x"], results["routes"]["10x"]
     crowd = results["backfill_10x_population"]
     lines += [
@@ -610,6 +629,40 @@ def _report(results: dict[str, Any]) -> str:
         [[f, v, round(v / floor, 2)] for f, v in results["cold_start_ms"].items()], ["function", "ms", "/ floor"]
     )
     return "\n".join(lines) + "\n"
+
+
+def _hostile_report(hostile: dict[str, Any]) -> list[str]:
+    """A hostile tenant's cost to others: bounded reads, many alerts, a trickling receiver (``bench.hostile``)."""
+    lines = ["", "## A hostile tenant costs only itself", ""]
+    lines += [
+        "Each request on the backfill data set beside the same request by a tenant with no data "
+        "(read units of one warm call, and DynamoDB calls):",
+        "",
+        *_table(
+            [
+                [r["route"], r["form"], r["status"], r["rcu"], r["calls"], r["rcu_without_data"],
+                 r["calls_without_data"], r["of_without_data"]]
+                for r in hostile["reads"]
+            ],
+            ["route", "form", "status", "RCU", "calls", "RCU, no data", "calls, no data", "x no data"],
+        ),
+    ]  # fmt: skip
+    alerts, slow = hostile["alerts"], hostile["slow_receiver"]
+    lines += [
+        "",
+        f"Another tenant's 1,000 events were counted {alerts['bystander_totals_s_alone']} s after sending began "
+        f"alone, and {alerts['bystander_totals_s_alongside_alerts']} s while a tenant holding {alerts['alerts']:,} "
+        f"alerts of {alerts['thresholds_each']} thresholds (every zone, day and month periods) sent events on "
+        f"the same shards: **{alerts['delay_s']} s of delay** (window {alerts['window_s']} s). That tenant's "
+        f"totals: {alerts['alerting_tenant_counted']} of {alerts['alerting_tenant_sent']} events counted. Creating "
+        f"its alerts took {alerts['create_s']} s.",
+        "",
+        f"A firing's webhook reached another tenant's receiver {slow['bystander_delivered_ms']['alone']} ms after "
+        f"its delivery batch began alone, and {slow['bystander_delivered_ms']['beside a trickling receiver']} ms "
+        f"when the batch also held a firing for a receiver that trickles a byte every 0.5 s (median of "
+        f"{slow['rounds']}); that batch ended after {slow['batch_ms_with_trickling']} ms, the first-attempt deadline.",
+    ]
+    return lines
 
 
 def _poison_report(poison: dict[str, Any]) -> list[str]:
@@ -702,6 +755,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         results["poison"] = bench.poison(3 if args.quick else 20)
+        results["hostile"] = bench.hostile(100 if args.quick else 1000, 3 if args.quick else 10)
         results["rcu_per_query"] = bench.reads()
         results["native_query_rcu"] = bench.native_queries()
         results["alert_status_rcu"] = bench.alert_status()
