@@ -12,14 +12,13 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlencode
 
-from bench.poison import Aggregating, _counted_for, _events, _ingest
+from bench.poison import Aggregating, _events, _ingest, counted_for, until_counted
+from local.webhook_receiver import Receiver
 
 ALERTING = "alerting"
 BYSTANDER = "bystander"
@@ -80,9 +79,7 @@ def _totals_while(start_mapping: Aggregating, day: datetime, tag: str, alongside
     event with every 100 of them (``alongside``) or not at all."""
     bystander = _events(f"by-{tag}", 1000, day, lambda i: f"b{i % 50}")
     noisy = _events(f"noisy-{tag}", 10, day, lambda i: "spender")
-    for event in noisy:
-        event["credits"] = 7
-    before = _counted_for(BYSTANDER, day)
+    before = counted_for(BYSTANDER, day)
     stop, thread = start_mapping()
     started = time.perf_counter()
     for n, first in enumerate(range(0, 1000, 100)):
@@ -90,14 +87,7 @@ def _totals_while(start_mapping: Aggregating, day: datetime, tag: str, alongside
         if alongside:
             _ingest(ALERTING, noisy[n : n + 1])
         time.sleep(0.1)
-    while _counted_for(BYSTANDER, day) < before + 1000:
-        if time.perf_counter() - started > 900:
-            raise RuntimeError("the bystander's totals did not catch up")
-        time.sleep(0.05)
-    elapsed = time.perf_counter() - started
-    stop.set()
-    thread.join(timeout=120)
-    return elapsed
+    return until_counted(BYSTANDER, day, before + 1000, started, stop, thread)
 
 
 def alerts_delay(start_mapping: Aggregating, alert_count: int, window_s: int) -> dict[str, Any]:
@@ -125,50 +115,9 @@ def alerts_delay(start_mapping: Aggregating, alert_count: int, window_s: int) ->
         "bystander_totals_s_alone": round(alone, 1),
         "bystander_totals_s_alongside_alerts": round(mixed, 1),
         "delay_s": round(mixed - alone, 1),
-        "alerting_tenant_counted": _counted_for(ALERTING, day),
+        "alerting_tenant_counted": counted_for(ALERTING, day),
         "alerting_tenant_sent": 10,
     }
-
-
-class _Receivers:
-    """Two webhook receivers on 127.0.0.1: one answers at once and notes when, one trickles."""
-
-    def __init__(self) -> None:
-        self.received: list[float] = []
-        noted = self.received
-
-        class Prompt(BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers["Content-Length"]))
-                noted.append(time.perf_counter())
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *_):
-                pass
-
-        class Trickling(BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers["Content-Length"]))
-                for byte in b"HTTP/1.1 200 OK\r\n" * 4:
-                    try:
-                        self.wfile.write(bytes([byte]))
-                        self.wfile.flush()
-                    except OSError:
-                        return
-                    time.sleep(0.5)
-
-            def log_message(self, *_):
-                pass
-
-        self.servers = [ThreadingHTTPServer(("127.0.0.1", 0), kind) for kind in (Prompt, Trickling)]
-        for server in self.servers:
-            threading.Thread(target=server.serve_forever, daemon=True).start()
-        self.prompt, self.trickling = (f"http://127.0.0.1:{s.server_port}/hook" for s in self.servers)
-
-    def close(self) -> None:
-        for server in self.servers:
-            server.shutdown()
 
 
 def _firing(tenant: str, url: str, mapping: Any, day: datetime, tag: str) -> dict[str, Any]:
@@ -200,24 +149,25 @@ def slow_receiver(mapping: Any, rounds: int) -> dict[str, Any]:
 
     os.environ["ALERT_WEBHOOKS_TO_LOCALHOST"] = "true"
     get_settings.cache_clear()
-    receivers = _Receivers()
+    prompt, trickling = Receiver(status=204), Receiver(trickle=0.5)
     day = datetime.now(UTC)
     found: dict[str, list[float]] = {"alone": [], "beside a trickling receiver": []}
     batch_ms = []
     try:
         for n in range(rounds):
             for shared, form in enumerate(found):
-                records = [_firing(BYSTANDER, receivers.prompt, mapping, day, f"p{n}-{shared}")]
+                records = [_firing(BYSTANDER, prompt.url, mapping, day, f"p{n}-{shared}")]
                 if shared:  # the trickling receiver's firing first in the batch
-                    records.insert(0, _firing(ALERTING, receivers.trickling, mapping, day, f"t{n}"))
-                receivers.received.clear()
-                started = time.perf_counter()
+                    records.insert(0, _firing(ALERTING, trickling.url, mapping, day, f"t{n}"))
+                prompt.times.clear()
+                started = time.monotonic()
                 handle_deliveries({"Records": records})
-                found[form].append((receivers.received[0] - started) * 1000)
+                found[form].append((prompt.times[0] - started) * 1000)
                 if shared:
-                    batch_ms.append((time.perf_counter() - started) * 1000)
+                    batch_ms.append((time.monotonic() - started) * 1000)
     finally:
-        receivers.close()
+        prompt.close()
+        trickling.close()
         os.environ.pop("ALERT_WEBHOOKS_TO_LOCALHOST", None)
         get_settings.cache_clear()
     return {

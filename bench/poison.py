@@ -125,7 +125,7 @@ def shard_hold(mapping: Any, rounds: int, day: datetime) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _counted_for(tenant: str, day: datetime) -> int:
+def counted_for(tenant: str, day: datetime) -> int:
     """The tenant's events counted on ``day`` (its day item), read with an unmetered client."""
     import boto3
 
@@ -155,19 +155,26 @@ def _time_to_totals(start_mapping: Aggregating, poison: int, day: datetime, tag:
     poisoned = _events(f"delay-{tag}", poison, day, lambda i: f"victim-{tag}-{i}")
     for event in poisoned:
         _poison_user_day(event["identifier"], day, "type")
-    before = _counted_for(HEALTHY, day)
+    before = counted_for(HEALTHY, day)
     stop, thread = start_mapping()
     started = time.perf_counter()
     for first in range(0, 1000, 100):
         _ingest(HEALTHY, healthy[first : first + 100])
         _ingest(POISONED, poisoned[first * poison // 1000 : (first + 100) * poison // 1000])
-    while _counted_for(HEALTHY, day) < before + 1000:
-        if time.perf_counter() - started > 600:
-            raise RuntimeError("the healthy tenant's totals did not catch up")
+    return until_counted(HEALTHY, day, before + 1000, started, stop, thread)
+
+
+def until_counted(
+    tenant: str, day: datetime, target: int, started: float, stop: threading.Event, thread: threading.Thread
+) -> float:
+    """Seconds from ``started`` until the tenant's ``day`` holds ``target`` events; then stop the mapping."""
+    while counted_for(tenant, day) < target:
+        if time.perf_counter() - started > 900:
+            raise RuntimeError(f"the totals of {tenant} did not catch up")
         time.sleep(0.05)
     elapsed = time.perf_counter() - started
     stop.set()
-    thread.join(timeout=60)
+    thread.join(timeout=120)
     return elapsed
 
 

@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -131,28 +132,19 @@ def _set_aside_waiting(notice: dict[str, Any], now: int) -> str | None:
     return _reconcile_days(_days_of([record]), now)
 
 
-def redrive_aggregation_failures(
-    queue_url: str, sqs: Any | None = None, streams: Any | None = None, now: int | None = None
-) -> RedriveReport:
-    """Count what the failure queue holds (windows the stream gave up on, what the aggregator set
-    aside) by reconciling its days; delete the messages done, keep the others with the reason."""
-    sqs = sqs or boto3.client("sqs")
-    now = now_ms() if now is None else now
+def _redrive_each(sqs: Any, queue_url: str, attempt: Callable[[dict[str, Any]], str | None]) -> RedriveReport:
+    """Run ``attempt`` on the body of every message of a queue: delete the messages it finishes
+    (None), keep the others with its reason, or the error it raised."""
     report = RedriveReport()
     for message in _messages(sqs, queue_url):
         report.messages += 1
         try:
-            body = json.loads(message["Body"])
-            waiting = (
-                _set_aside_waiting(body["setAside"], now)
-                if "setAside" in body
-                else _stream_range_waiting(body["DDBStreamBatchInfo"], streams, now)
-            )
+            waiting = attempt(json.loads(message["Body"]))
         except (KeyError, ValueError, InvalidRecord) as error:  # unreadable message or still a poison pill
             report.kept.append(f"{message['MessageId']}: {error}")
             continue
         except Exception as error:  # e.g. TrimmedDataAccessException: the stream keeps 24 hours
-            logger.exception("failure message not redriven", extra={"message": message["MessageId"]})
+            logger.exception("message not redriven", extra={"message": message["MessageId"]})
             report.kept.append(f"{message['MessageId']}: {type(error).__name__}: {error}")
             continue
         if waiting:
@@ -161,6 +153,21 @@ def redrive_aggregation_failures(
         sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
         report.redriven += 1
     return report
+
+
+def redrive_aggregation_failures(
+    queue_url: str, sqs: Any | None = None, streams: Any | None = None, now: int | None = None
+) -> RedriveReport:
+    """Count what the failure queue holds (windows the stream gave up on, what the aggregator set
+    aside) by reconciling its days; delete the messages done, keep the others with the reason."""
+    now = now_ms() if now is None else now
+
+    def attempt(body: dict[str, Any]) -> str | None:
+        if "setAside" in body:
+            return _set_aside_waiting(body["setAside"], now)
+        return _stream_range_waiting(body["DDBStreamBatchInfo"], streams, now)
+
+    return _redrive_each(sqs or boto3.client("sqs"), queue_url, attempt)
 
 
 def _firings_of(body: dict[str, Any], streams: Any) -> list[tuple[str, str]]:
@@ -181,19 +188,12 @@ def redrive_alert_deliveries(
 
     sqs = sqs or boto3.client("sqs")
     now = now_ms() if now is None else now
-    report = RedriveReport()
-    for message in _messages(sqs, dead_letter_url):
-        report.messages += 1
-        try:
-            firings = _firings_of(json.loads(message["Body"]), streams)
-        except Exception as error:  # unreadable, or past the stream's 24 hours
-            report.kept.append(f"{message['MessageId']}: {type(error).__name__}: {error}")
-            continue
-        for pk, sk in firings:
+
+    def attempt(body: dict[str, Any]) -> None:
+        for pk, sk in _firings_of(body, streams):
             requeue(pk, sk, retry_url, sqs, now)
-        sqs.delete_message(QueueUrl=dead_letter_url, ReceiptHandle=message["ReceiptHandle"])
-        report.redriven += 1
-    return report
+
+    return _redrive_each(sqs, dead_letter_url, attempt)
 
 
 def redrive_dead_letters(dead_letter_url: str, source_url: str, sqs: Any | None = None) -> RedriveReport:

@@ -6,14 +6,13 @@ webhook."""
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
+from local.webhook_receiver import Receiver
 from tests.e2e.test_local_stack import eventually, headers
 
 ALERTS = 999  # stored directly; the thousandth is created over HTTP
@@ -89,27 +88,12 @@ def test_a_tenant_with_a_thousand_alerts_delays_no_one_and_stays_exact(stack):
 
 
 @pytest.fixture
-def trickling():
-    """A receiver on 127.0.0.1 that answers a byte every half second."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
-            for byte in b"HTTP/1.1 200 OK\r\n" * 4:
-                try:
-                    self.wfile.write(bytes([byte]))
-                    self.wfile.flush()
-                except OSError:
-                    return
-                time.sleep(0.5)
-
-        def log_message(self, *_):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/slow"
-    server.shutdown()
+def receivers():
+    """A receiver on 127.0.0.1 that answers at once, and one that answers a byte every half second."""
+    prompt, trickling = Receiver(status=204), Receiver(trickle=0.5)
+    yield prompt, trickling
+    prompt.close()
+    trickling.close()
 
 
 def _alert_to(stack, url: str) -> tuple[str, str]:
@@ -127,31 +111,17 @@ def _delivery(stack, token: str, alert_id: str) -> dict:
     return found[0]["delivery"] if found else {}
 
 
-def test_a_trickling_receiver_holds_no_other_tenants_webhook(stack, trickling):
-    got: list[float] = []
-
-    class Prompt(BaseHTTPRequestHandler):
-        def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
-            got.append(time.monotonic())
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *_):
-            pass
-
-    prompt = ThreadingHTTPServer(("127.0.0.1", 0), Prompt)
-    threading.Thread(target=prompt.serve_forever, daemon=True).start()
-    slow_token, slow_alert = _alert_to(stack, trickling)
-    polite_token, polite_alert = _alert_to(stack, f"http://127.0.0.1:{prompt.server_port}/hook")
+def test_a_trickling_receiver_holds_no_other_tenants_webhook(stack, receivers):
+    prompt, trickling = receivers
+    slow_token, slow_alert = _alert_to(stack, trickling.url)
+    polite_token, polite_alert = _alert_to(stack, prompt.url)
     for token in (slow_token, polite_token):  # the slow tenant's firing first
         event = {"id": "x", "type": "message", "count": 1, "credits": 3}
         assert requests.post(f"{stack.base_url}/v1/events", headers=headers(token), json=event, timeout=10).ok
 
-    assert eventually(lambda: got, timeout=30)
+    assert eventually(lambda: prompt.requests, timeout=30)
     assert eventually(lambda: _delivery(stack, polite_token, polite_alert).get("status") == "delivered", timeout=10)
     assert _delivery(stack, polite_token, polite_alert)["attempts"] == 1
     assert eventually(lambda: _delivery(stack, slow_token, slow_alert).get("attempts"), timeout=20)
     held = _delivery(stack, slow_token, slow_alert)
     assert held["status"] == "retrying" and held["lastError"].startswith("no HTTP answer from the webhook within")
-    prompt.shutdown()

@@ -19,11 +19,12 @@ import boto3
 import pytest
 
 from local.streams import StreamMapping
+from local.webhook_receiver import Receiver
 from meter import alert_delivery, alerts, store, webhooks
 from meter.localtime import DAY, MONTH, window_start
 from meter.timerange import DAY_MS, HOUR_MS, iso, now_ms
 from tests.conftest import STACK, reset_caches
-from tests.helpers import Receiver, aggregator, call
+from tests.helpers import aggregator, call
 
 NOW = now_ms()
 

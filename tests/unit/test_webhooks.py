@@ -9,9 +9,9 @@ import time
 
 import pytest
 
+from local.webhook_receiver import Receiver
 from meter import webhooks
 from meter.webhooks import DeliveryFailed, WebhookRefused
-from tests.helpers import Receiver
 
 PUBLIC = "93.184.215.14"
 
