@@ -50,6 +50,7 @@ DEFINITIONS_CACHE_SECONDS = 10.0  # how stale the aggregator's view of a tenant'
 CHECKS_PER_TENANT = 25
 CHECKS_PER_MESSAGE = 250
 EVERY_SUBJECT = "*"  # in a check's hours: every alert of the tenant, whatever its subject
+DEFERRED_BYTES = 150_000  # the hours of one deferred check, as JSON: well under SQS's 256 KB
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 PATCHABLE = ("name", "thresholds", "webhookUrl")
 
@@ -400,10 +401,21 @@ def check(
 
 
 def defer(tenant: str, hours: dict[str, set[int]], after: Due) -> None:
-    """Queue the rest of a check (the periods after ``after``) for the alert checker."""
-    body = {"tenant": tenant, "hours": {pk: sorted(found) for pk, found in hours.items()}, "after": list(after)}
-    sqs.send("ALERT_CHECKS_QUEUE", json.dumps(body))
-    metrics.add_metric(name="AlertChecksDeferred", unit="Count", value=1)
+    """Queue the rest of a check (the periods after ``after``) for the alert checker, in messages
+    of at most ``DEFERRED_BYTES`` (a backfill's commit can touch many hours of many subjects);
+    every part skips what was evaluated already, as ``after`` compares periods, not positions."""
+    parts: list[dict[str, list[int]]] = [{}]
+    size = 0
+    for pk, found in sorted(hours.items()):
+        cost = len(pk.encode()) + 16 * len(found)  # a quoted key, and 13-digit hours with commas
+        if size and size + cost > DEFERRED_BYTES:
+            parts.append({})
+            size = 0
+        parts[-1][pk] = sorted(found)
+        size += cost
+    for part in parts:
+        sqs.send("ALERT_CHECKS_QUEUE", json.dumps({"tenant": tenant, "hours": part, "after": list(after)}))
+    metrics.add_metric(name="AlertChecksDeferred", unit="Count", value=len(parts))
 
 
 def _watched_hours(definitions: list[dict[str, Any]], hours: dict[str, set[int]]) -> dict[str, set[int]]:
@@ -454,7 +466,7 @@ def handle_checks(event: dict[str, Any]) -> dict[str, Any]:
     it evaluates ``CHECKS_PER_MESSAGE`` of it and queues what still remains."""
     failures = []
     for record in event.get("Records") or []:
-        body = json.loads(record["body"])
+        body = json.loads(record["body"])  # ours: a message that does not parse is a bug, retried and alarmed
         hours = {pk: set(found) for pk, found in body["hours"].items()}
         try:
             definitions = alerts_of(body["tenant"], fresh=True)
