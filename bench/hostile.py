@@ -130,8 +130,12 @@ def _firing(tenant: str, url: str, mapping: Any, day: datetime, tag: str) -> dic
     batch = _events(f"fire-{tag}", 1, day, lambda i: f"who-{tag}")
     batch[0]["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     _ingest(tenant, batch)
-    mapping.drain()
-    (trigger,) = store.alerts().triggers_before(tenant, alert["id"], None, 1)
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 900
+    while not found and time.monotonic() < deadline:  # a new mapping first catches up with the stream
+        mapping.drain(timeout=300)
+        found = store.alerts().triggers_before(tenant, alert["id"], None, 1)
+    (trigger,) = found
     # the webhook alone is measured: the bench has no EventBridge, so the event counts as published
     store.alerts().put({**trigger, "delivery": {"status": "pending", "attempts": 0, "published": True}})
     keys = {"pk": {"S": trigger["pk"]}, "sk": {"S": trigger["sk"]}}

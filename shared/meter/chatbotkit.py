@@ -34,7 +34,7 @@ CSV_MAX_ROWS = 50_000
 # Records one request may examine when filters skip some: its cost never depends on how much of
 # the tenant's history does not match (a page past it ends early, with a cursor to go on).
 LIST_SCAN_BUDGET = 2_000
-CSV_SCAN_BUDGET = 100_000
+CSV_SCAN_BUDGET = CSV_MAX_ROWS  # a filtered export reads no more than an unfiltered one
 FILTERED_SHARD_PAGE = 100  # a filtered list reads each shard in pages of this many
 # ChatBotKit filter → record field; botId is our agentId.
 ID_FILTERS = {
