@@ -6,7 +6,7 @@ Poison is real DynamoDB refusals on the poisoned tenant's items, prepared by wri
 the service (no event the API accepts refuses a write by itself):
 
 * **a counter of another type** (``events`` stored as a string): DynamoDB Local names no action,
-  so the refused item is found by no-write probes (``meter.transactions``), the slower path;
+  so the refused item is found by no-write probes (``meter.dal.transactions``), the slower path;
 * **an item at 400 KB**: the refusal's cancellation reasons name the item at once.
 """
 
@@ -40,7 +40,7 @@ def _events(prefix: str, n: int, day: datetime, users: Callable[[int], str]) -> 
 
 
 def _ingest(tenant: str, batch: list[dict[str, Any]]) -> None:
-    from meter.ingest import ingest, parse_events
+    from meter.ingest.batch import ingest, parse_events
 
     for first in range(0, len(batch), 100):
         ingest(tenant, parse_events(json.dumps({"events": batch[first : first + 100]})))
@@ -48,9 +48,9 @@ def _ingest(tenant: str, batch: list[dict[str, Any]]) -> None:
 
 def _poison_user_day(user: str, day: datetime, kind: str) -> None:
     """Make the poisoned tenant's day item of ``user`` refuse every ``ADD``."""
-    from meter import dynamo, keys
-    from meter.config import get_settings
-    from meter.dimensions import IDENTIFIER
+    from meter.core.config import get_settings
+    from meter.dal import dynamo, keys
+    from meter.dal.dimensions import IDENTIFIER
 
     pk, sk = IDENTIFIER.pk(POISONED, user), keys.day_sk(day.strftime("%Y-%m-%d"))
     item: dict[str, Any] = {"pk": {"S": pk}, "sk": {"S": sk}}
@@ -66,7 +66,7 @@ class CommitTimer:
     ones and probes included); wrapped in place for the measurement."""
 
     def __init__(self) -> None:
-        from meter import aggregation
+        from meter.counting import aggregation
 
         self.samples: list[float] = []
         self.transactions = 0
@@ -129,9 +129,9 @@ def counted_for(tenant: str, day: datetime) -> int:
     """The tenant's events counted on ``day`` (its day item), read with an unmetered client."""
     import boto3
 
-    from meter import keys
-    from meter.config import get_settings
-    from meter.dimensions import TENANT
+    from meter.core.config import get_settings
+    from meter.dal import keys
+    from meter.dal.dimensions import TENANT
 
     item = (
         boto3.client("dynamodb")

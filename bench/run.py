@@ -51,7 +51,7 @@ class Bench:
     def __init__(self, quick: bool, seed: int, stack: Stack):
         self.quick, self.seed, self.stack = quick, seed, stack
         self.now = datetime.now(UTC)
-        from meter import dynamo
+        from meter.dal import dynamo
 
         index_keys = {
             spec["TableName"]: {
@@ -105,7 +105,7 @@ class Bench:
     def live(self, seconds: int, per_second: int) -> dict[str, Any]:
         """One tenant's live traffic through the HTTP API, aggregated with the template's settings."""
         from local.gateway import Gateway
-        from meter.auth import create_key
+        from meter.api.auth import create_key
 
         gateway, token = Gateway(self.stack), create_key(LIVE_TENANT, ["ingest", "read"], rate_limit=0)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -165,7 +165,7 @@ class Bench:
 
     def backfill(self, shape: Shape, tenant: str = TENANT) -> dict[str, Any]:
         """Load the 30-day data set in batches of 100 while the aggregator runs; WCU per event."""
-        from meter.ingest import ingest, parse_events
+        from meter.ingest.batch import ingest, parse_events
 
         # In time order, as a history export arrives: each window then holds neighbouring hours.
         data = sorted(events(shape, seed=self.seed, now=self.now), key=lambda e: e["timestamp"])
@@ -200,7 +200,7 @@ class Bench:
         from bench import poison
         from local.queues import create_queues
         from local.streams import StreamMapping
-        from meter import sqs
+        from meter.dal import sqs
 
         create_queues(self.stack, sqs.client())
         mapping = StreamMapping(
@@ -241,8 +241,8 @@ class Bench:
         """A 30-day identifier query through the gateway, all in: authentication (cached per container
         as the handlers cache it), rate limiting (the deployment default) and the query; in read-unit equivalents."""
         from local.gateway import Gateway
-        from meter.auth import create_key
-        from meter.config import get_settings
+        from meter.api.auth import create_key
+        from meter.core.config import get_settings
 
         os.environ["RATE_LIMIT_PER_SECOND"] = self.stack.parameters["RateLimitPerSecond"]
         get_settings.cache_clear()
@@ -278,11 +278,13 @@ class Bench:
 
     def reads(self) -> dict[str, dict[str, dict[str, float]]]:
         """RCU per query: ours, the floor (the aggregate items the answer needs), naive (raw records)."""
-        from meter import agentsgt, chatbotkit, gradient, keys
-        from meter.dimensions import AGENT, IDENTIFIER
-        from meter.dimensions import TENANT as WHOLE
-        from meter.queries import aggregate_items, tenant_records
-        from meter.timerange import DAY_MS, day_key, iso, now_ms
+        from meter.api import agentsgt, chatbotkit, gradient
+        from meter.core.timerange import DAY_MS, iso, now_ms
+        from meter.dal import keys
+        from meter.dal.dimensions import AGENT, IDENTIFIER
+        from meter.dal.dimensions import TENANT as WHOLE
+        from meter.dal.keys import day_key
+        from meter.reading.queries import aggregate_items, tenant_records
 
         top_user, top_agent, end = identifier(1), agent(1), now_ms()
         values = {IDENTIFIER: top_user, AGENT: top_agent, WHOLE: ""}
@@ -356,10 +358,10 @@ class Bench:
         and the naive recount of the raw events."""
         from zoneinfo import ZoneInfo
 
-        from meter.localtime import local_midnight, wall
-        from meter.queries import tenant_records
-        from meter.timerange import now_ms
-        from meter.usage_query import answer, parse_query
+        from meter.api.usage_query import answer, parse_query
+        from meter.core.localtime import local_midnight, wall
+        from meter.core.timerange import now_ms
+        from meter.reading.queries import tenant_records
 
         zone = ZoneInfo("Asia/Kolkata")
         today = wall(now_ms(), zone).date()
@@ -397,7 +399,7 @@ class Bench:
     def alert_status(self) -> dict[str, dict[str, float]]:
         """``GET /v1/alerts/{id}/status`` (what a platform asks before running an agent) on the
         backfill data set: read units measured and billed, and the read calls, per kind of alert."""
-        from meter.alerts import alert_status, create_alert
+        from meter.alerts.rules import alert_status, create_alert
 
         cases = {
             "end user, day, UTC": {"subject": {"identifier": identifier(1)}, "period": "day"},
@@ -418,8 +420,8 @@ class Bench:
     @staticmethod
     def _dashboard_load(base: dict[str, list[str]]) -> list[dict]:
         """The calls the dashboard makes for a range (functions/dashboard/static/dashboard.js)."""
-        from meter import chatbotkit
-        from meter.usage_query import answer, parse_query
+        from meter.api import chatbotkit
+        from meter.api.usage_query import answer, parse_query
 
         whole = {k: v for k, v in base.items() if k != "windowSize"}
         calls = [{**whole, "measure": [m]} for m in ("credits", "tokens", "messages", "conversations")]
@@ -434,8 +436,8 @@ class Bench:
         from urllib.parse import urlencode
 
         from local.gateway import Gateway
-        from meter.alerts import create_alert
-        from meter.auth import create_key
+        from meter.alerts.rules import create_alert
+        from meter.api.auth import create_key
 
         gateway, token = Gateway(self.stack), create_key(tenant, ["read"])
         alert = create_alert(tenant, {"name": "top user", "measure": "credits", "thresholds": [10**12],

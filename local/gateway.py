@@ -19,7 +19,7 @@ from local.eventbridge import PATH as EVENTS_PATH
 from local.eventbridge import EventRecorder
 from local.lambda_runtime import http_event, invoke
 from local.template import ROOT, Stack
-from meter.logs import logger
+from meter.core.logs import logger
 
 
 @dataclass

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from meter.alerts import Alert, AlertChange, AlertList, AlertSpec, AlertStatus, TriggerList
-from meter.chatbotkit import ID_FILTERS, MAX_TAKE
-from meter.ingest import MAX_BATCH_EVENTS
-from meter.models import UsageEvent
-from meter.usage_query import GROUPS, MAX_RAW_RECORDS, MAX_ROWS, MEASURES, QueryResult
+from meter.alerts.rules import Alert, AlertChange, AlertList, AlertSpec, AlertStatus, TriggerList
+from meter.api.chatbotkit import ID_FILTERS, MAX_TAKE
+from meter.api.usage_query import QueryResult
+from meter.ingest.batch import MAX_BATCH_EVENTS
+from meter.ingest.models import UsageEvent
+from meter.reading.series import GROUPS, MAX_RAW_RECORDS, MAX_ROWS, MEASURES
 
 Schema = dict[str, Any]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from local.lambda_runtime import invoke
 from local.template import Function, QueueSource, Stack
-from meter.logs import logger
+from meter.core.logs import logger
 
 
 def create_queues(stack: Stack, sqs: Any, visibility_timeout: int | None = None) -> dict[str, str]:

@@ -102,7 +102,7 @@ def configure_environment(stack: Stack, dynamodb_port: int, sqs_port: int, api_p
 
 def ensure_tables(stack: Stack) -> list[str]:
     """Create the template's tables that do not exist yet; returns those created."""
-    from meter import dynamo
+    from meter.dal import dynamo
 
     existing = set(dynamo.client().list_tables().get("TableNames", []))
     created = []
@@ -114,8 +114,8 @@ def ensure_tables(stack: Stack) -> list[str]:
 
 
 def _demo_token(state_dir: Path) -> str:
-    from meter.auth import create_key
-    from meter.tenants import get_tenant
+    from meter.api.auth import create_key
+    from meter.dal.tenants import get_tenant
 
     token_file = state_dir / "demo-token"
     if get_tenant("demo") is None or not token_file.exists():

@@ -12,7 +12,7 @@ from croniter import croniter
 
 from local.lambda_runtime import invoke
 from local.template import Function
-from meter.logs import logger
+from meter.core.logs import logger
 
 _RATE_UNITS = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86_400, "days": 86_400}
 

@@ -26,8 +26,8 @@ from typing import Any
 
 from local.lambda_runtime import invoke
 from local.template import Function, StreamSource
-from meter import dynamo
-from meter.logs import logger
+from meter.core.logs import logger
+from meter.dal import dynamo
 
 FailureSink = Callable[[dict[str, Any]], None]
 METADATA_REFRESH_SECONDS = 5.0  # how stale the stream ARN and shard list may be

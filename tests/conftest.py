@@ -32,9 +32,12 @@ from moto import mock_aws
 from local.gateway import Gateway
 from local.queues import create_queues
 from local.template import Stack
-from meter import alert_delivery, alerts, arrivals, auth, cursors, distinct, dynamo, ratelimit, sqs, tenants
-from meter.auth import create_key
-from meter.config import get_settings
+from meter.alerts import delivery, rules
+from meter.api import auth, ratelimit
+from meter.api.auth import create_key
+from meter.core.config import get_settings
+from meter.counting import distinct
+from meter.dal import arrivals, cursors, dynamo, sqs, tenants
 
 STACK = Stack()
 
@@ -99,9 +102,9 @@ def reset_caches() -> None:
     auth._verdicts.clear()
     arrivals._noted.clear()
     ratelimit._windows.clear()
-    alerts._definitions.clear()
-    alerts._known_marks.clear()
-    alert_delivery._events.cache_clear()
+    rules._definitions.clear()
+    rules._known_marks.clear()
+    delivery._events.cache_clear()
     sqs.client.cache_clear()
     sqs.queue_url.cache_clear()
     distinct.forget()
@@ -138,7 +141,7 @@ def gateway(aws: None) -> Gateway:
 @pytest.fixture
 def keys(aws: None) -> dict[str, str]:
     """Tokens for two tenants with every scope, and single-scope and revoked keys."""
-    from meter.auth import revoke_key
+    from meter.api.auth import revoke_key
 
     revoked = create_key("acme", ["ingest", "read"])
     revoke_key(revoked.split(":")[0])

@@ -10,8 +10,8 @@ from urllib.parse import quote, urlencode
 from local.gateway import Gateway, Response
 from local.streams import StreamMapping
 from local.template import Stack
-from meter import dynamo, keys
-from meter.records import UsageRecord
+from meter.dal import dynamo, keys
+from meter.dal.records import UsageRecord
 
 
 def call(
@@ -40,8 +40,8 @@ def sample_event_name(logical_id: str) -> str:
 def sample_event(logical_id: str) -> dict[str, Any]:
     """A function's sample event, its placeholder key swapped for a real one of tenant ``demo``."""
     from local.template import ROOT
-    from meter.auth import create_key
-    from meter.tenants import SCOPES, ensure_tenant
+    from meter.api.auth import create_key
+    from meter.dal.tenants import SCOPES, ensure_tenant
 
     ensure_tenant("demo")
     event = json.loads((ROOT / "events" / f"{sample_event_name(logical_id)}.json").read_text())
@@ -81,8 +81,8 @@ def set_aside_notices(sqs: Any = None) -> list[dict[str, Any]]:
 
 def stored_records(skip_unreadable: bool = False) -> list[UsageRecord]:
     """Every record of the Records table (without those that are not usage records, if asked)."""
-    from meter.config import get_settings
-    from meter.records import InvalidRecord, record_from_item
+    from meter.core.config import get_settings
+    from meter.dal.records import InvalidRecord, record_from_item
 
     pages = dynamo.client().get_paginator("scan").paginate(TableName=get_settings().records_table)
     found = []

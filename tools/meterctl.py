@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "shared"))
 
-from meter.errors import MeterError
+from meter.core.errors import MeterError
 
 
 def _configure(args: argparse.Namespace) -> None:
@@ -69,7 +69,7 @@ def _queue_url(logical_id: str) -> str:
 
 
 def _redrive(which: str) -> dict:
-    from meter import redrive
+    from tools import redrive
 
     if which == "aggregation":
         report = redrive.redrive_aggregation_failures(_queue_url("AggregationFailuresQueue"))
@@ -141,8 +141,8 @@ def _parser() -> argparse.ArgumentParser:
 def _reconcile(tenant: str | None, day: str | None) -> dict:
     from datetime import UTC, datetime
 
-    from meter.reconcile import ReconcileReport, reconcile_due, reconcile_window
-    from meter.timerange import DAY_MS, now_ms, to_ms
+    from meter.core.timerange import DAY_MS, now_ms, to_ms
+    from meter.counting.reconcile import ReconcileReport, reconcile_due, reconcile_window
 
     if bool(tenant) != bool(day):
         raise MeterError("--tenant and --day go together")
@@ -158,7 +158,8 @@ def run(argv: list[str]) -> int:
     """Run one command; returns the exit status."""
     args = _parser().parse_args(argv)
     _configure(args)
-    from meter import auth, tenants
+    from meter.api import auth
+    from meter.dal import tenants
 
     try:
         if args.command == "create-key":

@@ -1,8 +1,8 @@
 """GET /api/v1/consumption/agent/{agentId}/dates (AgentsGT): credits per day of one agent."""
 
-from meter.agentsgt import agent_dates
-from meter.http import api_handler, path_parameter, query_parameters
-from meter.logs import observed
+from meter.api.agentsgt import agent_dates
+from meter.api.http import api_handler, path_parameter, query_parameters
+from meter.core.logs import observed
 
 
 @api_handler("read")

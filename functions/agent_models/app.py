@@ -1,8 +1,8 @@
 """GET /api/v1/consumption/agent/{agentId}/models (AgentsGT): credits per model of one agent."""
 
-from meter.agentsgt import agent_models
-from meter.http import api_handler, path_parameter, query_parameters
-from meter.logs import observed
+from meter.api.agentsgt import agent_models
+from meter.api.http import api_handler, path_parameter, query_parameters
+from meter.core.logs import observed
 
 
 @api_handler("read")

@@ -1,7 +1,7 @@
 """Records-table stream (INSERT only), per shard and tumbling window → exactly-once hourly and daily aggregates."""
 
-from meter.aggregation import handle_window
-from meter.logs import observed
+from meter.core.logs import observed
+from meter.counting.aggregation import handle_window
 
 
 def handle(event: dict, context: object) -> dict:

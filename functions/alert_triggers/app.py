@@ -1,8 +1,8 @@
 """GET /v1/alerts/{alertId}/triggers (ours, scope read): every firing, newest first, paged."""
 
-from meter.alerts import list_triggers
-from meter.http import api_handler, path_parameter, query_parameters
-from meter.logs import observed
+from meter.alerts.rules import list_triggers
+from meter.api.http import api_handler, path_parameter, query_parameters
+from meter.core.logs import observed
 
 
 @api_handler("read")

@@ -1,8 +1,8 @@
 """GET /api/v1/bot/{botId}/usage/fetch (ChatBotKit): totals of one bot."""
 
-from meter.chatbotkit import bot_snapshot
-from meter.http import api_handler, path_parameter, query_parameters
-from meter.logs import observed
+from meter.api.chatbotkit import bot_snapshot
+from meter.api.http import api_handler, path_parameter, query_parameters
+from meter.core.logs import observed
 
 
 @api_handler("read")

@@ -1,7 +1,7 @@
 """Alert checks that did not fit an aggregator invocation's budget (queue) → firings."""
 
-from meter.alerts import handle_checks
-from meter.logs import observed
+from meter.alerts.rules import handle_checks
+from meter.core.logs import observed
 
 
 def handle(event: dict, context: object) -> dict:

@@ -6,8 +6,8 @@ the user gives it.
 
 from pathlib import Path
 
-from meter.http import static_file
-from meter.logs import observed
+from meter.api.http import static_file
+from meter.core.logs import observed
 
 STATIC = Path(__file__).parent / "static"
 

@@ -1,8 +1,8 @@
 """DELETE /v1/alerts/{alertId} (ours, scope admin): remove an alert."""
 
-from meter.alerts import delete_alert
-from meter.http import api_handler, path_parameter
-from meter.logs import observed
+from meter.alerts.rules import delete_alert
+from meter.api.http import api_handler, path_parameter
+from meter.core.logs import observed
 
 
 @api_handler("admin")

@@ -1,7 +1,7 @@
 """Alert firings (Alerts-table stream inserts) and their retries (queue) → EventBridge and webhooks."""
 
-from meter.alert_delivery import handle_deliveries
-from meter.logs import observed
+from meter.alerts.delivery import handle_deliveries
+from meter.core.logs import observed
 
 
 def handle(event: dict, context: object) -> dict:

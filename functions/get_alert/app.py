@@ -1,8 +1,8 @@
 """GET /v1/alerts/{alertId} (ours, scope read): one alert."""
 
-from meter.alerts import get_alert
-from meter.http import api_handler, path_parameter
-from meter.logs import observed
+from meter.alerts.rules import get_alert
+from meter.api.http import api_handler, path_parameter
+from meter.core.logs import observed
 
 
 @api_handler("read")

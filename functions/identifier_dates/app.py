@@ -1,8 +1,8 @@
 """GET /api/v1/consumption/identifier/{identifier}/dates (AgentsGT): credits per day of one end user."""
 
-from meter.agentsgt import identifier_dates
-from meter.http import api_handler, path_parameter, query_parameters
-from meter.logs import observed
+from meter.api.agentsgt import identifier_dates
+from meter.api.http import api_handler, path_parameter, query_parameters
+from meter.core.logs import observed
 
 
 @api_handler("read")

@@ -1,8 +1,8 @@
 """POST /v1/events: store one event or a batch of up to 500 (scope ``ingest``)."""
 
-from meter.http import api_handler, body_bytes
-from meter.ingest import ingest, parse_events
-from meter.logs import metrics, observed
+from meter.api.http import api_handler, body_bytes
+from meter.core.logs import metrics, observed
+from meter.ingest.batch import ingest, parse_events
 
 
 @api_handler("ingest", status=lambda body: 409 if body["conflicts"] else 200)

@@ -1,12 +1,12 @@
 """SQS ingestion: each message holds one event or {"events": [...]} for a registered tenant.
-Messages that cannot be ingested are parked durably (meter.queue), never dropped."""
+Messages that cannot be ingested are parked durably (meter.ingest.queue), never dropped."""
 
 import os
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-from meter.logs import observed
-from meter.queue import ingest_or_park
+from meter.core.logs import observed
+from meter.ingest.queue import ingest_or_park
 
 processor = BatchProcessor(event_type=EventType.SQS)
 MAX_RECEIVES = int(os.environ.get("INGEST_MAX_RECEIVES", "5"))  # the queue's RedrivePolicy maxReceiveCount

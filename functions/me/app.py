@@ -1,7 +1,7 @@
 """GET /v1/me (ours, any valid key): which tenant and scopes the calling key has."""
 
-from meter.http import api_handler
-from meter.logs import observed
+from meter.api.http import api_handler
+from meter.core.logs import observed
 
 
 @api_handler("read")

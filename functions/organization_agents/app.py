@@ -1,8 +1,8 @@
 """GET /api/v1/consumption/organization/{orgId}/agents (AgentsGT): credits per agent."""
 
-from meter.agentsgt import organization_agents
-from meter.http import api_handler, path_parameter, query_parameters
-from meter.logs import observed
+from meter.api.agentsgt import organization_agents
+from meter.api.http import api_handler, path_parameter, query_parameters
+from meter.core.logs import observed
 
 
 @api_handler("read")

@@ -1,8 +1,8 @@
 """GET /api/v1/consumption/organization/{orgId}/summary (AgentsGT): the tenant's total credits."""
 
-from meter.agentsgt import organization_summary
-from meter.http import api_handler, path_parameter, query_parameters
-from meter.logs import observed
+from meter.api.agentsgt import organization_summary
+from meter.api.http import api_handler, path_parameter, query_parameters
+from meter.core.logs import observed
 
 
 @api_handler("read")

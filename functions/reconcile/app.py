@@ -1,10 +1,10 @@
 """Hourly (EventBridge Scheduler): reconcile every hour due since the last run, and the windows
-earlier runs kept for retry (meter.reconcile). Metrics UncountedEvents, DriftedAggregates, RepairedAggregates,
+earlier runs kept for retry (meter.counting.reconcile). Metrics UncountedEvents, DriftedAggregates, RepairedAggregates,
 OvercountedAggregates, DeferredWindows, RefusedRepairs, ReconcileFailures, UnreadableRecords."""
 
-from meter.logs import metrics, observed
-from meter.reconcile import reconcile_due
-from meter.timerange import now_ms
+from meter.core.logs import metrics, observed
+from meter.core.timerange import now_ms
+from meter.counting.reconcile import reconcile_due
 
 SAFETY_MS = 60_000  # stop starting hours this long before the function's timeout
 

@@ -1,8 +1,8 @@
 """GET /api/v1/usage/fetch (ChatBotKit): the current billing period's snapshot."""
 
-from meter.chatbotkit import current_snapshot
-from meter.http import api_handler
-from meter.logs import observed
+from meter.api.chatbotkit import current_snapshot
+from meter.api.http import api_handler
+from meter.core.logs import observed
 
 
 @api_handler("read")

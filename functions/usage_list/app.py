@@ -1,8 +1,8 @@
 """GET /api/v1/usage/list (ChatBotKit): usage records, cursor-paged JSON or CSV (Accept: text/csv)."""
 
-from meter.chatbotkit import list_csv, list_records
-from meter.http import RawResponse, api_handler, query_parameters
-from meter.logs import observed
+from meter.api.chatbotkit import list_csv, list_records
+from meter.api.http import RawResponse, api_handler, query_parameters
+from meter.core.logs import observed
 
 
 @api_handler("read")

@@ -1,8 +1,8 @@
 """GET /v1/usage/query (ours): usage in local windows of any time zone, grouped and filtered, JSON or CSV."""
 
-from meter.http import RawResponse, api_handler, query_parameters
-from meter.logs import observed
-from meter.usage_query import answer, answer_csv, parse_query, repeated_parameters
+from meter.api.http import RawResponse, api_handler, query_parameters
+from meter.api.usage_query import answer, answer_csv, parse_query, repeated_parameters
+from meter.core.logs import observed
 
 
 @api_handler("read")

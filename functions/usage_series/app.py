@@ -1,8 +1,8 @@
 """GET /api/v1/usage/series/fetch (ChatBotKit): daily tokens, conversations, messages of the last 90 days."""
 
-from meter.chatbotkit import series
-from meter.http import api_handler
-from meter.logs import observed
+from meter.api.chatbotkit import series
+from meter.api.http import api_handler
+from meter.core.logs import observed
 
 
 @api_handler("read")

@@ -27,7 +27,7 @@ def _table(stack, logical: str) -> str:
 def _store_alerts(stack, tenant: str, count: int) -> None:
     """``count`` alerts on the tenant (every one a value to read, its marks to read), written
     straight to the table: creating them one by one over HTTP only adds minutes to the suite."""
-    from meter import dynamo, keys
+    from meter.dal import dynamo, keys
 
     client, table = stack.client("dynamodb"), _table(stack, "AlertsTable")
     zones = ["UTC", "Asia/Kolkata", "America/New_York", "Australia/Adelaide", "Asia/Kathmandu"]

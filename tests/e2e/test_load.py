@@ -19,9 +19,9 @@ import pytest
 import requests
 
 from local.template import Stack
-from meter import dynamo
-from meter.records import record_from_item
-from meter.timerange import to_ms
+from meter.core.timerange import to_ms
+from meter.dal import dynamo
+from meter.dal.records import record_from_item
 from tests.conftest import reset_caches
 from tests.helpers import recount, stored_aggregates
 
@@ -81,7 +81,7 @@ def test_one_event_id_sent_by_20_clients_at_once_is_stored_once_and_counted_once
 
 def test_the_conditional_put_admits_one_writer_among_20_threads(stack, monkeypatch):
     """The same race below the HTTP layer, where the local gateway does not serialise calls."""
-    from meter.ingest import ingest, parse_events
+    from meter.ingest.batch import ingest, parse_events
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{stack.dynamodb_port}")
     for name, value in Stack().environment().items():

@@ -20,9 +20,10 @@ import pytest
 
 from local.streams import StreamMapping
 from local.webhook_receiver import Receiver
-from meter import alert_delivery, alerts, store, webhooks
-from meter.localtime import DAY, MONTH, window_start
-from meter.timerange import DAY_MS, HOUR_MS, iso, now_ms
+from meter.alerts import delivery, rules, webhooks
+from meter.core.localtime import DAY, MONTH, window_start
+from meter.core.timerange import DAY_MS, HOUR_MS, iso, now_ms
+from meter.dal import store
 from tests.conftest import STACK, reset_caches
 from tests.helpers import aggregator, call
 
@@ -136,7 +137,7 @@ def test_changing_what_an_alert_watches_is_refused_and_unknown_alerts_are_404(ga
 
 
 def test_a_tenant_holds_a_limited_number_of_alerts(gateway, keys, monkeypatch):
-    monkeypatch.setattr(alerts, "MAX_ALERTS", 2)
+    monkeypatch.setattr(rules, "MAX_ALERTS", 2)
     create(gateway, keys["acme"])
     create(gateway, keys["acme"])
     response = call(gateway, "POST", "/v1/alerts", keys["acme"], alert())
@@ -223,7 +224,7 @@ def _boundary(size: str, zone: ZoneInfo) -> int:
 def test_periods_roll_over_at_local_midnight(gateway, keys, period, zone, size):
     token = keys["acme"]
     boundary = _boundary(size, ZoneInfo(zone))
-    made = alerts.create_alert("acme", alert(period=period, timeZone=zone, thresholds=[10]), now=boundary - 2 * DAY_MS)
+    made = rules.create_alert("acme", alert(period=period, timeZone=zone, thresholds=[10]), now=boundary - 2 * DAY_MS)
     half_hour = 30 * 60_000
     count(gateway, token, event("before", 8, boundary - half_hour), event("after", 8, boundary + half_hour))
     assert fired(gateway, token, made["id"]) == []  # 8 in each period, never 16 in one
@@ -311,10 +312,10 @@ def test_a_failing_webhook_is_retried_with_backoff_shown_in_triggers_and_dead_le
     assert shown["delivery"] == {"status": "retrying", "attempts": 1, "lastError": "webhook answered HTTP 500"}
     retry = boto3.client("sqs").receive_message(QueueUrl=urls["AlertDeliveryRetryQueue"], WaitTimeSeconds=0)
     assert "Messages" not in retry  # delayed: 30 s, doubling to 15 min
-    assert [alert_delivery.retry_delay(n) for n in (1, 2, 3, 6, 20)] == [30, 60, 120, 900, 900]
+    assert [delivery.retry_delay(n) for n in (1, 2, 3, 6, 20)] == [30, 60, 120, 900, 900]
     (item,) = store.alerts().triggers_before("acme", made["id"], None, 10)
     later = int(item["triggeredAt"]) + DAY_MS - 60_000
-    assert alert_delivery.deliver(item["pk"], item["sk"], now=later) == "failed"  # a day of failures
+    assert delivery.deliver(item["pk"], item["sk"], now=later) == "failed"  # a day of failures
     (shown,) = triggers(gateway, keys["acme"], made["id"])
     assert (shown["delivery"]["status"], shown["delivery"]["attempts"]) == ("failed", 2)
     dead = boto3.client("sqs").receive_message(QueueUrl=urls["AlertDeliveryDeadLetterQueue"])["Messages"]
@@ -324,7 +325,7 @@ def test_a_failing_webhook_is_retried_with_backoff_shown_in_triggers_and_dead_le
 
 def test_a_delivery_given_up_on_is_redriven_with_a_fresh_day(gateway, keys, receiver):
     from local.queues import create_queues
-    from meter.redrive import redrive_alert_deliveries
+    from tools.redrive import redrive_alert_deliveries
 
     urls = create_queues(STACK, boto3.client("sqs"), visibility_timeout=0)
     receiver.status = 500
@@ -332,7 +333,7 @@ def test_a_delivery_given_up_on_is_redriven_with_a_fresh_day(gateway, keys, rece
     count(gateway, keys["acme"], event("x", 7))
     (item,) = store.alerts().triggers_before("acme", made["id"], None, 10)
     later = int(item["triggeredAt"]) + DAY_MS
-    assert alert_delivery.deliver(item["pk"], item["sk"], now=later) == "failed"
+    assert delivery.deliver(item["pk"], item["sk"], now=later) == "failed"
     receiver.status = 204  # the tenant fixed its receiver
     report = redrive_alert_deliveries(
         urls["AlertDeliveryDeadLetterQueue"], urls["AlertDeliveryRetryQueue"], now=later + 60_000
@@ -340,7 +341,7 @@ def test_a_delivery_given_up_on_is_redriven_with_a_fresh_day(gateway, keys, rece
     assert (report.messages, report.redriven, report.kept) == (1, 1, [])
     (message,) = boto3.client("sqs").receive_message(QueueUrl=urls["AlertDeliveryRetryQueue"])["Messages"]
     record = {"eventSource": "aws:sqs", "messageId": message["MessageId"], "body": message["Body"]}
-    assert alert_delivery.handle_deliveries({"Records": [record]}) == {"batchItemFailures": []}
+    assert delivery.handle_deliveries({"Records": [record]}) == {"batchItemFailures": []}
     (shown,) = triggers(gateway, keys["acme"], made["id"])
     assert (shown["delivery"]["status"], shown["delivery"]["attempts"]) == ("delivered", 2)
     dead = boto3.client("sqs").receive_message(QueueUrl=urls["AlertDeliveryDeadLetterQueue"])
@@ -351,7 +352,7 @@ def test_a_slow_receiver_holds_no_other_tenants_firing(gateway, keys, receiver, 
     from local.queues import create_queues
 
     urls = create_queues(STACK, boto3.client("sqs"))
-    monkeypatch.setattr(alert_delivery, "FIRST_ATTEMPT_DEADLINE_SECONDS", 1.0)
+    monkeypatch.setattr(delivery, "FIRST_ATTEMPT_DEADLINE_SECONDS", 1.0)
     received = {}
 
     class Trickling(BaseHTTPRequestHandler):
@@ -412,7 +413,7 @@ def test_a_webhook_that_recovers_is_delivered_by_the_retry(gateway, keys, receiv
             {"eventSource": "aws:sqs", "messageId": "m", "body": json.dumps({"pk": item["pk"], "sk": item["sk"]})}
         ]
     }
-    assert alert_delivery.handle_deliveries(retried) == {"batchItemFailures": []}
+    assert delivery.handle_deliveries(retried) == {"batchItemFailures": []}
     (shown,) = triggers(gateway, keys["acme"], made["id"])
     assert shown["delivery"] == {"status": "delivered", "attempts": 2, "lastError": None}
     assert len(receiver.requests) == 2 and all(verified(made["signingSecret"], h, b) for h, b in receiver.requests)
@@ -435,11 +436,11 @@ def _drain_checks(queue_url: str) -> None:
 def test_a_tenants_many_alerts_cost_the_aggregator_a_fixed_budget_and_all_still_fire(
     gateway, keys, queues, monkeypatch
 ):
-    from meter import dynamo
-    from meter.auth import create_key
+    from meter.api.auth import create_key
+    from meter.dal import dynamo
 
-    monkeypatch.setattr(alerts, "CHECKS_PER_TENANT", 4)
-    monkeypatch.setattr(alerts, "CHECKS_PER_MESSAGE", 6)
+    monkeypatch.setattr(rules, "CHECKS_PER_TENANT", 4)
+    monkeypatch.setattr(rules, "CHECKS_PER_MESSAGE", 6)
     calls: list[list[dict]] = []
 
     def record(params, model, **_):
@@ -452,7 +453,7 @@ def test_a_tenants_many_alerts_cost_the_aggregator_a_fixed_budget_and_all_still_
     made = {}
     for tenant, many in (("initech", 6), ("hooli", 18)):
         token = create_key(tenant, ["ingest", "read", "admin"])
-        made[tenant] = [alerts.create_alert(tenant, alert(thresholds=thresholds), now=NOW)["id"] for _ in range(many)]
+        made[tenant] = [rules.create_alert(tenant, alert(thresholds=thresholds), now=NOW)["id"] for _ in range(many)]
         calls.clear()
         count(gateway, token, event(f"{tenant}-1", 7), event(f"{tenant}-2", 0))
         reads[tenant] = _reads_of(calls, tenant)
@@ -468,16 +469,16 @@ def test_a_tenants_many_alerts_cost_the_aggregator_a_fixed_budget_and_all_still_
 
 def test_a_cursor_works_only_on_the_listing_that_minted_it(gateway, keys):
     first, second = create(gateway, keys["acme"]), create(gateway, keys["acme"])
-    minted = alerts.list_alerts("acme", None, limit=1)["cursor"]
-    assert [a["id"] for a in alerts.list_alerts("acme", minted, limit=1)["data"]] == sorted(
-        [first["id"], second["id"]]
-    )[1:]
+    minted = rules.list_alerts("acme", None, limit=1)["cursor"]
+    assert [a["id"] for a in rules.list_alerts("acme", minted, limit=1)["data"]] == sorted([first["id"], second["id"]])[
+        1:
+    ]
     for path in ("/api/v1/usage/list", f"/v1/alerts/{first['id']}/triggers"):
         response = call(gateway, "GET", path, keys["acme"], query={"cursor": minted})
         assert response.status == 400 and "'cursor'" in response.json()["error"], (path, response.json())
     count(gateway, keys["acme"], event("x", 25))  # two firings each: a page of one has a cursor
-    of_first = alerts.list_triggers("acme", first["id"], None, limit=1)["cursor"]
-    assert alerts.list_triggers("acme", first["id"], of_first, limit=1)["data"]
+    of_first = rules.list_triggers("acme", first["id"], None, limit=1)["cursor"]
+    assert rules.list_triggers("acme", first["id"], of_first, limit=1)["data"]
     response = call(gateway, "GET", f"/v1/alerts/{second['id']}/triggers", keys["acme"], query={"cursor": of_first})
     assert response.status == 400
     response = call(gateway, "GET", "/v1/alerts", keys["acme"], query={"cursor": of_first})

@@ -7,8 +7,8 @@ from unittest import mock
 
 import pytest
 
-from meter import dynamo
-from meter.auth import INVALID_KEY, _checksum, new_key
+from meter.api.auth import INVALID_KEY, _checksum, new_key
+from meter.dal import dynamo
 from tests.conftest import STACK
 from tests.helpers import aggregator, call
 
@@ -178,7 +178,7 @@ def test_a_forged_key_is_refused_before_any_database_read(gateway, keys):
     """A CRC checksum anyone could compute; the HMAC needs the deployment's secret."""
     import zlib
 
-    from meter.auth import _base62
+    from meter.api.auth import _base62
 
     public = "pk_" + "B" * 16
     body = "C" * 30
@@ -196,7 +196,7 @@ def test_unknown_path_and_wrong_method(gateway, keys):
 
 
 def test_verdicts_are_cached_per_header_until_the_ttl(gateway, keys):
-    from meter import auth
+    from meter.api import auth
 
     path = "/api/v1/consumption/identifier/nobody/dates"
     assert call(gateway, "GET", path, keys["acme_read"]).status == 404

@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from meter import distinct, dynamo
-from meter.config import get_settings
-from meter.distinct import seen_since
-from meter.tenants import billing_period_start, set_billing_anchor
-from meter.timerange import DAY_MS, day_key, to_ms
+from meter.core.config import get_settings
+from meter.core.timerange import DAY_MS, to_ms
+from meter.counting import distinct
+from meter.counting.distinct import seen_since
+from meter.dal import dynamo
+from meter.dal.keys import day_key
+from meter.dal.tenants import billing_period_start, set_billing_anchor
 from tests.conftest import STACK
 from tests.helpers import aggregator, call
 

@@ -37,13 +37,15 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from local.template import Stack
-from meter import aggregation, dynamo, store
-from meter.aggregation import handle_window
-from meter.alerts import adds_to, period_bounds
-from meter.distinct import seen_since
-from meter.reconcile import HORIZON_MS, reconcile_window
-from meter.records import UsageRecord, record_item
-from meter.timerange import DAY_MS, HOUR_MS, day_key, to_ms
+from meter.alerts.rules import adds_to, period_bounds
+from meter.core.timerange import DAY_MS, HOUR_MS, to_ms
+from meter.counting import aggregation
+from meter.counting.aggregation import handle_window
+from meter.counting.distinct import seen_since
+from meter.counting.reconcile import HORIZON_MS, reconcile_window
+from meter.dal import dynamo, store
+from meter.dal.keys import day_key
+from meter.dal.records import UsageRecord, record_item
 from tests.conftest import create_tables, reset_caches
 from tests.helpers import distinct_since, recount, stored_aggregates
 

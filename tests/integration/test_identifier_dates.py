@@ -7,7 +7,7 @@ from unittest import mock
 
 import pytest
 
-from meter import dynamo, keys
+from meter.dal import dynamo, keys
 from tests.conftest import STACK
 from tests.helpers import aggregator, call, identifier_path
 

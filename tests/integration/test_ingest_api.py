@@ -7,9 +7,9 @@ import json
 import boto3
 import pytest
 
-from meter import dynamo
-from meter.config import get_settings
-from meter.keys import tenant_index_key, tenant_shard
+from meter.core.config import get_settings
+from meter.dal import dynamo
+from meter.dal.keys import tenant_index_key, tenant_shard
 from tests.helpers import call
 
 EVENT = {"id": "evt-1", "type": "tokens.output", "count": 42, "identifier": "ana@example.com", "agentId": "bot-1"}
@@ -86,7 +86,7 @@ def test_invalid_batch_stores_nothing_and_names_each_field(gateway, keys):
 
 
 def test_rate_card_credits_are_applied_at_ingest(gateway, keys):
-    from meter.tenants import set_rate_card
+    from meter.dal.tenants import set_rate_card
 
     set_rate_card("acme", {"tokens.output": "0.01"})
     call(gateway, "POST", "/v1/events", keys["acme"], EVENT)

@@ -11,8 +11,8 @@ from local.gateway import Gateway
 from local.lambda_runtime import handler_of
 from local.streams import StreamMapping, matches
 from local.template import Function
-from meter import dynamo
-from meter.config import get_settings
+from meter.core.config import get_settings
+from meter.dal import dynamo
 from tests.conftest import STACK
 from tests.helpers import call
 
@@ -134,7 +134,7 @@ def test_a_handler_crash_is_a_500_json_and_the_gateway_keeps_serving(gateway, ke
 
 
 def test_unexpected_errors_inside_a_handler_are_500_with_our_body(gateway, keys, monkeypatch):
-    from meter import agentsgt
+    from meter.api import agentsgt
 
     monkeypatch.setattr(agentsgt, "daily_totals", lambda *a, **k: 1 / 0)
     response = call(gateway, "GET", "/api/v1/consumption/identifier/x/dates", keys["acme"])
@@ -161,7 +161,7 @@ def test_the_local_stack_runs_the_templates_schedules():
 
 def test_a_scheduled_reconcile_fires_against_the_tables(keys):
     from local.schedules import Schedule
-    from meter import store
+    from meter.dal import store
 
     ((name, expression),) = STACK.schedules()
     report = Schedule(STACK.functions()[name], expression).fire()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from meter.auth import authenticate
-from meter.tenants import rate_card
+from meter.api.auth import authenticate
+from meter.dal.tenants import rate_card
 from tools.meterctl import run
 
 
@@ -40,7 +40,7 @@ def test_rate_cards(aws, capsys):
 
 
 def test_billing_anchor_moves_the_snapshot_period(aws, capsys):
-    from meter.tenants import get_tenant
+    from meter.dal.tenants import get_tenant
 
     run(["create-tenant", "acme"])
     assert run(["set-billing-anchor", "--tenant", "acme", "15"]) == 0

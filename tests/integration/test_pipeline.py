@@ -56,8 +56,8 @@ def test_ingest_aggregate_query(gateway, keys):
 
 
 def test_a_stream_record_that_is_not_a_usage_record_is_set_aside_and_the_shard_moves_on(gateway, keys, queues):
-    from meter import dynamo
-    from meter.config import get_settings
+    from meter.core.config import get_settings
+    from meter.dal import dynamo
 
     good = {"id": "ok-1", "type": "message", "count": 1, "credits": 3, "identifier": "ana", "timestamp": at(0)}
     assert call(gateway, "POST", "/v1/events", keys["acme"], good).status == 200
@@ -81,9 +81,9 @@ def test_a_stream_record_that_is_not_a_usage_record_is_set_aside_and_the_shard_m
 def test_any_number_of_distinct_event_types_is_counted_exactly_and_never_grows_an_item(gateway, keys):
     """Each distinct type once added a counter to the tenant's day item: ~5,500 of 64 characters
     passed DynamoDB's 400 KB item limit, and every later update of the tenant failed."""
-    from meter import dynamo
-    from meter.config import get_settings
-    from meter.ingest import ingest, parse_events
+    from meter.core.config import get_settings
+    from meter.dal import dynamo
+    from meter.ingest.batch import ingest, parse_events
     from tests.helpers import recount, stored_aggregates, stored_records
 
     types = [f"tokens.{n:057d}" for n in range(N_TYPES)]
@@ -113,8 +113,9 @@ def test_throttling_backs_off_and_commits_once_never_splitting_or_dead_lettering
     sub-commits, and healthy events went to the dead-letter queue after Lambda's retries."""
     from botocore.exceptions import ClientError
 
-    from meter import aggregation, dynamo, transactions
-    from meter.config import get_settings
+    from meter.core.config import get_settings
+    from meter.counting import aggregation
+    from meter.dal import dynamo, transactions
     from tests.helpers import recount, stored_aggregates, stored_records
 
     events = [

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from meter.tenants import billing_period_start
-from meter.timerange import to_ms
+from meter.core.timerange import to_ms
+from meter.dal.tenants import billing_period_start
 from tests.conftest import STACK
 from tests.helpers import aggregator, call
 
@@ -361,7 +361,7 @@ def test_bot_and_conversation_snapshots(api):
 
 # -- a list's cost is bounded by the request, not by the tenant's history -------------------------
 def _record_reads(gateway, token, query: dict) -> tuple[int, object]:
-    from meter import dynamo
+    from meter.dal import dynamo
 
     reads = []
 
@@ -376,7 +376,7 @@ def _record_reads(gateway, token, query: dict) -> tuple[int, object]:
 
 
 def test_a_filter_that_matches_little_or_nothing_reads_within_a_budget(gateway, keys, monkeypatch):
-    from meter import chatbotkit
+    from meter.api import chatbotkit
 
     monkeypatch.setattr(chatbotkit, "LIST_SCAN_BUDGET", 200)
     monkeypatch.setattr(chatbotkit, "FILTERED_SHARD_PAGE", 50)

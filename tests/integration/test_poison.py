@@ -19,14 +19,15 @@ import pytest
 
 from local.queues import create_queues
 from local.streams import StreamMapping
-from meter import distinct, dynamo, keys
-from meter.config import get_settings
-from meter.ingest import ingest, parse_events
-from meter.redrive import redrive_aggregation_failures
-from meter.timerange import to_ms
+from meter.core.config import get_settings
+from meter.core.timerange import to_ms
+from meter.counting import distinct
+from meter.dal import dynamo, keys
+from meter.ingest.batch import ingest, parse_events
 from tests.conftest import STACK
 from tests.helpers import distinct_since, recount, set_aside_notices, stored_aggregates, stored_records
 from tests.integration.test_redrive import later
+from tools.redrive import redrive_aggregation_failures
 
 DAY = (datetime.now(UTC) - timedelta(days=1)).replace(hour=10, minute=30, second=0, microsecond=0)
 DAY_KEY = DAY.strftime("%Y-%m-%d")

@@ -9,8 +9,8 @@ import boto3
 import pytest
 
 from local.queues import QueueMapping, create_queues
-from meter import dynamo
-from meter.config import get_settings
+from meter.core.config import get_settings
+from meter.dal import dynamo
 from tests.conftest import STACK
 
 EVENT = {"id": "q-1", "type": "message", "count": 1, "identifier": "ana"}
@@ -41,7 +41,7 @@ def queue(keys):
 
 
 def parked() -> list[dict]:
-    from meter import store
+    from meter.dal import store
 
     return list(store.control().parked())
 
@@ -106,8 +106,8 @@ def test_a_conflicting_resend_is_parked_not_dropped(queue):
 def test_a_message_storage_keeps_refusing_is_parked_on_its_last_receive_and_redriven_later(queue, monkeypatch):
     from botocore.exceptions import ClientError
 
-    from meter import store
-    from meter.redrive import redrive_parked
+    from meter.dal import store
+    from tools.redrive import redrive_parked
 
     send, drain, dead_letters = queue
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from meter import ratelimit
-from meter.auth import create_key
+from meter.api import ratelimit
+from meter.api.auth import create_key
 from tests.helpers import call
 
 PATH = "/api/v1/consumption/identifier/nobody/dates"
@@ -40,7 +40,7 @@ def test_gradient_routes_refuse_in_digitalocean_error_shape(gateway, frozen_seco
 
 def test_the_deployment_default_applies_and_zero_means_unlimited(gateway, frozen_second, monkeypatch):
     monkeypatch.setenv("RATE_LIMIT_PER_SECOND", "2")
-    from meter.config import get_settings
+    from meter.core.config import get_settings
 
     get_settings.cache_clear()
     default = create_key("acme", ["read"])
@@ -51,8 +51,8 @@ def test_the_deployment_default_applies_and_zero_means_unlimited(gateway, frozen
 
 
 def _window_count(key_id: str, second: int) -> int | None:
-    from meter import dynamo, keys
-    from meter.config import get_settings
+    from meter.core.config import get_settings
+    from meter.dal import dynamo, keys
 
     found = (
         dynamo.client()

@@ -8,14 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from meter import dynamo, keys, reconcile, store
-from meter.config import get_settings
-from meter.dimensions import AGENT, IDENTIFIER, TENANT
-from meter.ingest import ingest, parse_events
-from meter.queries import listed_values
-from meter.reconcile import DUE_AFTER_MS, HORIZON_MS, _raise_to, due_hour, reconcile_due, reconcile_window
-from meter.records import record_from_item
-from meter.timerange import DAY_MS, HOUR_MS, now_ms, to_ms
+from meter.core.config import get_settings
+from meter.core.timerange import DAY_MS, HOUR_MS, now_ms, to_ms
+from meter.counting import reconcile
+from meter.counting.reconcile import DUE_AFTER_MS, HORIZON_MS, _raise_to, due_hour, reconcile_due, reconcile_window
+from meter.dal import dynamo, keys, store
+from meter.dal.dimensions import AGENT, IDENTIFIER, TENANT
+from meter.dal.records import record_from_item
+from meter.ingest.batch import ingest, parse_events
+from meter.reading.queries import listed_values
 from tests.conftest import STACK
 from tests.helpers import aggregator, meaning, recount, stored_aggregates
 
@@ -152,7 +153,7 @@ def test_a_repair_never_overwrites_an_aggregate_that_moved_since_it_was_read(cou
 def _ingest_received_at(received: int, tenant: str, events: list[dict]) -> None:
     """Ingest as if the request arrived at ``received`` (the stream then drops the records)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("meter.ingest.now_ms", lambda: received)
+        patch.setattr("meter.ingest.batch.now_ms", lambda: received)
         ingest(tenant, parse_events(json.dumps({"events": events}), now=received))
 
 

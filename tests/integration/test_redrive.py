@@ -12,15 +12,16 @@ from botocore.exceptions import ClientError
 
 from local.queues import QueueMapping, create_queues
 from local.streams import StreamMapping
-from meter import aggregation, dynamo
-from meter.config import get_settings
-from meter.dimensions import TENANT
-from meter.ingest import ingest, parse_events
-from meter.queries import aggregate_items, counters
-from meter.reconcile import HORIZON_MS
-from meter.redrive import redrive_aggregation_failures, redrive_dead_letters
-from meter.timerange import now_ms
+from meter.core.config import get_settings
+from meter.core.timerange import now_ms
+from meter.counting import aggregation
+from meter.counting.reconcile import HORIZON_MS
+from meter.dal import dynamo
+from meter.dal.dimensions import TENANT
+from meter.ingest.batch import ingest, parse_events
+from meter.reading.queries import aggregate_items, counters
 from tests.conftest import STACK
+from tools.redrive import redrive_aggregation_failures, redrive_dead_letters
 
 
 def later() -> int:

@@ -64,7 +64,7 @@ def test_alert_delivery_receives_only_new_firings_and_dead_letters_what_it_canno
 
 
 def test_reconciliation_waits_past_the_record_age_the_stream_mapping_gives_up_at():
-    from meter.reconcile import HORIZON_MS, STREAM_MAX_AGE_MS
+    from meter.counting.reconcile import HORIZON_MS, STREAM_MAX_AGE_MS
 
     props = STACK.resources["AggregateStreamFunction"]["Properties"]["Events"]["Records"]["Properties"]
     assert props["MaximumRecordAgeInSeconds"] * 1000 == STREAM_MAX_AGE_MS
@@ -94,8 +94,8 @@ def test_one_handler_and_one_sample_event_per_function():
 def test_sample_events_run_against_their_handlers(keys, logical_id, monkeypatch, queues):
     import ipaddress
 
-    from meter import webhooks
-    from meter.reconcile import ReconcileReport
+    from meter.alerts import webhooks
+    from meter.counting.reconcile import ReconcileReport
 
     # there is no DNS here: the sample's webhook host resolves to a public address, as it would deployed
     monkeypatch.setattr(webhooks, "_resolve", lambda host, port: [ipaddress.ip_address("93.184.215.14")])

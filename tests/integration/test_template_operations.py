@@ -12,7 +12,7 @@ import pytest
 
 from local.lambda_runtime import invoke
 from local.template import ROOT
-from meter import dynamo
+from meter.dal import dynamo
 from tests.conftest import STACK
 from tests.helpers import sample_event
 
@@ -148,7 +148,7 @@ def test_every_dead_letter_and_failure_queue_and_table_alarms():
 
 
 def test_the_services_own_failure_metrics_alarm_and_each_is_emitted_by_the_code():
-    source = "\n".join(path.read_text() for path in [*ROOT.glob("shared/meter/*.py"), *ROOT.glob("functions/*/app.py")])
+    source = "\n".join(path.read_text() for path in [*ROOT.glob("shared/meter/**/*.py"), *ROOT.glob("functions/*/app.py")])
     for metric in ("UncountedEvents", "DriftedAggregates", "StreamRecordsFailed", "UnhandledErrors",
                    "ReconcileFailures", "OvercountedAggregates", "IngestMessagesParked",
                    "AlertDeliveriesFailed", "AlertChecksFailed", "AggregateWritesRefused",

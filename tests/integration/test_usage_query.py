@@ -20,12 +20,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from meter import dynamo
-from meter.aggregation import coalesce, listing_attributes
-from meter.config import get_settings
-from meter.records import UsageRecord, record_item
-from meter.timerange import to_ms
-from meter.usage_query import MAX_ROWS
+from meter.core.config import get_settings
+from meter.core.timerange import to_ms
+from meter.counting.aggregation import coalesce, listing_attributes
+from meter.dal import dynamo
+from meter.dal.records import UsageRecord, record_item
+from meter.reading.series import MAX_ROWS
 
 ZONES = ["UTC", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Adelaide", "America/St_Johns", "America/New_York"]
 # Three days around each transition: US and Newfoundland spring forward on Mar 8 and fall back
@@ -256,8 +256,8 @@ def test_row_limit_is_stated_in_the_error(gateway, keys):
 
 
 def test_billing_period_starts_at_the_tenants_anchor_day(gateway, keys):
-    from meter.tenants import billing_period_start, set_billing_anchor
-    from meter.timerange import iso, now_ms
+    from meter.core.timerange import iso, now_ms
+    from meter.dal.tenants import billing_period_start, set_billing_anchor
 
     set_billing_anchor("acme", 15)
     body = get(gateway, keys["acme"], [("period", "billing")]).json()
@@ -269,11 +269,11 @@ def test_billing_period_starts_at_the_tenants_anchor_day(gateway, keys):
 def test_many_groups_may_be_summed_from_raw_events_when_that_reads_less_and_stay_exact(
     gateway, keys, counted, monkeypatch
 ):
-    from meter import usage_query
+    from meter.reading import series
 
-    decided, real = [], usage_query._raw_is_cheaper
-    monkeypatch.setattr(usage_query, "RAW_CHECK_SERIES", 0)  # weigh the two ways for every query
-    monkeypatch.setattr(usage_query, "_raw_is_cheaper", lambda *a: decided.append(real(*a)) or decided[-1])
+    decided, real = [], series._raw_is_cheaper
+    monkeypatch.setattr(series, "RAW_CHECK_SERIES", 0)  # weigh the two ways for every query
+    monkeypatch.setattr(series, "_raw_is_cheaper", lambda *a: decided.append(real(*a)) or decided[-1])
     rng = random.Random(9)
     for _ in range(25):
         params, q = _random_query(rng)
@@ -286,9 +286,9 @@ def test_many_groups_may_be_summed_from_raw_events_when_that_reads_less_and_stay
 def test_too_many_raw_events_are_refused_from_the_day_items_before_any_record_is_read(
     gateway, keys, counted, monkeypatch
 ):
-    from meter import usage_query
+    from meter.reading import series
 
-    monkeypatch.setattr(usage_query, "MAX_RAW_RECORDS", len(counted) // 2)
+    monkeypatch.setattr(series, "MAX_RAW_RECORDS", len(counted) // 2)
     record_reads = []
 
     def record(params, model, **_):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from meter.aggregation import coalesce
-from meter.records import UsageRecord
+from meter.counting.aggregation import coalesce
+from meter.dal.records import UsageRecord
 
 DAY = 1_700_000_000_000 // 86_400_000 * 86_400_000
 

@@ -1,6 +1,6 @@
 """How distinct-value marks are cut into transactions (DynamoDB takes at most 100 actions)."""
 
-from meter.distinct import _chunks
+from meter.counting.distinct import _chunks
 
 
 def test_distinct_marks_are_cut_into_transactions_of_at_most_100_actions_however_many_tenants():

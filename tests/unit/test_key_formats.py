@@ -1,4 +1,4 @@
-"""Every key format parses back to what built it (meter.keys is the only place that knows them)."""
+"""Every key format parses back to what built it (meter.dal.keys is the only place that knows them)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meter import keys
+from meter.dal import keys
 
 names = st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=40)
 

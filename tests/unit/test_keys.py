@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from meter import auth
-from meter.auth import INVALID_KEY, hash_secret, new_key, parse_token
-from meter.errors import Unauthorized
+from meter.api import auth
+from meter.api.auth import INVALID_KEY, hash_secret, new_key, parse_token
+from meter.core.errors import Unauthorized
 
 
 @pytest.fixture(autouse=True)

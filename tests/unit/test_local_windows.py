@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from meter.localtime import local_iso, local_midnight, window_start, windows
-from meter.timerange import to_ms
+from meter.core.localtime import local_iso, local_midnight, window_start, windows
+from meter.core.timerange import to_ms
 
 # (zone, a UTC moment near one of its transitions in 2026)
 TRANSITIONS = [

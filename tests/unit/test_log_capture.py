@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from meter.auth import new_key
-from meter.logs import logger
+from meter.api.auth import new_key
+from meter.core.logs import logger
 from tests.conftest import leaked_secrets
 
 
 def test_the_service_logger_is_captured_and_a_leak_would_be_found(no_secret_in_any_log, monkeypatch):
-    from meter import auth
+    from meter.api import auth
 
     monkeypatch.setattr(auth, "signing_secret", lambda: b"s" * 32)
     before = len(no_secret_in_any_log.lines)

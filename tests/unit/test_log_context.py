@@ -9,8 +9,8 @@ import logging
 import threading
 
 from local.lambda_runtime import LambdaContext
-from meter.logs import logger, observed
-from meter.queries import in_parallel
+from meter.core.logs import logger, observed
+from meter.reading.queries import in_parallel
 
 
 class FormattedLines(logging.Handler):

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meter.errors import BadRequest
-from meter.timerange import DAY_MS, HOUR_MS, parse_instant, parse_range, plan_range, to_ms
+from meter.core.errors import BadRequest
+from meter.core.timerange import DAY_MS, HOUR_MS, parse_instant, parse_range, to_ms
+from meter.reading.plan import plan_range
 
 JAN15 = to_ms(datetime(2024, 1, 15, tzinfo=UTC))
 

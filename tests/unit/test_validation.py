@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from meter.errors import BadRequest, PayloadTooLarge
-from meter.ingest import MAX_BATCH_EVENTS, parse_events
-from meter.tenants import credits_for
-from meter.timerange import to_ms
+from meter.core.errors import BadRequest, PayloadTooLarge
+from meter.core.timerange import to_ms
+from meter.dal.tenants import credits_for
+from meter.ingest.batch import MAX_BATCH_EVENTS, parse_events
 
 NOW = to_ms(datetime(2026, 6, 1, 12, tzinfo=UTC))
 GOOD = {"id": "e1", "type": "tokens.input", "count": 3}

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from local.webhook_receiver import Receiver
-from meter import webhooks
-from meter.webhooks import DeliveryFailed, WebhookRefused
+from meter.alerts import webhooks
+from meter.alerts.webhooks import DeliveryFailed, WebhookRefused
 
 PUBLIC = "93.184.215.14"
 

@@ -1,0 +1,189 @@
+"""Delivering a firing: an EventBridge event on the default bus, and a signed webhook POST.
+
+A firing reaches the delivery function from the Alerts table's stream (its insert), so a firing
+stored is a firing delivered: nothing sits between the store and the send that a crash could
+lose. A delivery that fails is tried again from a queue with growing delays for 24 hours, its
+state (attempts, last error) kept on the firing where ``GET /v1/alerts/{id}/triggers`` shows it;
+past that it is marked failed and dead-lettered. Delivery is at least once: receivers deduplicate
+by the firing's ``id`` (also sent as ``X-Meter-Delivery``).
+
+Signatures follow Stripe's scheme: ``X-Meter-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
+"<t>.<body>" with the alert's signing secret>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import boto3
+
+from meter.alerts import webhooks
+from meter.alerts.rules import shown_trigger
+from meter.core.config import get_settings
+from meter.core.logs import logger, metrics, with_log_keys
+from meter.core.timerange import DAY_MS, now_ms
+from meter.dal import sqs, store
+
+EVENT_SOURCE = "usage-meter"
+DETAIL_TYPE = "Usage threshold crossed"
+RETRY_FOR_MS = DAY_MS
+FIRST_DELAY_SECONDS = 30
+MAX_DELAY_SECONDS = 900  # SQS's longest message delay
+WEBHOOK_DEADLINE_SECONDS = 10.0  # wall clock for a whole webhook exchange, on a retry
+FIRST_ATTEMPT_DEADLINE_SECONDS = 3.0  # on the stream: a slower receiver is retried at once from the queue
+SIGNATURE_HEADER = "X-Meter-Signature"
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``X-Meter-Signature`` value of a body sent at ``timestamp`` (Unix seconds)."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def retry_delay(attempts: int) -> int:
+    """Seconds before the next attempt after ``attempts`` failed ones: 30 s doubling to 15 min."""
+    return min(MAX_DELAY_SECONDS, FIRST_DELAY_SECONDS * 2 ** max(0, attempts - 1))
+
+
+def notification(trigger: dict[str, Any], alert: dict[str, Any]) -> dict[str, Any]:
+    """What receivers get: the firing, and the alert it belongs to."""
+    shown = shown_trigger(trigger, ZoneInfo(alert.get("timeZone", "UTC")))
+    shown.pop("delivery")
+    return {
+        "type": "usage.threshold.crossed",
+        **shown,
+        "alert": {
+            "id": trigger["alertId"],
+            "name": alert.get("name"),
+            "subject": alert.get("subject") or {},
+            "measure": alert.get("measure"),
+            "period": alert.get("period"),
+            "timeZone": alert.get("timeZone"),
+        },
+    }
+
+
+@lru_cache(maxsize=1)
+def _events() -> Any:
+    return boto3.client("events")
+
+
+def publish(body: dict[str, Any]) -> None:
+    """Put the notification on the default event bus."""
+    entry = {"Source": EVENT_SOURCE, "DetailType": DETAIL_TYPE, "Detail": json.dumps(body)}
+    answer = _events().put_events(Entries=[entry])
+    if answer.get("FailedEntryCount"):
+        raise RuntimeError(f"EventBridge refused the event: {answer['Entries'][0].get('ErrorMessage')}")
+
+
+def post_webhook(
+    url: str, secret: str, body: dict[str, Any], now: int, deadline: float = WEBHOOK_DEADLINE_SECONDS
+) -> None:
+    """POST the notification, signed, to a public address only, within ``deadline`` seconds of
+    wall-clock time; raises ``webhooks.DeliveryFailed`` unless the receiver answers 2xx."""
+    payload = json.dumps(body, separators=(",", ":")).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "usage-meter-alerts/1",
+        "X-Meter-Delivery": body["id"],
+        SIGNATURE_HEADER: sign(secret, now // 1000, payload),
+    }
+    webhooks.post(url, payload, headers, deadline, get_settings().webhooks_to_localhost)
+
+
+def _send(trigger: dict[str, Any], now: int, deadline: float) -> dict[str, Any]:
+    """Send what has not been sent yet; the delivery state after it."""
+    delivery = dict(trigger.get("delivery") or {})
+    alert = store.alerts().alert(trigger["tenant"], trigger["alertId"]) or {}
+    body = notification(trigger, alert)
+    delivery["attempts"] = int(delivery.get("attempts", 0)) + 1
+    delivery.pop("timedOut", None)
+    try:
+        if not delivery.get("published"):
+            publish(body)
+            delivery["published"] = True
+        if alert.get("webhookUrl"):
+            post_webhook(alert["webhookUrl"], alert["signingSecret"], body, now, deadline)
+    except webhooks.DeliveryFailed as failure:  # the receiver's doing: the tenant is told what it can act on
+        delivery.update(status="retrying", lastError=str(failure)[:500], timedOut=failure.timed_out or None)
+        return delivery
+    except Exception as failure:  # ours (EventBridge): kept on the firing and retried
+        logger.warning("alert publish failed", extra={"error": str(failure)[:500]})
+        delivery.update(status="retrying", lastError="the event could not be published; retrying")
+        return delivery
+    delivery.update(status="delivered", lastError=None)
+    return delivery
+
+
+def deliver(pk: str, sk: str, now: int | None = None, first: bool = False) -> str:
+    """Attempt one firing's delivery (``first``: straight from the stream, with a shorter
+    deadline; a receiver slower than that is retried at once from the queue with the full one);
+    its status after the attempt."""
+    now = now_ms() if now is None else now
+    trigger = store.alerts().get(store.Alerts.key(pk, sk), consistent=True)
+    if trigger is None or (trigger.get("delivery") or {}).get("status") in ("delivered", "failed"):
+        return "gone" if trigger is None else trigger["delivery"]["status"]
+    delivery = _send(trigger, now, FIRST_ATTEMPT_DEADLINE_SECONDS if first else WEBHOOK_DEADLINE_SECONDS)
+    if delivery["status"] == "retrying":
+        delay = 0 if first and delivery.get("timedOut") else retry_delay(delivery["attempts"])
+        retrying_since = int(delivery.get("retryFrom", trigger["triggeredAt"]))
+        if now - retrying_since + delay * 1000 >= RETRY_FOR_MS:
+            delivery["status"] = "failed"
+            sqs.send("ALERT_DEAD_LETTER_QUEUE", json.dumps({"pk": pk, "sk": sk}))
+            logger.error("alert delivery gave up", extra={"alert": trigger["alertId"], "error": delivery["lastError"]})
+            metrics.add_metric(name="AlertDeliveriesFailed", unit="Count", value=1)
+        else:
+            sqs.send("ALERT_RETRY_QUEUE", json.dumps({"pk": pk, "sk": sk}), DelaySeconds=delay)
+            logger.warning(
+                "alert delivery failed; retrying", extra={"alert": trigger["alertId"], "error": delivery["lastError"]}
+            )
+    store.alerts().put({**trigger, "delivery": {k: v for k, v in delivery.items() if v is not None}})
+    return delivery["status"]
+
+
+def requeue(pk: str, sk: str, retry_url: str, sqs_client: Any, now: int) -> None:
+    """Give a firing whose delivery was given up on a fresh day of retries, from now."""
+    trigger = store.alerts().get(store.Alerts.key(pk, sk), consistent=True)
+    if trigger is None:
+        return
+    delivery = dict(trigger.get("delivery") or {})
+    if delivery.get("status") == "failed":
+        delivery.update(status="retrying", retryFrom=now)
+        store.alerts().put({**trigger, "delivery": delivery})
+    sqs_client.send_message(QueueUrl=retry_url, MessageBody=json.dumps({"pk": pk, "sk": sk}))
+
+
+def _target(record: dict[str, Any]) -> tuple[str, str, bool]:
+    """(pk, sk, straight from the stream) of a stream insert or a retry message."""
+    if record.get("eventSource") == "aws:sqs":
+        target = json.loads(record["body"])
+        return target["pk"], target["sk"], False
+    keys_ = record["dynamodb"]["Keys"]
+    return keys_["pk"]["S"], keys_["sk"]["S"], True
+
+
+def handle_deliveries(event: dict[str, Any]) -> dict[str, Any]:
+    """The delivery function: firings from the Alerts stream, and retries from the retry queue,
+    all of a batch at once, so no receiver (each bounded by its deadline) holds another's firing."""
+    records = event.get("Records") or []
+
+    def attempt(record: dict[str, Any]) -> dict[str, str] | None:
+        try:
+            pk, sk, first = _target(record)
+            deliver(pk, sk, first=first)
+        except Exception:  # the queue or the table failed: Lambda retries this record
+            logger.exception("alert delivery could not be recorded")
+            return {"itemIdentifier": record.get("messageId") or record["dynamodb"]["SequenceNumber"]}
+        return None
+
+    if not records:
+        return {"batchItemFailures": []}
+    with ThreadPoolExecutor(max_workers=len(records)) as pool:
+        outcomes = list(pool.map(with_log_keys(attempt), records))
+    return {"batchItemFailures": [failure for failure in outcomes if failure]}

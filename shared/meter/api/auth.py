@@ -1,0 +1,200 @@
+"""API keys and authorization: the shared auth layer.
+
+A key is ``pk_<id>:sk_<secret><check>``. The public id names the key item; the secret carries
+178 random bits; ``check`` is an HMAC-SHA256 (truncated to 6 base62 characters, ~36 bits) over
+``pk:secret`` under the deployment's key-signing secret. So a mistyped key, or one made up by
+someone without that secret, is refused without reading any key or tenant (the signing secret
+itself is read once per container). Only the SHA-256 of the secret is stored (a fast hash
+suffices for random secrets) and it is compared in constant time.
+
+Every handler authenticates in process (``principal_from_event``), not an API Gateway
+authorizer: an HTTP API authorizer with an identity source answers a request without the
+header itself, with ``{"message": "Unauthorized"}``, where the AgentsGT contract promises
+``{"error": "Invalid or missing API key"}``. Verdicts (admitted or refused) are cached per
+container for ``AUTH_CACHE_SECONDS``, keyed by a hash of the whole header, which is also how
+long a revoked key keeps working.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import secrets
+import string
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from meter.core.config import get_settings
+from meter.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from meter.core.timerange import now_ms
+from meter.dal import keys, store
+from meter.dal.tenants import SCOPES, ensure_tenant
+
+INVALID_KEY = "Invalid or missing API key"
+_ALPHABET = string.digits + string.ascii_letters
+_PUBLIC_LEN, _SECRET_LEN, _CHECKSUM_LEN = 16, 30, 6
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the tenant a valid key belongs to, and what it may do."""
+
+    tenant: str
+    scopes: frozenset[str]
+    key_id: str
+    rate_limit: int | None = None  # requests per second; None = the deployment's default
+
+
+def _base62(number: int, width: int) -> str:
+    digits = []
+    for _ in range(width):
+        number, rest = divmod(number, 62)
+        digits.append(_ALPHABET[rest])
+    return "".join(reversed(digits))
+
+
+def _random(length: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+@functools.lru_cache(maxsize=1)
+def signing_secret() -> bytes:
+    """The deployment's key-signing secret (read once per container; created on first use)."""
+    return store.control().signing_key(keys.API_KEY_SIGNING_KEY, fresh=secrets.token_bytes(32))
+
+
+def _checksum(public_id: str, body: str) -> str:
+    digest = hmac.new(signing_secret(), f"{public_id}:{body}".encode(), hashlib.sha256).digest()
+    return _base62(int.from_bytes(digest[:8], "big"), _CHECKSUM_LEN)
+
+
+def new_key() -> tuple[str, str]:
+    """A fresh ``(public_id, secret)`` pair."""
+    public_id = f"pk_{_random(_PUBLIC_LEN)}"
+    body = _random(_SECRET_LEN)
+    return public_id, f"sk_{body}{_checksum(public_id, body)}"
+
+
+def hash_secret(secret: str) -> str:
+    """What is stored of a secret."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def parse_token(header: str | None) -> tuple[str, str]:
+    """``(public_id, secret)`` from an Authorization header, checked offline; else Unauthorized."""
+    scheme, _, token = (header or "").strip().partition(" ")
+    public_id, _, secret = token.strip().partition(":")
+    well_formed = (
+        scheme.lower() == "bearer"
+        and len(public_id) == 3 + _PUBLIC_LEN
+        and public_id.startswith("pk_")
+        and len(secret) == 3 + _SECRET_LEN + _CHECKSUM_LEN
+        and secret.startswith("sk_")
+        and all(c in _ALPHABET for c in public_id[3:] + secret[3:])
+    )
+    if not well_formed:
+        raise Unauthorized(INVALID_KEY)
+    body, checksum = secret[3 : 3 + _SECRET_LEN], secret[3 + _SECRET_LEN :]
+    if not hmac.compare_digest(checksum, _checksum(public_id, body)):
+        raise Unauthorized(INVALID_KEY)
+    return public_id, secret
+
+
+def authenticate(header: str | None) -> Principal:
+    """The principal of a valid, unrevoked key; Unauthorized with one message otherwise."""
+    public_id, secret = parse_token(header)
+    item = store.tenants().get({"pk": {"S": keys.api_key_pk(public_id)}})
+    stored_hash = item["secretHash"] if item else hash_secret("")
+    matches = hmac.compare_digest(stored_hash, hash_secret(secret))
+    if not item or not matches or item.get("revokedAt"):
+        raise Unauthorized(INVALID_KEY)
+    limit = item.get("rateLimit")
+    return Principal(
+        tenant=item["tenant"],
+        scopes=frozenset(item.get("scopes", [])),
+        key_id=public_id,
+        rate_limit=int(limit) if limit is not None else None,
+    )
+
+
+_verdicts: dict[bytes, tuple[float, Principal | str]] = {}
+_MAX_CACHED = 10_000
+_clock = time.monotonic
+
+
+def authenticate_cached(header: str | None) -> Principal:
+    """``authenticate`` with this container's cache of recent verdicts (admitted and refused)."""
+    digest = hashlib.sha256((header or "").encode()).digest()
+    ttl = get_settings().auth_cache_seconds
+    cached = _verdicts.get(digest)
+    if cached and _clock() - cached[0] < ttl:
+        verdict = cached[1]
+    else:
+        try:
+            verdict = authenticate(header)
+        except Unauthorized as refused:
+            verdict = refused.message
+        if ttl:
+            if len(_verdicts) >= _MAX_CACHED:
+                _verdicts.clear()
+            _verdicts[digest] = (_clock(), verdict)
+    if isinstance(verdict, str):
+        raise Unauthorized(verdict)
+    return verdict
+
+
+def principal_from_event(event: dict[str, Any], scope: str) -> Principal:
+    """The caller of an API Gateway event (its ``Authorization`` header), required to hold ``scope``."""
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    principal = authenticate_cached(headers.get("authorization"))
+    if scope not in principal.scopes:
+        raise Forbidden(f"This API key lacks the '{scope}' scope")
+    return principal
+
+
+def create_key(tenant: str, scopes: list[str], name: str = "", rate_limit: int | None = None) -> str:
+    """Create a key for ``tenant`` (creating the tenant too); returns the full token once.
+
+    ``rate_limit`` (requests per second, 0 = unlimited) overrides the deployment's default.
+    """
+    if rate_limit is not None and rate_limit < 0:
+        raise BadRequest("Invalid rate limit: use a whole number of requests per second, 0 for unlimited")
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or not scopes:
+        raise BadRequest(f"Invalid scopes {unknown or scopes}: choose from {', '.join(SCOPES)}")
+    ensure_tenant(tenant)
+    public_id, secret = new_key()
+    item = {
+        "pk": keys.api_key_pk(public_id),
+        "tenant": tenant,
+        "scopes": sorted(set(scopes)),
+        "secretHash": hash_secret(secret),
+        "createdAt": now_ms(),
+        "name": name or None,
+        "rateLimit": rate_limit,
+    }
+    if not store.tenants().put_new(item):
+        raise RuntimeError("a fresh key id is already taken")  # 95 random bits: never in practice
+    return f"{public_id}:{secret}"
+
+
+def list_keys(tenant: str | None = None) -> list[dict[str, Any]]:
+    """Every key (optionally of one tenant), without secret hashes. Admin use: scans the table."""
+    found = []
+    for item in store.tenants().with_prefix(keys.api_key_pk("")):
+        if tenant is None or item["tenant"] == tenant:
+            item.pop("secretHash", None)
+            found.append({"keyId": keys.api_key_id(item.pop("pk")), **item})
+    return sorted(found, key=lambda k: (k["tenant"], k["createdAt"]))
+
+
+def revoke_key(public_id: str) -> None:
+    """Revoke a key; it stops working once cached verdicts expire (``AUTH_CACHE_SECONDS``)."""
+    store.tenants().update_existing(
+        {"pk": {"S": keys.api_key_pk(public_id)}},
+        "SET revokedAt = if_not_exists(revokedAt, :now)",
+        {":now": {"N": str(now_ms())}},
+        NotFound(f"Unknown key '{public_id}'"),
+    )

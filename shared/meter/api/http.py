@@ -1,0 +1,208 @@
+"""The HTTP edge shared by every API handler: auth guard, JSON responses, the error map.
+
+API Gateway has already routed the request to the one function that serves it, so handlers
+do not route again: ``api_handler`` checks the caller's scope, runs the use case, and turns
+``MeterError``s (and anything unexpected) into JSON responses. This is the only place that
+maps errors to HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from meter.api.auth import Principal, principal_from_event
+from meter.api.ratelimit import enforce_rate_limit
+from meter.core import ids
+from meter.core.errors import BadRequest, MeterError
+from meter.core.logs import logger, metrics
+
+INTERNAL_ERROR = "Internal server error"
+MAX_PATH_PARAMETER_BYTES = 512
+MAX_QUERY_VALUE_BYTES = 1024  # each value, repeated ones apart: keys built from them stay under DynamoDB's 2 KB
+
+
+@dataclass(frozen=True)
+class Request:
+    """What use cases read of an HTTP API (payload 2.0) event.
+
+    Not Powertools' ``Request``: importing its package loads every event class
+    it has, ~15 ms of each cold start, for the five fields below.
+    """
+
+    event: dict[str, Any]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers, names lower-cased as API Gateway delivers them."""
+        return {k.lower(): v for k, v in (self.event.get("headers") or {}).items()}
+
+    @property
+    def path_parameters(self) -> dict[str, str]:
+        return self.event.get("pathParameters") or {}
+
+    @property
+    def query_string_parameters(self) -> dict[str, str]:
+        return self.event.get("queryStringParameters") or {}
+
+    @property
+    def raw_query_string(self) -> str | None:
+        """The query string as sent (repeated parameters kept apart)."""
+        return self.event.get("rawQueryString")
+
+    @property
+    def body(self) -> str:
+        return self.event.get("body") or ""
+
+    @property
+    def is_base64_encoded(self) -> bool:
+        return bool(self.event.get("isBase64Encoded"))
+
+
+UseCase = Callable[[Request, Principal], Any]
+ErrorBody = Callable[[MeterError, dict[str, Any]], dict[str, Any]]
+GRADIENT_ERROR_IDS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    413: "too_large",
+    429: "too_many_requests",
+}
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    """A non-JSON success response (e.g. CSV)."""
+
+    body: str
+    content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """An HTTP API (payload 2.0) response with a JSON body."""
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "body": json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+    }
+
+
+def error_body(error: MeterError, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``{"error": message}`` (AgentsGT, ChatBotKit, ours), with ``details`` for per-field problems."""
+    return {"error": error.message, "details": error.details} if error.details else {"error": error.message}
+
+
+def gradient_error_body(error: MeterError, event: dict[str, Any]) -> dict[str, Any]:
+    """DigitalOcean's error shape: ``{"id", "message", "request_id"}``."""
+    request_id = (event.get("requestContext") or {}).get("requestId", "")
+    return {
+        "id": GRADIENT_ERROR_IDS.get(error.status, "server_error"),
+        "message": error.message,
+        "request_id": request_id,
+    }
+
+
+def error_response(error: MeterError, event: dict[str, Any] | None = None, shape: ErrorBody = error_body) -> dict:
+    """The response of a domain error."""
+    if error.status >= 500:
+        logger.warning("request failed", extra={"status": error.status, "reason": error.message})
+    return json_response(error.status, shape(error, event or {}), error.headers)
+
+
+def api_handler(
+    scope: str, status: Callable[[Any], int] = lambda _: 200, errors: ErrorBody = error_body
+) -> Callable[[UseCase], Callable]:
+    """Wrap a use case as a Lambda handler behind API Gateway, requiring ``scope``.
+
+    ``status`` picks the success status from the use case's result (e.g. 409 on conflicts);
+    ``errors`` shapes error bodies for the API the route belongs to.
+    """
+
+    def decorate(use_case: UseCase) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+        @functools.wraps(use_case)
+        def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            try:
+                principal = principal_from_event(event, scope)
+                logger.thread_safe_append_keys(tenant=principal.tenant)
+                enforce_rate_limit(principal)
+                request = Request(event)
+                _check_sizes(request)
+                result = use_case(request, principal)
+                if isinstance(result, RawResponse):
+                    headers = {"Content-Type": result.content_type, **result.headers}
+                    return {"statusCode": 200, "headers": headers, "body": result.body}
+                return json_response(status(result), result)
+            except MeterError as error:
+                return error_response(error, event, errors)
+            except Exception:
+                logger.exception("unhandled error")
+                metrics.add_metric(name="UnhandledErrors", unit="Count", value=1)
+                return json_response(500, errors(MeterError(INTERNAL_ERROR), event))
+
+        return handler
+
+    return decorate
+
+
+def _check_sizes(request: Request) -> None:
+    """400 naming the path or query parameter longer than its bound (before any use of it)."""
+    for name, value in request.path_parameters.items():
+        if len(value.encode()) > MAX_PATH_PARAMETER_BYTES:
+            raise BadRequest(f"Invalid '{name}': at most {MAX_PATH_PARAMETER_BYTES} bytes")
+    if request.raw_query_string is not None:
+        pairs = parse_qsl(request.raw_query_string, keep_blank_values=True)
+    else:
+        pairs = list(request.query_string_parameters.items())
+    for name, value in pairs:
+        if len(value.encode()) > MAX_QUERY_VALUE_BYTES:
+            raise BadRequest(f"Invalid '{name[:64]}': at most {MAX_QUERY_VALUE_BYTES} bytes")
+
+
+STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".png": "image/png",
+}
+
+
+def static_file(directory: Path, name: str) -> dict[str, Any]:
+    """One file of ``directory`` (never outside it) as an HTTP response; a JSON 404 otherwise."""
+    path = directory / name
+    if "/" in name or name.startswith(".") or path.suffix not in STATIC_TYPES or not path.is_file():
+        return json_response(404, {"error": "Not Found"})
+    binary = not STATIC_TYPES[path.suffix].startswith("text/")
+    body = base64.b64encode(path.read_bytes()).decode() if binary else path.read_text()
+    headers = {
+        "Content-Type": STATIC_TYPES[path.suffix],
+        "Cache-Control": "no-cache" if name == "index.html" else "public, max-age=300",
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",  # no other site may frame the dashboard (clickjacking)
+        "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+        "frame-ancestors 'none'",
+    }
+    return {"statusCode": 200, "headers": headers, "body": body, "isBase64Encoded": binary}
+
+
+def path_parameter(event: Request, name: str) -> str:
+    """A path parameter as API Gateway decoded it, in NFC (as ids are stored)."""
+    return ids.normal((event.path_parameters or {}).get(name, ""))
+
+
+def query_parameters(event: Request) -> dict[str, str]:
+    """Query parameters in NFC (API Gateway joins repeated ones with commas)."""
+    return {name: ids.normal(value) for name, value in (event.query_string_parameters or {}).items()}
+
+
+def body_bytes(event: Request) -> bytes:
+    """The request body as sent (API Gateway base64-encodes bodies that are not text)."""
+    body = event.body or ""
+    return base64.b64decode(body) if event.is_base64_encoded else body.encode()

@@ -1,0 +1,456 @@
+"""Exactly-once roll-up of stored records into hourly and daily totals, per stream shard.
+
+The stream mapping uses a tumbling window, so each invocation names its ``shardId`` and carries
+the ``state`` the previous invocation of the window returned. Invocations fold their records
+into that state (coalesced deltas per aggregate item); the window's final invocation commits it.
+
+Exactness rests on the shard's **ledger** (one small Control item per shard): ``seq`` is the last
+sequence number whose record is committed. A shard delivers its records in sequence order, so
+"committed" is always a prefix of the shard. A commit adds the deltas of the records
+``(ledger.seq, last]`` and moves ``seq`` to ``last`` *in the same transaction*, conditional on the
+ledger still holding the ``seq`` it was read with; every invocation drops records at or below
+``seq`` before folding. A replay, a retried window, a crash between any two writes, or a second
+copy of an invocation therefore adds each record once.
+
+A commit that touches more than 99 items needs several transactions. It first writes the whole
+set of deltas as a **pending** item (write-ahead) and points the ledger at it; each transaction
+then applies one fixed chunk and advances the ledger's chunk counter under a condition on it; the
+last one moves ``seq``. Whoever finds a pending commit (the retry, the next window) finishes it
+from the pending item, never from its own records, so a crash mid-commit is completed with
+exactly the deltas it started with, if it is found within ``PENDING_VOID_AFTER_MS``. Found later
+(the shard went quiet after the crash), it is **voided**: the ledger moves past it and its
+unapplied chunks are left to reconciliation, which may already have raised those buckets to
+their recount (it recounts a window once its records are past the stream's horizon, never
+sooner than 13 minutes after a commit that holds them began), so finishing it then could count
+them twice.
+
+Before a commit, the distinct values of its deltas move their last-seen marks (``meter.counting.distinct``):
+an idempotent maximum, so a commit that fails after it only repeats it.
+
+Nothing one tenant's data holds can stall the shard (``meter.counting.set_aside``): a record that is not a
+usage record is set aside as it is read, and items DynamoDB refuses to write for good (too large,
+a counter of another type) are found at once (``meter.dal.transactions``), set aside, and left out of
+their chunk, which then commits with the ledger's move as any other. Only retrying what retrying
+can fix (throttling, conflicts) takes time; an invocation fails only when storage itself fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import zlib
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from meter.alerts import rules
+from meter.core.logs import logger, metrics
+from meter.core.timerange import now_ms
+from meter.counting import distinct, set_aside
+from meter.dal import dynamo, keys, store, transactions
+from meter.dal.dimensions import DIMENSIONS, contribution_of, display_value, quartered
+from meter.dal.records import UsageRecord, record_from_item
+from meter.dal.transactions import Refused
+
+MAX_TRANSACT_ACTIONS = 100
+CHUNK_ITEMS = MAX_TRANSACT_ACTIONS - 1  # the ledger update is the 100th action
+MAX_STATE_ITEMS = 20_000  # commit mid-window past this many items (about 250 KB compressed)
+# ...or past this size of compressed deltas (base64), whatever the keys' lengths: the state then stays
+# below Lambda's 1 MB, and the pending item (the same bytes, unencoded) below DynamoDB's 400 KB.
+MAX_STATE_CHARS = 400_000
+MAX_ATTEMPTS = 8  # invocation-level rounds when the ledger moves under a commit
+PENDING_DAYS = 7  # pending items expire by TTL long after their commit finished
+PENDING_VOID_AFTER_MS = 5 * 60_000  # finished until then; voided after (reconciliation counts the rest)
+
+AggregateKey = tuple[str, str]
+
+
+class LedgerMoved(Exception):
+    """The shard's ledger changed under a commit (another copy of the invocation got there first)."""
+
+
+class CommitFailed(Exception):
+    """A commit could not be written after retries; the invocation fails and Lambda retries it."""
+
+
+# -- what a record adds ------------------------------------------------------------------------
+def aggregate_keys(record: UsageRecord) -> list[AggregateKey]:
+    """Every (pk, sk) item the record adds to: a day item per dimension, an hour item where kept."""
+    day, hour = keys.day_sk(keys.day_key(record.ts)), keys.hour_sk(keys.hour_key(record.ts))
+    found = []
+    for dimension in DIMENSIONS:
+        value = dimension.value_of(record)
+        if value is None:
+            continue
+        pk = dimension.pk(record.tenant, value)
+        found.append((pk, day))
+        if dimension.hourly:
+            found.append((pk, hour))
+    return found
+
+
+def listing_attributes(record: UsageRecord) -> dict[AggregateKey, dict[str, str]]:
+    """``lk`` and ``v`` of the record's day items in listed dimensions (what ByList indexes)."""
+    day = keys.day_sk(keys.day_key(record.ts))
+    attributes = {}
+    for dimension in DIMENSIONS:
+        value = dimension.value_of(record)
+        if dimension.listed and value is not None:
+            key = (dimension.pk(record.tenant, value), day)
+            list_key = dimension.list_key(record.tenant, dimension.list_scope(record))
+            attributes[key] = {"lk": list_key, "v": display_value(dimension, record)}
+    return attributes
+
+
+def roster_additions(record: UsageRecord) -> list[tuple[AggregateKey, Counter[str]]]:
+    """The record's credits in its agent's entries of the tenant's roster (its day and its hour)."""
+    if record.agent_id is None or not record.credits:
+        return []
+    pk, credits = keys.roster_pk(record.tenant), Counter(credits=record.credits)
+    buckets = keys.day_sk(keys.day_key(record.ts)), keys.hour_sk(keys.hour_key(record.ts))
+    return [((pk, keys.roster_sk(bucket, record.agent_id)), credits) for bucket in buckets]
+
+
+def additions(record: UsageRecord) -> list[tuple[AggregateKey, Counter[str]]]:
+    """What one record adds to each of its aggregates (hour items also under its quarter)."""
+    daily = contribution_of(record.type, record.count, record.credits)
+    hourly = quartered(daily, record.ts)
+    own = [(key, hourly if key[1].startswith(keys.HOUR_PREFIX) else daily) for key in aggregate_keys(record)]
+    return own + roster_additions(record)
+
+
+def coalesce(records: Iterable[UsageRecord]) -> dict[AggregateKey, Counter[str]]:
+    """Sum the contributions of many records per aggregate item."""
+    totals: dict[AggregateKey, Counter[str]] = defaultdict(Counter)
+    for record in records:
+        for key, added in additions(record):
+            totals[key].update(added)
+    return totals
+
+
+# -- the window state ----------------------------------------------------------------------------
+@dataclass
+class Deltas:
+    """Coalesced counter deltas of a run of records of one shard, ``first``..``last`` (sequence keys)."""
+
+    first: str = ""
+    last: str = ""
+    events: int = 0
+    counters: dict[AggregateKey, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    listing: dict[AggregateKey, dict[str, str]] = field(default_factory=dict)
+
+    def add(self, sequence: str, record: UsageRecord) -> None:
+        """Fold one record in (records arrive in sequence order); nothing changes if it raises."""
+        added, listing = additions(record), listing_attributes(record)
+        self.first = self.first or sequence
+        self.last = sequence
+        self.events += 1
+        for key, counters in added:
+            self.counters[key].update(counters)
+        self.listing.update(listing)
+
+    def encode(self) -> dict[str, str]:
+        """A compact JSON-safe form (Lambda keeps the state between invocations of a window)."""
+        if not self.events:
+            return {}
+        rows = [[pk, sk, dict(c), self.listing.get((pk, sk))] for (pk, sk), c in sorted(self.counters.items())]
+        blob = zlib.compress(json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode(), 6)
+        return {
+            "first": self.first,
+            "last": self.last,
+            "events": str(self.events),
+            "deltas": base64.b64encode(blob).decode(),
+        }
+
+    @classmethod
+    def decode(cls, state: dict[str, Any] | None) -> Deltas:
+        """The deltas back from ``encode``'s form (an empty state is empty deltas)."""
+        if not state or not state.get("deltas"):
+            return cls()
+        rows = json.loads(zlib.decompress(base64.b64decode(state["deltas"])))
+        deltas = cls(first=state["first"], last=state["last"], events=int(state["events"]))
+        for pk, sk, counters, listing in rows:
+            deltas.counters[(pk, sk)] = Counter(counters)
+            if listing:
+                deltas.listing[(pk, sk)] = listing
+        return deltas
+
+    def chunks(self) -> list[list[AggregateKey]]:
+        """The items in a fixed order, cut into transactions (the same cut for the same deltas)."""
+        ordered = sorted(k for k, c in self.counters.items() if +c)
+        return [ordered[i : i + CHUNK_ITEMS] for i in range(0, len(ordered), CHUNK_ITEMS)] or [[]]
+
+
+# -- the shard ledger --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Ledger:
+    """What one shard has committed: ``seq`` (a sequence key), and a commit in progress, if any."""
+
+    shard: str
+    seq: str = ""
+    pending_first: str = ""
+    pending_last: str = ""
+    chunks_done: int = 0
+
+
+def read_ledger(shard: str) -> Ledger:
+    """The shard's ledger, strongly consistent."""
+    item = store.control().ledger(shard)
+    return Ledger(
+        shard=shard,
+        seq=item.get("seq", ""),
+        pending_first=item.get("pf", ""),
+        pending_last=item.get("pl", ""),
+        chunks_done=int(item.get("pd", 0)),
+    )
+
+
+def _unchanged_since(ledger: Ledger) -> tuple[str, dict[str, Any]]:
+    """Condition: the ledger still holds the ``seq`` it was read with and no commit is pending."""
+    if ledger.seq:
+        return "seq = :seen AND attribute_not_exists(pl)", {":seen": {"S": ledger.seq}}
+    return "attribute_not_exists(seq) AND attribute_not_exists(pl)", {}
+
+
+def _counter_action(key: AggregateKey, added: Counter[str], listing: dict[str, str] | None) -> dict[str, Any]:
+    names = {f"#a{i}": name for i, name in enumerate(sorted(added))}
+    values = {f":v{i}": {"N": str(added[name])} for i, name in enumerate(sorted(added))}
+    expression = "ADD " + ", ".join(f"#a{i} :v{i}" for i in range(len(names)))
+    if listing:
+        names.update({"#lk": "lk", "#v": "v"})
+        values.update({":lk": {"S": listing["lk"]}, ":dv": {"S": listing["v"]}})
+        expression += " SET #lk = if_not_exists(#lk, :lk), #v = if_not_exists(#v, :dv)"
+    return store.aggregates().action(
+        store.Aggregates.key(*key), expression, ExpressionAttributeNames=names, ExpressionAttributeValues=values
+    )
+
+
+def _ledger_action(shard: str, expression: str, condition: str, values: dict[str, Any]) -> dict[str, Any]:
+    extra = {"ExpressionAttributeValues": values} if values else {}
+    return store.control().action(store.Control.ledger_key(shard), expression, condition, **extra)
+
+
+def transact(actions: list[dict[str, Any]]) -> None:
+    """Commit one transaction (a seam tests use to inject failures)."""
+    store.transact(actions)
+
+
+def transact_retrying(actions: list[dict[str, Any]]) -> None:
+    """Commit, retrying what retrying can fix; LedgerMoved if the ledger's condition failed,
+    ``Refused`` naming the actions DynamoDB refuses for good."""
+    try:
+        transactions.retrying(actions, transact)
+    except transactions.NotCommitted as error:
+        raise CommitFailed(str(error)) from None
+    except ClientError as error:
+        reasons = transactions.reasons_of(error)
+        if reasons and reasons[-1] == "ConditionalCheckFailed":
+            raise LedgerMoved from None
+        raise
+
+
+def _chunk_actions(deltas: Deltas, chunk: list[AggregateKey]) -> list[dict[str, Any]]:
+    return [_counter_action(key, +deltas.counters[key], deltas.listing.get(key)) for key in chunk]
+
+
+def _commit_chunk(shard: str, deltas: Deltas, chunk: list[AggregateKey], ledger_update: dict[str, Any]) -> None:
+    """One chunk's counters and the ledger's move in one transaction. Items DynamoDB refuses for
+    good are set aside (durably, first) and the chunk commits without them."""
+    chunk = list(chunk)
+    while True:
+        try:
+            transact_retrying([*_chunk_actions(deltas, chunk), ledger_update])
+            return
+        except Refused as refused:
+            if len(chunk) in refused.indexes:
+                raise CommitFailed(f"shard {shard}: the ledger's own update was refused: {refused.reason}") from None
+            left_out = [chunk[i] for i in refused.indexes]
+            set_aside.refused_items(
+                shard, deltas.first, deltas.last, [(*k, _day_of(k)) for k in left_out], refused.reason
+            )
+            chunk = [key for key in chunk if key not in left_out]
+
+
+def _day_of(key: AggregateKey) -> str:
+    return keys.day_key(keys.parse_aggregate(*key).bucket_start)
+
+
+def commit(shard: str, deltas: Deltas, ledger: Ledger) -> None:
+    """Add ``deltas`` (records after ``ledger.seq`` up to ``deltas.last``) and move the ledger there."""
+    if not deltas.events:
+        return
+    # Distinct values first: marking is idempotent, so a commit that fails after it only repeats it.
+    distinct.note_latest(distinct.latest_of_items(deltas.counters), transact=transact_retrying)
+    chunks = deltas.chunks()
+    advance = "SET seq = :last ADD events :events"
+    moved = {":last": {"S": deltas.last}, ":events": {"N": str(deltas.events)}}
+    condition, seen = _unchanged_since(ledger)
+    if len(chunks) == 1:
+        _commit_chunk(shard, deltas, chunks[0], _ledger_action(shard, advance, condition, {**seen, **moved}))
+        return
+    _write_pending(shard, deltas)
+    pointed = store.control().update(
+        store.Control.ledger_key(shard),
+        "SET pf = :first, pl = :last, pd = :zero",
+        condition,
+        ExpressionAttributeValues={
+            **seen,
+            ":first": {"S": deltas.first},
+            ":last": {"S": deltas.last},
+            ":zero": {"N": "0"},
+        },
+    )
+    if pointed is None:
+        raise LedgerMoved
+    _apply_pending(shard, deltas, 0)
+
+
+def _write_pending(shard: str, deltas: Deltas) -> None:
+    state = deltas.encode()
+    item = {
+        "pk": keys.pending_pk(shard, deltas.first, deltas.last),
+        "first": state["first"],
+        "last": state["last"],
+        "events": int(state["events"]),
+        "deltas": base64.b64decode(state["deltas"]),
+        "writtenAt": now_ms(),
+        "expiresAt": now_ms() // 1000 + PENDING_DAYS * 86_400,
+    }
+    store.control().put(item)
+
+
+def _read_pending(ledger: Ledger) -> tuple[Deltas, int]:
+    """A pending commit's deltas, and when it was written (ms)."""
+    key = {"pk": {"S": keys.pending_pk(ledger.shard, ledger.pending_first, ledger.pending_last)}}
+    item = store.control().get(key, consistent=True)
+    if item is None:
+        raise CommitFailed(f"pending commit of shard {ledger.shard} is missing")
+    state = {
+        "first": item["first"],
+        "last": item["last"],
+        "events": str(item["events"]),
+        "deltas": base64.b64encode(item["deltas"]).decode(),
+    }
+    written = int(item.get("writtenAt", (int(item["expiresAt"]) - PENDING_DAYS * 86_400) * 1000))
+    return Deltas.decode(state), written
+
+
+def _apply_pending(shard: str, deltas: Deltas, done: int) -> None:
+    """Apply chunks ``done``.. of a pending commit, each moving the ledger's chunk counter."""
+    chunks = deltas.chunks()
+    for index in range(done, len(chunks)):
+        values = {":last": {"S": deltas.last}, ":done": {"N": str(index)}}
+        if index == len(chunks) - 1:
+            expression = "SET seq = :last ADD events :events REMOVE pf, pl, pd"
+            values[":events"] = {"N": str(deltas.events)}
+        else:
+            expression = "SET pd = :next"
+            values[":next"] = {"N": str(index + 1)}
+        ledger_update = _ledger_action(shard, expression, "pl = :last AND pd = :done", values)
+        _commit_chunk(shard, deltas, chunks[index], ledger_update)
+
+
+def finish_pending(ledger: Ledger) -> Ledger:
+    """Complete a commit a previous invocation started, or void it if it is older than
+    ``PENDING_VOID_AFTER_MS``; the ledger after it."""
+    while ledger.pending_last:
+        deltas, written = _read_pending(ledger)
+        with contextlib.suppress(LedgerMoved):  # another copy advanced it: read where it stands
+            if now_ms() - written > PENDING_VOID_AFTER_MS:
+                _void_pending(ledger, len(deltas.chunks()))
+            else:
+                _apply_pending(ledger.shard, deltas, ledger.chunks_done)
+        ledger = read_ledger(ledger.shard)
+    return ledger
+
+
+def _void_pending(ledger: Ledger, chunks: int) -> None:
+    """Move the ledger past an abandoned commit without applying its remaining chunks."""
+    values = {":last": {"S": ledger.pending_last}, ":done": {"N": str(ledger.chunks_done)}}
+    moved = store.control().update(
+        store.Control.ledger_key(ledger.shard),
+        "SET seq = :last REMOVE pf, pl, pd",
+        "pl = :last AND pd = :done",
+        ExpressionAttributeValues=values,
+    )
+    if moved is None:
+        raise LedgerMoved
+    logger.error(
+        "abandoned commit voided; reconciliation counts what it left",
+        extra={"shard": ledger.shard, "chunksApplied": ledger.chunks_done, "chunks": chunks},
+    )
+    metrics.add_metric(name="PendingCommitsVoided", unit="Count", value=1)
+
+
+# -- one invocation --------------------------------------------------------------------------
+Parsed = tuple[str, UsageRecord, dict[str, Any]]  # sequence key, record, the stream record
+
+
+def _parse(shard: str, raw_records: list[dict[str, Any]]) -> list[Parsed]:
+    parsed = []
+    for raw in raw_records:
+        if raw.get("eventName") != "INSERT":
+            continue
+        sequence = keys.sequence_key(raw["dynamodb"]["SequenceNumber"])
+        try:
+            parsed.append((sequence, record_from_item(dynamo.deserialize(raw["dynamodb"]["NewImage"])), raw))
+        except Exception as error:  # a poison pill holds back nothing: it is set aside durably
+            set_aside.unreadable_record(shard, raw, f"{type(error).__name__}: {error}")
+    return sorted(parsed, key=lambda parsed_record: parsed_record[0])
+
+
+def handle_window(event: dict[str, Any]) -> dict[str, Any]:
+    """One invocation of a tumbling window: fold its records into the state; commit on the final one.
+
+    Returns ``{"state": ...}`` for Lambda to hand to the window's next invocation (empty after a
+    commit). A failure raises, and Lambda retries the invocation with the same input state.
+    """
+    shard = event.get("shardId") or "unsharded"
+    records = _parse(shard, event.get("Records") or [])
+    for attempt in range(MAX_ATTEMPTS):
+        ledger = finish_pending(read_ledger(shard))
+        deltas = carried = Deltas.decode(event.get("state"))
+        if deltas.events and deltas.last <= ledger.seq:
+            deltas = Deltas()  # this window's earlier records were committed (a retried final invoke)
+        elif deltas.events and deltas.first <= ledger.seq:
+            raise CommitFailed(f"state {deltas.first}..{deltas.last} straddles the ledger at {ledger.seq}")
+        folded = []
+        for sequence, record, raw in records:
+            if sequence > max(ledger.seq, deltas.last):  # a record delivered twice is folded once
+                try:
+                    deltas.add(sequence, record)
+                except Exception as error:  # whatever a record holds, it must not stall the shard
+                    set_aside.unreadable_record(shard, raw, f"{type(error).__name__}: {error}")
+                    continue
+                folded.append(record)
+        final = event.get("isFinalInvokeForWindow") or event.get("isWindowTerminatedEarly") or "shardId" not in event
+        if not final and len(deltas.counters) <= MAX_STATE_ITEMS:
+            state = deltas.encode()
+            if len(state.get("deltas", "")) <= MAX_STATE_CHARS:
+                _check_alerts(deltas.counters, folded, deltas.counters)
+                return {"state": state, "batchItemFailures": []}
+        try:
+            commit(shard, deltas, ledger)
+        except LedgerMoved:
+            logger.warning("ledger moved during commit; re-reading", extra={"shard": shard, "attempt": attempt})
+            continue
+        metrics.add_metric(name="EventsCounted", unit="Count", value=deltas.events)
+        _check_alerts({**carried.counters, **deltas.counters}, folded, None)
+        return {"state": {}, "batchItemFailures": []}
+    raise CommitFailed(f"shard {shard}: the ledger kept moving")
+
+
+def _check_alerts(touched: dict[AggregateKey, Counter], folded: list[UsageRecord], open_window: dict | None) -> None:
+    """Fire the alerts these counts reached: mid-window with the open window's deltas added to what
+    is committed (a lower bound: other shards' open windows are not seen), after a commit with a
+    fresh view of the alerts. A failure is logged, never fails the window: the next check of the
+    subject, or the next commit, evaluates again (evaluation compares levels, so nothing is lost)."""
+    try:
+        rules.check_touched(touched, folded, open_window, fresh=open_window is None)
+    except Exception:
+        logger.exception("alert check failed; the next check of these subjects repeats it")
+        metrics.add_metric(name="AlertChecksFailed", unit="Count", value=1)

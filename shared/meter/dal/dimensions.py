@@ -1,0 +1,152 @@
+"""What usage is aggregated by: each dimension's keys, granularity and listing.
+
+Aggregate items are keyed ``pk = <tenant>#<code>[#<value>]``, ``sk = D#<day>`` or
+``H#<day>T<hour>``. Day items of *listed* dimensions also carry ``lk`` (list key) and ``v`` (the
+value), which the Aggregates table's ``ByList`` index uses to list, say, every agent of a tenant
+active in a date range without knowing their ids.
+
+Hour items also split each counter by quarter hour: ``credits@1``, ``@2`` and ``@3`` hold what
+fell in minutes 15-29, 30-44 and 45-59 (the first quarter is the rest). Every time zone's offset
+is a whole number of quarter hours, so local hours, days and months are exact sums of items.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from meter.dal import keys
+from meter.dal.keys import agent_scoped_key
+
+if TYPE_CHECKING:
+    from meter.dal.records import UsageRecord
+
+
+TYPE_PREFIX = "n:"  # the counter of one well-known type: n:tokens.input
+WELL_KNOWN_TYPES = frozenset(
+    {"tokens", "tokens.input", "tokens.output", "log_insights", "log_insights.input", "log_insights.output"}
+)
+SPLIT_FAMILIES = ("tokens", "log_insights")  # types whose per-type totals an API answers
+QUARTER_MS = 15 * 60_000
+QUARTER_MARK = "@"  # credits@2: the hour's third quarter
+
+
+def quarter_of(ms: int) -> int:
+    """Which quarter of its UTC hour an instant falls in (0-3)."""
+    return ms % (4 * QUARTER_MS) // QUARTER_MS
+
+
+def quarter_counter(name: str, quarter: int) -> str:
+    """The attribute of a counter's part in one quarter (1-3) of an hour item."""
+    return f"{name}{QUARTER_MARK}{quarter}"
+
+
+def is_quarter_counter(name: str) -> bool:
+    """Whether an attribute is a quarter part rather than a total."""
+    return QUARTER_MARK in name
+
+
+def has_own_items(event_type: str) -> bool:
+    """Whether a type's per-agent totals live on items of their own (not a well-known counter)."""
+    return event_type not in WELL_KNOWN_TYPES and event_type.partition(".")[0] in SPLIT_FAMILIES
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One way of slicing usage."""
+
+    code: str
+    value_of: Callable[[UsageRecord], str | None]
+    hourly: bool
+    listed: bool
+    list_scope: Callable[[UsageRecord], str] = lambda _: ""
+
+    def pk(self, tenant: str, key: str) -> str:
+        """Partition key of this dimension's aggregates for one value key."""
+        return keys.aggregate_pk(tenant, self.code, key)
+
+    def list_key(self, tenant: str, scope: str = "") -> str:
+        """The ``ByList`` partition listing this dimension's values (within ``scope``)."""
+        return keys.list_key(tenant, self.code, scope)
+
+
+def _agent_model(record: UsageRecord) -> str | None:
+    agent, model = record.agent_id, record.relations.get("model")
+    return agent_scoped_key(agent, model) if agent is not None and model is not None else None
+
+
+def _agent_type(record: UsageRecord) -> str | None:
+    if record.agent_id is None or not has_own_items(record.type):
+        return None
+    return agent_scoped_key(record.agent_id, record.type)
+
+
+def _of_agent(record: UsageRecord) -> str:
+    return record.agent_id or ""
+
+
+TENANT = Dimension("T", lambda r: "", hourly=True, listed=False)
+IDENTIFIER = Dimension("I", lambda r: r.identifier, hourly=True, listed=True)
+AGENT = Dimension("A", lambda r: r.agent_id, hourly=True, listed=True)
+AGENT_MODEL = Dimension("M", _agent_model, hourly=True, listed=True, list_scope=_of_agent)
+# Per-type token totals of an agent (DigitalOcean's measurements). Event types are free-form, so
+# beyond the few well-known ones (counters on every item, a fixed set) each type has items of its
+# own: a counter per type would grow an item past DynamoDB's 400 KB with enough distinct types.
+AGENT_TYPE = Dimension("AY", _agent_type, hourly=True, listed=True, list_scope=_of_agent)
+# Every type's own totals, tenant-wide (the query API's ``groupBy=type``): one item per type and
+# bucket, so any number of types keeps items small.
+TYPE = Dimension("TY", lambda r: r.type, hourly=True, listed=True)
+DATASET = Dimension("DS", lambda r: r.relations.get("datasetId"), hourly=False, listed=True)
+SKILLSET = Dimension("SK", lambda r: r.relations.get("skillsetId"), hourly=False, listed=True)
+ABILITY = Dimension("AB", lambda r: r.relations.get("abilityId"), hourly=False, listed=True)
+
+DIMENSIONS = (TENANT, IDENTIFIER, AGENT, AGENT_MODEL, AGENT_TYPE, TYPE, DATASET, SKILLSET, ABILITY)
+AGENT_SCOPED = (AGENT_MODEL, AGENT_TYPE)  # listed per agent: value keys are agent_scoped_key(agent, …)
+BY_CODE = {dimension.code: dimension for dimension in DIMENSIONS}
+
+
+def display_value(dimension: Dimension, record: UsageRecord) -> str:
+    """The human value stored as ``v`` on listed day items (the model or type for agent-scoped ones)."""
+    if dimension is AGENT_MODEL:
+        return record.relations.get("model", "")
+    if dimension is AGENT_TYPE:
+        return record.type
+    return dimension.value_of(record) or ""
+
+
+def type_counter(event_type: str) -> str | None:
+    """The counter every item keeps for this one type's count, if any: ``n:<type>`` for a
+    well-known type, ``messages`` for ``message``, ``conversations`` for ``conversation``."""
+    if event_type in WELL_KNOWN_TYPES:
+        return TYPE_PREFIX + event_type
+    return {"message": "messages", "conversation": "conversations"}.get(event_type)
+
+
+def contribution_of(event_type: str, count: int, credits: int) -> Counter[str]:
+    """What an event of this type, count and credits adds to an aggregate.
+
+    ``count`` is the sum of counts whatever the type; a type with a counter of its own
+    (``type_counter``: a fixed set, so items stay small; other types' splits are ``TYPE`` and
+    ``AGENT_TYPE`` items) adds to it; ``tokens`` sums every type starting with ``tokens``
+    (``tokens.input``, ``tokens.output``…); ``files`` sums types starting with ``file``.
+    """
+    added: Counter[str] = Counter(events=1, credits=credits, count=count)
+    own = type_counter(event_type)
+    if own:
+        added[own] += count
+    if event_type.startswith("file"):
+        added["files"] += count
+    if event_type.startswith("tokens"):
+        added["tokens"] += count
+    return added
+
+
+def quartered(added: Counter[str], ms: int) -> Counter[str]:
+    """What an event at ``ms`` adds to its hour item: its totals, and the same under its quarter."""
+    quarter = quarter_of(ms)
+    hourly = Counter(added)
+    if quarter:
+        hourly.update({quarter_counter(name, quarter): n for name, n in added.items()})
+    return hourly

@@ -1,0 +1,336 @@
+"""Every key format of every table, each built and parsed here and nowhere else.
+
+Records (``pk = <tenant>#<id>``): the idempotency key. Index keys: ``tk = <tenant>#<shard>``
+(``ByTenant``, write-sharded by a hash of the event id so one tenant's records spread over
+``TENANT_SHARDS`` partitions), ``ck = <tenant>#<conversation>`` (``ByConversation``), and the sort
+key ``ord = <13-digit ms>#<id>`` shared by both.
+
+Aggregates (``pk = <tenant>#<dimension code>[#<value>]``, ``sk = D#YYYY-MM-DD`` or
+``H#YYYY-MM-DDTHH``); ``lk`` lists a dimension's values on the ``ByList`` index. The agents'
+credits roster (``<tenant>#AC``, ``<bucket sk>#<agent>``); a value's last-seen mark (its own
+partition, ``SEEN``) and the tenant's tally of values per last-seen day (``<tenant>#SEEN``,
+``M#YYYY-MM``).
+
+Control: the aggregator's per-shard ledger (``SHARD#<shard>``), its pending commits
+(``PENDING#<shard>#<first>#<last>``), late arrivals by received hour (``LATE#<hour ms>#<shard>``),
+reconciliation's checkpoint and retries (``RECONCILE#…``), the probe key that is never written
+(``PROBE#never-written``), rate-limit windows (``RATE#<key>#<second>``) and the cursor
+and API-key signing secrets. Tenants: ``TENANT#<name>`` and ``KEY#<public id>``.
+
+Alerts (``pk``, ``sk``): an alert (``ALERT#<tenant>``, ``<alert id>``), the once-only mark of a
+threshold fired in a period (``FIRED#<tenant>#<alert id>``, ``<period start ms>#<threshold>``) and
+the firing itself, newest last (``TRIGGER#<tenant>#<alert id>``, ``<triggered ms>#<period start
+ms>#<threshold>``); only firings reach the delivery function (its stream filter is the prefix).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+TENANT_SHARDS = 16
+DAY_PREFIX, HOUR_PREFIX = "D#", "H#"
+_HOUR_MS = 3_600_000
+
+
+# -- records and their indexes -------------------------------------------------------------
+def record_pk(tenant: str, event_id: str) -> str:
+    """The Records-table key of one event: unique per tenant and client id."""
+    return f"{tenant}#{event_id}"
+
+
+def tenant_shard(event_id: str) -> int:
+    """Which ``ByTenant`` partition an event's record is indexed under (stable, uniform)."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=4).digest(), "big") % TENANT_SHARDS
+
+
+def tenant_index_key(tenant: str, shard: int) -> str:
+    """``ByTenant`` partition key of one of the tenant's shards."""
+    return f"{tenant}#{shard:02d}"
+
+
+def tenant_index_keys(tenant: str) -> list[str]:
+    """Every ``ByTenant`` partition of a tenant (readers query all and merge by ``ord``)."""
+    return [tenant_index_key(tenant, shard) for shard in range(TENANT_SHARDS)]
+
+
+def conversation_index_key(tenant: str, conversation_id: str) -> str:
+    """``ByConversation`` partition key."""
+    return f"{tenant}#{conversation_id}"
+
+
+def order_key(ts: int, event_id: str = "") -> str:
+    """Sort key of every Records index: creation time, then id."""
+    return f"{ts:013d}#{event_id}"
+
+
+def order_bounds(start: int, end: int) -> tuple[str, str]:
+    """Inclusive ``ord`` bounds of the records created in ``[start, end)``."""
+    return order_key(start), f"{end - 1:013d}$"  # '$' sorts right after the '#' that follows the time
+
+
+# -- aggregates ----------------------------------------------------------------------------
+def day_key(ms: int) -> str:
+    """``YYYY-MM-DD`` of the UTC day holding ``ms``."""
+    return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%d")
+
+
+def hour_key(ms: int) -> str:
+    """``YYYY-MM-DDTHH`` of the UTC hour holding ``ms``."""
+    return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H")
+
+
+def day_sk(day: str) -> str:
+    """Sort key of a day item (``day`` as ``YYYY-MM-DD``)."""
+    return DAY_PREFIX + day
+
+
+def hour_sk(hour: str) -> str:
+    """Sort key of an hour item (``hour`` as ``YYYY-MM-DDTHH``)."""
+    return HOUR_PREFIX + hour
+
+
+def aggregate_pk(tenant: str, code: str, value: str = "") -> str:
+    """Partition key of one dimension value's aggregates (the tenant itself has no value)."""
+    return f"{tenant}#{code}" if code == "T" else f"{tenant}#{code}#{value}"
+
+
+def list_key(tenant: str, code: str, scope: str = "") -> str:
+    """``ByList`` partition listing a dimension's values (within ``scope``, e.g. one agent's models)."""
+    return f"{tenant}#{code}" + (f"#{scope}" if scope else "")
+
+
+def agent_scoped_key(agent: str, value: str) -> str:
+    """Unambiguous value key of one agent's model or event type (agent ids may contain '#')."""
+    return f"{len(agent)}:{agent}#{value}"
+
+
+def split_agent_scoped_key(value: str) -> tuple[str, str]:
+    """``(agent, value)`` back from ``agent_scoped_key``."""
+    length, rest = value.split(":", 1)
+    return rest[: int(length)], rest[int(length) + 1 :]
+
+
+def bucket_day(sk: str) -> str:
+    """The ``YYYY-MM-DD`` a day or hour item's sort key falls on."""
+    return sk[2:12]
+
+
+# -- the agents' credits roster: every agent's totals of a bucket in one tenant partition -------
+ROSTER_CODE = "AC"
+
+
+def roster_pk(tenant: str) -> str:
+    """The partition holding every agent's credits per day and hour (sort key: bucket, then agent)."""
+    return f"{tenant}#{ROSTER_CODE}"
+
+
+def roster_sk(bucket_sk: str, agent: str) -> str:
+    """One agent's entry in one bucket (``bucket_sk`` a day or hour item's sort key)."""
+    return f"{bucket_sk}#{agent}"
+
+
+def roster_bounds(low_bucket_sk: str, high_bucket_sk: str) -> tuple[str, str]:
+    """Inclusive sort-key bounds of every agent's entries in buckets ``low..high``."""
+    return f"{low_bucket_sk}#", f"{high_bucket_sk}$"  # '$' sorts right after the '#' before the agent
+
+
+def _bucket_of(sk: str) -> tuple[str, str]:
+    """(bucket sort key, roster agent or "") of an aggregate item's sort key."""
+    width = 12 if sk.startswith(DAY_PREFIX) else 15  # D#YYYY-MM-DD, H#YYYY-MM-DDTHH
+    return sk[:width], sk[width + 1 :]
+
+
+def roster_agent(sk: str) -> str:
+    """The agent a roster entry's sort key names."""
+    return _bucket_of(sk)[1]
+
+
+def owner_of_aggregate(pk: str) -> tuple[str, str]:
+    """(tenant, dimension code) of an aggregate partition, without parsing its bucket."""
+    tenant, _, rest = pk.partition("#")
+    return tenant, rest.partition("#")[0]
+
+
+# -- distinct values: each value's last-seen day, and the tally of values per last-seen day ----
+SEEN_SK = "SEEN"  # in a value's own aggregate partition: the last UTC day it was seen on (``day``)
+SEEN_MONTH_PREFIX = "M#"
+
+
+def seen_tally_pk(tenant: str) -> str:
+    """The partition counting a tenant's values by the day they were last seen on."""
+    return f"{tenant}#SEEN"
+
+
+def seen_tally_sk(day: str) -> str:
+    """The tally item of the month ``day`` (``YYYY-MM-DD``) falls in."""
+    return SEEN_MONTH_PREFIX + day[:7]
+
+
+def seen_counter(code: str, day: str) -> str:
+    """The tally counter of one dimension's values last seen on ``day``."""
+    return f"{code}#{day[8:10]}"
+
+
+def parse_seen_counter(tally_sk: str, name: str) -> tuple[str, str]:
+    """(dimension code, day) back from a tally item's sort key and counter name."""
+    code, _, day_of_month = name.partition("#")
+    return code, f"{tally_sk.removeprefix(SEEN_MONTH_PREFIX)}-{day_of_month}"
+
+
+def is_bucket_sk(sk: str) -> bool:
+    """Whether an Aggregates sort key is a day or hour bucket (not a last-seen mark or a tally)."""
+    return sk.startswith((DAY_PREFIX, HOUR_PREFIX))
+
+
+@dataclass(frozen=True)
+class AggregateKey:
+    """An aggregate item's key, parsed: whose totals, which bucket."""
+
+    tenant: str
+    code: str
+    value: str
+    granularity: str  # "day" or "hour"
+    bucket_start: int  # Unix ms
+
+    @property
+    def bucket_ms(self) -> int:
+        return 24 * _HOUR_MS if self.granularity == "day" else _HOUR_MS
+
+
+def parse_aggregate(pk: str, sk: str) -> AggregateKey:
+    """An aggregate item's ``(pk, sk)`` back as what it means."""
+    tenant, _, rest = pk.partition("#")
+    code, _, value = rest.partition("#")
+    bucket, agent = _bucket_of(sk)
+    if code == ROSTER_CODE:
+        value = agent
+    daily = sk.startswith(DAY_PREFIX)
+    moment = datetime.strptime(bucket[2:], "%Y-%m-%d" if daily else "%Y-%m-%dT%H").replace(tzinfo=UTC)
+    return AggregateKey(tenant, code, value, "day" if daily else "hour", int(moment.timestamp() * 1000))
+
+
+def tenant_of_aggregate(pk: str) -> str:
+    """The tenant an aggregate partition belongs to."""
+    return pk.partition("#")[0]
+
+
+def value_of_pk(pk: str) -> str:
+    """The dimension value an aggregate partition key names."""
+    return pk.split("#", 2)[2]
+
+
+# -- control and tenants -------------------------------------------------------------------
+def sequence_key(sequence: str) -> str:
+    """A stream sequence number, zero-padded so string order is numeric order."""
+    return sequence.rjust(40, "0")
+
+
+def ledger_pk(shard_id: str) -> str:
+    """The aggregator's ledger of one stream shard (what it has committed)."""
+    return f"SHARD#{shard_id}"
+
+
+def pending_pk(shard_id: str, first: str, last: str) -> str:
+    """A write-ahead copy of one multi-transaction commit."""
+    return f"PENDING#{shard_id}#{first}#{last}"
+
+
+def parked_pk(message_id: str) -> str:
+    """A queue message that could not be ingested, kept with its reason."""
+    return f"PARKED#{message_id}"
+
+
+PARKED_PREFIX = parked_pk("")
+
+
+PROBE_PK = "PROBE#never-written"  # the condition check of probe transactions (meter.dal.transactions)
+
+
+def late_arrivals_pk(received_hour: int, tenant: str) -> str:
+    """The (tenant, day) pairs that received late events in one hour, in one of 16 items by tenant."""
+    return _late_pk(received_hour, tenant_shard(tenant))
+
+
+def late_arrivals_pks(received_hour: int) -> list[str]:
+    """Every item of one hour's late arrivals."""
+    return [_late_pk(received_hour, shard) for shard in range(TENANT_SHARDS)]
+
+
+def _late_pk(received_hour: int, shard: int) -> str:
+    return f"LATE#{received_hour}#{shard:02d}"
+
+
+RECONCILE_CHECKPOINT = "RECONCILE#checkpoint"  # the last hour reconciliation has covered
+RECONCILE_RETRIES = "RECONCILE#retries"  # windows a run could not settle, retried by every run
+
+
+def rate_pk(key_id: str, second: int) -> str:
+    """One API key's request count in one second."""
+    return f"RATE#{key_id}#{second}"
+
+
+CURSOR_SIGNING_KEY = "CONFIG#cursor-signing-key"
+API_KEY_SIGNING_KEY = "CONFIG#api-key-signing-key"
+
+
+def tenant_pk(name: str) -> str:
+    """A tenant's item (its rate card and billing anchor)."""
+    return f"TENANT#{name}"
+
+
+def api_key_pk(public_id: str) -> str:
+    """An API key's item."""
+    return f"KEY#{public_id}"
+
+
+def api_key_id(pk: str) -> str:
+    """The public id back from an API key's item key."""
+    return pk.removeprefix("KEY#")
+
+
+# -- alerts ----------------------------------------------------------------------------------
+TRIGGER_PREFIX = "TRIGGER#"
+
+
+def alerts_pk(tenant: str) -> str:
+    """The partition of one tenant's alerts (sort key: the alert id)."""
+    return f"ALERT#{tenant}"
+
+
+def fired_pk(tenant: str, alert_id: str) -> str:
+    """The partition of an alert's once-only firing marks."""
+    return f"FIRED#{tenant}#{alert_id}"
+
+
+def fired_period_prefix(period_start: int) -> str:
+    """What every firing mark of one period starts with."""
+    return f"{period_start:013d}#"
+
+
+def fired_sk(period_start: int, threshold: int) -> str:
+    """The mark of one threshold fired in the period starting at ``period_start``."""
+    return f"{fired_period_prefix(period_start)}{threshold}"
+
+
+def period_of_fired_sk(sk: str) -> tuple[int, int]:
+    """(period start, threshold) back from a firing mark."""
+    start, threshold = sk.split("#")
+    return int(start), int(threshold)
+
+
+def triggers_pk(tenant: str, alert_id: str) -> str:
+    """The partition of an alert's firings."""
+    return f"{TRIGGER_PREFIX}{tenant}#{alert_id}"
+
+
+def trigger_sk(triggered_at: int, period_start: int, threshold: int) -> str:
+    """One firing: ordered by when it fired."""
+    return f"{triggered_at:013d}#{period_start:013d}#{threshold}"
+
+
+def trigger_id(pk: str, sk: str) -> str:
+    """A firing's public id (what webhook receivers deduplicate by)."""
+    alert_id = pk.rsplit("#", 1)[1]
+    return f"{alert_id}.{sk.replace('#', '.')}"

@@ -1,0 +1,118 @@
+"""Tenants, their API keys and rate cards (the Tenants table).
+
+Items: ``TENANT#<name>`` holds the tenant and its rate card; ``KEY#<public id>`` holds one
+API key (tenant, scopes, SHA-256 of the secret, revocation time).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from meter.core.config import get_settings
+from meter.core.errors import BadRequest, NotFound
+from meter.core.timerange import now_ms, to_ms
+from meter.dal import keys, store
+
+TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+SCOPES = ("ingest", "read", "admin")
+
+_rate_cards: dict[str, tuple[float, dict[str, Decimal]]] = {}
+
+
+def _tenant_key(name: str) -> dict[str, dict[str, str]]:
+    return {"pk": {"S": keys.tenant_pk(name)}}
+
+
+def _unknown(name: str) -> NotFound:
+    return NotFound(f"Unknown tenant '{name}'")
+
+
+def validate_tenant_name(name: str) -> str:
+    """A tenant name: lowercase letters, digits and dashes, at most 63 characters."""
+    if not TENANT_NAME.match(name):
+        raise BadRequest("Invalid tenant: use lowercase letters, digits and '-' (at most 63)")
+    return name
+
+
+def ensure_tenant(name: str) -> bool:
+    """Create the tenant if it does not exist; True when it was created."""
+    validate_tenant_name(name)
+    return store.tenants().put_new({"pk": keys.tenant_pk(name), "tenant": name, "createdAt": now_ms()})
+
+
+def tenant_names() -> list[str]:
+    """Every registered tenant (the Tenants table is small: a scan)."""
+    return sorted(item["tenant"] for item in store.tenants().with_prefix(keys.tenant_pk(""), projection="tenant"))
+
+
+def get_tenant(name: str) -> dict[str, Any] | None:
+    """The tenant item, or None."""
+    return store.tenants().get(_tenant_key(name))
+
+
+def set_rate_card(name: str, rates: dict[str, str | int | float]) -> dict[str, Decimal]:
+    """Replace a tenant's rate card: credits per unit of each event type."""
+    card: dict[str, Decimal] = {}
+    for event_type, rate in rates.items():
+        try:
+            card[event_type] = Decimal(str(rate))
+        except InvalidOperation:
+            raise BadRequest(f"Invalid rate for '{event_type}': {rate!r} is not a number") from None
+        if not card[event_type].is_finite() or card[event_type] < 0:
+            raise BadRequest(f"Invalid rate for '{event_type}': it must be a number >= 0")
+    values = {":card": {"M": {k: {"N": str(v)} for k, v in card.items()}}}
+    store.tenants().update_existing(_tenant_key(name), "SET rateCard = :card", values, _unknown(name))
+    _rate_cards.pop(name, None)
+    return card
+
+
+def set_billing_anchor(name: str, day: int) -> None:
+    """Set the day of month (1-28, UTC) on which the tenant's billing period starts."""
+    if not 1 <= day <= 28:
+        raise BadRequest("Invalid billing anchor day: use 1 to 28")
+    values = {":day": {"N": str(day)}}
+    store.tenants().update_existing(_tenant_key(name), "SET billingAnchorDay = :day", values, _unknown(name))
+
+
+def rate_card(name: str) -> dict[str, Decimal]:
+    """The tenant's rate card, cached for RATE_CARD_CACHE_SECONDS per process."""
+    cached = _rate_cards.get(name)
+    if cached and time.monotonic() - cached[0] < get_settings().rate_card_cache_seconds:
+        return cached[1]
+    found = store.tenants().get(_tenant_key(name), projection="rateCard") or {}
+    card = {k: Decimal(str(v)) for k, v in found.get("rateCard", {}).items()}
+    _rate_cards[name] = (time.monotonic(), card)
+    return card
+
+
+def credits_for(event_type: str, count: int, explicit: int | None, card: dict[str, Decimal]) -> tuple[int, str]:
+    """Credits of one event and where they came from: ``event``, ``rate_card`` or ``none``.
+
+    The event's own ``credits`` win; else ``count`` times the rate of its type, rounded up to
+    a whole credit; else 0.
+    """
+    if explicit is not None:
+        return explicit, "event"
+    if event_type in card:
+        return math.ceil(card[event_type] * count), "rate_card"
+    return 0, "none"
+
+
+def billing_period_start(anchor_day: int, now: int) -> int:
+    """Start (midnight UTC) of the billing period holding ``now``: the last ``anchor_day``."""
+    moment = datetime.fromtimestamp(now / 1000, tz=UTC)
+    year, month = moment.year, moment.month
+    if moment.day < anchor_day:
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return to_ms(datetime(year, month, anchor_day, tzinfo=UTC))
+
+
+def current_period_start(tenant: str, now: int) -> int:
+    """Start of the tenant's billing period holding ``now`` (its anchor day, default the 1st)."""
+    anchor = int((get_tenant(tenant) or {}).get("billingAnchorDay", 1))
+    return billing_period_start(anchor, now)

@@ -1,0 +1,442 @@
+"""Exact values of aggregate series over local windows: the engine behind the native query and alerts.
+
+How a value is read. Each group is a *series*: one aggregate partition (the tenant, an end user,
+an agent, an agent's model, a type). A window ``[a, b)`` is summed from the series' day items
+for the UTC days it covers, and hour items for the rest: a day item minus the hours outside the
+window when that reads fewer hours. Hour items hold their quarter hours, and every zone's offset
+is whole quarter hours, so a local window never needs raw records; only a ``from`` or ``to`` that
+is not on a quarter hour reads the raw records of that part of one quarter.
+
+Combinations no aggregate holds (an end user by agent, by model or by type, or a model by type)
+are summed from raw records, at most ``MAX_RAW_RECORDS`` of them.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from meter.core.errors import BadRequest
+from meter.core.localtime import windows
+from meter.core.logs import with_log_keys
+from meter.core.timerange import DAY_MS, HOUR_MS
+from meter.dal import keys, store
+from meter.dal.dimensions import (
+    AGENT,
+    AGENT_MODEL,
+    AGENT_TYPE,
+    IDENTIFIER,
+    QUARTER_MS,
+    TENANT,
+    TYPE,
+    Dimension,
+    has_own_items,
+    quarter_counter,
+    type_counter,
+)
+from meter.reading.queries import in_parallel, listed_values, record_totals, tenant_records
+
+MAX_ROWS = 10_000  # rows of one answer (windows x groups with a value)
+# Raw records one answer may sum (combinations no aggregate holds): 100,000 did not finish within
+# the function's 15 s on DynamoDB Local (the bench's hostile section), 20,000 does.
+MAX_RAW_RECORDS = 20_000
+GROUPS = ("identifier", "agentId", "model", "type")
+MEASURES = ("credits", "tokens", "events", "messages", "conversations")
+COUNT_OF = "count:"
+HOUR_ITEM_BYTES = 500  # an hour item with quarter parts, to choose between one Query and several
+RAW_RECORD_BYTES = 250  # a usage record on ByTenant, as the bench measures it (3,015 RCU per 100,000)
+RAW_CHECK_SERIES = 8  # with more groups than this, compare their reads with the raw events'
+
+_READERS = 8
+
+
+@dataclass(frozen=True)
+class UsageQuery:
+    """A parsed, valid query."""
+
+    tenant: str
+    start: int
+    end: int
+    size: str | None
+    zone: ZoneInfo
+    measure: str
+    group_by: tuple[str, ...] = ()
+    filters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def counted_type(self) -> str | None:
+        """The type of a ``count:<type>`` measure."""
+        return self.measure[len(COUNT_OF) :] if self.measure.startswith(COUNT_OF) else None
+
+    @property
+    def fields(self) -> set[str]:
+        """Every field the query groups or filters by."""
+        return set(self.group_by) | set(self.filters)
+
+
+# -- where each group's numbers live ---------------------------------------------------------
+@dataclass(frozen=True)
+class Series:
+    """One aggregate partition and the group it adds to."""
+
+    dimension: Dimension
+    value: str
+    group: tuple[tuple[str, str], ...]
+
+    def matches(self, record: dict[str, Any]) -> bool:
+        """Whether a raw record adds to this series."""
+        if self.dimension is TENANT:
+            return True
+        if self.dimension in (AGENT_MODEL, AGENT_TYPE):
+            agent, second = keys.split_agent_scoped_key(self.value)
+            field_name = "model" if self.dimension is AGENT_MODEL else "type"
+            return record.get("agentId") == agent and record.get(field_name) == second
+        field_name = {IDENTIFIER: "identifier", AGENT: "agentId", TYPE: "type"}[self.dimension]
+        return record.get(field_name) == self.value
+
+
+def _counter(query: UsageQuery, dimension: Dimension) -> str:
+    """The counter holding the measure on this dimension's items."""
+    counted = query.counted_type
+    if counted is None:
+        return query.measure
+    own = type_counter(counted)
+    return "count" if dimension in (TYPE, AGENT_TYPE) or own is None else own
+
+
+def _label(query: UsageQuery, **values: str) -> tuple[tuple[str, str], ...]:
+    return tuple((name, values[name]) for name in GROUPS if name in query.group_by)
+
+
+def _values(query: UsageQuery, name: str, dimension: Dimension, scope: str = "") -> list[str]:
+    """A filter's values, or the dimension's values active in the range."""
+    if name in query.filters:
+        return list(query.filters[name])
+    return sorted(listed_values(query.tenant, dimension, query.start, query.end, scope))
+
+
+def plan_series(query: UsageQuery) -> list[Series] | None:
+    """The series that answer the query, or None when no aggregate holds the combination."""
+    fields, counted = query.fields, query.counted_type
+    if "type" in fields or (counted is not None and type_counter(counted) is None):
+        return _typed_series(query)
+    if not fields:
+        return [Series(TENANT, "", ())]
+    if fields == {"identifier"}:
+        return [Series(IDENTIFIER, v, _label(query, identifier=v)) for v in _values(query, "identifier", IDENTIFIER)]
+    if fields == {"agentId"}:
+        return [Series(AGENT, v, _label(query, agentId=v)) for v in _values(query, "agentId", AGENT)]
+    if fields <= {"agentId", "model"}:
+        return _model_series(query)
+    return None
+
+
+def _model_series(query: UsageQuery) -> list[Series]:
+    found = []
+    for agent in _values(query, "agentId", AGENT):
+        models = listed_values(query.tenant, AGENT_MODEL, query.start, query.end, agent).values()
+        wanted = query.filters.get("model")
+        for model in sorted(set(models)):
+            if wanted is None or model in wanted:
+                value = keys.agent_scoped_key(agent, model)
+                found.append(Series(AGENT_MODEL, value, _label(query, agentId=agent, model=model)))
+    return found
+
+
+def _typed_series(query: UsageQuery) -> list[Series] | None:
+    """Series of type items: tenant-wide (``TY``), or an agent's (``AY``) for types that have them."""
+    counted, fields = query.counted_type, query.fields
+    if "type" in fields:
+        types = _values(query, "type", TYPE)
+        types = [t for t in types if counted is None or t == counted]
+    else:
+        types = [counted] if counted is not None else []
+    if fields <= {"type"}:
+        return [Series(TYPE, t, _label(query, type=t)) for t in types]
+    by_agent = fields == {"agentId", "type"} or (fields == {"agentId"} and counted is not None)
+    if by_agent and all(has_own_items(t) for t in types):
+        return [
+            Series(AGENT_TYPE, keys.agent_scoped_key(agent, t), _label(query, agentId=agent, type=t))
+            for agent in _values(query, "agentId", AGENT)
+            for t in types
+        ]
+    return None
+
+
+# -- reading one series ------------------------------------------------------------------------
+Piece = tuple[int, int, int]  # sign, start, end: a part of one UTC day
+Plan = tuple[list[int], list[Piece]]  # one window: whole UTC days (starts) and signed pieces
+Slice = tuple[int, int]
+
+
+def _hour_floor(ms: int) -> int:
+    return ms // HOUR_MS * HOUR_MS
+
+
+def _hours_in(start: int, end: int) -> int:
+    return (-(-end // HOUR_MS) * HOUR_MS - _hour_floor(start)) // HOUR_MS if start < end else 0
+
+
+def _day_parts(start: int, end: int) -> Plan:
+    """``[start, end)`` as whole UTC days (their starts) and signed sub-day pieces, choosing for
+    each partial day whichever of "the part" or "the day minus the rest" reads fewer hours."""
+    first_day, last_day = start // DAY_MS * DAY_MS, (end - 1) // DAY_MS * DAY_MS
+    days, pieces = [], []
+    for day in range(first_day, last_day + 1, DAY_MS):
+        low, high = max(start, day), min(end, day + DAY_MS)
+        if (low, high) == (day, day + DAY_MS):
+            days.append(day)
+        elif _hours_in(low, high) <= _hours_in(day, low) + _hours_in(high, day + DAY_MS):
+            pieces.append((1, low, high))
+        else:
+            days.append(day)
+            pieces += [(-1, a, b) for a, b in ((day, low), (high, day + DAY_MS)) if a < b]
+    return days, pieces
+
+
+def _hour_parts(piece_start: int, piece_end: int) -> Iterable[tuple[int, int, int]]:
+    """(hour, first quarter, last quarter + 1) of the hour items covering a piece's quarter-aligned middle."""
+    low = -(-piece_start // QUARTER_MS) * QUARTER_MS
+    high = piece_end // QUARTER_MS * QUARTER_MS
+    hour = _hour_floor(low)
+    while hour < high:
+        first = max(low, hour) - hour
+        last = min(high, hour + HOUR_MS) - hour
+        if first < last:
+            yield hour, first // QUARTER_MS, last // QUARTER_MS
+        hour += HOUR_MS
+
+
+def _raw_slices(piece_start: int, piece_end: int) -> list[Slice]:
+    """The parts of a piece off the quarter-hour grid (only at a ``from`` or ``to`` between quarters)."""
+    low = -(-piece_start // QUARTER_MS) * QUARTER_MS
+    high = piece_end // QUARTER_MS * QUARTER_MS
+    if low >= high:
+        return [(piece_start, piece_end)]
+    return [(a, b) for a, b in ((piece_start, low), (high, piece_end)) if a < b]
+
+
+def _quarters(item: dict[str, Any], counter: str, first: int, last: int) -> int:
+    """The counter's sum over quarters ``first..last-1`` of an hour item."""
+    parts = [item.get(quarter_counter(counter, q), 0) for q in (1, 2, 3)]
+    every = [item.get(counter, 0) - sum(parts), *parts]
+    return sum(every[first:last])
+
+
+class SeriesReader:
+    """Reads one series' items once and answers any window of it."""
+
+    def __init__(
+        self,
+        query: UsageQuery,
+        series: Series,
+        plans: list[Plan],
+        raw: dict[Slice, list[dict]],
+        consistent: bool = False,
+    ):
+        self.query, self.series, self.plans, self.consistent = query, series, plans, consistent
+        self.pk = series.dimension.pk(query.tenant, series.value)
+        self.counter = _counter(query, series.dimension)
+        self.raw = {piece: [r for r in records if series.matches(r)] for piece, records in raw.items()}
+        self.day_items: dict[int, dict] = {}
+        self.hour_items: dict[int, dict] = {}
+
+    def read(self) -> None:
+        """Fetch every day and hour item the windows need."""
+        days = {day for day_starts, _ in self.plans for day in day_starts}
+        hours = {hour for _, pieces in self.plans for _, a, b in pieces for hour, _, _ in _hour_parts(a, b)}
+        if days or hours:
+            low, high = keys.day_sk(keys.day_key(min(days | hours))), keys.day_sk(keys.day_key(max(days | hours)))
+            for item in store.aggregates().between(self.pk, low, high, consistent=self.consistent):
+                self.day_items[keys.parse_aggregate(self.pk, item["sk"]).bucket_start] = item
+        self._read_hours(sorted(hours))
+
+    def add(self, deltas: dict[tuple[str, str], Counter[str]]) -> None:
+        """Add counters not yet committed (an aggregator's open window) to the items read."""
+        for (pk, sk), added in deltas.items():
+            if pk != self.pk:
+                continue
+            bucket = keys.parse_aggregate(pk, sk).bucket_start
+            items = self.day_items if sk.startswith(keys.DAY_PREFIX) else self.hour_items
+            merged = dict(items.get(bucket, {}))
+            for name, n in added.items():
+                merged[name] = merged.get(name, 0) + n
+            items[bucket] = merged
+
+    def _read_hours(self, hours: list[int]) -> None:
+        if not hours:
+            return
+        runs: list[list[int]] = []
+        for hour in hours:
+            if runs and hour - runs[-1][-1] <= HOUR_MS:
+                runs[-1].append(hour)
+            else:
+                runs.append([hour])
+        if len(runs) > 1 and self._one_query_is_cheaper(runs):
+            runs = [[hours[0], hours[-1]]]
+
+        def read(run: list[int]) -> list[dict]:
+            low, high = keys.hour_sk(keys.hour_key(run[0])), keys.hour_sk(keys.hour_key(run[-1]))
+            return store.aggregates().between(self.pk, low, high, consistent=self.consistent)
+
+        for items in in_parallel(read, runs):
+            for item in items:
+                self.hour_items[keys.parse_aggregate(self.pk, item["sk"]).bucket_start] = item
+
+    def _one_query_is_cheaper(self, runs: list[list[int]]) -> bool:
+        """One Query over every hour between the runs, or one per run (0.5 RCU at least each)?
+        A day item's event count bounds how many hour items that day can have."""
+        first, last = runs[0][0], runs[-1][-1]
+        expected = 0
+        for day in range(first // DAY_MS * DAY_MS, last + 1, DAY_MS):
+            item = self.day_items.get(day)
+            expected += min(24, int(item.get("events", 0))) if item else 0  # no day item: no hours
+        one = max(1, -(-expected * HOUR_ITEM_BYTES // 4096)) * 0.5
+        return one < 0.5 * len(runs)
+
+    def value(self, index: int) -> int:
+        """The series' total in window ``index``."""
+        days, pieces = self.plans[index]
+        total = sum(self.day_items.get(day, {}).get(self.counter, 0) for day in days)
+        for sign, low, high in pieces:
+            part = sum(
+                _quarters(self.hour_items.get(hour, {}), self.counter, first, last)
+                for hour, first, last in _hour_parts(low, high)
+            )
+            for piece in _raw_slices(low, high):
+                part += sum(measure_of(self.query, record) for record in self.raw[piece])
+            total += sign * part
+        return total
+
+
+def measure_of(query: UsageQuery, record: dict) -> int:
+    """What one raw record adds to the query's measure."""
+    counted = query.counted_type
+    if counted is not None:
+        return int(record["count"]) if record["type"] == counted else 0
+    return int(record_totals(record).get(query.measure, 0))
+
+
+def series_total(
+    query: UsageQuery, series: Series, consistent: bool = False, deltas: dict[tuple[str, str], Counter] | None = None
+) -> int:
+    """One series' exact total over the query's whole range (strongly consistent reads, and
+    uncommitted ``deltas`` added, when asked: what alerts compare with their thresholds)."""
+    plans = [_day_parts(query.start, query.end)]
+    slices = {piece for _, pieces in plans for _, a, b in pieces for piece in _raw_slices(a, b)}
+    raw = {piece: tenant_records(query.tenant, *piece) for piece in slices}
+    reader = SeriesReader(query, series, plans, raw, consistent)
+    reader.read()
+    reader.add(deltas or {})
+    return reader.value(0)
+
+
+# -- the answer ------------------------------------------------------------------------------
+def _check_windows(query: UsageQuery) -> list[tuple[int, int]]:
+    """The query's windows; 400 past ``MAX_ROWS`` of them, or for a window edge off the quarter-hour
+    grid (a zone's historical offset such as Monrovia's -0:44:30 until 1972): each such edge would
+    be a raw read, so their number would set the request's cost, whatever the tenant holds."""
+    spans = []
+    for span in windows(query.start, query.end, query.size, query.zone):
+        if spans and span[0] % QUARTER_MS:
+            offset = datetime.fromtimestamp(span[0] / 1000, query.zone).utcoffset()
+            raise BadRequest(
+                f"Invalid 'timeZone' parameter: {query.zone.key} was UTC{_offset(offset)} at "
+                f"{datetime.fromtimestamp(span[0] / 1000, UTC):%Y-%m-%dT%H:%M:%SZ}, off the quarter-hour grid "
+                "that windows are counted on; use one window for the range, or another zone"
+            )
+        spans.append(span)
+        if len(spans) > MAX_ROWS:
+            raise BadRequest(
+                f"Invalid 'windowSize' parameter: the range holds more than {MAX_ROWS:,} windows; "
+                "use a larger window or a shorter range"
+            )
+    return spans
+
+
+def _offset(offset: timedelta | None) -> str:
+    seconds = int((offset or timedelta()).total_seconds())
+    sign, seconds = ("-" if seconds < 0 else "+"), abs(seconds)
+    return f"{sign}{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def run_query(query: UsageQuery) -> list[tuple[int, int, tuple[tuple[str, str], ...], int]]:
+    """(window start, window end, group, value) rows, ascending, non-zero only."""
+    spans = _check_windows(query)
+    if not spans:
+        return []
+    series = plan_series(query)
+    plans = [_day_parts(a, b) for a, b in spans]
+    sums: dict[tuple[int, tuple], int] = defaultdict(int)
+    if series is None or (len(series) > RAW_CHECK_SERIES and _raw_is_cheaper(query, series, plans)):
+        _sum_raw(query, spans, sums)
+    elif series:
+        slices = {piece for _, pieces in plans for _, a, b in pieces for piece in _raw_slices(a, b)}
+        raw = {piece: tenant_records(query.tenant, *piece) for piece in slices}  # once for every series
+        readers = [SeriesReader(query, s, plans, raw) for s in series]
+        with ThreadPoolExecutor(max_workers=_READERS) as pool:
+            list(pool.map(with_log_keys(SeriesReader.read), readers))
+        for reader in readers:
+            for index in range(len(spans)):
+                sums[(index, reader.series.group)] += reader.value(index)
+    rows = [(spans[i][0], spans[i][1], group, v) for (i, group), v in sums.items() if v]
+    if len(rows) > MAX_ROWS:
+        raise BadRequest(
+            f"Invalid 'groupBy' parameter: the answer has more than {MAX_ROWS:,} rows; "
+            "filter, group by fewer fields, or use a larger window"
+        )
+    return sorted(rows, key=lambda row: (row[0], row[2]))
+
+
+def _raw_is_cheaper(query: UsageQuery, series: list[Series], plans: list[Plan]) -> bool:
+    """Would the tenant's raw events in the range cost fewer reads than one Query (or more) per group?
+
+    Many small groups (every end user of a quiet tenant) can cost more in per-Query minimums than
+    the events themselves; the tenant's day items say how many events the range can hold.
+    """
+    pieces = {(a, b) for _, window_pieces in plans for _, a, b in window_pieces}  # each: one hour Query at most
+    by_items = len(series) * 0.5 * (1 + len(pieces))
+    events = _events_within(query)
+    by_records = max(keys.TENANT_SHARDS * 0.5, events * RAW_RECORD_BYTES / 4096 * 0.5)
+    return events <= MAX_RAW_RECORDS and by_records < by_items
+
+
+def _events_within(query: UsageQuery) -> int:
+    """How many events the UTC days the range touches hold (the tenant's day items): at least
+    the raw records the range holds."""
+    first, last = keys.day_key(query.start), keys.day_key(query.end - 1)
+    days = store.aggregates().between(TENANT.pk(query.tenant, ""), keys.day_sk(first), keys.day_sk(last))
+    return sum(int(day.get("events", 0)) for day in days)
+
+
+def _field(record: dict[str, Any], name: str) -> str:
+    """A record's value of a groupBy field; a model counts only as an agent's model, as its items do."""
+    if name == "model" and not record.get("agentId"):
+        return ""
+    return record.get(name, "")
+
+
+def _sum_raw(query: UsageQuery, spans: list[tuple[int, int]], sums: dict) -> None:
+    """Sum raw records (combinations no aggregate holds, or fewer reads), at most ``MAX_RAW_RECORDS``."""
+    starts = [a for a, _ in spans]
+    too_many = BadRequest(
+        f"Invalid 'from' parameter: grouping or filtering by {' and '.join(sorted(query.fields))} "
+        f"together sums raw events, at most {MAX_RAW_RECORDS:,}; narrow the range"
+    )
+    if _events_within(query) > MAX_RAW_RECORDS:  # refused from the day items, before any record is read
+        raise too_many
+    for seen, record in enumerate(tenant_records(query.tenant, query.start, query.end), start=1):
+        if seen > MAX_RAW_RECORDS:
+            raise too_many
+        if any(_field(record, name) not in values for name, values in query.filters.items()):
+            continue
+        group = tuple((name, _field(record, name)) for name in GROUPS if name in query.group_by)
+        if any(value == "" for _, value in group):
+            continue  # an event without the grouped field belongs to no group
+        sums[(bisect.bisect_right(starts, record["ts"]) - 1, group)] += measure_of(query, record)
