@@ -38,8 +38,39 @@ _CfnLoader.add_multi_constructor("!", _intrinsic)
 
 
 def load(path: Path = TEMPLATE) -> dict[str, Any]:
-    """The template as plain data."""
-    return yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    """The template as plain data, its ``Fn::ForEach`` loops expanded."""
+    return expand_loops(yaml.load(path.read_text(), Loader=_CfnLoader))  # noqa: S506 - SafeLoader subclass
+
+
+FOR_EACH = "Fn::ForEach::"
+
+
+def expand_loops(node: Any) -> Any:
+    """Expand ``Fn::ForEach`` (the ``AWS::LanguageExtensions`` transform) as CloudFormation does:
+    the fragment once per item of the collection, ``${Identifier}`` replaced in its keys and strings."""
+    if isinstance(node, list):
+        return [expand_loops(value) for value in node]
+    if not isinstance(node, dict):
+        return node
+    expanded: dict[str, Any] = {}
+    for key, value in node.items():
+        if key.startswith(FOR_EACH):
+            identifier, collection, fragment = value
+            for item in collection:
+                expanded.update(expand_loops(_substitute(fragment, "${" + identifier + "}", item)))
+        else:
+            expanded[key] = expand_loops(value)
+    return expanded
+
+
+def _substitute(node: Any, placeholder: str, item: str) -> Any:
+    if isinstance(node, str):
+        return node.replace(placeholder, item)
+    if isinstance(node, list):
+        return [_substitute(value, placeholder, item) for value in node]
+    if isinstance(node, dict):
+        return {_substitute(k, placeholder, item): _substitute(v, placeholder, item) for k, v in node.items()}
+    return node
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from local.lambda_runtime import invoke
-from local.template import ROOT
+from local.template import ROOT, expand_loops
 from tests.conftest import STACK
 from tests.helpers import sample_event, sample_event_name
 
@@ -114,3 +114,13 @@ def test_sample_events_run_against_their_handlers(keys, logical_id, monkeypatch,
 def test_every_path_in_the_template_is_relative_to_the_repo():
     for function in STACK.functions().values():
         assert Path(function.code_dir).is_relative_to(ROOT)
+
+
+def test_the_local_reader_expands_for_each_loops_as_cloudformation_does():
+    fragment = {"${T}Alarm": {"Properties": {"Value": {"Fn::Sub": "${${T}Table}"}, "Text": "${T} is ${T}"}}}
+    loop = {"Kept": 1, "Fn::ForEach::Tables": ["T", ["Records", "Alerts"], fragment]}
+    assert expand_loops(loop) == {
+        "Kept": 1,
+        "RecordsAlarm": {"Properties": {"Value": {"Fn::Sub": "${RecordsTable}"}, "Text": "Records is Records"}},
+        "AlertsAlarm": {"Properties": {"Value": {"Fn::Sub": "${AlertsTable}"}, "Text": "Alerts is Alerts"}},
+    }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -120,16 +121,21 @@ def _alarms() -> dict[str, dict]:
     return {k: v["Properties"] for k, v in STACK.resources.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
 
 
+def _resource_named(value: Any) -> str:
+    """The logical id a dimension names: ``Ref X``, ``GetAtt X.Attr``, or ``Sub "${X}"`` as the
+    alarm loops write it (``Fn::ForEach`` substitutes only inside strings)."""
+    if not isinstance(value, dict):
+        return value
+    if "Fn::Sub" in value:
+        return re.fullmatch(r"\$\{(\w+)(\.\w+)?\}", value["Fn::Sub"]).group(1)
+    return value.get("Ref") or value["Fn::GetAtt"][0]
+
+
 def _watched(metric: str, dimension: str) -> set[str]:
     found = set()
     for alarm in _alarms().values():
         if alarm.get("MetricName") == metric:
-            for pair in alarm.get("Dimensions", []):
-                value = pair["Value"]
-                if pair["Name"] == dimension:
-                    found.add(
-                        value.get("Ref") or value.get("Fn::GetAtt", [None])[0] if isinstance(value, dict) else value
-                    )
+            found |= {_resource_named(p["Value"]) for p in alarm.get("Dimensions", []) if p["Name"] == dimension}
     return found
 
 
@@ -148,7 +154,9 @@ def test_every_dead_letter_and_failure_queue_and_table_alarms():
 
 
 def test_the_services_own_failure_metrics_alarm_and_each_is_emitted_by_the_code():
-    source = "\n".join(path.read_text() for path in [*ROOT.glob("shared/meter/**/*.py"), *ROOT.glob("functions/*/app.py")])
+    source = "\n".join(
+        path.read_text() for path in [*ROOT.glob("shared/meter/**/*.py"), *ROOT.glob("functions/*/app.py")]
+    )
     for metric in ("UncountedEvents", "DriftedAggregates", "StreamRecordsFailed", "UnhandledErrors",
                    "ReconcileFailures", "OvercountedAggregates", "IngestMessagesParked",
                    "AlertDeliveriesFailed", "AlertChecksFailed", "AggregateWritesRefused",
