@@ -19,7 +19,7 @@ PYTEST_WORKERS ?= 2
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install run key redrive reconcile events load test test-fast lint format bench build deploy clean help
+.PHONY: install run key redrive reconcile events load test test-fast lint openapi format bench build deploy clean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ test-fast: $(VENV)/.installed ## unit and in-process tests only
 lint: $(VENV)/.installed ## ruff check and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+openapi: $(VENV)/.installed ## regenerate docs/openapi.json from the code (a test fails when it is stale)
+	$(PY) -m local.openapi > docs/openapi.json
 
 format: $(VENV)/.installed ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .

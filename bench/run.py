@@ -770,7 +770,7 @@ def main(argv: list[str] | None = None) -> int:
     results["cold_start_ms"] = coldstart.measure(3 if args.quick else 7, lean_env)
     results["bench_seconds"] = round(time.perf_counter() - began)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "quick" if args.quick else "latest"  # latest.* is the last full run, committed for the README
+    name = "quick" if args.quick else "latest"  # latest.* is the last full run, committed; docs/performance.md and the README cite it
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     report = _report(results)
     (RESULTS / f"{name}.md").write_text(report)

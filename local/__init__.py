@@ -1,4 +1,4 @@
-"""Local stack without Docker: serves template.yaml over DynamoDB Local (see README)."""
+"""Local stack without Docker: serves template.yaml over DynamoDB Local (see docs/development.md)."""
 
 import sys
 

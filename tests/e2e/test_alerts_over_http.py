@@ -43,7 +43,7 @@ def receiver():
 
 
 def verify(secret: str, signature: str, body: bytes) -> bool:
-    """The README's receiver check: HMAC-SHA256 of ``<t>.<body>``, compared in constant time."""
+    """The receiver check docs/api.md shows: HMAC-SHA256 of ``<t>.<body>``, compared in constant time."""
     fields = dict(part.split("=", 1) for part in signature.split(","))
     expected = hmac.new(secret.encode(), f"{fields['t']}.".encode() + body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, fields["v1"])

@@ -85,7 +85,7 @@ def counted(gateway, keys) -> list[UsageRecord]:
 
 
 def _field(record: UsageRecord, name: str) -> str | None:
-    """A model is an agent's model: an event without an agent has none (README, the query API)."""
+    """A model is an agent's model: an event without an agent has none (docs/api.md, the query API)."""
     if name == "model" and "agentId" not in record.relations:
         return None
     return record.type if name == "type" else record.relations.get(name)

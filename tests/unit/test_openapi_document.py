@@ -1,0 +1,24 @@
+"""The committed OpenAPI document is the one the code generates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from local.openapi import document
+
+COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+
+
+def test_the_committed_document_is_current():
+    generated = json.dumps(document(), indent=2) + "\n"
+    assert COMMITTED.read_text() == generated, "docs/openapi.json is stale: run `make openapi` and commit it"
+
+
+def test_the_document_describes_every_route_of_the_template():
+    from local.template import Stack
+
+    paths = json.loads(COMMITTED.read_text())["paths"]
+    routes = {(route.path, route.method.lower()) for route in Stack().routes() if route.path != "/{proxy+}"}
+    described = {(path, method) for path, operations in paths.items() for method in operations}
+    assert routes - described == set()
