@@ -52,7 +52,7 @@ CASES = [
 def reads(meter: Any, stack: Any, tenant: str) -> list[dict[str, Any]]:
     """Each hostile form beside the normal one, on ``tenant``'s data set and on a tenant with none."""
     from local.gateway import Gateway
-    from meter.api.auth import create_key
+    from tools.admin import create_key
 
     gateway = Gateway(stack)
     with_data, without = create_key(tenant, ["read"]), create_key(EMPTY, ["read"])
@@ -95,7 +95,7 @@ def alerts_delay(start_mapping: Aggregating, alert_count: int, window_s: int) ->
     (every zone a different period) sends events on the same shards; and that tenant stays exact."""
     from zoneinfo import available_timezones
 
-    from meter.alerts.rules import create_alert
+    from meter.api.alerts import create_alert
 
     day = datetime.now(UTC).replace(hour=4, minute=0, second=0, microsecond=0) - timedelta(days=3)
     alone = _totals_while(start_mapping, day, "alone", alongside=False)
@@ -122,7 +122,7 @@ def alerts_delay(start_mapping: Aggregating, alert_count: int, window_s: int) ->
 
 def _firing(tenant: str, url: str, mapping: Any, day: datetime, tag: str) -> dict[str, Any]:
     """A stream record of a new firing of ``tenant``'s alert with a webhook to ``url``."""
-    from meter.alerts.rules import create_alert
+    from meter.api.alerts import create_alert
     from meter.dal import store
 
     alert = create_alert(tenant, {"name": tag, "measure": "credits", "period": "day", "thresholds": [1],

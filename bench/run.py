@@ -105,7 +105,7 @@ class Bench:
     def live(self, seconds: int, per_second: int) -> dict[str, Any]:
         """One tenant's live traffic through the HTTP API, aggregated with the template's settings."""
         from local.gateway import Gateway
-        from meter.api.auth import create_key
+        from tools.admin import create_key
 
         gateway, token = Gateway(self.stack), create_key(LIVE_TENANT, ["ingest", "read"], rate_limit=0)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -241,8 +241,8 @@ class Bench:
         """A 30-day identifier query through the gateway, all in: authentication (cached per container
         as the handlers cache it), rate limiting (the deployment default) and the query; in read-unit equivalents."""
         from local.gateway import Gateway
-        from meter.api.auth import create_key
         from meter.core.config import get_settings
+        from tools.admin import create_key
 
         os.environ["RATE_LIMIT_PER_SECOND"] = self.stack.parameters["RateLimitPerSecond"]
         get_settings.cache_clear()
@@ -399,7 +399,7 @@ class Bench:
     def alert_status(self) -> dict[str, dict[str, float]]:
         """``GET /v1/alerts/{id}/status`` (what a platform asks before running an agent) on the
         backfill data set: read units measured and billed, and the read calls, per kind of alert."""
-        from meter.alerts.rules import alert_status, create_alert
+        from meter.api.alerts import alert_status, create_alert
 
         cases = {
             "end user, day, UTC": {"subject": {"identifier": identifier(1)}, "period": "day"},
@@ -436,8 +436,8 @@ class Bench:
         from urllib.parse import urlencode
 
         from local.gateway import Gateway
-        from meter.alerts.rules import create_alert
-        from meter.api.auth import create_key
+        from meter.api.alerts import create_alert
+        from tools.admin import create_key
 
         gateway, token = Gateway(self.stack), create_key(tenant, ["read"])
         alert = create_alert(tenant, {"name": "top user", "measure": "credits", "thresholds": [10**12],
@@ -770,7 +770,9 @@ def main(argv: list[str] | None = None) -> int:
     results["cold_start_ms"] = coldstart.measure(3 if args.quick else 7, lean_env)
     results["bench_seconds"] = round(time.perf_counter() - began)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "quick" if args.quick else "latest"  # latest.* is the last full run, committed; docs/performance.md and the README cite it
+    name = (
+        "quick" if args.quick else "latest"
+    )  # latest.* is the last full run, committed; docs/performance.md and the README cite it
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     report = _report(results)
     (RESULTS / f"{name}.md").write_text(report)

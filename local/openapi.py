@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from meter.alerts.rules import Alert, AlertChange, AlertList, AlertSpec, AlertStatus, TriggerList
+from meter.api.alerts import Alert, AlertChange, AlertList, AlertSpec, AlertStatus, TriggerList
 from meter.api.chatbotkit import ID_FILTERS, MAX_TAKE
 from meter.api.usage_query import QueryResult
 from meter.ingest.batch import MAX_BATCH_EVENTS

@@ -114,8 +114,8 @@ def ensure_tables(stack: Stack) -> list[str]:
 
 
 def _demo_token(state_dir: Path) -> str:
-    from meter.api.auth import create_key
     from meter.dal.tenants import get_tenant
+    from tools.admin import create_key
 
     token_file = state_dir / "demo-token"
     if get_tenant("demo") is None or not token_file.exists():

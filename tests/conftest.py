@@ -34,10 +34,10 @@ from local.queues import create_queues
 from local.template import Stack
 from meter.alerts import delivery, rules
 from meter.api import auth, ratelimit
-from meter.api.auth import create_key
 from meter.core.config import get_settings
 from meter.counting import distinct
 from meter.dal import arrivals, cursors, dynamo, sqs, tenants
+from tools.admin import create_key
 
 STACK = Stack()
 
@@ -141,7 +141,7 @@ def gateway(aws: None) -> Gateway:
 @pytest.fixture
 def keys(aws: None) -> dict[str, str]:
     """Tokens for two tenants with every scope, and single-scope and revoked keys."""
-    from meter.api.auth import revoke_key
+    from tools.admin import revoke_key
 
     revoked = create_key("acme", ["ingest", "read"])
     revoke_key(revoked.split(":")[0])

@@ -40,8 +40,8 @@ def sample_event_name(logical_id: str) -> str:
 def sample_event(logical_id: str) -> dict[str, Any]:
     """A function's sample event, its placeholder key swapped for a real one of tenant ``demo``."""
     from local.template import ROOT
-    from meter.api.auth import create_key
     from meter.dal.tenants import SCOPES, ensure_tenant
+    from tools.admin import create_key
 
     ensure_tenant("demo")
     event = json.loads((ROOT / "events" / f"{sample_event_name(logical_id)}.json").read_text())

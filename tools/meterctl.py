@@ -158,31 +158,31 @@ def run(argv: list[str]) -> int:
     """Run one command; returns the exit status."""
     args = _parser().parse_args(argv)
     _configure(args)
-    from meter.api import auth
     from meter.dal import tenants
+    from tools import admin
 
     try:
         if args.command == "create-key":
             scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
-            token = auth.create_key(args.tenant, scopes, args.name, args.rate_limit)
+            token = admin.create_key(args.tenant, scopes, args.name, args.rate_limit)
             print(f"Created key {token.split(':')[0]} for tenant {args.tenant} (scopes {args.scopes}).")
             print("The secret is shown once; store it now. Token:")
             print(token)
         elif args.command == "list-keys":
-            for key in auth.list_keys(args.tenant):
+            for key in admin.list_keys(args.tenant):
                 state = "revoked" if key.get("revokedAt") else "active"
                 print(f"{key['keyId']}\t{key['tenant']}\t{','.join(key['scopes'])}\t{state}\t{key.get('name', '')}")
         elif args.command == "revoke-key":
-            auth.revoke_key(args.key_id)
+            admin.revoke_key(args.key_id)
             print(f"Revoked {args.key_id}; containers forget their cached verdict within AuthCacheSeconds.")
         elif args.command == "create-tenant":
             created = tenants.ensure_tenant(args.tenant)
             print(f"Tenant {args.tenant} {'created' if created else 'already exists'}.")
         elif args.command == "set-rate-card":
-            card = tenants.set_rate_card(args.tenant, key_values(args.rates, "TYPE=CREDITS_PER_UNIT"))
+            card = admin.set_rate_card(args.tenant, key_values(args.rates, "TYPE=CREDITS_PER_UNIT"))
             print(json.dumps({k: str(v) for k, v in card.items()}))
         elif args.command == "set-billing-anchor":
-            tenants.set_billing_anchor(args.tenant, args.day)
+            admin.set_billing_anchor(args.tenant, args.day)
             print(f"Billing periods of {args.tenant} start on day {args.day} of each month (UTC).")
         elif args.command == "show-tenant":
             found = tenants.get_tenant(tenants.validate_tenant_name(args.tenant))

@@ -1,6 +1,6 @@
 """GET /v1/alerts/{alertId}/status (ours, scope read): the current period's exact value and thresholds."""
 
-from meter.alerts.rules import alert_status
+from meter.api.alerts import alert_status
 from meter.api.http import api_handler, path_parameter
 from meter.core.logs import observed
 

@@ -1,6 +1,6 @@
 """GET /v1/alerts/{alertId}/triggers (ours, scope read): every firing, newest first, paged."""
 
-from meter.alerts.rules import list_triggers
+from meter.api.alerts import list_triggers
 from meter.api.http import api_handler, path_parameter, query_parameters
 from meter.core.logs import observed
 

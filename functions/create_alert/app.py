@@ -1,9 +1,9 @@
 """POST /v1/alerts (ours, scope admin): a threshold alert; fires at once for thresholds already reached."""
 
-from meter.alerts.rules import create_alert
+from meter.api.alerts import create_alert
 from meter.api.http import api_handler, body_bytes
+from meter.core.json_body import decode_json
 from meter.core.logs import observed
-from meter.ingest.batch import decode_json
 
 
 @api_handler("admin", status=lambda _: 201)

@@ -1,6 +1,6 @@
 """DELETE /v1/alerts/{alertId} (ours, scope admin): remove an alert."""
 
-from meter.alerts.rules import delete_alert
+from meter.api.alerts import delete_alert
 from meter.api.http import api_handler, path_parameter
 from meter.core.logs import observed
 

@@ -1,6 +1,6 @@
 """GET /v1/alerts/{alertId} (ours, scope read): one alert."""
 
-from meter.alerts.rules import get_alert
+from meter.api.alerts import get_alert
 from meter.api.http import api_handler, path_parameter
 from meter.core.logs import observed
 

@@ -1,6 +1,6 @@
 """GET /v1/alerts (ours, scope read): the tenant's alerts, a page at a time."""
 
-from meter.alerts.rules import list_alerts
+from meter.api.alerts import list_alerts
 from meter.api.http import api_handler, query_parameters
 from meter.core.logs import observed
 

@@ -1,9 +1,9 @@
 """PATCH /v1/alerts/{alertId} (ours, scope admin): rename, change thresholds or the webhook."""
 
-from meter.alerts.rules import change_alert
+from meter.api.alerts import change_alert
 from meter.api.http import api_handler, body_bytes, path_parameter
+from meter.core.json_body import decode_json
 from meter.core.logs import observed
-from meter.ingest.batch import decode_json
 
 
 @api_handler("admin")

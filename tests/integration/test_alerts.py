@@ -21,6 +21,7 @@ import pytest
 from local.streams import StreamMapping
 from local.webhook_receiver import Receiver
 from meter.alerts import delivery, rules, webhooks
+from meter.api import alerts as alerts_api
 from meter.core.localtime import DAY, MONTH, window_start
 from meter.core.timerange import DAY_MS, HOUR_MS, iso, now_ms
 from meter.dal import store
@@ -137,7 +138,7 @@ def test_changing_what_an_alert_watches_is_refused_and_unknown_alerts_are_404(ga
 
 
 def test_a_tenant_holds_a_limited_number_of_alerts(gateway, keys, monkeypatch):
-    monkeypatch.setattr(rules, "MAX_ALERTS", 2)
+    monkeypatch.setattr(alerts_api, "MAX_ALERTS", 2)
     create(gateway, keys["acme"])
     create(gateway, keys["acme"])
     response = call(gateway, "POST", "/v1/alerts", keys["acme"], alert())
@@ -224,7 +225,9 @@ def _boundary(size: str, zone: ZoneInfo) -> int:
 def test_periods_roll_over_at_local_midnight(gateway, keys, period, zone, size):
     token = keys["acme"]
     boundary = _boundary(size, ZoneInfo(zone))
-    made = rules.create_alert("acme", alert(period=period, timeZone=zone, thresholds=[10]), now=boundary - 2 * DAY_MS)
+    made = alerts_api.create_alert(
+        "acme", alert(period=period, timeZone=zone, thresholds=[10]), now=boundary - 2 * DAY_MS
+    )
     half_hour = 30 * 60_000
     count(gateway, token, event("before", 8, boundary - half_hour), event("after", 8, boundary + half_hour))
     assert fired(gateway, token, made["id"]) == []  # 8 in each period, never 16 in one
@@ -436,8 +439,8 @@ def _drain_checks(queue_url: str) -> None:
 def test_a_tenants_many_alerts_cost_the_aggregator_a_fixed_budget_and_all_still_fire(
     gateway, keys, queues, monkeypatch
 ):
-    from meter.api.auth import create_key
     from meter.dal import dynamo
+    from tools.admin import create_key
 
     monkeypatch.setattr(rules, "CHECKS_PER_TENANT", 4)
     monkeypatch.setattr(rules, "CHECKS_PER_MESSAGE", 6)
@@ -453,7 +456,9 @@ def test_a_tenants_many_alerts_cost_the_aggregator_a_fixed_budget_and_all_still_
     made = {}
     for tenant, many in (("initech", 6), ("hooli", 18)):
         token = create_key(tenant, ["ingest", "read", "admin"])
-        made[tenant] = [rules.create_alert(tenant, alert(thresholds=thresholds), now=NOW)["id"] for _ in range(many)]
+        made[tenant] = [
+            alerts_api.create_alert(tenant, alert(thresholds=thresholds), now=NOW)["id"] for _ in range(many)
+        ]
         calls.clear()
         count(gateway, token, event(f"{tenant}-1", 7), event(f"{tenant}-2", 0))
         reads[tenant] = _reads_of(calls, tenant)
@@ -469,16 +474,16 @@ def test_a_tenants_many_alerts_cost_the_aggregator_a_fixed_budget_and_all_still_
 
 def test_a_cursor_works_only_on_the_listing_that_minted_it(gateway, keys):
     first, second = create(gateway, keys["acme"]), create(gateway, keys["acme"])
-    minted = rules.list_alerts("acme", None, limit=1)["cursor"]
-    assert [a["id"] for a in rules.list_alerts("acme", minted, limit=1)["data"]] == sorted([first["id"], second["id"]])[
-        1:
-    ]
+    minted = alerts_api.list_alerts("acme", None, limit=1)["cursor"]
+    assert [a["id"] for a in alerts_api.list_alerts("acme", minted, limit=1)["data"]] == sorted(
+        [first["id"], second["id"]]
+    )[1:]
     for path in ("/api/v1/usage/list", f"/v1/alerts/{first['id']}/triggers"):
         response = call(gateway, "GET", path, keys["acme"], query={"cursor": minted})
         assert response.status == 400 and "'cursor'" in response.json()["error"], (path, response.json())
     count(gateway, keys["acme"], event("x", 25))  # two firings each: a page of one has a cursor
-    of_first = rules.list_triggers("acme", first["id"], None, limit=1)["cursor"]
-    assert rules.list_triggers("acme", first["id"], of_first, limit=1)["data"]
+    of_first = alerts_api.list_triggers("acme", first["id"], None, limit=1)["cursor"]
+    assert alerts_api.list_triggers("acme", first["id"], of_first, limit=1)["data"]
     response = call(gateway, "GET", f"/v1/alerts/{second['id']}/triggers", keys["acme"], query={"cursor": of_first})
     assert response.status == 400
     response = call(gateway, "GET", "/v1/alerts", keys["acme"], query={"cursor": of_first})

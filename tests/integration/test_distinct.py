@@ -15,9 +15,10 @@ from meter.counting import distinct
 from meter.counting.distinct import seen_since
 from meter.dal import dynamo
 from meter.dal.keys import day_key
-from meter.dal.tenants import billing_period_start, set_billing_anchor
+from meter.dal.tenants import billing_period_start
 from tests.conftest import STACK
 from tests.helpers import aggregator, call
+from tools.admin import set_billing_anchor
 
 NOW = datetime.now(UTC)
 RELATIONS = ("identifier", "datasetId", "skillsetId", "abilityId")

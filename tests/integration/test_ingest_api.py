@@ -86,7 +86,7 @@ def test_invalid_batch_stores_nothing_and_names_each_field(gateway, keys):
 
 
 def test_rate_card_credits_are_applied_at_ingest(gateway, keys):
-    from meter.dal.tenants import set_rate_card
+    from tools.admin import set_rate_card
 
     set_rate_card("acme", {"tokens.output": "0.01"})
     call(gateway, "POST", "/v1/events", keys["acme"], EVENT)

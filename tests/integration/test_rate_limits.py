@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from meter.api import ratelimit
-from meter.api.auth import create_key
 from tests.helpers import call
+from tools.admin import create_key
 
 PATH = "/api/v1/consumption/identifier/nobody/dates"
 

@@ -257,7 +257,8 @@ def test_row_limit_is_stated_in_the_error(gateway, keys):
 
 def test_billing_period_starts_at_the_tenants_anchor_day(gateway, keys):
     from meter.core.timerange import iso, now_ms
-    from meter.dal.tenants import billing_period_start, set_billing_anchor
+    from meter.dal.tenants import billing_period_start
+    from tools.admin import set_billing_anchor
 
     set_billing_anchor("acme", 15)
     body = get(gateway, keys["acme"], [("period", "billing")]).json()

@@ -22,8 +22,6 @@ print(json.dumps(sorted(name for name in sys.modules if name.split(".")[0] in ("
 VALIDATING = {"IngestEventsFunction", "IngestQueueFunction", "UsageQueryFunction"}
 VALIDATING |= {f"{name}Function" for name in ("CreateAlert", "ListAlerts", "GetAlert", "UpdateAlert", "DeleteAlert")}
 VALIDATING |= {"AlertStatusFunction", "AlertTriggersFunction"}
-# Background functions that evaluate or show alerts (shapes shared with the alerts API); no request waits on them.
-VALIDATING |= {"AggregateStreamFunction", "DeliverAlertsFunction", "ReconcileFunction", "CheckAlertsFunction"}
 
 
 def _loaded(name: str, tracing: str) -> set[str]:

@@ -27,10 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from meter.core.config import get_settings
-from meter.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from meter.core.timerange import now_ms
+from meter.core.errors import Forbidden, Unauthorized
 from meter.dal import keys, store
-from meter.dal.tenants import SCOPES, ensure_tenant
 
 INVALID_KEY = "Invalid or missing API key"
 _ALPHABET = string.digits + string.ascii_letters
@@ -152,49 +150,3 @@ def principal_from_event(event: dict[str, Any], scope: str) -> Principal:
     if scope not in principal.scopes:
         raise Forbidden(f"This API key lacks the '{scope}' scope")
     return principal
-
-
-def create_key(tenant: str, scopes: list[str], name: str = "", rate_limit: int | None = None) -> str:
-    """Create a key for ``tenant`` (creating the tenant too); returns the full token once.
-
-    ``rate_limit`` (requests per second, 0 = unlimited) overrides the deployment's default.
-    """
-    if rate_limit is not None and rate_limit < 0:
-        raise BadRequest("Invalid rate limit: use a whole number of requests per second, 0 for unlimited")
-    unknown = sorted(set(scopes) - set(SCOPES))
-    if unknown or not scopes:
-        raise BadRequest(f"Invalid scopes {unknown or scopes}: choose from {', '.join(SCOPES)}")
-    ensure_tenant(tenant)
-    public_id, secret = new_key()
-    item = {
-        "pk": keys.api_key_pk(public_id),
-        "tenant": tenant,
-        "scopes": sorted(set(scopes)),
-        "secretHash": hash_secret(secret),
-        "createdAt": now_ms(),
-        "name": name or None,
-        "rateLimit": rate_limit,
-    }
-    if not store.tenants().put_new(item):
-        raise RuntimeError("a fresh key id is already taken")  # 95 random bits: never in practice
-    return f"{public_id}:{secret}"
-
-
-def list_keys(tenant: str | None = None) -> list[dict[str, Any]]:
-    """Every key (optionally of one tenant), without secret hashes. Admin use: scans the table."""
-    found = []
-    for item in store.tenants().with_prefix(keys.api_key_pk("")):
-        if tenant is None or item["tenant"] == tenant:
-            item.pop("secretHash", None)
-            found.append({"keyId": keys.api_key_id(item.pop("pk")), **item})
-    return sorted(found, key=lambda k: (k["tenant"], k["createdAt"]))
-
-
-def revoke_key(public_id: str) -> None:
-    """Revoke a key; it stops working once cached verdicts expire (``AUTH_CACHE_SECONDS``)."""
-    store.tenants().update_existing(
-        {"pk": {"S": keys.api_key_pk(public_id)}},
-        "SET revokedAt = if_not_exists(revokedAt, :now)",
-        {":now": {"N": str(now_ms())}},
-        NotFound(f"Unknown key '{public_id}'"),
-    )

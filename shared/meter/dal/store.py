@@ -322,11 +322,25 @@ class Control(Table):
 class Tenants(Table):
     """Tenants: ``TENANT#<name>`` (rate card, billing anchor) and ``KEY#<public id>`` (API keys)."""
 
-    def update_existing(self, key: Key, expression: str, values: dict[str, Any], missing: Exception) -> None:
-        """Update an item only if it exists; raise ``missing`` when it does not."""
-        done = self.update(key, expression, "attribute_exists(pk)", ExpressionAttributeValues=values)
-        if done is None:
-            raise missing
+    def _update_existing(self, pk: str, expression: str, values: dict[str, Any]) -> bool:
+        """Update an item only if it exists; False when it does not."""
+        done = self.update({"pk": {"S": pk}}, expression, "attribute_exists(pk)", ExpressionAttributeValues=values)
+        return done is not None
+
+    def revoke_key(self, public_id: str, at: int) -> bool:
+        """Mark a key revoked at ``at`` (kept if it already was); False for an unknown key."""
+        return self._update_existing(
+            keys.api_key_pk(public_id), "SET revokedAt = if_not_exists(revokedAt, :now)", {":now": {"N": str(at)}}
+        )
+
+    def set_rate_card(self, tenant: str, card: dict[str, Any]) -> bool:
+        """Replace a tenant's rate card (credits per unit of each type); False for an unknown tenant."""
+        values = {":card": {"M": {k: {"N": str(v)} for k, v in card.items()}}}
+        return self._update_existing(keys.tenant_pk(tenant), "SET rateCard = :card", values)
+
+    def set_billing_anchor(self, tenant: str, day: int) -> bool:
+        """Set the day of month a tenant's billing period starts; False for an unknown tenant."""
+        return self._update_existing(keys.tenant_pk(tenant), "SET billingAnchorDay = :day", {":day": {"N": str(day)}})
 
 
 class Alerts(Table):

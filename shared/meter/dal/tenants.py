@@ -10,7 +10,7 @@ import math
 import re
 import time
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from meter.core.config import get_settings
@@ -55,28 +55,9 @@ def get_tenant(name: str) -> dict[str, Any] | None:
     return store.tenants().get(_tenant_key(name))
 
 
-def set_rate_card(name: str, rates: dict[str, str | int | float]) -> dict[str, Decimal]:
-    """Replace a tenant's rate card: credits per unit of each event type."""
-    card: dict[str, Decimal] = {}
-    for event_type, rate in rates.items():
-        try:
-            card[event_type] = Decimal(str(rate))
-        except InvalidOperation:
-            raise BadRequest(f"Invalid rate for '{event_type}': {rate!r} is not a number") from None
-        if not card[event_type].is_finite() or card[event_type] < 0:
-            raise BadRequest(f"Invalid rate for '{event_type}': it must be a number >= 0")
-    values = {":card": {"M": {k: {"N": str(v)} for k, v in card.items()}}}
-    store.tenants().update_existing(_tenant_key(name), "SET rateCard = :card", values, _unknown(name))
+def forget_rate_card(name: str) -> None:
+    """Drop this container's cached rate card of a tenant whose card changed."""
     _rate_cards.pop(name, None)
-    return card
-
-
-def set_billing_anchor(name: str, day: int) -> None:
-    """Set the day of month (1-28, UTC) on which the tenant's billing period starts."""
-    if not 1 <= day <= 28:
-        raise BadRequest("Invalid billing anchor day: use 1 to 28")
-    values = {":day": {"N": str(day)}}
-    store.tenants().update_existing(_tenant_key(name), "SET billingAnchorDay = :day", values, _unknown(name))
 
 
 def rate_card(name: str) -> dict[str, Decimal]:

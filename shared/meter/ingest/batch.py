@@ -7,8 +7,6 @@ record, so only new events are ever aggregated.
 
 from __future__ import annotations
 
-import json
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +16,7 @@ from pydantic import ValidationError
 
 from meter.core.config import get_settings
 from meter.core.errors import BadRequest, PayloadTooLarge, Unavailable
+from meter.core.json_body import decode_json
 from meter.core.logs import with_log_keys
 from meter.core.timerange import DAY_MS, now_ms, to_ms
 from meter.dal import store
@@ -27,9 +26,7 @@ from meter.dal.tenants import credits_for, rate_card
 from meter.ingest.models import UsageEvent
 
 MAX_BATCH_EVENTS = 500
-MAX_BODY_BYTES = 1_000_000
 _PUT_WORKERS = 16
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # \ud800-\udfff, paired or not
 
 
 @dataclass
@@ -49,45 +46,6 @@ class IngestResult:
             "conflicts": self.count("conflict"),
             "results": self.results,
         }
-
-
-LONGEST_NUMBER = 64  # digits: past every numeric field's bound (DynamoDB keeps 38), short of the C parser's 4,300
-
-
-def _whole_number(digits: str) -> int:
-    """A JSON integer, or one past every bound for one too long to convert (so the field's own
-    validation refuses it by name, instead of ``int()`` raising past 4,300 digits)."""
-    if len(digits) > LONGEST_NUMBER:
-        return -(10**LONGEST_NUMBER) if digits.startswith("-") else 10**LONGEST_NUMBER
-    return int(digits)
-
-
-def parse_json(raw: str | bytes) -> Any:
-    """``json.loads``, with integers of any length read as ``_whole_number`` does."""
-    return json.loads(raw, parse_int=_whole_number)
-
-
-def decode_json(body: str | bytes | None, expected: str = 'an event object or {"events": [...]}') -> Any:
-    """A JSON request body; 400 (413 past the size limit) saying what is wrong with it."""
-    raw = body.encode() if isinstance(body, str) else (body or b"")
-    if len(raw) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"Request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
-    if not raw.strip():
-        raise BadRequest(f"Request body is empty: send {expected}")
-    try:
-        payload = parse_json(raw)
-    except UnicodeDecodeError:
-        raise BadRequest("Request body is not valid UTF-8") from None
-    except (json.JSONDecodeError, RecursionError) as bad:
-        raise BadRequest(f"Request body is not valid JSON: {getattr(bad, 'msg', 'too deeply nested')}") from None
-    if _SURROGATE_ESCAPE.search(raw):  # rare: only then pay for a second pass over the body
-        try:
-            json.dumps(payload, ensure_ascii=False).encode()
-        except UnicodeEncodeError:
-            raise BadRequest(
-                "Request body holds invalid Unicode: an unpaired surrogate escape such as \\ud800"
-            ) from None
-    return payload
 
 
 def _event_dicts(payload: Any) -> list[Any]:

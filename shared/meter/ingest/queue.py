@@ -20,11 +20,12 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from meter.core.errors import BadRequest, Conflict, MeterError, NotFound
+from meter.core.json_body import parse_json
 from meter.core.logs import logger, metrics
 from meter.core.timerange import now_ms
 from meter.dal import keys, store
 from meter.dal.tenants import get_tenant, validate_tenant_name
-from meter.ingest.batch import ingest, parse_events, parse_json
+from meter.ingest.batch import ingest, parse_events
 
 
 def _split_tenant(record: SQSRecord) -> tuple[str, str]:

@@ -1,0 +1,85 @@
+"""Key and tenant administration: what only an operator does (meterctl, the local runner, tests).
+
+Not part of the Lambda layer: no function creates keys or changes rate cards.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from meter.api.auth import hash_secret, new_key
+from meter.core.errors import BadRequest, NotFound
+from meter.core.timerange import now_ms
+from meter.dal import keys, store
+from meter.dal.tenants import SCOPES, ensure_tenant, forget_rate_card
+
+
+def _unknown(name: str) -> NotFound:
+    return NotFound(f"Unknown tenant '{name}'")
+
+
+def create_key(tenant: str, scopes: list[str], name: str = "", rate_limit: int | None = None) -> str:
+    """Create a key for ``tenant`` (creating the tenant too); returns the full token once.
+
+    ``rate_limit`` (requests per second, 0 = unlimited) overrides the deployment's default.
+    """
+    if rate_limit is not None and rate_limit < 0:
+        raise BadRequest("Invalid rate limit: use a whole number of requests per second, 0 for unlimited")
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or not scopes:
+        raise BadRequest(f"Invalid scopes {unknown or scopes}: choose from {', '.join(SCOPES)}")
+    ensure_tenant(tenant)
+    public_id, secret = new_key()
+    item = {
+        "pk": keys.api_key_pk(public_id),
+        "tenant": tenant,
+        "scopes": sorted(set(scopes)),
+        "secretHash": hash_secret(secret),
+        "createdAt": now_ms(),
+        "name": name or None,
+        "rateLimit": rate_limit,
+    }
+    if not store.tenants().put_new(item):
+        raise RuntimeError("a fresh key id is already taken")  # 95 random bits: never in practice
+    return f"{public_id}:{secret}"
+
+
+def list_keys(tenant: str | None = None) -> list[dict[str, Any]]:
+    """Every key (optionally of one tenant), without secret hashes. Admin use: scans the table."""
+    found = []
+    for item in store.tenants().with_prefix(keys.api_key_pk("")):
+        if tenant is None or item["tenant"] == tenant:
+            item.pop("secretHash", None)
+            found.append({"keyId": keys.api_key_id(item.pop("pk")), **item})
+    return sorted(found, key=lambda k: (k["tenant"], k["createdAt"]))
+
+
+def revoke_key(public_id: str) -> None:
+    """Revoke a key; it stops working once cached verdicts expire (``AUTH_CACHE_SECONDS``)."""
+    if not store.tenants().revoke_key(public_id, now_ms()):
+        raise NotFound(f"Unknown key '{public_id}'")
+
+
+def set_rate_card(name: str, rates: dict[str, str | int | float]) -> dict[str, Decimal]:
+    """Replace a tenant's rate card: credits per unit of each event type."""
+    card: dict[str, Decimal] = {}
+    for event_type, rate in rates.items():
+        try:
+            card[event_type] = Decimal(str(rate))
+        except InvalidOperation:
+            raise BadRequest(f"Invalid rate for '{event_type}': {rate!r} is not a number") from None
+        if not card[event_type].is_finite() or card[event_type] < 0:
+            raise BadRequest(f"Invalid rate for '{event_type}': it must be a number >= 0")
+    if not store.tenants().set_rate_card(name, card):
+        raise _unknown(name)
+    forget_rate_card(name)
+    return card
+
+
+def set_billing_anchor(name: str, day: int) -> None:
+    """Set the day of month (1-28, UTC) on which the tenant's billing period starts."""
+    if not 1 <= day <= 28:
+        raise BadRequest("Invalid billing anchor day: use 1 to 28")
+    if not store.tenants().set_billing_anchor(name, day):
+        raise _unknown(name)
