@@ -22,14 +22,12 @@ from botocore.exceptions import ClientError
 
 from meter.dal import keys, store
 
+# botocore's standard mode (meter.dal.dynamo: 5 attempts) already retries throttling, 5xx and
+# timeouts on every call; only what it does not retry is retried here: a transaction cancelled
+# because another one touched its items, or because DynamoDB throttled one item of it (the
+# reasons of a TransactionCanceledException), and a single write that met a transaction.
 MAX_ATTEMPTS = 8
-RETRYABLE = {
-    "TransactionConflictException",
-    "ThrottlingException",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-}
+RETRYABLE = {"TransactionConflictException"}
 RETRYABLE_REASONS = {"TransactionConflict", "ThrottlingError"}
 
 Transact = Callable[[list[dict[str, Any]]], None]
