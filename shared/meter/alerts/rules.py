@@ -22,9 +22,11 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from dateutil.relativedelta import relativedelta
+
 from meter.core.localtime import DAY, MONTH, local_iso, next_boundary, window_start
 from meter.core.logs import logger, metrics
-from meter.core.timerange import HOUR_MS, iso, now_ms
+from meter.core.timerange import HOUR_MS, iso, now_ms, to_ms
 from meter.dal import keys, sqs, store
 from meter.dal.dimensions import AGENT, IDENTIFIER, TENANT, contribution_of
 from meter.dal.records import UsageRecord
@@ -61,9 +63,8 @@ def period_bounds(alert: dict[str, Any], at: int) -> tuple[int, int]:
     if alert["period"] == "billing_period":
         anchor = int((get_tenant(alert["tenant"]) or {}).get("billingAnchorDay", 1))
         start = billing_period_start(anchor, at)
-        following = datetime.fromtimestamp(start / 1000, UTC)
-        year, month = (following.year, following.month + 1) if following.month < 12 else (following.year + 1, 1)
-        return start, int(following.replace(year=year, month=month).timestamp() * 1000)
+        following = datetime.fromtimestamp(start / 1000, UTC) + relativedelta(months=1)
+        return start, to_ms(following)
     size, zone = (DAY if alert["period"] == "day" else MONTH), ZoneInfo(alert["timeZone"])
     return window_start(at, size, zone), next_boundary(at, size, zone)
 

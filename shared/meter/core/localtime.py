@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from dateutil.relativedelta import relativedelta
+
 from meter.core.timerange import to_ms
 
 HOUR, DAY, MONTH = "HOUR", "DAY", "MONTH"
@@ -44,8 +46,7 @@ def _next_wall_start(local: datetime, size: str) -> datetime:
         return local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     if size == DAY:
         return datetime.combine(local.date() + timedelta(days=1), datetime.min.time())
-    year, month = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
-    return datetime(year, month, 1)
+    return datetime(local.year, local.month, 1) + relativedelta(months=1)
 
 
 def _first_change(low: int, high: int, zone: ZoneInfo) -> int:

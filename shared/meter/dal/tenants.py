@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from dateutil.relativedelta import relativedelta
+
 from meter.core.config import get_settings
 from meter.core.errors import BadRequest, NotFound
 from meter.core.timerange import now_ms, to_ms
@@ -87,10 +89,8 @@ def credits_for(event_type: str, count: int, explicit: int | None, card: dict[st
 def billing_period_start(anchor_day: int, now: int) -> int:
     """Start (midnight UTC) of the billing period holding ``now``: the last ``anchor_day``."""
     moment = datetime.fromtimestamp(now / 1000, tz=UTC)
-    year, month = moment.year, moment.month
-    if moment.day < anchor_day:
-        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
-    return to_ms(datetime(year, month, anchor_day, tzinfo=UTC))
+    start = datetime(moment.year, moment.month, anchor_day, tzinfo=UTC)
+    return to_ms(start if moment.day >= anchor_day else start - relativedelta(months=1))
 
 
 def current_period_start(tenant: str, now: int) -> int:
