@@ -19,7 +19,8 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "shared"))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "shared"), str(ROOT)]  # the layer, and tools/ as a package when run as a script
 
 from meter.core.errors import MeterError
 
