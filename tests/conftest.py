@@ -32,11 +32,8 @@ from moto import mock_aws
 from local.gateway import Gateway
 from local.queues import create_queues
 from local.template import Stack
-from meter.alerts import delivery, rules
-from meter.api import auth, ratelimit
-from meter.core.config import get_settings
-from meter.counting import distinct
-from meter.dal import arrivals, cursors, dynamo, sqs, tenants
+from meter.core import caches
+from meter.dal import dynamo, sqs
 from tools.admin import create_key
 
 STACK = Stack()
@@ -93,21 +90,8 @@ os.environ.update(STACK.environment())
 
 
 def reset_caches() -> None:
-    """Forget cached clients, settings and rate cards (between tests and after env changes)."""
-    dynamo.reset_client()
-    get_settings.cache_clear()
-    tenants._rate_cards.clear()
-    cursors.signing_key.cache_clear()
-    auth.signing_secret.cache_clear()
-    auth._verdicts.clear()
-    arrivals._noted.clear()
-    ratelimit._windows.clear()
-    rules._definitions.clear()
-    rules._known_marks.clear()
-    delivery._events.cache_clear()
-    sqs.client.cache_clear()
-    sqs.queue_url.cache_clear()
-    distinct.forget()
+    """Forget every cache of the process: clients, settings, keys, verdicts, rate cards, marks."""
+    caches.forget_all()
 
 
 def create_tables(stack: Stack = STACK) -> None:
@@ -139,7 +123,7 @@ def gateway(aws: None) -> Gateway:
 
 
 @pytest.fixture
-def keys(aws: None) -> dict[str, str]:
+def tokens(aws: None) -> dict[str, str]:
     """Tokens for two tenants with every scope, and single-scope and revoked keys."""
     from tools.admin import revoke_key
 

@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import json
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,6 +24,7 @@ import boto3
 
 from meter.alerts import webhooks
 from meter.alerts.rules import shown_trigger
+from meter.core.caches import memoized
 from meter.core.config import get_settings
 from meter.core.logs import logger, metrics, with_log_keys
 from meter.core.timerange import DAY_MS, now_ms
@@ -69,7 +69,7 @@ def notification(trigger: dict[str, Any], alert: dict[str, Any]) -> dict[str, An
     }
 
 
-@lru_cache(maxsize=1)
+@memoized(1)
 def _events() -> Any:
     return boto3.client("events")
 

@@ -14,8 +14,6 @@ commit, and when an alert is created or its thresholds change.
 from __future__ import annotations
 
 import json
-import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
 
+from meter.core.caches import Cache
 from meter.core.localtime import DAY, MONTH, local_iso, next_boundary, window_start
 from meter.core.logs import logger, metrics
 from meter.core.timerange import HOUR_MS, iso, now_ms, to_ms
@@ -98,8 +97,8 @@ def period_value(
 # Thresholds known to have fired, per (tenant, alert, period start): marks are never removed, so
 # what a container has seen is a lower bound it may trust, and a period whose reached thresholds
 # are all known costs no read of its marks.
-_known_marks: OrderedDict[tuple[str, str, int], set[int]] = OrderedDict()
 KNOWN_MARKS = 20_000
+_known_marks = Cache(KNOWN_MARKS)  # (tenant, alert, period start) → thresholds known to be marked
 
 
 def _marks(alert: dict[str, Any], start: int, reached: list[int], reads: Reads | None) -> set[int]:
@@ -116,10 +115,7 @@ def _marks(alert: dict[str, Any], start: int, reached: list[int], reads: Reads |
 
 
 def _remember_marks(key: tuple[str, str, int], thresholds: set[int]) -> None:
-    _known_marks[key] = _known_marks.get(key, set()) | set(thresholds)
-    _known_marks.move_to_end(key)
-    while len(_known_marks) > KNOWN_MARKS:
-        _known_marks.popitem(last=False)
+    _known_marks.put(key, _known_marks.get(key, set()) | set(thresholds))
 
 
 def adds_to(alert: dict[str, Any], record: UsageRecord) -> int:
@@ -191,18 +187,18 @@ def evaluate(
     return fired
 
 
-_definitions: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+_definitions = Cache(10_000, seconds=DEFINITIONS_CACHE_SECONDS)  # tenant → its alerts
 
 
 def alerts_of(tenant: str, fresh: bool) -> list[dict[str, Any]]:
     """A tenant's alerts; mid-window checks may use a view up to ``DEFINITIONS_CACHE_SECONDS`` old."""
-    cached = _definitions.get(tenant)
-    if not fresh and cached and cached[0] > time.monotonic():
-        return cached[1]
+    cached = None if fresh else _definitions.get(tenant)
+    if cached is not None:
+        return cached
     found = [
         {**item, "tenant": tenant, "id": item["sk"]} for item in store.alerts().alerts_of(tenant, consistent=fresh)
     ]
-    _definitions[tenant] = (time.monotonic() + DEFINITIONS_CACHE_SECONDS, found)
+    _definitions.put(tenant, found)
     return found
 
 
@@ -337,4 +333,4 @@ def shown_trigger(item: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
 
 def forget_definitions(tenant: str) -> None:
     """Drop the cached alerts of a tenant whose alerts changed."""
-    _definitions.pop(tenant, None)
+    _definitions.pop(tenant)

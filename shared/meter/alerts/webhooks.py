@@ -23,8 +23,9 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
 from urllib.parse import urlsplit
+
+from meter.core.caches import memoized
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -112,7 +113,7 @@ def check_url(url: str, allow_local: bool) -> str:
     return url
 
 
-@lru_cache(maxsize=1)
+@memoized(1)
 def _tls() -> ssl.SSLContext:
     return ssl.create_default_context()
 

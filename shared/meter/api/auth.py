@@ -17,7 +17,6 @@ long a revoked key keeps working.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import secrets
@@ -26,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from meter.core.caches import Cache, memoized
 from meter.core.config import get_settings
 from meter.core.errors import Forbidden, Unauthorized
 from meter.dal import keys, store
@@ -57,7 +57,7 @@ def _random(length: int) -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(length))
 
 
-@functools.lru_cache(maxsize=1)
+@memoized()
 def signing_secret() -> bytes:
     """The deployment's key-signing secret (read once per container; created on first use)."""
     return store.control().signing_key(keys.API_KEY_SIGNING_KEY, fresh=secrets.token_bytes(32))
@@ -117,27 +117,22 @@ def authenticate(header: str | None) -> Principal:
     )
 
 
-_verdicts: dict[bytes, tuple[float, Principal | str]] = {}
-_MAX_CACHED = 10_000
 _clock = time.monotonic
+_verdicts = Cache(10_000, seconds=lambda: get_settings().auth_cache_seconds, timer=lambda: _clock())
+_UNKNOWN = object()
 
 
 def authenticate_cached(header: str | None) -> Principal:
     """``authenticate`` with this container's cache of recent verdicts (admitted and refused)."""
     digest = hashlib.sha256((header or "").encode()).digest()
-    ttl = get_settings().auth_cache_seconds
-    cached = _verdicts.get(digest)
-    if cached and _clock() - cached[0] < ttl:
-        verdict = cached[1]
-    else:
+    verdict = _verdicts.get(digest, _UNKNOWN)
+    if verdict is _UNKNOWN:
         try:
             verdict = authenticate(header)
         except Unauthorized as refused:
             verdict = refused.message
-        if ttl:
-            if len(_verdicts) >= _MAX_CACHED:
-                _verdicts.clear()
-            _verdicts[digest] = (_clock(), verdict)
+        if get_settings().auth_cache_seconds:
+            _verdicts.put(digest, verdict)
     if isinstance(verdict, str):
         raise Unauthorized(verdict)
     return verdict

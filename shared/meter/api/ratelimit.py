@@ -20,6 +20,7 @@ import threading
 from dataclasses import dataclass
 
 from meter.api.auth import Principal
+from meter.core import caches
 from meter.core.config import get_settings
 from meter.core.errors import TooManyRequests
 from meter.core.timerange import now_ms
@@ -37,6 +38,7 @@ class _Window:
 
 _windows: dict[str, _Window] = {}
 _lock = threading.Lock()
+caches.on_forget(_windows.clear)
 
 
 def enforce_rate_limit(principal: Principal) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+
+from meter.core.caches import memoized
 
 
 def _required(name: str) -> str:
@@ -63,7 +64,7 @@ class Settings:
         )
 
 
-@lru_cache(maxsize=1)
+@memoized(1)
 def get_settings() -> Settings:
     """The process-wide settings (cached; tests clear the cache after changing env)."""
     return Settings.from_environment()

@@ -22,6 +22,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from meter.core.caches import Cache
 from meter.counting import set_aside
 from meter.dal import keys, store
 from meter.dal.dimensions import ABILITY, DATASET, IDENTIFIER, SKILLSET
@@ -36,7 +37,7 @@ MAX_ROUNDS = 20
 Mark = tuple[str, str, str]  # (tenant, dimension code, aggregate pk of the value)
 Transact = Callable[[list[dict[str, Any]]], None]
 
-_remembered: dict[str, str] = {}  # aggregate pk → a day its mark is known to be at or after
+_remembered = Cache(MAX_REMEMBERED)  # aggregate pk → a day its mark is known to be at or after
 
 
 def forget() -> None:
@@ -105,9 +106,7 @@ def note_latest(latest: dict[Mark, str], transact: Transact = store.transact) ->
 
 
 def _remember(pk: str, day: str) -> None:
-    if len(_remembered) >= MAX_REMEMBERED:
-        _remembered.clear()
-    _remembered[pk] = max(day, _remembered.get(pk, day))
+    _remembered.put(pk, max(day, _remembered.get(pk, day)))
 
 
 def _chunks(moves: dict[Mark, tuple[str, str]]) -> list[list[Mark]]:

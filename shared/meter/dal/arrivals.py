@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
+from meter.core.caches import Cache
 from meter.dal import keys, store
 from meter.dal.records import UsageRecord
 
 LATE_AFTER_MS = 15 * 60_000
 HOUR_MS = 3_600_000
-_noted: set[tuple[int, str, str]] = set()
+_noted = Cache(100_000)  # (received hour, tenant, day) this container has noted
 
 
 def received_hour(record: UsageRecord) -> int:
@@ -41,6 +42,5 @@ def note_late_arrivals(records: Iterable[UsageRecord]) -> None:
                 wanted[(received_hour(record), record.tenant)].add(day)
     for (hour, tenant), days in wanted.items():
         store.control().mark_late(hour, tenant, days)
-        if len(_noted) > 100_000:
-            _noted.clear()
-        _noted.update((hour, tenant, day) for day in days)
+        for day in days:
+            _noted.put((hour, tenant, day), True)

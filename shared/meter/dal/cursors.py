@@ -14,19 +14,19 @@ the usage itself, so it guards nothing they could not already see.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import hmac
 import json
 import secrets
 
+from meter.core.caches import memoized
 from meter.core.errors import BadRequest
 from meter.dal import keys, store
 
 _MAC_BYTES = 16
 
 
-@functools.lru_cache(maxsize=1)
+@memoized(1)
 def signing_key() -> bytes:
     """The deployment's cursor signing key (read once per container; created on first use)."""
     return store.control().signing_key(keys.CURSOR_SIGNING_KEY, fresh=secrets.token_bytes(32))

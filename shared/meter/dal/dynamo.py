@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.config import Config
 
+from meter.core.caches import memoized
+
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
-@lru_cache(maxsize=1)
+@memoized(1)
 def client() -> Any:
     """The process-wide DynamoDB client (created on first use)."""
     import boto3

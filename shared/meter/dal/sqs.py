@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from typing import Any
 
+from meter.core.caches import memoized
 
-@lru_cache(maxsize=1)
+
+@memoized(1)
 def client() -> Any:
     """The process-wide SQS client (created on first use)."""
     import boto3
@@ -15,7 +16,7 @@ def client() -> Any:
     return boto3.client("sqs")
 
 
-@lru_cache(maxsize=16)
+@memoized(16)
 def queue_url(variable: str) -> str:
     """A queue of the template (its URL deployed; its name locally, where URLs are per endpoint)."""
     named = os.environ[variable]

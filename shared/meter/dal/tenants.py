@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
 
+from meter.core.caches import Cache
 from meter.core.config import get_settings
 from meter.core.errors import BadRequest, NotFound
 from meter.core.timerange import now_ms, to_ms
@@ -23,7 +23,7 @@ from meter.dal import keys, store
 TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 SCOPES = ("ingest", "read", "admin")
 
-_rate_cards: dict[str, tuple[float, dict[str, Decimal]]] = {}
+_rate_cards = Cache(10_000, seconds=lambda: get_settings().rate_card_cache_seconds)  # tenant → its card
 
 
 def _tenant_key(name: str) -> dict[str, dict[str, str]]:
@@ -59,17 +59,17 @@ def get_tenant(name: str) -> dict[str, Any] | None:
 
 def forget_rate_card(name: str) -> None:
     """Drop this container's cached rate card of a tenant whose card changed."""
-    _rate_cards.pop(name, None)
+    _rate_cards.pop(name)
 
 
 def rate_card(name: str) -> dict[str, Decimal]:
     """The tenant's rate card, cached for RATE_CARD_CACHE_SECONDS per process."""
     cached = _rate_cards.get(name)
-    if cached and time.monotonic() - cached[0] < get_settings().rate_card_cache_seconds:
-        return cached[1]
+    if cached is not None:
+        return cached
     found = store.tenants().get(_tenant_key(name), projection="rateCard") or {}
     card = {k: Decimal(str(v)) for k, v in found.get("rateCard", {}).items()}
-    _rate_cards[name] = (time.monotonic(), card)
+    _rate_cards.put(name, card)
     return card
 
 
