@@ -63,7 +63,7 @@ def _measure_build(python: Path, build: Path, runs: int, env: dict[str, str]) ->
     layers = [str(_compiled_copy(source, build / "layers" / str(i))) for i, source in enumerate(stack.layer_dirs())]
     # Import plus the DynamoDB client the first request creates, to compare like with like.
     probes = {"floor": ([], FLOOR)}
-    handler_body = "import {}\nfrom meter import dynamo\ndynamo.client()"
+    handler_body = "import {}\nfrom meter.dal import dynamo\ndynamo.client()"
     for name, function in sorted(stack.functions().items()):
         module = function.handler.rsplit(".", 1)[0]
         code = _compiled_copy(function.code_dir, build / "functions" / name)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from local.gateway import Gateway, Response
 from local.streams import StreamMapping
 from local.template import Stack
-from meter.dal import dynamo, keys
+from meter.dal import dynamo
 from meter.dal.records import UsageRecord
 
 
@@ -147,13 +148,27 @@ def recount(records: list[UsageRecord]) -> dict[Bucket, dict[str, int]]:
     return {key: {k: v for k, v in c.items() if v} for key, c in totals.items() if +c}
 
 
+def _length_prefixed(value: str) -> tuple[str, str]:
+    """``<len(agent)>:<agent>#<value>`` (an agent's model or type; agent ids may hold '#')."""
+    length, rest = value.split(":", 1)
+    return rest[: int(length)], rest[int(length) + 1 :]
+
+
 def meaning(pk: str, sk: str) -> Bucket:
-    """What an aggregate item is the total of, read through the store layer's own parser."""
-    parsed = keys.parse_aggregate(pk, sk)
-    value: Any = None if parsed.code == "T" else parsed.value
-    if parsed.code in ("M", "AY"):
-        value = keys.split_agent_scoped_key(parsed.value)
-    return (parsed.tenant, _DIMENSION_NAMES[parsed.code], value, parsed.granularity, parsed.bucket_start)
+    """What an aggregate item is the total of, decoded from the documented key formats alone
+    (never through the store layer's parser, so a builder and parser that agree on a wrong
+    format still fail): ``pk = <tenant>#<code>[#<value>]``; ``sk = D#YYYY-MM-DD`` or
+    ``H#YYYY-MM-DDTHH``, and for the roster (code ``AC``) that bucket, ``#``, the agent."""
+    tenant, code, *rest = pk.split("#", 2)
+    daily = sk.startswith("D#")
+    bucket, _, roster_agent = sk[2:].partition("#")
+    moment = datetime.strptime(bucket, "%Y-%m-%d" if daily else "%Y-%m-%dT%H").replace(tzinfo=UTC)
+    value: Any = rest[0] if rest else None
+    if code in ("M", "AY"):
+        value = _length_prefixed(value)
+    elif code == "AC":
+        value = roster_agent
+    return (tenant, _DIMENSION_NAMES[code], value, "day" if daily else "hour", int(moment.timestamp() * 1000))
 
 
 def stored_aggregates(client: Any, table: str, tenant: str | None = None) -> dict[Bucket, dict[str, int]]:
@@ -162,7 +177,7 @@ def stored_aggregates(client: Any, table: str, tenant: str | None = None) -> dic
     items = [dynamo.deserialize(item) for page in pages for item in page["Items"]]
     found = {}
     for item in items:
-        if not keys.is_bucket_sk(item["sk"]):
+        if not item["sk"].startswith(("D#", "H#")):
             continue  # a last-seen mark or a tally of distinct values (see distinct_counts)
         bucket = meaning(item.pop("pk"), item.pop("sk"))
         counters = {k: v for k, v in item.items() if v and isinstance(v, int)}

@@ -44,15 +44,18 @@ def _records(client, tenant: str) -> list:
 
 
 def _quiescent_aggregates(client, tenant: str, expected_events: int, timeout: float = 300) -> dict:
-    """The tenant's aggregates once the aggregator has caught up with every stored event."""
+    """The tenant's aggregates once the aggregator has caught up with every stored event and
+    nothing changes between two reads (an overcount still in flight shows up as a mismatch)."""
     table = Stack().physical_name("AggregatesTable")
     deadline = time.monotonic() + timeout
+    previous = None
     while True:
         stored = stored_aggregates(client, table, tenant)
         day_events = sum(v.get("events", 0) for bucket, v in stored.items() if bucket[1:4] == ("tenant", None, "day"))
-        if day_events >= expected_events or time.monotonic() > deadline:
-            time.sleep(1.0)  # anything still in flight would show up as a mismatch below
-            return stored_aggregates(client, table, tenant)
+        caught_up = day_events >= expected_events and stored == previous
+        if caught_up or time.monotonic() > deadline:
+            return stored
+        previous = stored if day_events >= expected_events else None
         time.sleep(0.5)
 
 

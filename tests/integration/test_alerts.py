@@ -92,8 +92,8 @@ def public_dns(monkeypatch):
         (alert(colour="red"), "colour"),
     ],
 )
-def test_a_bad_alert_is_refused_naming_the_field(gateway, keys, body, field):
-    response = call(gateway, "POST", "/v1/alerts", keys["acme"], body)
+def test_a_bad_alert_is_refused_naming_the_field(gateway, tokens, body, field):
+    response = call(gateway, "POST", "/v1/alerts", tokens["acme"], body)
     assert response.status == 400, response.json()
     assert f"'{field}'" in response.json()["error"]
 
@@ -111,67 +111,67 @@ HOSTILE_TARGETS = [
 
 
 @pytest.mark.parametrize("url", HOSTILE_TARGETS)
-def test_webhooks_to_private_or_disguised_addresses_are_refused_on_create_and_change(gateway, keys, receiver, url):
-    response = call(gateway, "POST", "/v1/alerts", keys["acme"], alert(webhookUrl=url))
+def test_webhooks_to_private_or_disguised_addresses_are_refused_on_create_and_change(gateway, tokens, receiver, url):
+    response = call(gateway, "POST", "/v1/alerts", tokens["acme"], alert(webhookUrl=url))
     assert response.status == 400 and "'webhookUrl'" in response.json()["error"], response.json()
-    made = create(gateway, keys["acme"])
-    response = call(gateway, "PATCH", f"/v1/alerts/{made['id']}", keys["acme"], {"webhookUrl": url})
+    made = create(gateway, tokens["acme"])
+    response = call(gateway, "PATCH", f"/v1/alerts/{made['id']}", tokens["acme"], {"webhookUrl": url})
     assert response.status == 400 and "'webhookUrl'" in response.json()["error"], response.json()
 
 
-def test_read_keys_see_the_webhook_host_and_admin_keys_the_url(gateway, keys, public_dns):
-    made = create(gateway, keys["acme"], webhookUrl="https://hooks.example.com/services/T0/B0/secret-token")
-    as_reader = call(gateway, "GET", f"/v1/alerts/{made['id']}", keys["acme_read"]).json()
-    listed = call(gateway, "GET", "/v1/alerts", keys["acme_read"]).json()["data"]
+def test_read_keys_see_the_webhook_host_and_admin_keys_the_url(gateway, tokens, public_dns):
+    made = create(gateway, tokens["acme"], webhookUrl="https://hooks.example.com/services/T0/B0/secret-token")
+    as_reader = call(gateway, "GET", f"/v1/alerts/{made['id']}", tokens["acme_read"]).json()
+    listed = call(gateway, "GET", "/v1/alerts", tokens["acme_read"]).json()["data"]
     assert as_reader["webhookUrl"] is None and as_reader["webhookHost"] == "hooks.example.com"
     assert [(a["webhookUrl"], a["webhookHost"]) for a in listed] == [(None, "hooks.example.com")]
-    as_admin = call(gateway, "GET", f"/v1/alerts/{made['id']}", keys["acme"]).json()
+    as_admin = call(gateway, "GET", f"/v1/alerts/{made['id']}", tokens["acme"]).json()
     assert as_admin["webhookUrl"] == "https://hooks.example.com/services/T0/B0/secret-token"
 
 
-def test_changing_what_an_alert_watches_is_refused_and_unknown_alerts_are_404(gateway, keys):
-    made = create(gateway, keys["acme"])
-    response = call(gateway, "PATCH", f"/v1/alerts/{made['id']}", keys["acme"], {"measure": "tokens"})
+def test_changing_what_an_alert_watches_is_refused_and_unknown_alerts_are_404(gateway, tokens):
+    made = create(gateway, tokens["acme"])
+    response = call(gateway, "PATCH", f"/v1/alerts/{made['id']}", tokens["acme"], {"measure": "tokens"})
     assert response.status == 400 and "'measure'" in response.json()["error"]
-    assert call(gateway, "GET", "/v1/alerts/al_nope", keys["acme"]).status == 404
-    assert call(gateway, "DELETE", "/v1/alerts/al_nope", keys["acme"]).status == 404
+    assert call(gateway, "GET", "/v1/alerts/al_nope", tokens["acme"]).status == 404
+    assert call(gateway, "DELETE", "/v1/alerts/al_nope", tokens["acme"]).status == 404
 
 
-def test_a_tenant_holds_a_limited_number_of_alerts(gateway, keys, monkeypatch):
+def test_a_tenant_holds_a_limited_number_of_alerts(gateway, tokens, monkeypatch):
     monkeypatch.setattr(alerts_api, "MAX_ALERTS", 2)
-    create(gateway, keys["acme"])
-    create(gateway, keys["acme"])
-    response = call(gateway, "POST", "/v1/alerts", keys["acme"], alert())
+    create(gateway, tokens["acme"])
+    create(gateway, tokens["acme"])
+    response = call(gateway, "POST", "/v1/alerts", tokens["acme"], alert())
     assert response.status == 409 and "at most 2" in response.json()["error"]
-    create(gateway, keys["globex"])  # per tenant
+    create(gateway, tokens["globex"])  # per tenant
 
 
-def test_create_read_list_change_and_delete(gateway, keys, public_dns):
-    made = create(gateway, keys["acme"], subject={"agentId": "bot-1"}, webhookUrl="https://example.com/h")
+def test_create_read_list_change_and_delete(gateway, tokens, public_dns):
+    made = create(gateway, tokens["acme"], subject={"agentId": "bot-1"}, webhookUrl="https://example.com/h")
     assert made["signingSecret"].startswith("whsec_") and made["thresholds"] == [10, 20]
-    shown = call(gateway, "GET", f"/v1/alerts/{made['id']}", keys["acme"]).json()
+    shown = call(gateway, "GET", f"/v1/alerts/{made['id']}", tokens["acme"]).json()
     assert "signingSecret" not in shown and shown["subject"] == {"agentId": "bot-1", "identifier": None}
     changed = call(
         gateway,
         "PATCH",
         f"/v1/alerts/{made['id']}",
-        keys["acme"],
+        tokens["acme"],
         {"name": "n", "thresholds": [30], "webhookUrl": None},
     ).json()
     assert (changed["name"], changed["thresholds"], changed["webhookUrl"]) == ("n", [30], None)
-    listed = call(gateway, "GET", "/v1/alerts", keys["acme"]).json()["data"]
+    listed = call(gateway, "GET", "/v1/alerts", tokens["acme"]).json()["data"]
     assert [a["id"] for a in listed] == [made["id"]]
-    assert call(gateway, "GET", "/v1/alerts", keys["globex"]).json()["data"] == []
-    assert call(gateway, "DELETE", f"/v1/alerts/{made['id']}", keys["acme"]).json() == {
+    assert call(gateway, "GET", "/v1/alerts", tokens["globex"]).json()["data"] == []
+    assert call(gateway, "DELETE", f"/v1/alerts/{made['id']}", tokens["acme"]).json() == {
         "id": made["id"],
         "deleted": True,
     }
-    assert call(gateway, "GET", f"/v1/alerts/{made['id']}", keys["acme"]).status == 404
+    assert call(gateway, "GET", f"/v1/alerts/{made['id']}", tokens["acme"]).status == 404
 
 
 # -- firing -----------------------------------------------------------------------------------
-def test_each_threshold_fires_once_naming_the_event_that_crossed_it(gateway, keys):
-    token = keys["acme"]
+def test_each_threshold_fires_once_naming_the_event_that_crossed_it(gateway, tokens):
+    token = tokens["acme"]
     watched = create(gateway, token, subject={"identifier": "ana"})
     send(gateway, token, event("e1", 6))  # apart: one request's records reach the stream in any order
     count(gateway, token, event("e2", 6), event("other", 50, identifier="bo"))
@@ -190,8 +190,8 @@ def _replay_args():
     return source, STACK.functions()[source.function], STACK.physical_name(source.table), lambda _: None
 
 
-def test_one_event_past_several_thresholds_fires_each_once_and_other_subjects_do_not_count(gateway, keys):
-    token = keys["acme"]
+def test_one_event_past_several_thresholds_fires_each_once_and_other_subjects_do_not_count(gateway, tokens):
+    token = tokens["acme"]
     agent = create(gateway, token, subject={"agentId": "bot-1"}, measure="tokens", thresholds=[1, 2, 3, 100])
     tenant = create(gateway, token, measure="events", thresholds=[2])
     count(gateway, token, event("t1", type="tokens.input", count=5, agentId="bot-1"))
@@ -200,11 +200,11 @@ def test_one_event_past_several_thresholds_fires_each_once_and_other_subjects_do
     assert fired(gateway, token, tenant["id"]) == [(2, "m1")]
     status = call(gateway, "GET", f"/v1/alerts/{agent['id']}/status", token).json()
     assert (status["value"], status["crossed"], status["next"]) == (5, [1, 2, 3], 100)
-    assert call(gateway, "GET", f"/v1/alerts/{agent['id']}/triggers", keys["globex"]).status == 404
+    assert call(gateway, "GET", f"/v1/alerts/{agent['id']}/triggers", tokens["globex"]).status == 404
 
 
-def test_an_alert_made_after_usage_passed_a_threshold_fires_at_once(gateway, keys):
-    token = keys["acme"]
+def test_an_alert_made_after_usage_passed_a_threshold_fires_at_once(gateway, tokens):
+    token = tokens["acme"]
     count(gateway, token, event("a", 15))
     made = create(gateway, token, thresholds=[10, 20])
     assert fired(gateway, token, made["id"]) == [(10, None)]
@@ -222,8 +222,8 @@ def _boundary(size: str, zone: ZoneInfo) -> int:
 @pytest.mark.parametrize(
     ("period", "zone", "size"), [("day", "Asia/Kolkata", DAY), ("month", "America/New_York", MONTH)]
 )
-def test_periods_roll_over_at_local_midnight(gateway, keys, period, zone, size):
-    token = keys["acme"]
+def test_periods_roll_over_at_local_midnight(gateway, tokens, period, zone, size):
+    token = tokens["acme"]
     boundary = _boundary(size, ZoneInfo(zone))
     made = alerts_api.create_alert(
         "acme", alert(period=period, timeZone=zone, thresholds=[10]), now=boundary - 2 * DAY_MS
@@ -276,13 +276,13 @@ def _bus_queue() -> str:
     return url
 
 
-def test_a_firing_reaches_eventbridge_and_a_signed_webhook_once(gateway, keys, receiver):
+def test_a_firing_reaches_eventbridge_and_a_signed_webhook_once(gateway, tokens, receiver):
     from local.queues import create_queues
 
     create_queues(STACK, boto3.client("sqs"))
     bus = _bus_queue()
-    made = create(gateway, keys["acme"], thresholds=[5], webhookUrl=receiver.url)
-    count(gateway, keys["acme"], event("x", 7))
+    made = create(gateway, tokens["acme"], thresholds=[5], webhookUrl=receiver.url)
+    count(gateway, tokens["acme"], event("x", 7))
     deliver_firings()
     deliver_firings()  # a redelivered stream batch sends nothing twice
     ((headers, body),) = receiver.requests
@@ -297,21 +297,21 @@ def test_a_firing_reaches_eventbridge_and_a_signed_webhook_once(gateway, keys, r
         "Usage threshold crossed",
         sent,
     )
-    (shown,) = triggers(gateway, keys["acme"], made["id"])
+    (shown,) = triggers(gateway, tokens["acme"], made["id"])
     assert shown["delivery"] == {"status": "delivered", "attempts": 1, "lastError": None}
 
 
 def test_a_failing_webhook_is_retried_with_backoff_shown_in_triggers_and_dead_lettered_after_a_day(
-    gateway, keys, receiver
+    gateway, tokens, receiver
 ):
     from local.queues import create_queues
 
     urls = create_queues(STACK, boto3.client("sqs"))
     receiver.status = 500
-    made = create(gateway, keys["acme"], thresholds=[5], webhookUrl=receiver.url)
-    count(gateway, keys["acme"], event("x", 7))
+    made = create(gateway, tokens["acme"], thresholds=[5], webhookUrl=receiver.url)
+    count(gateway, tokens["acme"], event("x", 7))
     deliver_firings()
-    (shown,) = triggers(gateway, keys["acme"], made["id"])
+    (shown,) = triggers(gateway, tokens["acme"], made["id"])
     assert shown["delivery"] == {"status": "retrying", "attempts": 1, "lastError": "webhook answered HTTP 500"}
     retry = boto3.client("sqs").receive_message(QueueUrl=urls["AlertDeliveryRetryQueue"], WaitTimeSeconds=0)
     assert "Messages" not in retry  # delayed: 30 s, doubling to 15 min
@@ -319,21 +319,21 @@ def test_a_failing_webhook_is_retried_with_backoff_shown_in_triggers_and_dead_le
     (item,) = store.alerts().triggers_before("acme", made["id"], None, 10)
     later = int(item["triggeredAt"]) + DAY_MS - 60_000
     assert delivery.deliver(item["pk"], item["sk"], now=later) == "failed"  # a day of failures
-    (shown,) = triggers(gateway, keys["acme"], made["id"])
+    (shown,) = triggers(gateway, tokens["acme"], made["id"])
     assert (shown["delivery"]["status"], shown["delivery"]["attempts"]) == ("failed", 2)
     dead = boto3.client("sqs").receive_message(QueueUrl=urls["AlertDeliveryDeadLetterQueue"])["Messages"]
     assert json.loads(dead[0]["Body"]) == {"pk": item["pk"], "sk": item["sk"]}
     assert len(receiver.requests) == 2
 
 
-def test_a_delivery_given_up_on_is_redriven_with_a_fresh_day(gateway, keys, receiver):
+def test_a_delivery_given_up_on_is_redriven_with_a_fresh_day(gateway, tokens, receiver):
     from local.queues import create_queues
     from tools.redrive import redrive_alert_deliveries
 
     urls = create_queues(STACK, boto3.client("sqs"), visibility_timeout=0)
     receiver.status = 500
-    made = create(gateway, keys["acme"], thresholds=[5], webhookUrl=receiver.url)
-    count(gateway, keys["acme"], event("x", 7))
+    made = create(gateway, tokens["acme"], thresholds=[5], webhookUrl=receiver.url)
+    count(gateway, tokens["acme"], event("x", 7))
     (item,) = store.alerts().triggers_before("acme", made["id"], None, 10)
     later = int(item["triggeredAt"]) + DAY_MS
     assert delivery.deliver(item["pk"], item["sk"], now=later) == "failed"
@@ -345,13 +345,13 @@ def test_a_delivery_given_up_on_is_redriven_with_a_fresh_day(gateway, keys, rece
     (message,) = boto3.client("sqs").receive_message(QueueUrl=urls["AlertDeliveryRetryQueue"])["Messages"]
     record = {"eventSource": "aws:sqs", "messageId": message["MessageId"], "body": message["Body"]}
     assert delivery.handle_deliveries({"Records": [record]}) == {"batchItemFailures": []}
-    (shown,) = triggers(gateway, keys["acme"], made["id"])
+    (shown,) = triggers(gateway, tokens["acme"], made["id"])
     assert (shown["delivery"]["status"], shown["delivery"]["attempts"]) == ("delivered", 2)
     dead = boto3.client("sqs").receive_message(QueueUrl=urls["AlertDeliveryDeadLetterQueue"])
     assert "Messages" not in dead
 
 
-def test_a_slow_receiver_holds_no_other_tenants_firing(gateway, keys, receiver, monkeypatch):
+def test_a_slow_receiver_holds_no_other_tenants_firing(gateway, tokens, receiver, monkeypatch):
     from local.queues import create_queues
 
     urls = create_queues(STACK, boto3.client("sqs"))
@@ -375,10 +375,10 @@ def test_a_slow_receiver_holds_no_other_tenants_firing(gateway, keys, receiver, 
 
     trickler = ThreadingHTTPServer(("127.0.0.1", 0), Trickling)
     threading.Thread(target=trickler.serve_forever, daemon=True).start()
-    hostile = create(gateway, keys["globex"], thresholds=[5], webhookUrl=f"http://127.0.0.1:{trickler.server_port}/h")
-    polite = create(gateway, keys["acme"], thresholds=[5], webhookUrl=receiver.url)
-    count(gateway, keys["globex"], event("g", 7))
-    count(gateway, keys["acme"], event("a", 7))
+    hostile = create(gateway, tokens["globex"], thresholds=[5], webhookUrl=f"http://127.0.0.1:{trickler.server_port}/h")
+    polite = create(gateway, tokens["acme"], thresholds=[5], webhookUrl=receiver.url)
+    count(gateway, tokens["globex"], event("g", 7))
+    count(gateway, tokens["acme"], event("a", 7))
     original = receiver.server.RequestHandlerClass.do_POST
 
     def timed(handler):
@@ -389,9 +389,9 @@ def test_a_slow_receiver_holds_no_other_tenants_firing(gateway, keys, receiver, 
     deliver_firings()  # both firings in one stream batch, the hostile one first
     trickler.shutdown()
     assert received["acme"] < received["cut"]  # delivered while the trickling receiver was still held
-    (shown,) = triggers(gateway, keys["acme"], polite["id"])
+    (shown,) = triggers(gateway, tokens["acme"], polite["id"])
     assert shown["delivery"]["status"] == "delivered"
-    (held,) = triggers(gateway, keys["globex"], hostile["id"])
+    (held,) = triggers(gateway, tokens["globex"], hostile["id"])
     assert held["delivery"] == {
         "status": "retrying",
         "attempts": 1,
@@ -401,13 +401,13 @@ def test_a_slow_receiver_holds_no_other_tenants_firing(gateway, keys, receiver, 
     assert len(retry["Messages"]) == 1  # a receiver slower than the first deadline is retried at once
 
 
-def test_a_webhook_that_recovers_is_delivered_by_the_retry(gateway, keys, receiver):
+def test_a_webhook_that_recovers_is_delivered_by_the_retry(gateway, tokens, receiver):
     from local.queues import create_queues
 
     create_queues(STACK, boto3.client("sqs"))
     receiver.status = 503
-    made = create(gateway, keys["acme"], thresholds=[5], webhookUrl=receiver.url)
-    count(gateway, keys["acme"], event("x", 7))
+    made = create(gateway, tokens["acme"], thresholds=[5], webhookUrl=receiver.url)
+    count(gateway, tokens["acme"], event("x", 7))
     deliver_firings()
     receiver.status = 204
     (item,) = store.alerts().triggers_before("acme", made["id"], None, 10)
@@ -417,7 +417,7 @@ def test_a_webhook_that_recovers_is_delivered_by_the_retry(gateway, keys, receiv
         ]
     }
     assert delivery.handle_deliveries(retried) == {"batchItemFailures": []}
-    (shown,) = triggers(gateway, keys["acme"], made["id"])
+    (shown,) = triggers(gateway, tokens["acme"], made["id"])
     assert shown["delivery"] == {"status": "delivered", "attempts": 2, "lastError": None}
     assert len(receiver.requests) == 2 and all(verified(made["signingSecret"], h, b) for h, b in receiver.requests)
 
@@ -437,7 +437,7 @@ def _drain_checks(queue_url: str) -> None:
 
 
 def test_a_tenants_many_alerts_cost_the_aggregator_a_fixed_budget_and_all_still_fire(
-    gateway, keys, queues, monkeypatch
+    gateway, tokens, queues, monkeypatch
 ):
     from meter.dal import dynamo
     from tools.admin import create_key
@@ -472,19 +472,19 @@ def test_a_tenants_many_alerts_cost_the_aggregator_a_fixed_budget_and_all_still_
     assert boto3.client("sqs").receive_message(QueueUrl=queues["AlertChecksQueue"]).get("Messages") is None
 
 
-def test_a_cursor_works_only_on_the_listing_that_minted_it(gateway, keys):
-    first, second = create(gateway, keys["acme"]), create(gateway, keys["acme"])
+def test_a_cursor_works_only_on_the_listing_that_minted_it(gateway, tokens):
+    first, second = create(gateway, tokens["acme"]), create(gateway, tokens["acme"])
     minted = alerts_api.list_alerts("acme", None, limit=1)["cursor"]
     assert [a["id"] for a in alerts_api.list_alerts("acme", minted, limit=1)["data"]] == sorted(
         [first["id"], second["id"]]
     )[1:]
     for path in ("/api/v1/usage/list", f"/v1/alerts/{first['id']}/triggers"):
-        response = call(gateway, "GET", path, keys["acme"], query={"cursor": minted})
+        response = call(gateway, "GET", path, tokens["acme"], query={"cursor": minted})
         assert response.status == 400 and "'cursor'" in response.json()["error"], (path, response.json())
-    count(gateway, keys["acme"], event("x", 25))  # two firings each: a page of one has a cursor
+    count(gateway, tokens["acme"], event("x", 25))  # two firings each: a page of one has a cursor
     of_first = alerts_api.list_triggers("acme", first["id"], None, limit=1)["cursor"]
     assert alerts_api.list_triggers("acme", first["id"], of_first, limit=1)["data"]
-    response = call(gateway, "GET", f"/v1/alerts/{second['id']}/triggers", keys["acme"], query={"cursor": of_first})
+    response = call(gateway, "GET", f"/v1/alerts/{second['id']}/triggers", tokens["acme"], query={"cursor": of_first})
     assert response.status == 400
-    response = call(gateway, "GET", "/v1/alerts", keys["acme"], query={"cursor": of_first})
+    response = call(gateway, "GET", "/v1/alerts", tokens["acme"], query={"cursor": of_first})
     assert response.status == 400

@@ -124,15 +124,15 @@ def test_the_dashboard_is_served_without_a_key_and_holds_no_data(seeded):
 
 
 @pytest.fixture
-def seeded(gateway, keys):
-    call(gateway, "POST", "/v1/events", keys["acme"], {**EVENT, "id": "seed"})
+def seeded(gateway, tokens):
+    call(gateway, "POST", "/v1/events", tokens["acme"], {**EVENT, "id": "seed"})
     aggregator(STACK).drain()
     return gateway
 
 
 @pytest.fixture
-def acme_alert(seeded, keys) -> str:
-    return call(seeded, "POST", "/v1/alerts", keys["acme"], ALERT).json()["id"]
+def acme_alert(seeded, tokens) -> str:
+    return call(seeded, "POST", "/v1/alerts", tokens["acme"], ALERT).json()["id"]
 
 
 def forged_secret_for(public_id: str) -> str:
@@ -142,20 +142,20 @@ def forged_secret_for(public_id: str) -> str:
 
 
 @pytest.mark.parametrize("route", sorted(REQUESTS))
-def test_auth_matrix(seeded, keys, acme_alert, route):
+def test_auth_matrix(seeded, tokens, acme_alert, route):
     scope, path, body, other_tenant = REQUESTS[route]
     path = path.replace("{alert}", acme_alert)
     method = route[0]
-    acme_public = keys["acme"].split(":")[0]
-    other_scope_key = keys["acme_read"] if scope == "ingest" else keys["acme_ingest"]
+    acme_public = tokens["acme"].split(":")[0]
+    other_scope_key = tokens["acme_read"] if scope == "ingest" else tokens["acme_ingest"]
 
     refused = {
         "missing": None,
         "malformed": "not-a-key",
-        "bad checksum": keys["acme"][:-1] + ("x" if keys["acme"][-1] != "x" else "y"),
+        "bad checksum": tokens["acme"][:-1] + ("x" if tokens["acme"][-1] != "x" else "y"),
         "unknown": ":".join(new_key()),
         "wrong secret": f"{acme_public}:{forged_secret_for(acme_public)}",
-        "revoked": keys["acme_revoked"],
+        "revoked": tokens["acme_revoked"],
     }
     for case, token in refused.items():
         response = call(seeded, method, path, token, body)
@@ -164,17 +164,17 @@ def test_auth_matrix(seeded, keys, acme_alert, route):
     wrong_scope = call(seeded, method, path, other_scope_key, body)
     assert wrong_scope.status == 403 and scope in json.dumps(wrong_scope.json())
 
-    assert call(seeded, method, path, keys["acme"], body).status == (201 if route == ("POST", "/v1/alerts") else 200)
+    assert call(seeded, method, path, tokens["acme"], body).status == (201 if route == ("POST", "/v1/alerts") else 200)
     if other_tenant is None:
         return
-    theirs = call(seeded, method, path, keys["globex"], body)
+    theirs = call(seeded, method, path, tokens["globex"], body)
     if other_tenant == 404:
         assert theirs.status == 404
     else:
         assert theirs.status == 200 and other_tenant(theirs.json()), theirs.json()
 
 
-def test_a_forged_key_is_refused_before_any_database_read(gateway, keys):
+def test_a_forged_key_is_refused_before_any_database_read(gateway, tokens):
     """A CRC checksum anyone could compute; the HMAC needs the deployment's secret."""
     import zlib
 
@@ -183,63 +183,63 @@ def test_a_forged_key_is_refused_before_any_database_read(gateway, keys):
     public = "pk_" + "B" * 16
     body = "C" * 30
     crc_forged = f"{public}:sk_{body}{_base62(zlib.crc32(f'{public}:{body}'.encode()), 6)}"
-    call(gateway, "GET", "/api/v1/consumption/identifier/a/dates", keys["acme"])  # the container is warm
-    for token in (crc_forged, keys["acme"][:-1] + ("x" if keys["acme"][-1] != "x" else "y")):
+    call(gateway, "GET", "/api/v1/consumption/identifier/a/dates", tokens["acme"])  # the container is warm
+    for token in (crc_forged, tokens["acme"][:-1] + ("x" if tokens["acme"][-1] != "x" else "y")):
         with mock.patch.object(dynamo, "client", side_effect=AssertionError("database touched")) as client:
             response = call(gateway, "GET", "/api/v1/consumption/identifier/a/dates", token)
         assert response.status == 401 and client.call_count == 0
 
 
-def test_unknown_path_and_wrong_method(gateway, keys):
-    assert call(gateway, "GET", "/nope", keys["acme"]).status == 404
-    assert call(gateway, "DELETE", "/v1/events", keys["acme"]).status == 405
+def test_unknown_path_and_wrong_method(gateway, tokens):
+    assert call(gateway, "GET", "/nope", tokens["acme"]).status == 404
+    assert call(gateway, "DELETE", "/v1/events", tokens["acme"]).status == 405
 
 
-def test_verdicts_are_cached_per_header_until_the_ttl(gateway, keys):
+def test_verdicts_are_cached_per_header_until_the_ttl(gateway, tokens):
     from meter.api import auth
     from tools.admin import revoke_key
 
     path = "/api/v1/consumption/identifier/nobody/dates"
-    assert call(gateway, "GET", path, keys["acme_read"]).status == 404
-    revoke_key(keys["acme_read"].split(":")[0])
-    assert call(gateway, "GET", path, keys["acme_read"]).status == 404  # cached within the TTL
+    assert call(gateway, "GET", path, tokens["acme_read"]).status == 404
+    revoke_key(tokens["acme_read"].split(":")[0])
+    assert call(gateway, "GET", path, tokens["acme_read"]).status == 404  # cached within the TTL
     with mock.patch.object(auth, "_clock", lambda: 10**9):  # the TTL has passed
-        assert call(gateway, "GET", path, keys["acme_read"]).status == 401
+        assert call(gateway, "GET", path, tokens["acme_read"]).status == 401
 
 
-def test_a_cached_verdict_never_admits_a_wrong_secret_for_the_same_key(gateway, keys):
+def test_a_cached_verdict_never_admits_a_wrong_secret_for_the_same_key(gateway, tokens):
     path = "/api/v1/consumption/identifier/nobody/dates"
-    assert call(gateway, "GET", path, keys["acme"]).status == 404  # verdict cached for this header
-    public = keys["acme"].split(":")[0]
+    assert call(gateway, "GET", path, tokens["acme"]).status == 404  # verdict cached for this header
+    public = tokens["acme"].split(":")[0]
     assert call(gateway, "GET", path, f"{public}:{forged_secret_for(public)}").status == 401
 
 
-def test_event_ids_are_per_tenant_so_a_resend_reveals_nothing_across_tenants(seeded, keys):
-    body = call(seeded, "POST", "/v1/events", keys["globex"], {**EVENT, "id": "seed", "count": 99}).json()
+def test_event_ids_are_per_tenant_so_a_resend_reveals_nothing_across_tenants(seeded, tokens):
+    body = call(seeded, "POST", "/v1/events", tokens["globex"], {**EVENT, "id": "seed", "count": 99}).json()
     assert (body["accepted"], body["duplicates"], body["conflicts"]) == (1, 0, 0)
 
 
 @pytest.mark.parametrize("query", [{"botId": "bot-1"}, {"conversationId": "conv-1"}, {"type": "tokens.input"}])
-def test_list_filters_naming_another_tenants_ids_return_nothing(seeded, keys, query):
-    assert call(seeded, "GET", "/api/v1/usage/list", keys["globex"], query=query).json() == {"items": []}
-    assert call(seeded, "GET", "/api/v1/usage/list", keys["acme"], query=query).json()["items"]
+def test_list_filters_naming_another_tenants_ids_return_nothing(seeded, tokens, query):
+    assert call(seeded, "GET", "/api/v1/usage/list", tokens["globex"], query=query).json() == {"items": []}
+    assert call(seeded, "GET", "/api/v1/usage/list", tokens["acme"], query=query).json()["items"]
 
 
-def test_no_response_to_another_tenant_mentions_this_tenants_data(seeded, keys):
+def test_no_response_to_another_tenant_mentions_this_tenants_data(seeded, tokens):
     for (method, _), (_, path, body, _) in REQUESTS.items():
         if method == "GET":
-            text = call(seeded, method, path, keys["globex"], body).body.decode()
+            text = call(seeded, method, path, tokens["globex"], body).body.decode()
             assert not any(secret in text for secret in ("seed", "ana@example.com", "m-1")), path
 
 
-def test_a_range_wholly_in_the_future_is_empty_never_a_server_error(seeded, keys):
+def test_a_range_wholly_in_the_future_is_empty_never_a_server_error(seeded, tokens):
     """Found by schemathesis: a future ``from`` with an open end inverted a key range (a 500)."""
     future = {"from": "2186-07-28T16:50:54+09:07", "start": "2186-07-28T16:50:54Z"}
     for (method, _), (_, path, _, _) in REQUESTS.items():
         if method == "GET" and path != "/v1/usage/query":
             # Gradient's stop defaults to now, so a future start is a 400 naming both parameters.
             expected = (200, 400, 404) if path.startswith("/v2/") else (200, 404)
-            assert call(seeded, method, path, keys["acme"], query=future).status in expected, path
+            assert call(seeded, method, path, tokens["acme"], query=future).status in expected, path
     # The query API's "to" defaults to now, so a future "from" alone is a 400 naming it.
-    response = call(seeded, "GET", "/v1/usage/query", keys["acme"], query={"from": future["from"]})
+    response = call(seeded, "GET", "/v1/usage/query", tokens["acme"], query={"from": future["from"]})
     assert response.status == 400 and "'from'" in response.json()["error"]

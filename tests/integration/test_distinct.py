@@ -59,12 +59,12 @@ def brute_force(events: list[dict], start: int) -> dict[str, int]:
 
 
 @pytest.fixture
-def sent(gateway, keys):
+def sent(gateway, tokens):
     stream = aggregator(STACK)
     for batch in (RECENT, LATE):
-        assert call(gateway, "POST", "/v1/events", keys["acme"], {"events": batch}).status == 200
+        assert call(gateway, "POST", "/v1/events", tokens["acme"], {"events": batch}).status == 200
         stream.drain()
-    call(gateway, "POST", "/v1/events", keys["globex"], {"events": [usage(1, 0.01, identifier="zed")]})
+    call(gateway, "POST", "/v1/events", tokens["globex"], {"events": [usage(1, 0.01, identifier="zed")]})
     stream.drain()
     return RECENT + LATE
 
@@ -76,24 +76,24 @@ def test_distinct_counts_equal_brute_force_from_every_day(sent):
     assert seen_since("globex", day_key(today - 40 * DAY_MS)) == {"I": 1, "DS": 0, "SK": 0, "AB": 0}
 
 
-def test_snapshot_follows_the_billing_anchor_as_it_moves(sent, gateway, keys):
+def test_snapshot_follows_the_billing_anchor_as_it_moves(sent, gateway, tokens):
     for anchor in (1, 9, NOW.day if NOW.day <= 28 else 28, 28, 2):
         set_billing_anchor("acme", anchor)
-        database = call(gateway, "GET", "/api/v1/usage/fetch", keys["acme"]).json()["database"]
+        database = call(gateway, "GET", "/api/v1/usage/fetch", tokens["acme"]).json()["database"]
         want = brute_force(sent, billing_period_start(anchor, to_ms(NOW)))
         counted = {"I": database["users"], "DS": database["datasets"], "SK": database["skillsets"]}
         assert {**counted, "AB": database["abilities"]} == want, anchor
 
 
-def test_replayed_and_duplicate_events_move_nothing(sent, gateway, keys):
+def test_replayed_and_duplicate_events_move_nothing(sent, gateway, tokens):
     before = {day: seen_since("acme", day) for day in (day_key(to_ms(NOW) - d * DAY_MS) for d in (0, 3, 40))}
     distinct.forget()  # a fresh container that remembers nothing
-    assert call(gateway, "POST", "/v1/events", keys["acme"], {"events": RECENT + LATE}).status == 200
+    assert call(gateway, "POST", "/v1/events", tokens["acme"], {"events": RECENT + LATE}).status == 200
     aggregator(STACK).drain()
     assert {day: seen_since("acme", day) for day in before} == before
 
 
-def _snapshot_reads(gateway, keys) -> Counter[str]:
+def _snapshot_reads(gateway, tokens) -> Counter[str]:
     """The snapshot's read calls on the usage tables (the key lookup's cache may expire meanwhile)."""
     calls: Counter[str] = Counter()
     usage_tables = {get_settings().aggregates_table, get_settings().records_table}
@@ -104,18 +104,18 @@ def _snapshot_reads(gateway, keys) -> Counter[str]:
 
     dynamo.client().meta.events.register("before-call.dynamodb.*", count)
     try:
-        assert call(gateway, "GET", "/api/v1/usage/fetch", keys["acme"]).status == 200
+        assert call(gateway, "GET", "/api/v1/usage/fetch", tokens["acme"]).status == 200
     finally:
         dynamo.client().meta.events.unregister("before-call.dynamodb.*", count)
     return calls
 
 
-def test_the_snapshot_reads_the_same_however_many_users(sent, gateway, keys):
-    _snapshot_reads(gateway, keys)  # the key and the tenant, now cached as a warm container has them
-    few = _snapshot_reads(gateway, keys)
+def test_the_snapshot_reads_the_same_however_many_users(sent, gateway, tokens):
+    _snapshot_reads(gateway, tokens)  # the key and the tenant, now cached as a warm container has them
+    few = _snapshot_reads(gateway, tokens)
     crowd = [usage(100 + n, n % 20, identifier=f"user-{n}", datasetId=f"ds-{n}") for n in range(90)]
-    assert call(gateway, "POST", "/v1/events", keys["acme"], {"events": crowd}).status == 200
+    assert call(gateway, "POST", "/v1/events", tokens["acme"], {"events": crowd}).status == 200
     aggregator(STACK).drain()
-    assert _snapshot_reads(gateway, keys) == few
+    assert _snapshot_reads(gateway, tokens) == few
     today = to_ms(NOW) // DAY_MS * DAY_MS
     assert seen_since("acme", day_key(today - 40 * DAY_MS)) == brute_force(sent + crowd, today - 40 * DAY_MS)

@@ -30,6 +30,7 @@ import contextlib
 import itertools
 import os
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
@@ -37,7 +38,6 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from local.template import Stack
-from meter.alerts.rules import adds_to, period_bounds
 from meter.core.timerange import DAY_MS, HOUR_MS, to_ms
 from meter.counting import aggregation
 from meter.counting.aggregation import handle_window
@@ -117,6 +117,28 @@ def store_alerts() -> None:
         store.alerts().put({**item, "updatedAt": item["createdAt"]})
 
 
+def _period_start(alert: dict, ts: int) -> int:
+    """From the rules: the local midnight (day) or first of the month (month) in the alert's zone
+    on or before ``ts``, as an instant (zoneinfo does the zone's arithmetic, not our code)."""
+    local = datetime.fromtimestamp(ts / 1000, ZoneInfo(alert["timeZone"]))
+    first = local.replace(day=1) if alert["period"] == "month" else local
+    return to_ms(first.replace(hour=0, minute=0, second=0, microsecond=0))
+
+
+def _adds(alert: dict, record: UsageRecord) -> int:
+    """From the rules: what one event adds to an alert of its tenant (its subject's events only)."""
+    subject = alert["subject"]
+    if any(record.relations.get(field) != value for field, value in subject.items()):
+        return 0
+    measure = alert["measure"]
+    if measure == "credits":
+        return record.credits
+    if measure == "events":
+        return 1
+    prefix = {"tokens": "tokens", "messages": "message", "conversations": "conversation"}[measure]
+    return record.count if record.type.startswith(prefix) and (measure == "tokens" or record.type == prefix) else 0
+
+
 def expected_firings(records: list[UsageRecord]) -> dict[str, dict[tuple[int, int], int]]:
     """From the rules: per alert, each (period start, threshold) the records reach, with the period's value."""
     expected = {}
@@ -124,8 +146,8 @@ def expected_firings(records: list[UsageRecord]) -> dict[str, dict[tuple[int, in
         values: dict[int, int] = {}
         for record in records:
             if record.tenant == alert["tenant"]:
-                start = period_bounds({**alert, "createdAt": 0}, record.ts)[0]
-                values[start] = values.get(start, 0) + adds_to(alert, record)
+                start = _period_start(alert, record.ts)
+                values[start] = values.get(start, 0) + _adds(alert, record)
         expected[alert["sk"]] = {(p, t): v for p, v in values.items() for t in alert["thresholds"] if v >= t}
     return expected
 

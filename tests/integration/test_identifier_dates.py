@@ -38,14 +38,14 @@ EVENTS = [
 
 
 @pytest.fixture
-def api(gateway, keys):
+def api(gateway, tokens):
     batch = [
         {"id": f"e{i}", "type": "message", "count": 1, "credits": credits, "identifier": who, "timestamp": iso(at)}
         for i, (who, at, credits) in enumerate(EVENTS)
     ]
-    assert call(gateway, "POST", "/v1/events", keys["acme"], {"events": batch}).status == 200
+    assert call(gateway, "POST", "/v1/events", tokens["acme"], {"events": batch}).status == 200
     aggregator(STACK).drain()
-    return lambda identifier, **query: call(gateway, "GET", identifier_path(identifier), keys["acme"], query=query)
+    return lambda identifier, **query: call(gateway, "GET", identifier_path(identifier), tokens["acme"], query=query)
 
 
 def expected(identifier: str, start: datetime, end: datetime) -> list[dict]:

@@ -123,21 +123,21 @@ def test_partial_failure_resumes_from_the_first_failed_record(recorder):
     assert recorder["batches"] == [["a", "b", "c", "d"], ["b", "c", "d"]]
 
 
-def test_a_handler_crash_is_a_500_json_and_the_gateway_keeps_serving(gateway, keys, monkeypatch):
+def test_a_handler_crash_is_a_500_json_and_the_gateway_keeps_serving(gateway, tokens, monkeypatch):
     route = next(r for r in STACK.routes() if r.path.endswith("{identifier}/dates"))
     original = gateway.functions[route.function]
     monkeypatch.setitem(gateway.functions, route.function, dataclasses.replace(original, handler="missing.handler"))
-    crashed = call(gateway, "GET", "/api/v1/consumption/identifier/x/dates", keys["acme"])
+    crashed = call(gateway, "GET", "/api/v1/consumption/identifier/x/dates", tokens["acme"])
     assert crashed.status == 500 and crashed.json() == {"message": "Internal Server Error"}
     monkeypatch.setitem(gateway.functions, route.function, original)
-    assert call(gateway, "GET", "/api/v1/consumption/identifier/x/dates", keys["acme"]).status == 404
+    assert call(gateway, "GET", "/api/v1/consumption/identifier/x/dates", tokens["acme"]).status == 404
 
 
-def test_unexpected_errors_inside_a_handler_are_500_with_our_body(gateway, keys, monkeypatch):
+def test_unexpected_errors_inside_a_handler_are_500_with_our_body(gateway, tokens, monkeypatch):
     from meter.api import agentsgt
 
     monkeypatch.setattr(agentsgt, "daily_totals", lambda *a, **k: 1 / 0)
-    response = call(gateway, "GET", "/api/v1/consumption/identifier/x/dates", keys["acme"])
+    response = call(gateway, "GET", "/api/v1/consumption/identifier/x/dates", tokens["acme"])
     assert (response.status, response.json()) == (500, {"error": "Internal server error"})
 
 
@@ -159,7 +159,7 @@ def test_the_local_stack_runs_the_templates_schedules():
     assert next_fire("rate(5 minutes)", at) == datetime(2026, 11, 23, 13, 25, tzinfo=UTC)
 
 
-def test_a_scheduled_reconcile_fires_against_the_tables(keys):
+def test_a_scheduled_reconcile_fires_against_the_tables(tokens):
     from local.schedules import Schedule
     from meter.dal import store
 

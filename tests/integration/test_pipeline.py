@@ -16,7 +16,7 @@ def at(hours: float) -> str:
     return (NOW + timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
 
 
-def test_ingest_aggregate_query(gateway, keys):
+def test_ingest_aggregate_query(gateway, tokens):
     events = [
         {
             "id": "e1",
@@ -43,30 +43,30 @@ def test_ingest_aggregate_query(gateway, keys):
             "timestamp": at(26),
         },
     ]
-    response = call(gateway, "POST", "/v1/events", keys["acme"], {"events": events})
+    response = call(gateway, "POST", "/v1/events", tokens["acme"], {"events": events})
     assert response.status == 200, response.body
     assert response.json()["accepted"] == 3
 
     aggregator(STACK).drain()
 
-    dates = call(gateway, "GET", identifier_path("user@example.com"), keys["acme"])
+    dates = call(gateway, "GET", identifier_path("user@example.com"), tokens["acme"])
     assert dates.status == 200, dates.body
     day0, day1 = at(0)[:10], at(25)[:10]
     assert dates.json() == {"data": [{"date": day0, "total_credits": 5}, {"date": day1, "total_credits": 7}]}
 
 
-def test_a_stream_record_that_is_not_a_usage_record_is_set_aside_and_the_shard_moves_on(gateway, keys, queues):
+def test_a_stream_record_that_is_not_a_usage_record_is_set_aside_and_the_shard_moves_on(gateway, tokens, queues):
     from meter.core.config import get_settings
     from meter.dal import dynamo
 
     good = {"id": "ok-1", "type": "message", "count": 1, "credits": 3, "identifier": "ana", "timestamp": at(0)}
-    assert call(gateway, "POST", "/v1/events", keys["acme"], good).status == 200
+    assert call(gateway, "POST", "/v1/events", tokens["acme"], good).status == 200
     # A record written around the ingest API, missing what makes it a usage record.
     dynamo.client().put_item(
         TableName=get_settings().records_table, Item={"pk": {"S": "acme#broken"}, "tenant": {"S": "acme"}}
     )
     later = {**good, "id": "ok-2"}
-    assert call(gateway, "POST", "/v1/events", keys["acme"], later).status == 200
+    assert call(gateway, "POST", "/v1/events", tokens["acme"], later).status == 200
     dead: list = []
     aggregator(STACK, dead).drain()
 
@@ -74,11 +74,11 @@ def test_a_stream_record_that_is_not_a_usage_record_is_set_aside_and_the_shard_m
     [notice] = set_aside_notices()  # ...but the record is there, set aside by the aggregator
     assert notice["kind"] == "unreadable record" and notice["record"] == "acme#broken"
     assert "field 'id' is missing" in notice["reason"]
-    day = call(gateway, "GET", identifier_path("ana"), keys["acme"]).json()["data"]
+    day = call(gateway, "GET", identifier_path("ana"), tokens["acme"]).json()["data"]
     assert [d["total_credits"] for d in day] == [6]  # both good events, before and after it, counted once
 
 
-def test_any_number_of_distinct_event_types_is_counted_exactly_and_never_grows_an_item(gateway, keys):
+def test_any_number_of_distinct_event_types_is_counted_exactly_and_never_grows_an_item(gateway, tokens):
     """Each distinct type once added a counter to the tenant's day item: ~5,500 of 64 characters
     passed DynamoDB's 400 KB item limit, and every later update of the tenant failed."""
     from meter.core.config import get_settings
@@ -103,12 +103,12 @@ def test_any_number_of_distinct_event_types_is_counted_exactly_and_never_grows_a
     )["Item"]
     assert len(json.dumps(tenant_day)) < 400  # a handful of counters, whatever the number of types
     day = {"start": at(0)[:10] + "T00:00:00Z", "stop": at(0)[:10] + "T23:59:59Z"}
-    measurements = call(gateway, "GET", "/v2/gen-ai/agents/bot/usage", keys["acme"], query=day).json()["usage"]
+    measurements = call(gateway, "GET", "/v2/gen-ai/agents/bot/usage", tokens["acme"], query=day).json()["usage"]
     measurements = measurements["measurements"]
     assert len(measurements) == N_TYPES and measurements[31] == {"tokens": 32, "usage_type": types[31][7:].upper()}
 
 
-def test_throttling_backs_off_and_commits_once_never_splitting_or_dead_lettering(gateway, keys, monkeypatch):
+def test_throttling_backs_off_and_commits_once_never_splitting_or_dead_lettering(gateway, tokens, monkeypatch):
     """Throttling was once treated like a poison pill: chunks were halved into up to 199
     sub-commits, and healthy events went to the dead-letter queue after Lambda's retries."""
     from botocore.exceptions import ClientError
@@ -122,7 +122,7 @@ def test_throttling_backs_off_and_commits_once_never_splitting_or_dead_lettering
         {"id": f"t-{n}", "type": "message", "count": 1, "credits": 1, "identifier": f"u{n}", "timestamp": at(0)}
         for n in range(60)
     ]
-    assert call(gateway, "POST", "/v1/events", keys["acme"], {"events": events}).status == 200
+    assert call(gateway, "POST", "/v1/events", tokens["acme"], {"events": events}).status == 200
     real, calls = aggregation.transact, []
 
     def throttled_at_first(actions):

@@ -94,13 +94,13 @@ EVENTS = [
 
 
 @pytest.fixture
-def api(gateway, keys):
-    response = call(gateway, "POST", "/v1/events", keys["acme"], {"events": EVENTS})
+def api(gateway, tokens):
+    response = call(gateway, "POST", "/v1/events", tokens["acme"], {"events": EVENTS})
     assert response.status == 200, response.body
-    call(gateway, "POST", "/v1/events", keys["globex"], {"events": [event(1, timedelta(hours=1), agentId="bot-1")]})
+    call(gateway, "POST", "/v1/events", tokens["globex"], {"events": [event(1, timedelta(hours=1), agentId="bot-1")]})
     aggregator(STACK).drain()
 
-    def get(path: str, token: str = keys["acme"], **query):
+    def get(path: str, token: str = tokens["acme"], **query):
         return call(gateway, "GET", path, token, query=query)
 
     return get
@@ -269,9 +269,9 @@ def test_filtered_pages_are_full_and_cursor_only_when_more_follow(api):
     assert third == {"items": [{**third["items"][0]}]} and third["items"][0]["id"] == "e01"
 
 
-def test_cursors_are_bound_to_their_tenant(api, keys):
+def test_cursors_are_bound_to_their_tenant(api, tokens):
     cursor = api("/api/v1/usage/list", take="1").json()["cursor"]
-    stolen = api("/api/v1/usage/list", keys["globex"], cursor=cursor)
+    stolen = api("/api/v1/usage/list", tokens["globex"], cursor=cursor)
     assert stolen.status == 400 and "cursor" in stolen.json()["error"]
     assert api("/api/v1/usage/list", cursor="garbage!").status == 400
 
@@ -294,10 +294,10 @@ def test_cursors_are_tamper_evident(api):
     assert api("/api/v1/usage/list", cursor=cursor).status == 200
 
 
-def test_list_as_csv(gateway, keys, api):
-    response = call(gateway, "GET", "/api/v1/usage/list", keys["acme"], query={"botId": "bot-2"})
+def test_list_as_csv(gateway, tokens, api):
+    response = call(gateway, "GET", "/api/v1/usage/list", tokens["acme"], query={"botId": "bot-2"})
     assert response.headers["Content-Type"] == "application/json"
-    headers = {"Authorization": f"Bearer {keys['acme']}", "Accept": "text/csv"}
+    headers = {"Authorization": f"Bearer {tokens['acme']}", "Accept": "text/csv"}
     as_csv = gateway.handle("GET", "/api/v1/usage/list", "botId=bot-2", headers)
     assert as_csv.status == 200 and as_csv.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(as_csv.body.decode())))
@@ -375,7 +375,7 @@ def _record_reads(gateway, token, query: dict) -> tuple[int, object]:
     return len(reads), response
 
 
-def test_a_filter_that_matches_little_or_nothing_reads_within_a_budget(gateway, keys, monkeypatch):
+def test_a_filter_that_matches_little_or_nothing_reads_within_a_budget(gateway, tokens, monkeypatch):
     from meter.api import chatbotkit
 
     monkeypatch.setattr(chatbotkit, "LIST_SCAN_BUDGET", 200)
@@ -392,20 +392,22 @@ def test_a_filter_that_matches_little_or_nothing_reads_within_a_budget(gateway, 
         for n in range(240)
     ]
     for start in (0, 120):
-        assert call(gateway, "POST", "/v1/events", keys["acme"], {"events": events[start : start + 120]}).status == 200
+        assert (
+            call(gateway, "POST", "/v1/events", tokens["acme"], {"events": events[start : start + 120]}).status == 200
+        )
     aggregator(STACK).drain()
-    empty_reads, _ = _record_reads(gateway, keys["globex"], {"meta.rare": "nope", "take": "1"})
+    empty_reads, _ = _record_reads(gateway, tokens["globex"], {"meta.rare": "nope", "take": "1"})
 
-    reads, response = _record_reads(gateway, keys["acme"], {"type": "nope", "take": "1"})
+    reads, response = _record_reads(gateway, tokens["acme"], {"type": "nope", "take": "1"})
     assert (reads, response.status, response.json()) == (0, 200, {"items": []})  # the aggregates know
-    reads, response = _record_reads(gateway, keys["acme"], {"meta.rare": "nope", "take": "1"})
+    reads, response = _record_reads(gateway, tokens["acme"], {"meta.rare": "nope", "take": "1"})
     assert response.status == 400 and "'meta.rare'" in response.json()["error"]
     assert reads <= empty_reads + 200 // 50 + 2  # the budget in pages of 50, not in pages of 4
 
     seen, cursor = [], None
     while True:  # every match once, in order, and never an empty page with a cursor
         query = {"meta.rare": "true", "take": "100", **({"cursor": cursor} if cursor else {})}
-        body = call(gateway, "GET", "/api/v1/usage/list", keys["acme"], query=query).json()
+        body = call(gateway, "GET", "/api/v1/usage/list", tokens["acme"], query=query).json()
         assert body["items"] or "cursor" not in body
         seen += [item["id"] for item in body["items"]]
         cursor = body.get("cursor")

@@ -17,7 +17,7 @@ EVENT = {"id": "q-1", "type": "message", "count": 1, "identifier": "ana"}
 
 
 @pytest.fixture
-def queue(keys):
+def queue(tokens):
     sqs = boto3.client("sqs")
     urls = create_queues(STACK, sqs, visibility_timeout=0)
     source = STACK.queue_source_of("IngestQueueFunction")

@@ -18,14 +18,14 @@ def frozen_second(monkeypatch):
     return clock
 
 
-def test_a_key_over_its_limit_gets_429_with_retry_after_until_the_next_second(gateway, keys, frozen_second):
+def test_a_key_over_its_limit_gets_429_with_retry_after_until_the_next_second(gateway, tokens, frozen_second):
     limited = create_key("acme", ["read"], rate_limit=3)
     assert [call(gateway, "GET", PATH, limited).status for _ in range(3)] == [404, 404, 404]
 
     refused = call(gateway, "GET", PATH, limited)
     assert refused.status == 429 and refused.headers["Retry-After"] == "1"
     assert "3 requests per second" in refused.json()["error"]
-    assert call(gateway, "GET", PATH, keys["acme"]).status == 404  # limits are per key, not per tenant
+    assert call(gateway, "GET", PATH, tokens["acme"]).status == 404  # limits are per key, not per tenant
 
     frozen_second["ms"] += 1000
     assert call(gateway, "GET", PATH, limited).status == 404

@@ -69,7 +69,7 @@ def _aggregates() -> str:
 
 
 @pytest.fixture
-def counted(keys):
+def counted(tokens):
     _ingest("acme", 20)
     _ingest("globex", 5)
     aggregator(STACK).drain()
@@ -169,7 +169,7 @@ def _iso(ms: int) -> str:
         pytest.param(END - 10 * 60_000, END - 5 * 60_000, id="received minutes before the day's end"),
     ],
 )
-def test_every_event_the_stream_dropped_is_counted_within_a_bounded_time_of_its_receipt(keys, event_time, received):
+def test_every_event_the_stream_dropped_is_counted_within_a_bounded_time_of_its_receipt(tokens, event_time, received):
     """Reconciliation once chose buckets by event time only, an hour at a time: late events, and
     records too fresh at the day's pass, were never recounted."""
     event_time, received = event_time - 2 * DAY_MS, received - 2 * DAY_MS  # well inside the accepted past
@@ -208,7 +208,7 @@ def test_one_tenants_failure_never_stops_the_others_and_its_windows_are_retried(
     assert store.control().reconcile_retries() == set()
 
 
-def test_hours_missed_by_skipped_runs_are_caught_up_from_the_checkpoint(keys):
+def test_hours_missed_by_skipped_runs_are_caught_up_from_the_checkpoint(tokens):
     event = {"id": "on-time", "type": "message", "count": 1, "credits": 2, "identifier": "ana"}
     at_ten = START + 10 * HOUR_MS
     _ingest_received_at(at_ten + 60_000, "acme", [{**event, "timestamp": _iso(at_ten)}])  # never streamed

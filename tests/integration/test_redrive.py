@@ -135,7 +135,7 @@ def test_unreadable_failure_messages_stay_in_the_queue_with_a_reason(queues):
     assert report.redriven == 0 and len(report.kept) == 1
 
 
-def test_ingest_dead_letters_go_back_to_the_ingest_queue_and_are_stored_once(queues, keys):
+def test_ingest_dead_letters_go_back_to_the_ingest_queue_and_are_stored_once(queues, tokens):
     sqs, urls = queues
     source = STACK.queue_source_of("IngestQueueFunction")
     dead_letter_url = urls["IngestDeadLetterQueue"]

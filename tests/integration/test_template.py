@@ -98,12 +98,11 @@ SAMPLE_DAY = datetime(2026, 11, 10, 12, tzinfo=UTC)  # inside every sample's ran
 
 
 @pytest.fixture
-def sample_data(keys, queues):
+def sample_data(tokens, queues):
     """Tenant ``demo`` with what the samples ask about: an alert, and usage of user@example.com on
     agent support-bot, counted (records written as ingestion stores them, then aggregated)."""
     from meter.core.timerange import to_ms
-    from meter.dal import keys as key_formats
-    from meter.dal import store
+    from meter.dal import keys, store
     from meter.dal.records import UsageRecord, record_item
     from tools.admin import create_key
 
@@ -117,7 +116,7 @@ def sample_data(keys, queues):
     alert = {"name": "sample", "subject": {}, "measure": "credits", "period": "month", "timeZone": "UTC"}
     store.alerts().put(
         {
-            "pk": key_formats.alerts_pk("demo"),
+            "pk": keys.alerts_pk("demo"),
             "sk": SAMPLE_ALERT,
             **alert,
             "thresholds": [1000],

@@ -108,7 +108,7 @@ def dynamo_calls(aws) -> Iterator[list[Grant]]:
 
 
 @pytest.mark.parametrize("logical_id", FUNCTIONS)
-def test_every_call_a_function_makes_is_granted(keys, dynamo_calls, logical_id):
+def test_every_call_a_function_makes_is_granted(tokens, dynamo_calls, logical_id):
     event = sample_event(logical_id)
     dynamo_calls.clear()  # the fixtures' own setup
     invoke(STACK.functions()[logical_id], event)

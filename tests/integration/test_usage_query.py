@@ -71,7 +71,7 @@ def _records(seed: int = 11, n: int = 240) -> list[UsageRecord]:
 
 
 @pytest.fixture
-def counted(gateway, keys) -> list[UsageRecord]:
+def counted(gateway, tokens) -> list[UsageRecord]:
     records = _records()
     settings = get_settings()
     listing = {key: value for record in records for key, value in listing_attributes(record).items()}
@@ -175,20 +175,20 @@ def _random_query(rng: random.Random) -> tuple[list[tuple[str, str]], dict]:
     return params, expected
 
 
-def test_every_answer_equals_the_brute_force_sum_in_every_zone_window_and_grouping(gateway, keys, counted):
+def test_every_answer_equals_the_brute_force_sum_in_every_zone_window_and_grouping(gateway, tokens, counted):
     rng = random.Random(5)
     for _ in range(60):
         params, q = _random_query(rng)
-        response = get(gateway, keys["acme"], params)
+        response = get(gateway, tokens["acme"], params)
         assert response.status == 200, (params, response.body)
         expected = oracle(counted, **q)
         assert answered(response.json(), q["zone"], q["size"]) == expected, params
 
 
-def test_dst_days_last_23_and_25_hours_and_rows_are_ordered(gateway, keys, counted):
+def test_dst_days_last_23_and_25_hours_and_rows_are_ordered(gateway, tokens, counted):
     params = [("from", "2026-10-30"), ("to", "2026-11-02"), ("timeZone", "America/New_York"), ("windowSize", "DAY"),
               ("measure", "events")]  # fmt: skip
-    body = get(gateway, keys["acme"], params).json()
+    body = get(gateway, tokens["acme"], params).json()
     assert body["from"] == "2026-10-30T00:00:00-04:00" and body["to"] == "2026-11-02T00:00:00-05:00"
     lengths = {
         row["windowStart"][:10]: datetime.fromisoformat(row["windowEnd"]) - datetime.fromisoformat(row["windowStart"])
@@ -200,16 +200,16 @@ def test_dst_days_last_23_and_25_hours_and_rows_are_ordered(gateway, keys, count
 
     spring = [("from", "2026-04-04T12:00:00+10:30"), ("to", "2026-04-06T00:00:00+09:30"),
               ("timeZone", "Australia/Adelaide"), ("windowSize", "DAY"), ("measure", "events")]  # fmt: skip
-    rows = get(gateway, keys["acme"], spring).json()["data"]
+    rows = get(gateway, tokens["acme"], spring).json()["data"]
     assert rows[0]["windowStart"] == "2026-04-04T12:00:00+10:30"  # clipped to from, and says so
     assert [r["windowEnd"] for r in rows][-1] == "2026-04-06T00:00:00+09:30"
 
 
-def test_csv_carries_the_same_rows(gateway, keys, counted):
+def test_csv_carries_the_same_rows(gateway, tokens, counted):
     params = [("from", "2026-03-07"), ("to", "2026-03-10"), ("timeZone", "Asia/Kathmandu"), ("windowSize", "DAY"),
               ("groupBy", "agentId"), ("groupBy", "model")]  # fmt: skip
-    body = get(gateway, keys["acme"], params).json()
-    response = get(gateway, keys["acme"], params, accept="text/csv")
+    body = get(gateway, tokens["acme"], params).json()
+    response = get(gateway, tokens["acme"], params, accept="text/csv")
     assert response.status == 200 and response.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.body.decode())))
     assert rows and [
@@ -219,13 +219,13 @@ def test_csv_carries_the_same_rows(gateway, keys, counted):
     ] == body["data"]  # fmt: skip
 
 
-def test_open_range_holds_everything_and_another_tenant_sees_nothing(gateway, keys, counted):
-    body = get(gateway, keys["acme"], [("measure", "events")]).json()
+def test_open_range_holds_everything_and_another_tenant_sees_nothing(gateway, tokens, counted):
+    body = get(gateway, tokens["acme"], [("measure", "events")]).json()
     assert body["data"][0]["value"] == len(counted)
     assert datetime.fromisoformat(body["from"]) <= datetime.fromtimestamp(min(r.ts for r in counted) / 1000, UTC)
-    globex = get(gateway, keys["globex"], [("measure", "credits"), ("groupBy", "identifier")]).json()
+    globex = get(gateway, tokens["globex"], [("measure", "credits"), ("groupBy", "identifier")]).json()
     assert globex["data"] == []  # its one event has no identifier; acme's never appear
-    assert get(gateway, keys["globex"], [("measure", "credits")]).json()["data"][0]["value"] == 99
+    assert get(gateway, tokens["globex"], [("measure", "credits")]).json()["data"][0]["value"] == 99
 
 
 @pytest.mark.parametrize(
@@ -244,31 +244,31 @@ def test_open_range_holds_everything_and_another_tenant_sees_nothing(gateway, ke
         ([("from", "2024-01-01"), ("to", "2026-01-01"), ("windowSize", "HOUR")], "windowSize"),
     ],
 )
-def test_bad_parameters_are_400_naming_the_parameter(gateway, keys, params, named):
-    response = get(gateway, keys["acme"], params)
+def test_bad_parameters_are_400_naming_the_parameter(gateway, tokens, params, named):
+    response = get(gateway, tokens["acme"], params)
     assert response.status == 400, response.body
     assert f"'{named}'" in response.json()["error"]
 
 
-def test_row_limit_is_stated_in_the_error(gateway, keys):
-    response = get(gateway, keys["acme"], [("from", "2020-01-01"), ("to", "2026-01-01"), ("windowSize", "HOUR")])
+def test_row_limit_is_stated_in_the_error(gateway, tokens):
+    response = get(gateway, tokens["acme"], [("from", "2020-01-01"), ("to", "2026-01-01"), ("windowSize", "HOUR")])
     assert response.status == 400 and f"{MAX_ROWS:,}" in response.json()["error"]
 
 
-def test_billing_period_starts_at_the_tenants_anchor_day(gateway, keys):
+def test_billing_period_starts_at_the_tenants_anchor_day(gateway, tokens):
     from meter.core.timerange import iso, now_ms
     from meter.dal.tenants import billing_period_start
     from tools.admin import set_billing_anchor
 
     set_billing_anchor("acme", 15)
-    body = get(gateway, keys["acme"], [("period", "billing")]).json()
+    body = get(gateway, tokens["acme"], [("period", "billing")]).json()
     assert body["from"] == iso(billing_period_start(15, now_ms())).replace("Z", "+00:00")
-    both = get(gateway, keys["acme"], [("period", "billing"), ("from", "2026-01-01")])
+    both = get(gateway, tokens["acme"], [("period", "billing"), ("from", "2026-01-01")])
     assert both.status == 400 and "'period'" in both.json()["error"]
 
 
 def test_many_groups_may_be_summed_from_raw_events_when_that_reads_less_and_stay_exact(
-    gateway, keys, counted, monkeypatch
+    gateway, tokens, counted, monkeypatch
 ):
     from meter.reading import series
 
@@ -278,14 +278,14 @@ def test_many_groups_may_be_summed_from_raw_events_when_that_reads_less_and_stay
     rng = random.Random(9)
     for _ in range(25):
         params, q = _random_query(rng)
-        response = get(gateway, keys["acme"], params)
+        response = get(gateway, tokens["acme"], params)
         assert response.status == 200, (params, response.body)
         assert answered(response.json(), q["zone"], q["size"]) == oracle(counted, **q), params
     assert True in decided and False in decided  # both ways were taken, and both were exact
 
 
 def test_too_many_raw_events_are_refused_from_the_day_items_before_any_record_is_read(
-    gateway, keys, counted, monkeypatch
+    gateway, tokens, counted, monkeypatch
 ):
     from meter.reading import series
 
@@ -297,7 +297,7 @@ def test_too_many_raw_events_are_refused_from_the_day_items_before_any_record_is
             record_reads.append(1)
 
     dynamo.client().meta.events.register("provide-client-params.dynamodb", record)
-    response = get(gateway, keys["acme"], [("groupBy", "identifier"), ("groupBy", "agentId")])
+    response = get(gateway, tokens["acme"], [("groupBy", "identifier"), ("groupBy", "agentId")])
     dynamo.client().meta.events.unregister("provide-client-params.dynamodb", record)
     assert response.status == 400 and "'from'" in response.json()["error"], response.json()
     assert record_reads == []
@@ -307,7 +307,7 @@ def test_too_many_raw_events_are_refused_from_the_day_items_before_any_record_is
     ("zone", "start", "end"),
     [("Africa/Monrovia", "1971-03-01", "1971-03-15"), ("Pacific/Kiritimati", "1975-06-01", "1975-06-03")],
 )
-def test_windows_off_the_quarter_hour_grid_are_refused_naming_the_zone(gateway, keys, zone, start, end):
+def test_windows_off_the_quarter_hour_grid_are_refused_naming_the_zone(gateway, tokens, zone, start, end):
     record_reads = []
 
     def record(params, model, **_):
@@ -316,8 +316,8 @@ def test_windows_off_the_quarter_hour_grid_are_refused_naming_the_zone(gateway, 
 
     dynamo.client().meta.events.register("provide-client-params.dynamodb", record)
     params = [("from", start), ("to", end), ("timeZone", zone)]
-    hourly = get(gateway, keys["acme"], [*params, ("windowSize", "HOUR")])
-    whole = get(gateway, keys["acme"], params)  # one window: its two edges are the caller's own
+    hourly = get(gateway, tokens["acme"], [*params, ("windowSize", "HOUR")])
+    whole = get(gateway, tokens["acme"], params)  # one window: its two edges are the caller's own
     dynamo.client().meta.events.unregister("provide-client-params.dynamodb", record)
     assert hourly.status == 400 and "'timeZone'" in hourly.json()["error"], hourly.json()
     assert whole.status == 200 and whole.json()["data"] == []
