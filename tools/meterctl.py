@@ -19,8 +19,9 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "shared"), str(ROOT)]  # the layer, and tools/ as a package when run as a script
+# the layer, and the repository so that tools/ is a package when this runs as a script
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "shared"))
 
 from meter.core.errors import MeterError
 

@@ -123,7 +123,7 @@ def _set_aside_waiting(notice: dict[str, Any], now: int) -> str | None:
     if notice["kind"] == set_aside.KIND_REFUSED:
         days = {(notice["tenant"], to_ms(datetime.fromisoformat(day).replace(tzinfo=UTC))) for day in notice["days"]}
         return _reconcile_days(days, now, marks=True)
-    item = store.records().get({"pk": {"S": notice["record"]}}, consistent=True)
+    item = store.records().record(notice["record"])
     if item is None:
         return None  # deleted: nothing to count
     try:

@@ -103,7 +103,7 @@ def parse_token(header: str | None) -> tuple[str, str]:
 def authenticate(header: str | None) -> Principal:
     """The principal of a valid, unrevoked key; Unauthorized with one message otherwise."""
     public_id, secret = parse_token(header)
-    item = store.tenants().get({"pk": {"S": keys.api_key_pk(public_id)}})
+    item = store.tenants().api_key(public_id)
     stored_hash = item["secretHash"] if item else hash_secret("")
     matches = hmac.compare_digest(stored_hash, hash_secret(secret))
     if not item or not matches or item.get("revokedAt"):

@@ -73,6 +73,10 @@ class Table:
         """A condition on one item, as an action of a TransactWriteItems (it writes nothing)."""
         return {"ConditionCheck": {"TableName": self.name, "Key": key, "ConditionExpression": condition}}
 
+    def failing_check(self) -> dict[str, Any]:
+        """A condition check that always fails: the item it names is never written (probes)."""
+        return self.condition_check({"pk": {"S": keys.PROBE_PK}}, "attribute_exists(pk)")
+
     def query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Every item of a Query, lazily, page after page."""
         return dynamo.paginate("query", TableName=self.name, **kwargs)
@@ -113,6 +117,10 @@ class Records(Table):
     """UsageRecords: one immutable item per event, and its two indexes (``ByTenant``, ``ByConversation``)."""
 
     INDEX_KEYS = {"ByTenant": "tk", "ByConversation": "ck"}  # each index's partition key attribute
+
+    def record(self, pk: str) -> dict[str, Any] | None:
+        """One record by its key (``keys.record_pk``), strongly consistent, or None."""
+        return self.get({"pk": {"S": pk}}, consistent=True)
 
     def put_record(self, item: dict[str, Any]) -> str | None:
         """Store a record unless its id exists: None when stored, else the stored fingerprint."""
@@ -321,6 +329,14 @@ class Control(Table):
 
 class Tenants(Table):
     """Tenants: ``TENANT#<name>`` (rate card, billing anchor) and ``KEY#<public id>`` (API keys)."""
+
+    def api_key(self, public_id: str) -> dict[str, Any] | None:
+        """One API key's item, or None."""
+        return self.get({"pk": {"S": keys.api_key_pk(public_id)}})
+
+    def tenant(self, name: str, projection: str | None = None) -> dict[str, Any] | None:
+        """One tenant's item (rate card, billing anchor), or None."""
+        return self.get({"pk": {"S": keys.tenant_pk(name)}}, projection=projection)
 
     def _update_existing(self, pk: str, expression: str, values: dict[str, Any]) -> bool:
         """Update an item only if it exists; False when it does not."""

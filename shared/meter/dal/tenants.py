@@ -26,10 +26,6 @@ SCOPES = ("ingest", "read", "admin")
 _rate_cards = Cache(10_000, seconds=lambda: get_settings().rate_card_cache_seconds)  # tenant → its card
 
 
-def _tenant_key(name: str) -> dict[str, dict[str, str]]:
-    return {"pk": {"S": keys.tenant_pk(name)}}
-
-
 def _unknown(name: str) -> NotFound:
     return NotFound(f"Unknown tenant '{name}'")
 
@@ -54,7 +50,7 @@ def tenant_names() -> list[str]:
 
 def get_tenant(name: str) -> dict[str, Any] | None:
     """The tenant item, or None."""
-    return store.tenants().get(_tenant_key(name))
+    return store.tenants().tenant(name)
 
 
 def forget_rate_card(name: str) -> None:
@@ -67,7 +63,7 @@ def rate_card(name: str) -> dict[str, Decimal]:
     cached = _rate_cards.get(name)
     if cached is not None:
         return cached
-    found = store.tenants().get(_tenant_key(name), projection="rateCard") or {}
+    found = store.tenants().tenant(name, projection="rateCard") or {}
     card = {k: Decimal(str(v)) for k, v in found.get("rateCard", {}).items()}
     _rate_cards.put(name, card)
     return card

@@ -110,7 +110,7 @@ def _bisect(actions: list[dict[str, Any]], suspects: list[int], transact: Transa
 def _probe_refuses(actions: list[dict[str, Any]], transact: Transact) -> bool:
     """Whether DynamoDB refuses any of ``actions``, found without writing: the probe's condition
     check always fails, so the transaction is always cancelled."""
-    never = store.control().condition_check({"pk": {"S": keys.PROBE_PK}}, "attribute_exists(pk)")
+    never = store.control().failing_check()
     for attempt in range(MAX_ATTEMPTS):
         try:
             transact([*actions, never])
