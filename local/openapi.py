@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import TypeAdapter
+
+from meter.api import shapes
 from meter.api.alerts import Alert, AlertChange, AlertList, AlertSpec, AlertStatus, TriggerList
 from meter.api.chatbotkit import ID_FILTERS, MAX_TAKE
 from meter.api.usage_query import QueryResult
@@ -39,41 +42,26 @@ ERROR = _object(
 GRADIENT_ERROR = _object({"id": STRING, "message": STRING, "request_id": STRING})
 GATEWAY_MESSAGE = _object({"message": STRING})  # API Gateway's own 401 when no Authorization header
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": INTEGER}}
-TOTALS = _object({"tokens": INTEGER, "conversations": INTEGER, "messages": INTEGER})
-USAGE_GROUP = _object(
-    {
-        "measurements": {"type": "array", "items": _object({"tokens": INTEGER, "usage_type": STRING})},
-        "resource_uuid": STRING,
-        "start": STRING,
-        "stop": STRING,
-    }
-)
-DAY_CREDITS = _object({"date": {"type": "string", "format": "date"}, "total_credits": INTEGER})
-DAILY_CREDITS = _object({"data": {"type": "array", "items": DAY_CREDITS}})
-SERIES_POINTS = {"type": "array", "items": _object({"date": INTEGER, "total": INTEGER})}
-LIST_ITEM = _object(
-    {
-        "id": STRING,
-        "type": STRING,
-        "count": INTEGER,
-        "createdAt": INTEGER,
-        "updatedAt": INTEGER,
-        "meta": {"type": "object"},
-        **{name: STRING for name in ID_FILTERS},
-    },
-    optional=("meta", *ID_FILTERS),
-)
-INGEST_RESULT = _object(
-    {
-        "accepted": INTEGER,
-        "duplicates": INTEGER,
-        "conflicts": INTEGER,
-        "results": {
-            "type": "array",
-            "items": _object({"id": STRING, "status": {"enum": ["accepted", "duplicate", "conflict"]}}),
-        },
-    }
-)
+
+
+def _closed(schema: Any) -> Any:
+    """Every object with named properties closed to others (what the use cases return, exactly)."""
+    if isinstance(schema, dict):
+        schema = {key: _closed(value) for key, value in schema.items()}
+        if schema.get("type") == "object" and "properties" in schema:
+            schema.setdefault("additionalProperties", False)
+    elif isinstance(schema, list):
+        schema = [_closed(value) for value in schema]
+    return schema
+
+
+def _shape(shape: Any, definitions: dict[str, Schema]) -> Schema:
+    """A reference to a typed shape of ``meter.api.shapes``, its schema (and those it nests) gathered
+    into ``definitions``."""
+    schema = _closed(TypeAdapter(shape).json_schema(ref_template="#/components/schemas/{model}"))
+    definitions.update(schema.pop("$defs", {}))
+    definitions[shape.__name__] = schema
+    return {"$ref": f"#/components/schemas/{shape.__name__}"}
 
 
 def _errors(shape: Schema, *statuses: int) -> dict[str, Any]:
@@ -195,7 +183,7 @@ def _alert_routes() -> tuple[dict[str, Any], dict[str, Schema]]:
                 "summary": "Delete an alert (scope admin)",
                 "parameters": [one],
                 "responses": {
-                    "200": _json(_object({"id": STRING, "deleted": {"type": "boolean"}}), "Deleted"),
+                    "200": _json(_shape(shapes.Deleted, defs), "Deleted"),
                     **_errors(ERROR, 403, 404),
                 },
             },
@@ -227,6 +215,11 @@ def _event_schemas() -> tuple[Schema, dict[str, Schema]]:
 def document(server_url: str = "/") -> dict[str, Any]:
     """The whole OpenAPI 3.1 document."""
     event, definitions = _event_schemas()
+    typed: dict[str, Schema] = {}
+
+    def shape(of: Any) -> Schema:
+        return _shape(of, typed)
+
     query_route, query_definitions = _query_route()
     alert_routes, alert_definitions = _alert_routes()
     event_ref = {"$ref": "#/components/schemas/UsageEvent"}
@@ -251,8 +244,10 @@ def document(server_url: str = "/") -> dict[str, Any]:
                     "content": {"application/json": {"schema": {"anyOf": [event_ref, batch]}}},
                 },
                 "responses": {
-                    "200": _json(INGEST_RESULT, "Every event stored now or before (accepted or duplicate)"),
-                    "409": _json(INGEST_RESULT, "At least one id is stored with a different body"),
+                    "200": _json(
+                        shape(shapes.IngestResult), "Every event stored now or before (accepted or duplicate)"
+                    ),
+                    "409": _json(shape(shapes.IngestResult), "At least one id is stored with a different body"),
                     **_errors(ERROR, 400, 403, 413),
                 },
             }
@@ -260,14 +255,14 @@ def document(server_url: str = "/") -> dict[str, Any]:
         "/api/v1/consumption/identifier/{identifier}/dates": _get(
             "AgentsGT: credits per day of one end user",
             [_path("identifier"), *RANGE],
-            _json(DAILY_CREDITS, "Days ascending, zero days omitted"),
+            _json(shape(shapes.DailyCredits), "Days ascending, zero days omitted"),
             ERROR,
             404,
         ),
         "/api/v1/consumption/agent/{agentId}/dates": _get(
             "AgentsGT: credits per day of one agent",
             [_path("agentId"), *RANGE],
-            _json(DAILY_CREDITS, "Days ascending"),
+            _json(shape(shapes.DailyCredits), "Days ascending"),
             ERROR,
             404,
         ),
@@ -275,14 +270,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
             "AgentsGT: credits per model of one agent",
             [_path("agentId"), *RANGE],
             _json(
-                _object(
-                    {
-                        "data": {
-                            "type": "array",
-                            "items": _object({"model_id": STRING, "name": STRING, "total_credits": INTEGER}),
-                        }
-                    }
-                ),
+                shape(shapes.ModelsCredits),
                 "Most credits first",
             ),
             ERROR,
@@ -292,17 +280,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
             "AgentsGT: total credits of the organization (the tenant)",
             [_path("orgId"), *RANGE],
             _json(
-                _object(
-                    {
-                        "data": _object(
-                            {
-                                "organization_id": STRING,
-                                "total_consumption": INTEGER,
-                                "period": _object({"from": {"type": ["string", "null"]}, "to": STRING}),
-                            }
-                        )
-                    }
-                ),
+                shape(shapes.OrganizationSummary),
                 "Totals over the period",
             ),
             ERROR,
@@ -312,7 +290,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
             "AgentsGT: credits per agent of the organization",
             [_path("orgId"), *RANGE],
             _json(
-                _object({"data": {"type": "array", "items": _object({"agent_id": STRING, "total_credits": INTEGER})}}),
+                shape(shapes.AgentsCredits),
                 "Most credits first",
             ),
             ERROR,
@@ -325,7 +303,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
                 _query("start", "RFC 3339 start (default: all time)", INSTANT),
                 _query("stop", "RFC 3339 end (default: now)", INSTANT),
             ],
-            _json(_object({"usage": USAGE_GROUP, "log_insights_usage": USAGE_GROUP}), "Measurements by usage type"),
+            _json(shape(shapes.AgentUsage), "Measurements by usage type"),
             GRADIENT_ERROR,
             404,
         ),
@@ -341,11 +319,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
             {
                 "description": "One page; cursor only when more records follow",
                 "content": {
-                    "application/json": {
-                        "schema": _object(
-                            {"items": {"type": "array", "items": LIST_ITEM}, "cursor": STRING}, optional=("cursor",)
-                        )
-                    },
+                    "application/json": {"schema": shape(shapes.ListPage)},
                     "text/csv": {"schema": STRING},
                 },
             },
@@ -354,7 +328,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
             "ChatBotKit: daily totals of the last 90 days",
             [],
             _json(
-                _object({"tokens": SERIES_POINTS, "conversations": SERIES_POINTS, "messages": SERIES_POINTS}),
+                shape(shapes.Series),
                 "Days with a non-zero total, midnight UTC in Unix ms",
             ),
         ),
@@ -362,7 +336,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
             "Ours: the calling key's tenant and scopes",
             [],
             _json(
-                _object({"tenant": STRING, "keyId": STRING, "scopes": {"type": "array", "items": STRING}}),
+                shape(shapes.Me),
                 "Who the key belongs to",
             ),
         ),
@@ -370,27 +344,19 @@ def document(server_url: str = "/") -> dict[str, Any]:
             "ChatBotKit: totals of the current billing period",
             [],
             _json(
-                _object(
-                    {
-                        **TOTALS["properties"],
-                        "database": _object(
-                            {
-                                name: INTEGER
-                                for name in ("datasets", "records", "skillsets", "abilities", "files", "users")
-                            }
-                        ),
-                    }
-                ),
+                shape(shapes.PeriodTotals),
                 "Period totals",
             ),
         ),
         "/api/v1/bot/{botId}/usage/fetch": _get(
-            "ChatBotKit: totals of one bot", [_path("botId"), *RANGE], _json(TOTALS, "Totals (zero when unknown)")
+            "ChatBotKit: totals of one bot",
+            [_path("botId"), *RANGE],
+            _json(shape(shapes.Totals), "Totals (zero when unknown)"),
         ),
         "/api/v1/conversation/{conversationId}/usage/fetch": _get(
             "ChatBotKit: totals of one conversation",
             [_path("conversationId"), *RANGE],
-            _json(TOTALS, "Totals (zero when unknown)"),
+            _json(shape(shapes.Totals), "Totals (zero when unknown)"),
         ),
     }
     return {
@@ -406,7 +372,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
         "paths": paths,
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "pk_…:sk_…"}},
-            "schemas": {"UsageEvent": event, **definitions, **query_definitions, **alert_definitions},
+            "schemas": {"UsageEvent": event, **definitions, **query_definitions, **alert_definitions, **typed},
         },
     }
 

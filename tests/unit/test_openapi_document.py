@@ -22,3 +22,11 @@ def test_the_document_describes_every_route_of_the_template():
     routes = {(route.path, route.method.lower()) for route in Stack().routes() if route.path != "/{proxy+}"}
     described = {(path, method) for path, operations in paths.items() for method in operations}
     assert routes - described == set()
+
+
+def test_the_record_lists_shape_names_every_id_filter_as_optional():
+    from meter.api.chatbotkit import ID_FILTERS
+
+    item = json.loads(COMMITTED.read_text())["components"]["schemas"]["ListItem"]
+    assert set(item["properties"]) - set(item["required"]) == {"meta", *ID_FILTERS}
+    assert item["additionalProperties"] is False

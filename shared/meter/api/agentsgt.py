@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from meter.api.shapes import AgentsCredits, DailyCredits, ModelsCredits, OrganizationSummary
 from meter.core.errors import NotFound
 from meter.core.timerange import iso, now_ms, parse_range
 from meter.dal.dimensions import AGENT, AGENT_MODEL, IDENTIFIER, TENANT, Dimension, agent_scoped_key
@@ -14,7 +13,7 @@ def _range(params: dict[str, str]) -> tuple[int | None, int | None]:
     return parse_range("from", params.get("from"), "to", params.get("to"))
 
 
-def _dates(tenant: str, dimension: Dimension, value: str, params: dict[str, str], missing: str) -> dict[str, Any]:
+def _dates(tenant: str, dimension: Dimension, value: str, params: dict[str, str], missing: str) -> DailyCredits:
     start, end = _range(params)
     days = daily_totals(tenant, dimension, value, start, end)
     data = [{"date": day, "total_credits": t["credits"]} for day, t in sorted(days.items()) if t["credits"]]
@@ -23,17 +22,17 @@ def _dates(tenant: str, dimension: Dimension, value: str, params: dict[str, str]
     return {"data": data}
 
 
-def identifier_dates(tenant: str, identifier: str, params: dict[str, str]) -> dict[str, Any]:
+def identifier_dates(tenant: str, identifier: str, params: dict[str, str]) -> DailyCredits:
     """``GET /api/v1/consumption/identifier/{identifier}/dates``: credits per day, ascending."""
     return _dates(tenant, IDENTIFIER, identifier, params, "No consumption data found for this identifier")
 
 
-def agent_dates(tenant: str, agent_id: str, params: dict[str, str]) -> dict[str, Any]:
+def agent_dates(tenant: str, agent_id: str, params: dict[str, str]) -> DailyCredits:
     """``GET /api/v1/consumption/agent/{agentId}/dates``: credits per day of one agent."""
     return _dates(tenant, AGENT, agent_id, params, "No consumption data found for this agent")
 
 
-def agent_models(tenant: str, agent_id: str, params: dict[str, str]) -> dict[str, Any]:
+def agent_models(tenant: str, agent_id: str, params: dict[str, str]) -> ModelsCredits:
     """``GET /api/v1/consumption/agent/{agentId}/models``: credits per model of one agent.
 
     Models are the events' ``model`` values (``name`` repeats the id: we hold no display names),
@@ -56,7 +55,7 @@ def _own_organization(tenant: str, org_id: str) -> None:
         raise NotFound("Organization not found")
 
 
-def organization_summary(tenant: str, org_id: str, params: dict[str, str]) -> dict[str, Any]:
+def organization_summary(tenant: str, org_id: str, params: dict[str, str]) -> OrganizationSummary:
     """``GET /api/v1/consumption/organization/{orgId}/summary``: total credits of the tenant."""
     _own_organization(tenant, org_id)
     start, end = _range(params)
@@ -73,7 +72,7 @@ def organization_summary(tenant: str, org_id: str, params: dict[str, str]) -> di
     }
 
 
-def organization_agents(tenant: str, org_id: str, params: dict[str, str]) -> dict[str, Any]:
+def organization_agents(tenant: str, org_id: str, params: dict[str, str]) -> AgentsCredits:
     """``GET /api/v1/consumption/organization/{orgId}/agents``: credits per agent, most first."""
     _own_organization(tenant, org_id)
     start, end = _range(params)

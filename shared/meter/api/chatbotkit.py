@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from meter.api import shapes
 from meter.core.errors import BadRequest
 from meter.core.timerange import DAY_MS, now_ms, parse_range, to_ms
 from meter.counting.distinct import seen_since
@@ -54,12 +55,12 @@ CSV_COLUMNS = ["id", "type", "count", "createdAt", "updatedAt", *ID_FILTERS, "me
 NARROWING = {"type": TYPE, "agentId": AGENT, "datasetId": DATASET, "skillsetId": SKILLSET, "abilityId": ABILITY}
 
 
-def _snapshot(totals: Totals) -> dict[str, int]:
+def _snapshot(totals: Totals) -> shapes.Totals:
     return {"tokens": totals["tokens"], "conversations": totals["conversations"], "messages": totals["messages"]}
 
 
 # -- series and snapshots ----------------------------------------------------------------
-def series(tenant: str) -> dict[str, list[dict[str, int]]]:
+def series(tenant: str) -> shapes.Series:
     """Daily tokens, conversations and messages of the last 90 days (today included)."""
     today = now_ms() // DAY_MS * DAY_MS
     first = today - (SERIES_DAYS - 1) * DAY_MS
@@ -73,7 +74,7 @@ def series(tenant: str) -> dict[str, list[dict[str, int]]]:
     return result
 
 
-def current_snapshot(tenant: str) -> dict[str, Any]:
+def current_snapshot(tenant: str) -> shapes.PeriodTotals:
     """The current billing period's totals and what the period touched.
 
     The period starts at midnight UTC, so whole day items cover it exactly up to now.
@@ -103,13 +104,13 @@ def _range(params: dict[str, str]) -> tuple[int | None, int | None]:
     return parse_range("from", params.get("from"), "to", params.get("to"))
 
 
-def bot_snapshot(tenant: str, bot_id: str, params: dict[str, str]) -> dict[str, int]:
+def bot_snapshot(tenant: str, bot_id: str, params: dict[str, str]) -> shapes.Totals:
     """Totals of one bot (agent) over ``[from, to]`` (all time when absent)."""
     start, end = _range(params)
     return _snapshot(total(daily_totals(tenant, AGENT, bot_id, start, end)))
 
 
-def conversation_snapshot(tenant: str, conversation_id: str, params: dict[str, str]) -> dict[str, int]:
+def conversation_snapshot(tenant: str, conversation_id: str, params: dict[str, str]) -> shapes.Totals:
     """Totals of one conversation: its records, read by the ByConversation index."""
     start, end = _range(params)
     records = conversation_records(tenant, conversation_id, start or 0, end if end is not None else now_ms() + 1)
@@ -216,7 +217,7 @@ def _page(
     return page, None
 
 
-def list_item(record: dict[str, Any]) -> dict[str, Any]:
+def list_item(record: dict[str, Any]) -> shapes.ListItem:
     """A record as ChatBotKit's list returns it."""
     item: dict[str, Any] = {
         "id": record["id"],
@@ -233,7 +234,7 @@ def list_item(record: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
-def list_records(tenant: str, params: dict[str, str]) -> dict[str, Any]:
+def list_records(tenant: str, params: dict[str, str]) -> shapes.ListPage:
     """``GET /api/v1/usage/list``: a page of records, newest first unless ``order=asc``.
 
     Sorted by createdAt then id. ``cursor`` is present only when at least one more matching

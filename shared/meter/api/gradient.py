@@ -8,8 +8,7 @@ usage type with tokens in the range, sorted by type.
 
 from __future__ import annotations
 
-from typing import Any
-
+from meter.api.shapes import AgentUsage
 from meter.core.errors import NotFound
 from meter.core.timerange import iso, now_ms, parse_range
 from meter.dal.dimensions import AGENT, AGENT_TYPE, TYPE_PREFIX
@@ -26,7 +25,7 @@ def _usage_type(event_type: str) -> tuple[str, str] | None:
     return GROUPS[family], (kind or "total").upper().replace(".", "_").replace("/", "_")
 
 
-def agent_usage(tenant: str, agent_uuid: str, params: dict[str, str]) -> dict[str, Any]:
+def agent_usage(tenant: str, agent_uuid: str, params: dict[str, str]) -> AgentUsage:
     """Token measurements of one agent over ``[start, stop]`` (stop defaults to now)."""
     start, end = parse_range("start", params.get("start"), "stop", params.get("stop"), default_end=now_ms() + 1)
     if not has_any(tenant, AGENT, agent_uuid):

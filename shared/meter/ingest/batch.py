@@ -39,7 +39,7 @@ class IngestResult:
         return sum(1 for r in self.results if r["status"] == status)
 
     def body(self) -> dict[str, Any]:
-        """The response body of ``POST /v1/events``."""
+        """The response body of ``POST /v1/events`` (``meter.api.shapes.IngestResult``)."""
         return {
             "accepted": self.count("accepted"),
             "duplicates": self.count("duplicate"),
