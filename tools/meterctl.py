@@ -141,15 +141,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _reconcile(tenant: str | None, day: str | None) -> dict:
-    from datetime import UTC, datetime
-
-    from meter.core.timerange import DAY_MS, now_ms, to_ms
+    from meter.core.timerange import DAY_MS, now_ms
     from meter.counting.reconcile import ReconcileReport, reconcile_due, reconcile_window
+    from meter.dal import keys
 
     if bool(tenant) != bool(day):
         raise MeterError("--tenant and --day go together")
     if tenant:
-        start = to_ms(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC))
+        start = keys.day_start(day)
         report = reconcile_window(tenant, start, start + DAY_MS, now_ms())
     else:
         report = reconcile_due(now_ms())

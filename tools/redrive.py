@@ -26,13 +26,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 
 from meter.core.logs import logger
-from meter.core.timerange import DAY_MS, iso, now_ms, to_ms
+from meter.core.timerange import DAY_MS, iso, now_ms
 from meter.counting import set_aside
 from meter.counting.reconcile import HORIZON_MS, reconcile_window
 from meter.dal import dynamo, keys, store
@@ -121,7 +120,7 @@ def _stream_range_waiting(batch: dict[str, Any], streams: Any, now: int) -> str 
 def _set_aside_waiting(notice: dict[str, Any], now: int) -> str | None:
     """Count what the aggregator set aside, once it can be counted; why not yet, if so."""
     if notice["kind"] == set_aside.KIND_REFUSED:
-        days = {(notice["tenant"], to_ms(datetime.fromisoformat(day).replace(tzinfo=UTC))) for day in notice["days"]}
+        days = {(notice["tenant"], keys.day_start(day)) for day in notice["days"]}
         return _reconcile_days(days, now, marks=True)
     item = store.records().record(notice["record"])
     if item is None:

@@ -43,3 +43,12 @@ def test_a_tenants_records_spread_evenly_over_its_index_shards():
 def test_order_bounds_hold_exactly_the_records_created_in_the_range(start, length, ts, event):
     low, high = keys.order_bounds(start, start + length)
     assert (low <= keys.order_key(ts, event) <= high) == (start <= ts < start + length)
+
+
+def test_a_day_key_and_its_start_are_inverse_and_a_bucket_names_its_granularity():
+    for instant in (0, 1_700_000_000_000, 4_102_444_799_999):
+        day = keys.day_key(instant)
+        assert keys.day_key(keys.day_start(day)) == day
+        assert keys.day_start(day) <= instant < keys.day_start(day) + 86_400_000
+    assert keys.granularity_of(keys.day_sk("2026-11-01")) == "day"
+    assert keys.granularity_of(keys.hour_sk(keys.hour_key(0))) == "hour"

@@ -7,12 +7,11 @@ import heapq
 import io
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from meter.api import shapes
 from meter.core.errors import BadRequest
-from meter.core.timerange import DAY_MS, now_ms, parse_range, to_ms
+from meter.core.timerange import DAY_MS, now_ms, parse_range
 from meter.counting.distinct import seen_since
 from meter.dal import keys, store
 from meter.dal.cursors import decode_cursor, encode_cursor
@@ -67,7 +66,7 @@ def series(tenant: str) -> shapes.Series:
     items = aggregate_items(TENANT.pk(tenant, ""), keys.day_sk(day_key(first)), keys.day_sk(day_key(today)))
     result: dict[str, list[dict[str, int]]] = {"tokens": [], "conversations": [], "messages": []}
     for item in items:
-        midnight = to_ms(datetime.strptime(keys.bucket_day(item["sk"]), "%Y-%m-%d").replace(tzinfo=UTC))
+        midnight = keys.day_start(keys.bucket_day(item["sk"]))
         for metric, points in result.items():
             if item.get(metric):
                 points.append({"date": midnight, "total": item[metric]})

@@ -33,14 +33,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from meter.alerts import rules
 from meter.core.logs import logger
-from meter.core.timerange import DAY_MS, HOUR_MS, to_ms
+from meter.core.timerange import DAY_MS, HOUR_MS
 from meter.counting import distinct
 from meter.counting.aggregation import coalesce, listing_attributes
 from meter.dal import keys, store
@@ -224,7 +223,7 @@ def _recount_window(tenant: str, start: int, end: int, now: int, marks: bool = F
     for key, seen in sorted(drifted.items()):
         want = expected.get(key, Counter())
         if key[0] == whole_tenant:
-            missing_events[key[1][:2]] += max(0, want["events"] - seen["events"])
+            missing_events[keys.granularity_of(key[1])] += max(0, want["events"] - seen["events"])
         report.drift.append({"pk": key[0], "sk": key[1], "stored": dict(seen), "recount": dict(want)})
         raised = Counter({name: n for name, n in want.items() if n > seen[name]})
         if any(n > want[name] for name, n in seen.items()):
@@ -279,7 +278,7 @@ def windows_of_hour(hour: int, tenants: list[str]) -> list[Window]:
         if (hour + HOUR_MS) % DAY_MS == 0:
             windows.append((tenant, hour + HOUR_MS - DAY_MS, hour + HOUR_MS))
     for tenant, day in sorted(store.control().late_arrivals(hour)):
-        start = to_ms(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC))
+        start = keys.day_start(day)
         windows.append((tenant, start, start + DAY_MS))
     return list(dict.fromkeys(windows))
 

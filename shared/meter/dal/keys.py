@@ -76,6 +76,16 @@ def day_key(ms: int) -> str:
     return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%d")
 
 
+def day_start(day: str) -> int:
+    """The instant (Unix ms) a ``YYYY-MM-DD`` UTC day starts: ``day_key`` back."""
+    return int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def granularity_of(sk: str) -> str:
+    """``day`` or ``hour``: what an aggregate bucket's sort key holds."""
+    return "day" if sk.startswith(DAY_PREFIX) else "hour"
+
+
 def hour_key(ms: int) -> str:
     """``YYYY-MM-DDTHH`` of the UTC hour holding ``ms``."""
     return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H")
