@@ -22,6 +22,7 @@ from local.webhook_receiver import Receiver
 
 ALERTING = "alerting"
 BYSTANDER = "bystander"
+TRICKLING = "trickling"  # the tenant whose webhook receiver trickles (not ALERTING: it holds the most alerts allowed)
 EMPTY = "nobody"  # a tenant with no data: what each request costs when history cannot matter
 
 
@@ -162,7 +163,7 @@ def slow_receiver(mapping: Any, rounds: int) -> dict[str, Any]:
             for shared, form in enumerate(found):
                 records = [_firing(BYSTANDER, prompt.url, mapping, day, f"p{n}-{shared}")]
                 if shared:  # the trickling receiver's firing first in the batch
-                    records.insert(0, _firing(ALERTING, trickling.url, mapping, day, f"t{n}"))
+                    records.insert(0, _firing(TRICKLING, trickling.url, mapping, day, f"t{n}"))
                 prompt.times.clear()
                 started = time.monotonic()
                 handle_deliveries({"Records": records})
