@@ -36,6 +36,9 @@ from local.run import configure_environment, ensure_tables
 from local.template import ROOT, Stack
 
 RESULTS = ROOT / "bench" / "results"
+PERFORMANCE_DOC = ROOT / "docs" / "performance.md"
+RUN_BEGIN = "<!-- the last full run: rendered by make bench from bench/results/latest.json, not edited by hand -->"
+RUN_END = "<!-- end of the last full run -->"
 TENANT = "bench"
 LIVE_TENANT = "live"
 CROWD_TENANT = "crowd"  # the 10x-population data set
@@ -703,6 +706,16 @@ def _hottest(hot: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"key": f"{place} {row['key']}", "wcu_per_s": row["wcu_per_s"], "rcu_per_s": row["rcu_per_s"]}
 
 
+def with_last_run(page: str, results: dict[str, Any]) -> str:
+    """``page`` (docs/performance.md) with its last-run block replaced by ``results``' report."""
+    title, _, body = _report(results).partition("\n")
+    body = "\n".join(("#" + line if line.startswith("## ") else line) for line in body.strip().splitlines())
+    block = f"{RUN_BEGIN}\n\n{title.removeprefix('# ')}.\n\n{body}\n\n{RUN_END}"
+    before, _, rest = page.partition(RUN_BEGIN)
+    _, _, after = rest.partition(RUN_END)
+    return before + block + after
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the report and write bench/results/latest.{json,md} (quick.{json,md} with --quick)."""
     parser = argparse.ArgumentParser(prog="make bench")
@@ -776,5 +789,7 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     report = _report(results)
     (RESULTS / f"{name}.md").write_text(report)
+    if not args.quick:
+        PERFORMANCE_DOC.write_text(with_last_run(PERFORMANCE_DOC.read_text(), results))
     print(report)
     return 0
