@@ -22,8 +22,9 @@ import statistics
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -201,11 +202,8 @@ class Bench:
         """One tenant's poison: how long one poison event holds its shard, how long 1,000 delay another
         tenant's totals, and that all of it was set aside (``bench.poison``)."""
         from bench import poison
-        from local.queues import create_queues
         from local.streams import StreamMapping
-        from meter.dal import sqs
 
-        create_queues(self.stack, sqs.client())
         mapping = StreamMapping(
             self.source,
             self.stack.functions()[self.source.function],
@@ -223,8 +221,8 @@ class Bench:
         }
 
     def hostile(self, alert_count: int, rounds: int) -> dict[str, Any]:
-        """What a hostile tenant makes others pay: the worst read forms beside the normal ones, another
-        tenant's delay beside many alerts, and beside a trickling webhook receiver (``bench.hostile``)."""
+        """What a hostile tenant makes others pay: another tenant's delay beside many alerts, and beside
+        a trickling webhook receiver (``bench.hostile``)."""
         from bench import hostile
         from local.streams import StreamMapping
 
@@ -235,10 +233,15 @@ class Bench:
             self._give_up,
         )
         return {
-            "reads": hostile.reads(self.meter, self.stack, TENANT),
             "alerts": hostile.alerts_delay(self._aggregating, alert_count, self.source.tumbling_seconds),
             "slow_receiver": hostile.slow_receiver(mapping, rounds),
         }
+
+    def hostile_reads(self) -> list[dict[str, Any]]:
+        """The worst read forms on the backfill data set, beside the normal ones (``bench.hostile``)."""
+        from bench import hostile
+
+        return hostile.reads(self.meter, self.stack, TENANT)
 
     def all_in(self, calls: int, per_second: int) -> dict[str, float]:
         """A 30-day identifier query through the gateway, all in: authentication (cached per container
@@ -519,37 +522,49 @@ def _table(rows: list[list[Any]], header: list[str]) -> list[str]:
 
 
 def _report(results: dict[str, Any]) -> str:
-    live, backfill = results["live"], results["backfill"]
-    hottest = results["hottest_key_at_10k_eps"]
-    lines = [f"# Benchmark ({results['mode']}, {results['date']}, {results['bench_seconds']} s)", ""]
-    lines += ["## Write capacity per event (ingest + aggregation)", ""]
-    lines += _table(
-        [
-            [
-                f"live: {live['events']} events at {live['events_per_second']}/s for {live['seconds']} s, "
-                f"window {live['window_s']} s",
-                results["wcu_per_event_live"],
-                results["usd_per_million_events"]["live"],
-            ],
-            [
-                f"backfill: {backfill['events']} events over 30 days in time order, batches of 100",
-                results["wcu_per_event_backfill"],
-                results["usd_per_million_events"]["backfill"],
-            ],
-        ],
-        ["workload", "WCU/event", "USD per million events (writes)"],
-    )
-    places = sorted(set(live["wcu_per_event_by_table"]) | set(backfill["wcu_per_event_by_table"]))
+    """The markdown report of whichever sections ran."""
+    took = ", ".join(f"{name} {seconds} s" for name, seconds in results["section_seconds"].items())
+    lines = [f"# Benchmark ({results['mode']}, {results['date']}, {results['bench_seconds']} s: {took})"]
+    for wanted, render in _RENDERERS:
+        if any(key in results for key in wanted):
+            lines += ["", *render(results)]
+    return "\n".join(lines) + "\n"
+
+
+def _writes_report(results: dict[str, Any]) -> list[str]:
+    """Write units per event of the live and backfill workloads, by table and index."""
+    rows, by_table = [], {}
+    if "live" in results:
+        live = results["live"]
+        label = (
+            f"live: {live['events']} events at {live['events_per_second']}/s for {live['seconds']} s, "
+            f"window {live['window_s']} s"
+        )
+        rows.append([label, live["wcu_per_event"], _usd(live)])
+        by_table["live"] = live["wcu_per_event_by_table"]
+    if "backfill" in results:
+        backfill = results["backfill"]
+        label = f"backfill: {backfill['events']} events over 30 days in time order, batches of 100"
+        rows.append([label, backfill["wcu_per_event"], _usd(backfill)])
+        by_table["backfill"] = backfill["wcu_per_event_by_table"]
+    lines = ["## Write capacity per event (ingest + aggregation)", ""]
+    lines += _table(rows, ["workload", "WCU/event", "USD per million events (writes)"])
+    places = sorted({p for spread in by_table.values() for p in spread})
     lines += ["", "Where it goes (WCU per event, by table and index):", ""]
     lines += _table(
-        [
-            [name, *(w["wcu_per_event_by_table"].get(p, 0) for p in places)]
-            for name, w in (("live", live), ("backfill", backfill))
-        ],
-        ["workload", *places],
+        [[name, *(spread.get(p, 0) for p in places)] for name, spread in by_table.items()], ["workload", *places]
     )
-    lines += [
-        "",
+    return lines
+
+
+def _usd(workload: dict[str, Any]) -> float:
+    return round(workload["wcu_per_event"] * USD_PER_MILLION_WRITE_UNITS, 3)
+
+
+def _live_report(results: dict[str, Any]) -> list[str]:
+    """How soon live traffic is counted, and the hottest key at 10,000 events/s."""
+    live, hottest = results["live"], results["hottest_key_at_10k_eps"]
+    lines = [
         f"Live: aggregates caught up {live['aggregation_delay_s']} s after the last event was sent (the window is "
         f"{live['window_s']} s); {live['reads_per_second']} reads/s alongside.",
         "",
@@ -566,9 +581,13 @@ def _report(results: dict[str, Any]) -> str:
         ],
         ["table / index", "busiest key", "WCU/s", "RCU/s"],
     )
+    return lines
+
+
+def _reads_report(results: dict[str, Any]) -> list[str]:
+    """Read units of the all-in query, every platform endpoint, the native query and alert status."""
     all_in = results["rcu_equivalent_all_in"]
-    lines += [
-        "",
+    lines = [
         "## A 30-day identifier query, all in (authentication, rate limit, query)",
         "",
         f"{all_in['identifier_dates_30d']} read-unit equivalents per call ({all_in['rcu_per_call']} RCU + "
@@ -603,55 +622,81 @@ def _report(results: dict[str, Any]) -> str:
         [[q, f["rcu"], f["rcu_billed"], f["read_calls"]] for q, f in results["alert_status_rcu"].items()],
         ["alert", "RCU", "RCU billed", "read calls"],
     )
-    lines += ["", "## Throughput (events/s)", "", *[f"- {k}: {v}" for k, v in results["events_per_second"].items()]]
-    lines += _poison_report(results["poison"])
-    lines += _hostile_report(results["hostile"])
-    one, ten = results["routes"]["1x"], results["routes"]["10x"]
-    crowd = results["backfill_10x_population"]
-    lines += [
-        "",
+    return lines
+
+
+def _throughput_report(results: dict[str, Any]) -> list[str]:
+    """Events per second of each workload that ran."""
+    rates = {}
+    if "live" in results:
+        rates["live_sustained"] = results["live"]["events_per_second"]
+    for name in ("backfill", "backfill_10x_population"):
+        if name in results:
+            rates[f"{name}_ingest"] = results[name]["ingest_events_per_second"]
+            rates[f"{name}_aggregated"] = results[name]["aggregated_events_per_second"]
+    return ["## Throughput (events/s)", "", *[f"- {k}: {v}" for k, v in rates.items()]]
+
+
+def _routes_report(results: dict[str, Any]) -> list[str]:
+    """Every GET route's read units and warm latency, at 1x and 10x the population (either that ran)."""
+    sizes = {"1x": results.get("backfill"), "10x": results.get("backfill_10x_population")}
+    ran = [size for size in ("1x", "10x") if size in results["routes"]]
+    described = [
+        f"{size}: {sizes[size]['identifiers']:,} end users, {sizes[size]['agents']} agents, "
+        f"{sizes[size]['events']:,} events over 30 days (its backfill: {sizes[size]['wcu_per_event']} WCU/event)"
+        for size in ran
+    ]
+    lines = [
         "## Every route: read units and warm latency at two population sizes",
         "",
-        f"1x: the backfill data set ({backfill['identifiers']:,} end users, {backfill['agents']} agents, "
-        f"{backfill['events']:,} events); 10x: {crowd['identifiers']:,} end users, {crowd['agents']} agents, "
-        f"{crowd['events']:,} events over the same 30 days (its backfill: {crowd['wcu_per_event']} WCU/event). "
-        "Ranged routes ask for the last 30 days; floor: the answer's own bytes read once (0.5 RCU per 4 KB, "
-        "at least 0.5); latency in process over DynamoDB Local, warm, ms.",
+        "; ".join(described) + ". Ranged routes ask for the last 30 days; floor: the answer's own bytes read "
+        "once (0.5 RCU per 4 KB, at least 0.5); latency in process over DynamoDB Local, warm, ms.",
         "",
     ]
-    lines += _table(
-        [
-            [f"`{path}`", a["rcu"], a["floor"] or "-", a["of_floor"] or "-", a["p50"],
-             b["rcu"], b["floor"] or "-", b["of_floor"] or "-", b["p50"]]
-            for path, a in one.items()
-            for b in [ten[path]]
-        ],
-        ["route", "RCU 1x", "floor", "x floor", "p50", "RCU 10x", "floor", "x floor", "p50"],
-    )  # fmt: skip
-    lines += ["", "## Cold start: import + init, median of fresh processes (ms)", ""]
+    header = ["route"]
+    for size in ran:
+        header += [f"RCU {size}", "floor", "x floor", "p50"]
+    paths = results["routes"][ran[0]]
+    rows = []
+    for path in paths:
+        row = [f"`{path}`"]
+        for size in ran:
+            a = results["routes"][size][path]
+            row += [a["rcu"], a["floor"] or "-", a["of_floor"] or "-", a["p50"]]
+        rows.append(row)
+    return lines + _table(rows, header)
+
+
+def _coldstart_report(results: dict[str, Any]) -> list[str]:
+    """Import + init of every function beside the floor (boto3 alone)."""
     floor = results["cold_start_ms"]["floor"]
-    lines += _table(
+    lines = ["## Cold start: import + init, median of fresh processes (ms)", ""]
+    return lines + _table(
         [[f, v, round(v / floor, 2)] for f, v in results["cold_start_ms"].items()], ["function", "ms", "/ floor"]
     )
-    return "\n".join(lines) + "\n"
 
 
-def _hostile_report(hostile: dict[str, Any]) -> list[str]:
+def _hostile_report(results: dict[str, Any]) -> list[str]:
     """A hostile tenant's cost to others: bounded reads, many alerts, a trickling receiver (``bench.hostile``)."""
-    lines = ["", "## A hostile tenant costs only itself", ""]
-    lines += [
-        "Each request on the backfill data set beside the same request by a tenant with no data "
-        "(read units of one warm call, and DynamoDB calls):",
-        "",
-        *_table(
-            [
-                [r["route"], r["form"], r["status"], r["rcu"], r["calls"], r["rcu_without_data"],
-                 r["calls_without_data"], r["of_without_data"]]
-                for r in hostile["reads"]
-            ],
-            ["route", "form", "status", "RCU", "calls", "RCU, no data", "calls, no data", "x no data"],
-        ),
-    ]  # fmt: skip
+    hostile = results["hostile"]
+    lines = ["## A hostile tenant costs only itself"]
+    if "reads" in hostile:
+        lines += [
+            "",
+            "Each request on the backfill data set beside the same request by a tenant with no data "
+            "(read units of one warm call, and DynamoDB calls):",
+            "",
+            *_table(
+                [
+                    [r["route"], r["form"], r["status"], r["rcu"], r["calls"], r["rcu_without_data"],
+                     r["calls_without_data"], r["of_without_data"]]
+                    for r in hostile["reads"]
+                ],
+                ["route", "form", "status", "RCU", "calls", "RCU, no data", "calls, no data", "x no data"],
+            ),
+        ]  # fmt: skip
+    if "alerts" not in hostile:
+        return lines
     alerts, slow = hostile["alerts"], hostile["slow_receiver"]
     lines += [
         "",
@@ -670,9 +715,10 @@ def _hostile_report(hostile: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _poison_report(poison: dict[str, Any]) -> list[str]:
+def _poison_report(results: dict[str, Any]) -> list[str]:
     """One tenant's poison: its cost to the shard and to another tenant's totals (``bench.poison``)."""
-    lines = ["", "## One tenant's poison (set aside, the shard moves on)", ""]
+    poison = results["poison"]
+    lines = ["## One tenant's poison (set aside, the shard moves on)", ""]
     lines += [
         f"A window of 100 healthy events and one event of the poisoned tenant, median of {poison['rounds']} "
         f"commits: {poison['commit_ms_clean']} ms when nothing is poisoned. With the event's item poisoned:",
@@ -690,9 +736,22 @@ def _poison_report(poison: dict[str, Any]) -> list[str]:
         f"{poison['healthy_totals_s_with_1000_poison']} s after sending began, against "
         f"{poison['healthy_totals_s_alone']} s with no poison: **{poison['delay_s']} s of delay**. "
         f"The failure queue then held {poison['set_aside_messages']} messages (set-aside notices); windows the "
-        f"stream gave up on in the whole run: {poison['windows_given_up']}.",
+        f"stream gave up on in this section: {poison['windows_given_up']}.",
     ]
     return lines
+
+
+# Each part of the report, and the results it renders (any one present).
+_RENDERERS: list[tuple[tuple[str, ...], Callable[[dict[str, Any]], list[str]]]] = [
+    (("live", "backfill"), _writes_report),
+    (("live",), _live_report),
+    (("rcu_per_query",), _reads_report),
+    (("live", "backfill", "backfill_10x_population"), _throughput_report),
+    (("poison",), _poison_report),
+    (("hostile",), _hostile_report),
+    (("routes",), _routes_report),
+    (("cold_start_ms",), _coldstart_report),
+]
 
 
 def _load(row: dict[str, Any]) -> float:
@@ -716,80 +775,119 @@ def with_last_run(page: str, results: dict[str, Any]) -> str:
     return before + block + after
 
 
+SECTIONS = ("live", "backfill", "crowd", "poison", "hostile", "coldstart")
+
+
+def _section(name: str, quick: bool, seed: int, stack: Stack) -> dict[str, Any]:
+    """Run one section; returns its part of the results."""
+    if name == "coldstart":
+        lean_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT")}
+        return {"cold_start_ms": coldstart.measure(3 if quick else 7, lean_env)}
+    with _fresh_services(stack):
+        bench = Bench(quick, seed, stack)
+        runs = 5 if quick else 30
+        if name == "live":
+            live = bench.live(15 if quick else 120, 100)
+            return {
+                "live": live,
+                "wcu_per_event_live": live["wcu_per_event"],
+                "hottest_key_at_10k_eps": _hottest(live["hot_keys_at_10k_eps"]),
+            }
+        if name == "backfill":
+            backfill = bench.backfill(Shape(events=3000 if quick else 100_000))
+            return {
+                "backfill": backfill,
+                "wcu_per_event_backfill": backfill["wcu_per_event"],
+                "rcu_equivalent_all_in": bench.all_in(40 if quick else 200, 50),
+                "rcu_per_query": bench.reads(),
+                "native_query_rcu": bench.native_queries(),
+                "alert_status_rcu": bench.alert_status(),
+                "hostile": {"reads": bench.hostile_reads()},
+                "routes": {"1x": bench.routes(TENANT, runs)},
+            }
+        if name == "crowd":  # the same reads over 10x the end users and agents: what grows with the population
+            shape = Shape(events=500 if quick else 50_000, identifiers=10 * Shape.identifiers, agents=10 * Shape.agents)
+            return {
+                "backfill_10x_population": bench.backfill(shape, CROWD_TENANT),
+                "routes": {"10x": bench.routes(CROWD_TENANT, runs)},
+            }
+        if name == "poison":
+            return {"poison": bench.poison(3 if quick else 20)}
+        if name == "hostile":
+            return {"hostile": bench.hostile(100 if quick else 1000, 3 if quick else 10)}
+    raise ValueError(f"no bench section {name!r}: one of {', '.join(SECTIONS)}")
+
+
+@contextmanager
+def _fresh_services(stack: Stack) -> Iterator[None]:
+    """A DynamoDB Local and an SQS endpoint of the section's own, with the template's tables: DynamoDB
+    Local slows as stream-enabled tables accumulate in one process, so no section pays for another's."""
+    from local.queues import create_queues
+    from meter.core import caches
+    from meter.core.config import get_settings
+    from meter.dal.sqs import client as sqs_client
+
+    port, sqs_port = services.free_port(), services.free_port()
+    for name in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
+        del os.environ[name]
+    configure_environment(stack, port, sqs_port)
+    caches.forget_all()
+    get_settings.cache_clear()
+    dynamodb = services.start_dynamodb_local(port, None, RESULTS / "dynamodb.log.tmp")
+    sqs = services.start_sqs(sqs_port, RESULTS / "sqs.log.tmp")  # where the aggregator sets poison aside
+    try:
+        ensure_tables(stack)
+        create_queues(stack, sqs_client())
+        yield
+    finally:
+        services.stop(dynamodb)
+        services.stop(sqs)
+
+
+def _merged(into: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    """``into`` with ``part``'s keys, nested dicts merged (sections share ``routes`` and ``hostile``)."""
+    for key, value in part.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merged(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; print the report and write bench/results/latest.{json,md} (quick.{json,md} with --quick)."""
+    """Run the benchmark (every section, or one); print the report and write it under bench/results:
+    latest.{json,md} for a full run, quick.* with --quick, <section>.* for one section."""
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--quick", action="store_true", help="a short live run and 3,000 events (make test)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--section", choices=SECTIONS, help="run this section alone (make bench SECTION=…)")
     args = parser.parse_args(argv)
     began = time.perf_counter()
-    shape = Shape(events=3000 if args.quick else 100_000)
-    # The same reads over 10x the end users and agents show what grows with the population.
-    crowd_shape = Shape(
-        events=500 if args.quick else 50_000, identifiers=10 * shape.identifiers, agents=10 * shape.agents
-    )
-    live_seconds = 15 if args.quick else 120
-    port = services.free_port()
     # Production settings from the template; the quick run shortens the window so make test need not wait.
     stack = Stack(parameters={"AggregationWindowSeconds": "5"} if args.quick else None)
     os.environ["POWERTOOLS_LOG_LEVEL"] = "ERROR"
     os.environ["RATE_LIMIT_PER_SECOND"] = "0"  # latency runs call each handler back to back
     warnings.filterwarnings("ignore", message="No application metrics to publish")
-    sqs_port = services.free_port()
-    configure_environment(stack, port, sqs_port)
-    dynamodb = services.start_dynamodb_local(port, None, RESULTS / "dynamodb.log.tmp")
-    sqs = services.start_sqs(sqs_port, RESULTS / "sqs.log.tmp")  # where the aggregator sets poison aside
-    try:
-        ensure_tables(stack)
-        bench = Bench(args.quick, args.seed, stack)
-        results: dict[str, Any] = {
-            "mode": "quick" if args.quick else "full",
-            "date": bench.now.strftime("%Y-%m-%d %H:%M UTC"),
-        }
-        live = bench.live(live_seconds, 100)
-        backfill = bench.backfill(shape)
-        crowd = bench.backfill(crowd_shape, CROWD_TENANT)
-        results.update(
-            {
-                "wcu_per_event_live": live["wcu_per_event"],
-                "wcu_per_event_backfill": backfill["wcu_per_event"],
-                "hottest_key_at_10k_eps": _hottest(live["hot_keys_at_10k_eps"]),
-                "usd_per_million_events": {
-                    "live": round(live["wcu_per_event"] * USD_PER_MILLION_WRITE_UNITS, 3),
-                    "backfill": round(backfill["wcu_per_event"] * USD_PER_MILLION_WRITE_UNITS, 3),
-                },
-                "rcu_equivalent_all_in": bench.all_in(40 if args.quick else 200, 50),
-                "live": live,
-                "backfill": backfill,
-                "backfill_10x_population": crowd,
-                "events_per_second": {
-                    "live_sustained": live["events_per_second"],
-                    "backfill_ingest": backfill["ingest_events_per_second"],
-                    "backfill_aggregated": backfill["aggregated_events_per_second"],
-                },
-            }
-        )
-        results["poison"] = bench.poison(3 if args.quick else 20)
-        results["hostile"] = bench.hostile(100 if args.quick else 1000, 3 if args.quick else 10)
-        results["rcu_per_query"] = bench.reads()
-        results["native_query_rcu"] = bench.native_queries()
-        results["alert_status_rcu"] = bench.alert_status()
-        runs = 5 if args.quick else 30
-        results["routes"] = {"1x": bench.routes(TENANT, runs), "10x": bench.routes(CROWD_TENANT, runs)}
-    finally:
-        services.stop(dynamodb)
-        services.stop(sqs)
-    lean_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT")}
-    results["cold_start_ms"] = coldstart.measure(3 if args.quick else 7, lean_env)
+    results: dict[str, Any] = {
+        "mode": "quick" if args.quick else "full",
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "section_seconds": {},
+    }
+    for name in [args.section] if args.section else SECTIONS:
+        started = time.perf_counter()
+        _merged(results, _section(name, args.quick, args.seed, stack))
+        results["section_seconds"][name] = round(time.perf_counter() - started)
+        print(f"bench: {name} took {results['section_seconds'][name]} s", flush=True)
     results["bench_seconds"] = round(time.perf_counter() - began)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = (
-        "quick" if args.quick else "latest"
-    )  # latest.* is the last full run, committed; docs/performance.md and the README cite it
+    # latest.* is the last full run, committed; docs/performance.md and the README cite it
+    name = args.section or ("quick" if args.quick else "latest")
+    if args.section and args.quick:
+        name += "-quick"
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     report = _report(results)
     (RESULTS / f"{name}.md").write_text(report)
-    if not args.quick:
+    if name == "latest":
         PERFORMANCE_DOC.write_text(with_last_run(PERFORMANCE_DOC.read_text(), results))
     print(report)
     return 0
