@@ -47,12 +47,12 @@ class CapacityMeter:
         self.read_on: Counter[Place] = Counter()  # partition key → RCU
 
     # -- which keys a call touches -----------------------------------------------------------
-    def _written(self, table: str, item: dict[str, Any] | None, key: dict[str, Any], values: dict) -> list[Place]:
+    def _written(self, table: str, item: dict[str, Any] | None, key: dict[str, Any], params: dict) -> list[Place]:
         places = [(table, _value(key.get("pk")) or "?")]
         for index, attribute in self.index_keys.get(table, {}).items():
             found = _value((item or {}).get(attribute))
             if found is None and attribute == "lk":
-                found = _value(values.get(":lk"))
+                found = _value(_set_to(params, "lk"))
             if found is not None:
                 places.append((f"{table}.{index}", found))
         return places
@@ -67,7 +67,7 @@ class CapacityMeter:
         table = params.get("TableName", "?")
         if name == "Query":
             condition = params.get("KeyConditionExpression", "")
-            placeholder = re.match(r"\s*#?\w+\s*=\s*(:\w+)", condition)
+            placeholder = re.match(r"[\s(]*#?\w+\s*=\s*(:\w+)", condition)
             values = params.get("ExpressionAttributeValues", {})
             value = _value(values.get(placeholder.group(1))) if placeholder else "?"
             index = params.get("IndexName")
@@ -79,7 +79,7 @@ class CapacityMeter:
         if name in ("PutItem", "UpdateItem", "DeleteItem", "Put", "Update", "Delete", "ConditionCheck"):
             item = params.get("Item")
             key = item if item is not None else params.get("Key", {})
-            return self._written(table, item, key, params.get("ExpressionAttributeValues", {}))
+            return self._written(table, item, key, params)
         return [(table, "?")]
 
     def _ask(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
@@ -135,3 +135,14 @@ class CapacityMeter:
             if units > best.get(where, ("", -1.0))[1]:
                 best[where] = (key, units)
         return best
+
+
+def _set_to(params: dict[str, Any], attribute: str) -> dict[str, Any] | None:
+    """The value an update expression sets ``attribute`` to (``#a = :v`` or ``#a = if_not_exists(#a, :v)``)."""
+    names = {name: placeholder for placeholder, name in params.get("ExpressionAttributeNames", {}).items()}
+    placeholder = names.get(attribute, attribute)
+    found = re.search(
+        rf"{re.escape(placeholder)} = (?:if_not_exists\({re.escape(placeholder)}, )?(:\w+)",
+        params.get("UpdateExpression", ""),
+    )
+    return params.get("ExpressionAttributeValues", {}).get(found.group(1)) if found else None

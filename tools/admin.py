@@ -11,7 +11,8 @@ from typing import Any
 from meter.api.auth import hash_secret, new_key
 from meter.core.errors import BadRequest, NotFound
 from meter.core.timerange import now_ms
-from meter.dal import keys, store
+from meter.dal import store
+from meter.dal.models import ApiKey
 from meter.dal.tenants import SCOPES, ensure_tenant, forget_rate_card
 
 
@@ -31,28 +32,38 @@ def create_key(tenant: str, scopes: list[str], name: str = "", rate_limit: int |
         raise BadRequest(f"Invalid scopes {unknown or scopes}: choose from {', '.join(SCOPES)}")
     ensure_tenant(tenant)
     public_id, secret = new_key()
-    item = {
-        "pk": keys.api_key_pk(public_id),
-        "tenant": tenant,
-        "scopes": sorted(set(scopes)),
-        "secretHash": hash_secret(secret),
-        "createdAt": now_ms(),
-        "name": name or None,
-        "rateLimit": rate_limit,
-    }
-    if not store.tenants().put_new(item):
+    key = ApiKey(
+        public_id=public_id,
+        tenant=tenant,
+        scopes=frozenset(scopes),
+        secret_hash=hash_secret(secret),
+        created_at=now_ms(),
+        name=name or None,
+        rate_limit=rate_limit,
+    )
+    if not store.tenants().add_api_key(key):
         raise RuntimeError("a fresh key id is already taken")  # 95 random bits: never in practice
     return f"{public_id}:{secret}"
 
 
 def list_keys(tenant: str | None = None) -> list[dict[str, Any]]:
     """Every key (optionally of one tenant), without secret hashes. Admin use: scans the table."""
-    found = []
-    for item in store.tenants().with_prefix(keys.api_key_pk("")):
-        if tenant is None or item["tenant"] == tenant:
-            item.pop("secretHash", None)
-            found.append({"keyId": keys.api_key_id(item.pop("pk")), **item})
-    return sorted(found, key=lambda k: (k["tenant"], k["createdAt"]))
+    found = [key for key in store.tenants().api_keys() if tenant is None or key.tenant == tenant]
+    return [_shown(key) for key in sorted(found, key=lambda k: (k.tenant, k.created_at))]
+
+
+def _shown(key: ApiKey) -> dict[str, Any]:
+    """A key as meterctl lists it: no secret hash, and only the fields it has."""
+    shown = {
+        "keyId": key.public_id,
+        "tenant": key.tenant,
+        "scopes": sorted(key.scopes),
+        "createdAt": key.created_at,
+        "name": key.name,
+        "rateLimit": key.rate_limit,
+        "revokedAt": key.revoked_at,
+    }
+    return {field: value for field, value in shown.items() if value is not None}
 
 
 def revoke_key(public_id: str) -> None:

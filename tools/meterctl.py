@@ -189,7 +189,9 @@ def run(argv: list[str]) -> int:
             found = tenants.get_tenant(tenants.validate_tenant_name(args.tenant))
             if not found:
                 raise MeterError(f"Unknown tenant '{args.tenant}'")
-            print(json.dumps(found, default=str, indent=2))
+            shown = {"tenant": found.name, "createdAt": found.created_at, "rateCard": found.rate_card,
+                     "billingAnchorDay": found.billing_anchor_day}  # fmt: skip
+            print(json.dumps(shown, default=str, indent=2))
         elif args.command == "redrive":
             report = _redrive(args.which)
             print(json.dumps(report, indent=2))

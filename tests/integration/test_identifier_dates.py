@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
@@ -133,9 +135,24 @@ def test_raw_records_are_read_only_for_the_ragged_edges(api):
     with mock.patch.object(dynamo.client(), "query", side_effect=spy):
         api("user@example.com", **{"from": iso(low), "to": iso(high)})
     raw = [q for q in queries if q.get("IndexName")]
-    edges = {(q["ExpressionAttributeValues"][":a"]["S"], q["ExpressionAttributeValues"][":b"]["S"]) for q in raw}
+    edges = {_between(q) for q in raw}
     assert len(edges) == 2 and len(raw) == 2 * keys.TENANT_SHARDS  # each edge from every shard of the tenant
     for low_ord, high_ord in edges:
         assert int(high_ord[:13]) - int(low_ord[:13]) < 3_600_000
-    assert all(q["ExpressionAttributeValues"][":w0"]["S"] == "user@example.com" for q in raw)
+    assert all(_filtered_to(q) == {"identifier": "user@example.com"} for q in raw)
     assert len(queries) == 3 + len(raw)  # days, head hours, tail hours, then the raw edges
+
+
+def _between(query: dict) -> tuple[str, str]:
+    """The bounds of a Query's ``BETWEEN`` on its sort key, as sent."""
+    low, high = re.search(r"BETWEEN (:\w+) AND (:\w+)", query["KeyConditionExpression"]).groups()
+    values = query["ExpressionAttributeValues"]
+    return values[low]["S"], values[high]["S"]
+
+
+def _filtered_to(query: dict) -> dict[str, str]:
+    """The attribute = value pairs of a Query's filter, as sent."""
+    names, values = query["ExpressionAttributeNames"], query["ExpressionAttributeValues"]
+    return {
+        names[name]: values[value]["S"] for name, value in re.findall(r"(#\w+) = (:\w+)", query["FilterExpression"])
+    }

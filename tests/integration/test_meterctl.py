@@ -44,5 +44,5 @@ def test_billing_anchor_moves_the_snapshot_period(aws, capsys):
 
     run(["create-tenant", "acme"])
     assert run(["set-billing-anchor", "--tenant", "acme", "15"]) == 0
-    assert get_tenant("acme")["billingAnchorDay"] == 15
+    assert get_tenant("acme").billing_anchor_day == 15
     assert run(["set-billing-anchor", "--tenant", "acme", "31"]) == 1

@@ -29,7 +29,7 @@ from meter.core.timerange import HOUR_MS, iso, now_ms, to_ms
 from meter.dal import keys, sqs, store
 from meter.dal.dimensions import AGENT, IDENTIFIER, TENANT, contribution_of
 from meter.dal.records import UsageRecord
-from meter.dal.tenants import billing_period_start, get_tenant
+from meter.dal.tenants import anchor_day_of, billing_period_start
 from meter.reading.series import Series, UsageQuery, series_total
 
 DEFINITIONS_CACHE_SECONDS = 10.0  # how stale the aggregator's view of a tenant's alerts may be mid-window
@@ -60,7 +60,7 @@ def subject_series(alert: dict[str, Any]) -> Series:
 def period_bounds(alert: dict[str, Any], at: int) -> tuple[int, int]:
     """``[start, end)`` of the alert's period holding the instant ``at``."""
     if alert["period"] == "billing_period":
-        anchor = int((get_tenant(alert["tenant"]) or {}).get("billingAnchorDay", 1))
+        anchor = anchor_day_of(alert["tenant"])
         start = billing_period_start(anchor, at)
         following = datetime.fromtimestamp(start / 1000, UTC) + relativedelta(months=1)
         return start, to_ms(following)
@@ -267,7 +267,7 @@ def check_touched(touched: Iterable[AggregateKey], records: list[UsageRecord], d
     did not fit goes to the alert checker (mid-window, the commit's check follows). How many fired."""
     hours: dict[str, dict[str, set[int]]] = {}
     for pk, sk in touched:
-        if sk.startswith(keys.HOUR_PREFIX):
+        if keys.is_hour_sk(sk):
             tenant = keys.tenant_of_aggregate(pk)
             hours.setdefault(tenant, {}).setdefault(pk, set()).add(keys.parse_aggregate(pk, sk).bucket_start)
     fired = 0

@@ -103,18 +103,12 @@ def parse_token(header: str | None) -> tuple[str, str]:
 def authenticate(header: str | None) -> Principal:
     """The principal of a valid, unrevoked key; Unauthorized with one message otherwise."""
     public_id, secret = parse_token(header)
-    item = store.tenants().api_key(public_id)
-    stored_hash = item["secretHash"] if item else hash_secret("")
+    key = store.tenants().api_key(public_id)
+    stored_hash = key.secret_hash if key else hash_secret("")
     matches = hmac.compare_digest(stored_hash, hash_secret(secret))
-    if not item or not matches or item.get("revokedAt"):
+    if not key or not matches or key.revoked_at:
         raise Unauthorized(INVALID_KEY)
-    limit = item.get("rateLimit")
-    return Principal(
-        tenant=item["tenant"],
-        scopes=frozenset(item.get("scopes", [])),
-        key_id=public_id,
-        rate_limit=int(limit) if limit is not None else None,
-    )
+    return Principal(tenant=key.tenant, scopes=key.scopes, key_id=public_id, rate_limit=key.rate_limit)
 
 
 _clock = time.monotonic

@@ -53,6 +53,7 @@ from meter.core.timerange import now_ms
 from meter.counting import distinct, set_aside
 from meter.dal import dynamo, keys, store, transactions
 from meter.dal.dimensions import DIMENSIONS, contribution_of, display_value, quartered
+from meter.dal.models import Ledger, PendingCommit
 from meter.dal.records import UsageRecord, record_from_item
 from meter.dal.transactions import Refused
 
@@ -63,7 +64,6 @@ MAX_STATE_ITEMS = 20_000  # commit mid-window past this many items (about 250 KB
 # below Lambda's 1 MB, and the pending item (the same bytes, unencoded) below DynamoDB's 400 KB.
 MAX_STATE_CHARS = 400_000
 MAX_ATTEMPTS = 8  # invocation-level rounds when the ledger moves under a commit
-PENDING_DAYS = 7  # pending items expire by TTL long after their commit finished
 PENDING_VOID_AFTER_MS = 5 * 60_000  # finished until then; voided after (reconciliation counts the rest)
 
 AggregateKey = tuple[str, str]
@@ -119,7 +119,7 @@ def additions(record: UsageRecord) -> list[tuple[AggregateKey, Counter[str]]]:
     """What one record adds to each of its aggregates (hour items also under its quarter)."""
     daily = contribution_of(record.type, record.count, record.credits)
     hourly = quartered(daily, record.ts)
-    own = [(key, hourly if key[1].startswith(keys.HOUR_PREFIX) else daily) for key in aggregate_keys(record)]
+    own = [(key, hourly if keys.is_hour_sk(key[1]) else daily) for key in aggregate_keys(record)]
     return own + roster_additions(record)
 
 
@@ -153,31 +153,35 @@ class Deltas:
             self.counters[key].update(counters)
         self.listing.update(listing)
 
+    def compressed(self) -> bytes:
+        """The counters and listings, compressed (the window's state and a pending commit hold them)."""
+        rows = [[pk, sk, dict(c), self.listing.get((pk, sk))] for (pk, sk), c in sorted(self.counters.items())]
+        return zlib.compress(json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode(), 6)
+
+    @classmethod
+    def decompressed(cls, first: str, last: str, events: int, blob: bytes) -> Deltas:
+        """The deltas of ``(first, last]`` back from ``compressed``'s bytes."""
+        deltas = cls(first=first, last=last, events=events)
+        for pk, sk, counters, listing in json.loads(zlib.decompress(blob)):
+            deltas.counters[(pk, sk)] = Counter(counters)
+            if listing:
+                deltas.listing[(pk, sk)] = listing
+        return deltas
+
     def encode(self) -> dict[str, str]:
         """A compact JSON-safe form (Lambda keeps the state between invocations of a window)."""
         if not self.events:
             return {}
-        rows = [[pk, sk, dict(c), self.listing.get((pk, sk))] for (pk, sk), c in sorted(self.counters.items())]
-        blob = zlib.compress(json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode(), 6)
-        return {
-            "first": self.first,
-            "last": self.last,
-            "events": str(self.events),
-            "deltas": base64.b64encode(blob).decode(),
-        }
+        deltas = base64.b64encode(self.compressed()).decode()
+        return {"first": self.first, "last": self.last, "events": str(self.events), "deltas": deltas}
 
     @classmethod
     def decode(cls, state: dict[str, Any] | None) -> Deltas:
         """The deltas back from ``encode``'s form (an empty state is empty deltas)."""
         if not state or not state.get("deltas"):
             return cls()
-        rows = json.loads(zlib.decompress(base64.b64decode(state["deltas"])))
-        deltas = cls(first=state["first"], last=state["last"], events=int(state["events"]))
-        for pk, sk, counters, listing in rows:
-            deltas.counters[(pk, sk)] = Counter(counters)
-            if listing:
-                deltas.listing[(pk, sk)] = listing
-        return deltas
+        blob = base64.b64decode(state["deltas"])
+        return cls.decompressed(state["first"], state["last"], int(state["events"]), blob)
 
     def chunks(self) -> list[list[AggregateKey]]:
         """The items in a fixed order, cut into transactions (the same cut for the same deltas)."""
@@ -186,52 +190,13 @@ class Deltas:
 
 
 # -- the shard ledger --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Ledger:
-    """What one shard has committed: ``seq`` (a sequence key), and a commit in progress, if any."""
-
-    shard: str
-    seq: str = ""
-    pending_first: str = ""
-    pending_last: str = ""
-    chunks_done: int = 0
-
-
 def read_ledger(shard: str) -> Ledger:
     """The shard's ledger, strongly consistent."""
-    item = store.control().ledger(shard)
-    return Ledger(
-        shard=shard,
-        seq=item.get("seq", ""),
-        pending_first=item.get("pf", ""),
-        pending_last=item.get("pl", ""),
-        chunks_done=int(item.get("pd", 0)),
-    )
-
-
-def _unchanged_since(ledger: Ledger) -> tuple[str, dict[str, Any]]:
-    """Condition: the ledger still holds the ``seq`` it was read with and no commit is pending."""
-    if ledger.seq:
-        return "seq = :seen AND attribute_not_exists(pl)", {":seen": {"S": ledger.seq}}
-    return "attribute_not_exists(seq) AND attribute_not_exists(pl)", {}
+    return store.control().ledger(shard)
 
 
 def _counter_action(key: AggregateKey, added: Counter[str], listing: dict[str, str] | None) -> dict[str, Any]:
-    names = {f"#a{i}": name for i, name in enumerate(sorted(added))}
-    values = {f":v{i}": {"N": str(added[name])} for i, name in enumerate(sorted(added))}
-    expression = "ADD " + ", ".join(f"#a{i} :v{i}" for i in range(len(names)))
-    if listing:
-        names.update({"#lk": "lk", "#v": "v"})
-        values.update({":lk": {"S": listing["lk"]}, ":dv": {"S": listing["v"]}})
-        expression += " SET #lk = if_not_exists(#lk, :lk), #v = if_not_exists(#v, :dv)"
-    return store.aggregates().action(
-        store.Aggregates.key(*key), expression, ExpressionAttributeNames=names, ExpressionAttributeValues=values
-    )
-
-
-def _ledger_action(shard: str, expression: str, condition: str, values: dict[str, Any]) -> dict[str, Any]:
-    extra = {"ExpressionAttributeValues": values} if values else {}
-    return store.control().action(store.Control.ledger_key(shard), expression, condition, **extra)
+    return store.aggregates().add_counters(store.Aggregates.key(*key), dict(added), listing)
 
 
 def transact(actions: list[dict[str, Any]]) -> None:
@@ -286,72 +251,31 @@ def commit(shard: str, deltas: Deltas, ledger: Ledger) -> None:
     # Distinct values first: marking is idempotent, so a commit that fails after it only repeats it.
     distinct.note_latest(distinct.latest_of_items(deltas.counters), transact=transact_retrying)
     chunks = deltas.chunks()
-    advance = "SET seq = :last ADD events :events"
-    moved = {":last": {"S": deltas.last}, ":events": {"N": str(deltas.events)}}
-    condition, seen = _unchanged_since(ledger)
     if len(chunks) == 1:
-        _commit_chunk(shard, deltas, chunks[0], _ledger_action(shard, advance, condition, {**seen, **moved}))
+        _commit_chunk(shard, deltas, chunks[0], store.control().advance(ledger, deltas.last, deltas.events))
         return
-    _write_pending(shard, deltas)
-    pointed = store.control().update(
-        store.Control.ledger_key(shard),
-        "SET pf = :first, pl = :last, pd = :zero",
-        condition,
-        ExpressionAttributeValues={
-            **seen,
-            ":first": {"S": deltas.first},
-            ":last": {"S": deltas.last},
-            ":zero": {"N": "0"},
-        },
-    )
-    if pointed is None:
+    pending = PendingCommit(deltas.first, deltas.last, deltas.events, deltas.compressed(), now_ms())
+    store.control().write_pending(shard, pending)
+    if not store.control().point_at_pending(ledger, deltas.first, deltas.last):
         raise LedgerMoved
     _apply_pending(shard, deltas, 0)
 
 
-def _write_pending(shard: str, deltas: Deltas) -> None:
-    state = deltas.encode()
-    item = {
-        "pk": keys.pending_pk(shard, deltas.first, deltas.last),
-        "first": state["first"],
-        "last": state["last"],
-        "events": int(state["events"]),
-        "deltas": base64.b64decode(state["deltas"]),
-        "writtenAt": now_ms(),
-        "expiresAt": now_ms() // 1000 + PENDING_DAYS * 86_400,
-    }
-    store.control().put(item)
-
-
 def _read_pending(ledger: Ledger) -> tuple[Deltas, int]:
     """A pending commit's deltas, and when it was written (ms)."""
-    key = {"pk": {"S": keys.pending_pk(ledger.shard, ledger.pending_first, ledger.pending_last)}}
-    item = store.control().get(key, consistent=True)
-    if item is None:
+    pending = store.control().pending(ledger)
+    if pending is None:
         raise CommitFailed(f"pending commit of shard {ledger.shard} is missing")
-    state = {
-        "first": item["first"],
-        "last": item["last"],
-        "events": str(item["events"]),
-        "deltas": base64.b64encode(item["deltas"]).decode(),
-    }
-    written = int(item.get("writtenAt", (int(item["expiresAt"]) - PENDING_DAYS * 86_400) * 1000))
-    return Deltas.decode(state), written
+    deltas = Deltas.decompressed(pending.first, pending.last, pending.events, pending.deltas)
+    return deltas, pending.written_at
 
 
 def _apply_pending(shard: str, deltas: Deltas, done: int) -> None:
     """Apply chunks ``done``.. of a pending commit, each moving the ledger's chunk counter."""
     chunks = deltas.chunks()
     for index in range(done, len(chunks)):
-        values = {":last": {"S": deltas.last}, ":done": {"N": str(index)}}
-        if index == len(chunks) - 1:
-            expression = "SET seq = :last ADD events :events REMOVE pf, pl, pd"
-            values[":events"] = {"N": str(deltas.events)}
-        else:
-            expression = "SET pd = :next"
-            values[":next"] = {"N": str(index + 1)}
-        ledger_update = _ledger_action(shard, expression, "pl = :last AND pd = :done", values)
-        _commit_chunk(shard, deltas, chunks[index], ledger_update)
+        final = deltas.events if index == len(chunks) - 1 else None
+        _commit_chunk(shard, deltas, chunks[index], store.control().chunk_applied(shard, deltas.last, index, final))
 
 
 def finish_pending(ledger: Ledger) -> Ledger:
@@ -370,14 +294,7 @@ def finish_pending(ledger: Ledger) -> Ledger:
 
 def _void_pending(ledger: Ledger, chunks: int) -> None:
     """Move the ledger past an abandoned commit without applying its remaining chunks."""
-    values = {":last": {"S": ledger.pending_last}, ":done": {"N": str(ledger.chunks_done)}}
-    moved = store.control().update(
-        store.Control.ledger_key(ledger.shard),
-        "SET seq = :last REMOVE pf, pl, pd",
-        "pl = :last AND pd = :done",
-        ExpressionAttributeValues=values,
-    )
-    if moved is None:
+    if not store.control().void_pending(ledger):
         raise LedgerMoved
     logger.error(
         "abandoned commit voided; reconciliation counts what it left",

@@ -147,36 +147,8 @@ def _stored(wanted: set[AggregateKey]) -> tuple[dict[AggregateKey, Counter], set
 
 def _raise_to(key: AggregateKey, seen: Counter, raised: Counter, listing: dict[str, str] | None = None) -> bool:
     """Set the item's counters named in ``raised`` to their value there, if every counter still
-    holds ``seen``; False if the item moved. Never lowers or removes a counter.
-
-    ``listing`` (``lk`` and ``v``) keeps a recreated day item of a listed dimension on ``ByList``.
-    """
-    names = sorted(set(seen) | set(raised))
-    attribute = {f"#c{i}": name for i, name in enumerate(names)}
-    values: dict[str, Any] = {}
-    sets, conditions = [], []
-    if listing:
-        attribute.update({"#lk": "lk", "#lv": "v"})
-        values.update({":lk": {"S": listing["lk"]}, ":lv": {"S": listing["v"]}})
-        sets += ["#lk = if_not_exists(#lk, :lk)", "#lv = if_not_exists(#lv, :lv)"]
-    for i, name in enumerate(names):
-        if name in raised:
-            sets.append(f"#c{i} = :e{i}")
-            values[f":e{i}"] = {"N": str(raised[name])}
-        if seen[name]:
-            conditions.append(f"#c{i} = :s{i}")
-            values[f":s{i}"] = {"N": str(seen[name])}
-        else:
-            conditions.append(f"(attribute_not_exists(#c{i}) OR #c{i} = :zero)")
-            values[":zero"] = {"N": "0"}
-    repaired = store.aggregates().update(
-        store.Aggregates.key(*key),
-        "SET " + ", ".join(sets),
-        " AND ".join(conditions),
-        ExpressionAttributeNames=attribute,
-        ExpressionAttributeValues=values,
-    )
-    return repaired is not None
+    holds ``seen``; False if the item moved. Never lowers or removes a counter."""
+    return store.aggregates().raise_to(store.Aggregates.key(*key), dict(seen), dict(raised), listing)
 
 
 def reconcile_window(tenant: str, start: int, end: int, now: int, marks: bool = False) -> ReconcileReport:

@@ -81,6 +81,11 @@ def day_start(day: str) -> int:
     return int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp() * 1000)
 
 
+def is_hour_sk(sk: str) -> bool:
+    """Whether a sort key is an hour bucket's (roster entries of an hour included)."""
+    return sk.startswith(HOUR_PREFIX)
+
+
 def granularity_of(sk: str) -> str:
     """``day`` or ``hour``: what an aggregate bucket's sort key holds."""
     return "day" if sk.startswith(DAY_PREFIX) else "hour"

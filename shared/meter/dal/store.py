@@ -1,21 +1,31 @@
 """Repositories: the one place that reads and writes each table.
 
 Each class owns one table of template.yaml (its name comes from the settings, read once) and
-knows which keys to use (built by ``meter.dal.keys``) and how to page (boto3 paginators). Use cases
-ask them for records, aggregates, ledgers, windows, tenants and keys, never for a raw call.
+knows which keys to use (built by ``meter.dal.keys``), which attributes its items hold, the
+expressions that read and change them (``meter.dal.expressions``) and how to page (boto3
+paginators). Use cases ask them for records, aggregates, ledgers, windows, tenants and keys
+(typed objects of ``meter.dal.models`` where a use case reads fields), never for a raw call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from meter.core.config import get_settings
 from meter.dal import dynamo, keys
+from meter.dal.expressions import Condition, Update, attr, every, request
+from meter.dal.models import ApiKey, Ledger, PendingCommit, Tenant
 
-Key = dict[str, dict[str, str]]
+ItemKey = dict[str, dict[str, str]]
+
+
+def _by_pk(pk: str) -> ItemKey:
+    """The key of an item of a table keyed by ``pk`` alone."""
+    return {"pk": {"S": pk}}
 
 
 def _conditional_failure(error: ClientError) -> bool:
@@ -28,7 +38,7 @@ class Table:
     def __init__(self, name: str):
         self.name = name
 
-    def get(self, key: Key, consistent: bool = False, projection: str | None = None) -> dict[str, Any] | None:
+    def get(self, key: ItemKey, consistent: bool = False, projection: str | None = None) -> dict[str, Any] | None:
         """One item, deserialized, or None."""
         extra: dict[str, Any] = {"ProjectionExpression": projection} if projection else {}
         found = dynamo.client().get_item(TableName=self.name, Key=key, ConsistentRead=consistent, **extra)
@@ -42,7 +52,7 @@ class Table:
         """Write an item only if none has its key; False if one does."""
         try:
             dynamo.client().put_item(
-                TableName=self.name, Item=dynamo.serialize(item), ConditionExpression="attribute_not_exists(pk)"
+                TableName=self.name, Item=dynamo.serialize(item), **request(condition=attr("pk").absent())
             )
         except ClientError as refused:
             if _conditional_failure(refused):
@@ -50,32 +60,31 @@ class Table:
             raise
         return True
 
-    def update(self, key: Key, expression: str, condition: str | None = None, **extra: Any) -> dict[str, Any] | None:
-        """An UpdateItem; the attributes it returns (``ReturnValues``), or None if ``condition`` failed."""
-        if condition:
-            extra["ConditionExpression"] = condition
+    def update(
+        self, key: ItemKey, change: Update, condition: Condition | None = None, returns: str | None = None
+    ) -> dict[str, Any] | None:
+        """An UpdateItem; the attributes it returns (``returns``: a ``ReturnValues``), deserialized,
+        or None if ``condition`` failed."""
+        extra = {"ReturnValues": returns} if returns else {}
         try:
-            done = dynamo.client().update_item(TableName=self.name, Key=key, UpdateExpression=expression, **extra)
+            done = dynamo.client().update_item(TableName=self.name, Key=key, **request(change, condition), **extra)
         except ClientError as refused:
-            if condition and _conditional_failure(refused):
+            if condition is not None and _conditional_failure(refused):
                 return None
             raise
-        return done.get("Attributes", {})
+        return dynamo.deserialize(done.get("Attributes", {}))
 
-    def action(self, key: Key, expression: str, condition: str | None = None, **extra: Any) -> dict[str, Any]:
+    def action(self, key: ItemKey, change: Update, condition: Condition | None = None) -> dict[str, Any]:
         """The same update as one action of a TransactWriteItems."""
-        update = {"TableName": self.name, "Key": key, "UpdateExpression": expression, **extra}
-        if condition:
-            update["ConditionExpression"] = condition
-        return {"Update": update}
+        return {"Update": {"TableName": self.name, "Key": key, **request(change, condition)}}
 
-    def condition_check(self, key: Key, condition: str) -> dict[str, Any]:
+    def condition_check(self, key: ItemKey, condition: Condition) -> dict[str, Any]:
         """A condition on one item, as an action of a TransactWriteItems (it writes nothing)."""
-        return {"ConditionCheck": {"TableName": self.name, "Key": key, "ConditionExpression": condition}}
+        return {"ConditionCheck": {"TableName": self.name, "Key": key, **request(condition=condition)}}
 
     def failing_check(self) -> dict[str, Any]:
         """A condition check that always fails: the item it names is never written (probes)."""
-        return self.condition_check({"pk": {"S": keys.PROBE_PK}}, "attribute_exists(pk)")
+        return self.condition_check(_by_pk(keys.PROBE_PK), attr("pk").exists())
 
     def query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Every item of a Query, lazily, page after page."""
@@ -88,11 +97,9 @@ class Table:
     def with_prefix(self, prefix: str, projection: str | None = None) -> Iterator[dict[str, Any]]:
         """Every item whose key starts with ``prefix`` (a scan: admin paths and small tables)."""
         extra: dict[str, Any] = {"ProjectionExpression": projection} if projection else {}
-        return self.scan(
-            FilterExpression="begins_with(pk, :prefix)", ExpressionAttributeValues={":prefix": {"S": prefix}}, **extra
-        )
+        return self.scan(**request(where=attr("pk").begins_with(prefix)), **extra)
 
-    def get_many(self, item_keys: list[Key], consistent: bool = False, projection: str | None = None) -> list[dict]:
+    def get_many(self, item_keys: list[ItemKey], consistent: bool = False, projection: str | None = None) -> list[dict]:
         """The items of many keys (absent ones left out), 100 keys a call, unprocessed keys retried."""
         found: list[dict[str, Any]] = []
         for start in range(0, len(item_keys), 100):
@@ -120,7 +127,7 @@ class Records(Table):
 
     def record(self, pk: str) -> dict[str, Any] | None:
         """One record by its key (``keys.record_pk``), strongly consistent, or None."""
-        return self.get({"pk": {"S": pk}}, consistent=True)
+        return self.get(_by_pk(pk), consistent=True)
 
     def put_record(self, item: dict[str, Any]) -> str | None:
         """Store a record unless its id exists: None when stored, else the stored fingerprint."""
@@ -128,8 +135,8 @@ class Records(Table):
             dynamo.client().put_item(
                 TableName=self.name,
                 Item=dynamo.serialize(item),
-                ConditionExpression="attribute_not_exists(pk)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **request(condition=attr("pk").absent()),
             )
         except ClientError as refused:
             if not _conditional_failure(refused):
@@ -143,32 +150,17 @@ class Records(Table):
         """One index partition's records created in ``[start, end)``, oldest first; only those whose
         fields equal ``where``, if given (filtered by DynamoDB, which still bills what it reads)."""
         low, high = keys.order_bounds(start, end)
-        values = {":k": {"S": partition}, ":a": {"S": low}, ":b": {"S": high}}
-        extra: dict[str, Any] = {}
-        if where:
-            values.update({f":w{i}": {"S": value} for i, value in enumerate(where.values())})
-            extra["ExpressionAttributeNames"] = {f"#w{i}": name for i, name in enumerate(where)}
-            extra["FilterExpression"] = " AND ".join(f"#w{i} = :w{i}" for i in range(len(where)))
-        return self.query(
-            IndexName=index,
-            KeyConditionExpression=f"{self.INDEX_KEYS[index]} = :k AND ord BETWEEN :a AND :b",
-            ExpressionAttributeValues=values,
-            **extra,
-        )
+        matching = every([attr(name).eq(value) for name, value in (where or {}).items()])
+        in_range = attr(self.INDEX_KEYS[index]).eq(partition) & attr("ord").between(low, high)
+        return self.query(IndexName=index, **request(key=in_range, where=matching))
 
     def after(self, index: str, partition: str, position: str | None, ascending: bool, page: int) -> Iterator:
         """One index partition's records after (or before, descending) a position, ``page`` a read."""
-        condition = f"{self.INDEX_KEYS[index]} = :k"
-        values: dict[str, Any] = {":k": {"S": partition}}
+        condition = attr(self.INDEX_KEYS[index]).eq(partition)
         if position is not None:
-            condition += " AND ord > :after" if ascending else " AND ord < :after"
-            values[":after"] = {"S": position}
+            condition &= attr("ord").gt(position) if ascending else attr("ord").lt(position)
         return self.query(
-            IndexName=index,
-            KeyConditionExpression=condition,
-            ExpressionAttributeValues=values,
-            ScanIndexForward=ascending,
-            PaginationConfig={"PageSize": page},
+            IndexName=index, ScanIndexForward=ascending, PaginationConfig={"PageSize": page}, **request(key=condition)
         )
 
 
@@ -176,7 +168,7 @@ class Aggregates(Table):
     """UsageAggregates: day and hour totals per dimension value, and the ``ByList`` index."""
 
     @staticmethod
-    def key(pk: str, sk: str) -> Key:
+    def key(pk: str, sk: str) -> ItemKey:
         return {"pk": {"S": pk}, "sk": {"S": sk}}
 
     def between(
@@ -189,8 +181,7 @@ class Aggregates(Table):
         return list(
             self.query(
                 **({"IndexName": index} if index else {"ConsistentRead": consistent}),
-                KeyConditionExpression=f"{attribute} = :key AND sk BETWEEN :low AND :high",
-                ExpressionAttributeValues={":key": {"S": pk}, ":low": {"S": low}, ":high": {"S": high}},
+                **request(key=attr(attribute).eq(pk) & attr("sk").between(low, high)),
             )
         )
 
@@ -200,15 +191,42 @@ class Aggregates(Table):
 
     def first_sk(self, pk: str, prefix: str) -> str | None:
         """The smallest sort key starting with ``prefix`` in one partition (one item read), if any."""
+        found = self._first(attr("pk").eq(pk) & attr("sk").begins_with(prefix), "sk")
+        return found["sk"] if found else None
+
+    def _first(self, condition: Condition, projection: str) -> dict[str, Any] | None:
+        """The first item of a Query (one item read), projected, or None."""
         found = dynamo.client().query(
-            TableName=self.name,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": {"S": pk}, ":prefix": {"S": prefix}},
-            Limit=1,
-            ProjectionExpression="sk",
+            TableName=self.name, Limit=1, ProjectionExpression=projection, **request(key=condition)
         )
         items = found.get("Items") or []
-        return items[0]["sk"]["S"] if items else None
+        return dynamo.deserialize(items[0]) if items else None
+
+    def add_counters(self, key: ItemKey, added: dict[str, int], listing: dict[str, str] | None) -> dict[str, Any]:
+        """Transaction action: add to an item's counters; ``listing`` (``lk``, ``v``) puts a new day
+        item of a listed dimension on ``ByList``."""
+        change = Update()
+        for name in sorted(added):
+            change.add(name, added[name])
+        if listing:
+            change.set_if_absent("lk", listing["lk"]).set_if_absent("v", listing["v"])
+        return self.action(key, change)
+
+    def raise_to(
+        self, key: ItemKey, seen: dict[str, int], raised: dict[str, int], listing: dict[str, str] | None = None
+    ) -> bool:
+        """Set the counters named in ``raised`` to their value there, if every counter named in
+        either still holds its ``seen`` value (absent counts as 0); False if the item moved.
+        ``listing`` keeps a recreated day item of a listed dimension on ``ByList``."""
+        change, unmoved = Update(), []
+        if listing:
+            change.set_if_absent("lk", listing["lk"]).set_if_absent("v", listing["v"])
+        for name in sorted(set(seen) | set(raised)):
+            if name in raised:
+                change.set(name, raised[name])
+            held = seen.get(name, 0)
+            unmoved.append(attr(name).eq(held) if held else attr(name).absent() | attr(name).eq(0))
+        return self.update(key, change, every(unmoved)) is not None
 
     def last_seen(self, pks: list[str], consistent: bool = False) -> dict[str, str]:
         """The last-seen day of each value partition that has a mark (``meter.counting.distinct``)."""
@@ -217,24 +235,15 @@ class Aggregates(Table):
 
     def move_last_seen(self, pk: str, old: str, new: str) -> dict[str, Any]:
         """Transaction action: a value's mark from ``old`` ("" = none yet) to ``new``, if still at ``old``."""
-        condition, values = ("#d = :old", {":old": {"S": old}}) if old else ("attribute_not_exists(pk)", {})
-        return self.action(
-            self.key(pk, keys.SEEN_SK),
-            "SET #d = :new",
-            condition,
-            ExpressionAttributeNames={"#d": "day"},
-            ExpressionAttributeValues={":new": {"S": new}, **values},
-        )
+        unmoved = attr("day").eq(old) if old else attr("pk").absent()
+        return self.action(self.key(pk, keys.SEEN_SK), Update().set("day", new), unmoved)
 
     def add_to_tally(self, tenant: str, tally_sk: str, counts: dict[str, int]) -> dict[str, Any]:
         """Transaction action: add to a tenant's counts of values per last-seen day (one month's item)."""
-        names = sorted(counts)
-        return self.action(
-            self.key(keys.seen_tally_pk(tenant), tally_sk),
-            "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(names))),
-            ExpressionAttributeNames={f"#c{i}": name for i, name in enumerate(names)},
-            ExpressionAttributeValues={f":c{i}": {"N": str(counts[name])} for i, name in enumerate(names)},
-        )
+        change = Update()
+        for name in sorted(counts):
+            change.add(name, counts[name])
+        return self.action(self.key(keys.seen_tally_pk(tenant), tally_sk), change)
 
     def tallies_from(self, tenant: str, day: str) -> list[dict[str, Any]]:
         """The tenant's tally items from the month of ``day`` on (one query, a few small items)."""
@@ -242,37 +251,102 @@ class Aggregates(Table):
 
     def any_in(self, pk: str) -> bool:
         """Whether a partition holds any item (one keyed read of one item)."""
-        found = dynamo.client().query(
-            TableName=self.name,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": pk}},
-            Limit=1,
-            ProjectionExpression="pk",
-        )
-        return bool(found.get("Items"))
+        return self._first(attr("pk").eq(pk), "pk") is not None
 
 
 class Control(Table):
     """Control: the aggregator's shard ledgers and pending commits, late
     arrivals, reconciliation's checkpoint and retries, rate-limit windows (TTL) and signing keys."""
 
-    def ledger(self, shard: str) -> dict[str, Any]:
-        """One shard's ledger item (empty if the shard has committed nothing), strongly consistent."""
-        return self.get(self.ledger_key(shard), consistent=True) or {}
+    PENDING_KEPT_DAYS = 7  # pending commits expire by TTL long after they finished
+
+    # A ledger item: seq (the last committed sequence key), events (committed in all), and while a
+    # commit of several transactions is under way pf/pl (its first and last sequence keys) and pd
+    # (its chunks applied).
+    def ledger(self, shard: str) -> Ledger:
+        """One shard's ledger (empty if the shard has committed nothing), strongly consistent."""
+        item = self.get(self._ledger_key(shard), consistent=True) or {}
+        return Ledger(
+            shard=shard,
+            seq=item.get("seq", ""),
+            events=int(item.get("events", 0)),
+            pending_first=item.get("pf", ""),
+            pending_last=item.get("pl", ""),
+            chunks_done=int(item.get("pd", 0)),
+        )
 
     @staticmethod
-    def ledger_key(shard: str) -> Key:
-        return {"pk": {"S": keys.ledger_pk(shard)}}
+    def _ledger_key(shard: str) -> ItemKey:
+        return _by_pk(keys.ledger_pk(shard))
+
+    @staticmethod
+    def _unchanged(ledger: Ledger) -> Condition:
+        """The ledger still holds the ``seq`` it was read with, and no commit is pending."""
+        held = attr("seq").eq(ledger.seq) if ledger.seq else attr("seq").absent()
+        return held & attr("pl").absent()
+
+    def advance(self, ledger: Ledger, last: str, events: int) -> dict[str, Any]:
+        """Transaction action: the ledger moves to ``last`` with ``events`` more, if unchanged since read."""
+        return self.action(
+            self._ledger_key(ledger.shard), Update().set("seq", last).add("events", events), self._unchanged(ledger)
+        )
+
+    def point_at_pending(self, ledger: Ledger, first: str, last: str) -> bool:
+        """Point the ledger at a pending commit of ``(first, last]``, no chunk applied, if unchanged
+        since read; False if it moved."""
+        change = Update().set("pf", first).set("pl", last).set("pd", 0)
+        return self.update(self._ledger_key(ledger.shard), change, self._unchanged(ledger)) is not None
+
+    def chunk_applied(self, shard: str, last: str, index: int, final_events: int | None) -> dict[str, Any]:
+        """Transaction action: chunk ``index`` of the pending commit ending at ``last`` is applied, if
+        the ledger still expects that chunk. The last chunk (``final_events``, the commit's events)
+        moves ``seq`` to ``last`` and clears the pending commit; another moves the chunk counter on."""
+        if final_events is None:
+            change = Update().set("pd", index + 1)
+        else:
+            change = Update().set("seq", last).add("events", final_events).remove("pf", "pl", "pd")
+        return self.action(self._ledger_key(shard), change, attr("pl").eq(last) & attr("pd").eq(index))
+
+    def void_pending(self, ledger: Ledger) -> bool:
+        """Move the ledger past its pending commit without the chunks left, if it still stands where it
+        was read; False if it moved."""
+        change = Update().set("seq", ledger.pending_last).remove("pf", "pl", "pd")
+        unmoved = attr("pl").eq(ledger.pending_last) & attr("pd").eq(ledger.chunks_done)
+        return self.update(self._ledger_key(ledger.shard), change, unmoved) is not None
+
+    def write_pending(self, shard: str, pending: PendingCommit) -> None:
+        """Store a commit's deltas ahead of its transactions (kept ``PENDING_KEPT_DAYS``)."""
+        item = {
+            "pk": keys.pending_pk(shard, pending.first, pending.last),
+            "first": pending.first,
+            "last": pending.last,
+            "events": pending.events,
+            "deltas": pending.deltas,
+            "writtenAt": pending.written_at,
+            "expiresAt": pending.written_at // 1000 + self.PENDING_KEPT_DAYS * 86_400,
+        }
+        self.put(item)
+
+    def pending(self, ledger: Ledger) -> PendingCommit | None:
+        """The commit the ledger points at, strongly consistent; None if it is missing."""
+        key = _by_pk(keys.pending_pk(ledger.shard, ledger.pending_first, ledger.pending_last))
+        item = self.get(key, consistent=True)
+        if item is None:
+            return None
+        expires = int(item["expiresAt"])
+        return PendingCommit(
+            first=item["first"],
+            last=item["last"],
+            events=int(item["events"]),
+            deltas=item["deltas"],
+            written_at=int(item.get("writtenAt", (expires - self.PENDING_KEPT_DAYS * 86_400) * 1000)),
+        )
 
     def add_to_window(self, key_id: str, second: int, step: int) -> int:
         """Add ``step`` requests to an API key's window of one second; the window's total after it."""
-        counted = self.update(
-            {"pk": {"S": keys.rate_pk(key_id, second)}},
-            "ADD n :step SET expiresAt = if_not_exists(expiresAt, :expires)",
-            ExpressionAttributeValues={":step": {"N": str(step)}, ":expires": {"N": str(second + 60)}},
-            ReturnValues="UPDATED_NEW",
-        )
-        return int((counted or {})["n"]["N"])
+        change = Update().add("n", step).set_if_absent("expiresAt", second + 60)
+        counted = self.update(_by_pk(keys.rate_pk(key_id, second)), change, returns="UPDATED_NEW")
+        return int((counted or {})["n"])
 
     def parked(self) -> Iterator[dict[str, Any]]:
         """Every parked queue message (an operator's scan)."""
@@ -280,24 +354,21 @@ class Control(Table):
 
     def remove(self, pk: str) -> None:
         """Delete one item by its key."""
-        dynamo.client().delete_item(TableName=self.name, Key={"pk": {"S": pk}})
+        dynamo.client().delete_item(TableName=self.name, Key=_by_pk(pk))
 
     def mark_late(self, received_hour: int, tenant: str, days: set[str]) -> None:
         """Note that ``tenant`` received late events for ``days`` (``YYYY-MM-DD``) in an hour."""
-        self.update(
-            {"pk": {"S": keys.late_arrivals_pk(received_hour, tenant)}},
-            "ADD pairs :pairs",
-            ExpressionAttributeValues={":pairs": {"SS": sorted(f"{tenant} {day}" for day in days)}},
-        )
+        pairs = {f"{tenant} {day}" for day in days}
+        self.update(_by_pk(keys.late_arrivals_pk(received_hour, tenant)), Update().add("pairs", pairs))
 
     def late_arrivals(self, received_hour: int) -> set[tuple[str, str]]:
         """Every ``(tenant, day)`` that received late events in an hour."""
-        items = self.get_many([{"pk": {"S": pk}} for pk in keys.late_arrivals_pks(received_hour)], consistent=True)
+        items = self.get_many([_by_pk(pk) for pk in keys.late_arrivals_pks(received_hour)], consistent=True)
         return {tuple(pair.split(" ", 1)) for item in items for pair in item.get("pairs", ())}
 
     def reconcile_checkpoint(self) -> int | None:
         """The last hour reconciliation has covered (Unix ms), if it ever ran."""
-        item = self.get({"pk": {"S": keys.RECONCILE_CHECKPOINT}}, consistent=True)
+        item = self.get(_by_pk(keys.RECONCILE_CHECKPOINT), consistent=True)
         return int(item["hour"]) if item else None
 
     def set_reconcile_checkpoint(self, hour: int) -> None:
@@ -305,20 +376,20 @@ class Control(Table):
 
     def reconcile_retries(self) -> set[str]:
         """Windows (``"<tenant> <start> <end>"``) earlier runs could not settle."""
-        item = self.get({"pk": {"S": keys.RECONCILE_RETRIES}}, consistent=True) or {}
+        item = self.get(_by_pk(keys.RECONCILE_RETRIES), consistent=True) or {}
         return set(item.get("windows", ()))
 
     def change_reconcile_retries(self, add: set[str] = frozenset(), remove: set[str] = frozenset()) -> None:
         """Add and remove windows to retry."""
-        key = {"pk": {"S": keys.RECONCILE_RETRIES}}
+        key = _by_pk(keys.RECONCILE_RETRIES)
         if add:
-            self.update(key, "ADD windows :w", ExpressionAttributeValues={":w": {"SS": sorted(add)}})
+            self.update(key, Update().add("windows", set(add)))
         if remove:
-            self.update(key, "DELETE windows :w", ExpressionAttributeValues={":w": {"SS": sorted(remove)}})
+            self.update(key, Update().delete("windows", set(remove)))
 
     def signing_key(self, name: str, fresh: bytes) -> bytes:
         """One of the deployment's signing secrets (``name`` is its key), created as ``fresh`` if absent."""
-        key = {"pk": {"S": name}}
+        key = _by_pk(name)
         found = self.get(key, consistent=True)
         if found:
             return found["secret"]
@@ -330,33 +401,77 @@ class Control(Table):
 class Tenants(Table):
     """Tenants: ``TENANT#<name>`` (rate card, billing anchor) and ``KEY#<public id>`` (API keys)."""
 
-    def api_key(self, public_id: str) -> dict[str, Any] | None:
-        """One API key's item, or None."""
-        return self.get({"pk": {"S": keys.api_key_pk(public_id)}})
+    @staticmethod
+    def _api_key(item: dict[str, Any]) -> ApiKey:
+        limit = item.get("rateLimit")
+        return ApiKey(
+            public_id=keys.api_key_id(item["pk"]),
+            tenant=item["tenant"],
+            scopes=frozenset(item.get("scopes", ())),
+            secret_hash=item["secretHash"],
+            created_at=int(item.get("createdAt", 0)),
+            name=item.get("name"),
+            rate_limit=int(limit) if limit is not None else None,
+            revoked_at=item.get("revokedAt"),
+        )
 
-    def tenant(self, name: str, projection: str | None = None) -> dict[str, Any] | None:
-        """One tenant's item (rate card, billing anchor), or None."""
-        return self.get({"pk": {"S": keys.tenant_pk(name)}}, projection=projection)
+    def api_key(self, public_id: str) -> ApiKey | None:
+        """One API key, or None."""
+        item = self.get(_by_pk(keys.api_key_pk(public_id)))
+        return self._api_key(item) if item else None
 
-    def _update_existing(self, pk: str, expression: str, values: dict[str, Any]) -> bool:
+    def api_keys(self) -> list[ApiKey]:
+        """Every API key (an operator's scan)."""
+        return [self._api_key(item) for item in self.with_prefix(keys.api_key_pk(""))]
+
+    def add_api_key(self, key: ApiKey) -> bool:
+        """Store a new key; False if its public id is taken."""
+        item = {
+            "pk": keys.api_key_pk(key.public_id),
+            "tenant": key.tenant,
+            "scopes": sorted(key.scopes),
+            "secretHash": key.secret_hash,
+            "createdAt": key.created_at,
+            "name": key.name,
+            "rateLimit": key.rate_limit,
+        }
+        return self.put_new(item)
+
+    def add_tenant(self, name: str, at: int) -> bool:
+        """Register a tenant; False if it exists."""
+        return self.put_new({"pk": keys.tenant_pk(name), "tenant": name, "createdAt": at})
+
+    def tenant_names(self) -> list[str]:
+        """Every registered tenant's name (a scan: the table is small)."""
+        return [item["tenant"] for item in self.with_prefix(keys.tenant_pk(""), projection="tenant")]
+
+    def tenant(self, name: str) -> Tenant | None:
+        """One tenant (rate card, billing anchor), or None."""
+        item = self.get(_by_pk(keys.tenant_pk(name)))
+        if item is None:
+            return None
+        return Tenant(
+            name=item["tenant"],
+            created_at=int(item.get("createdAt", 0)),
+            rate_card={k: Decimal(str(v)) for k, v in item.get("rateCard", {}).items()},
+            billing_anchor_day=int(item.get("billingAnchorDay", 1)),
+        )
+
+    def _update_existing(self, pk: str, change: Update) -> bool:
         """Update an item only if it exists; False when it does not."""
-        done = self.update({"pk": {"S": pk}}, expression, "attribute_exists(pk)", ExpressionAttributeValues=values)
-        return done is not None
+        return self.update(_by_pk(pk), change, attr("pk").exists()) is not None
 
     def revoke_key(self, public_id: str, at: int) -> bool:
         """Mark a key revoked at ``at`` (kept if it already was); False for an unknown key."""
-        return self._update_existing(
-            keys.api_key_pk(public_id), "SET revokedAt = if_not_exists(revokedAt, :now)", {":now": {"N": str(at)}}
-        )
+        return self._update_existing(keys.api_key_pk(public_id), Update().set_if_absent("revokedAt", at))
 
-    def set_rate_card(self, tenant: str, card: dict[str, Any]) -> bool:
+    def set_rate_card(self, tenant: str, card: dict[str, Decimal]) -> bool:
         """Replace a tenant's rate card (credits per unit of each type); False for an unknown tenant."""
-        values = {":card": {"M": {k: {"N": str(v)} for k, v in card.items()}}}
-        return self._update_existing(keys.tenant_pk(tenant), "SET rateCard = :card", values)
+        return self._update_existing(keys.tenant_pk(tenant), Update().set("rateCard", dict(card)))
 
     def set_billing_anchor(self, tenant: str, day: int) -> bool:
         """Set the day of month a tenant's billing period starts; False for an unknown tenant."""
-        return self._update_existing(keys.tenant_pk(tenant), "SET billingAnchorDay = :day", {":day": {"N": str(day)}})
+        return self._update_existing(keys.tenant_pk(tenant), Update().set("billingAnchorDay", day))
 
 
 class Alerts(Table):
@@ -364,26 +479,17 @@ class Alerts(Table):
     (whose inserts the delivery function receives from the table's stream)."""
 
     @staticmethod
-    def key(pk: str, sk: str) -> Key:
+    def key(pk: str, sk: str) -> ItemKey:
         return {"pk": {"S": pk}, "sk": {"S": sk}}
 
     def alerts_of(self, tenant: str, consistent: bool = False) -> list[dict[str, Any]]:
         """Every alert of a tenant (at most a thousand), by id."""
-        return list(
-            self.query(
-                KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": keys.alerts_pk(tenant)}},
-                ConsistentRead=consistent,
-            )
-        )
+        return list(self.query(ConsistentRead=consistent, **request(key=attr("pk").eq(keys.alerts_pk(tenant)))))
 
     def count_of(self, tenant: str) -> int:
         """How many alerts a tenant has (keys only)."""
         pages = self.query(
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": keys.alerts_pk(tenant)}},
-            ProjectionExpression="sk",
-            ConsistentRead=True,
+            ProjectionExpression="sk", ConsistentRead=True, **request(key=attr("pk").eq(keys.alerts_pk(tenant)))
         )
         return sum(1 for _ in pages)
 
@@ -397,7 +503,7 @@ class Alerts(Table):
             dynamo.client().delete_item(
                 TableName=self.name,
                 Key=self.key(keys.alerts_pk(tenant), alert_id),
-                ConditionExpression="attribute_exists(pk)",
+                **request(condition=attr("pk").exists()),
             )
         except ClientError as refused:
             if _conditional_failure(refused):
@@ -407,15 +513,10 @@ class Alerts(Table):
 
     def fired_in(self, tenant: str, alert_id: str, period_start: int) -> set[int]:
         """The thresholds an alert has fired for in one period, strongly consistent."""
-        found = self.query(
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :period)",
-            ExpressionAttributeValues={
-                ":pk": {"S": keys.fired_pk(tenant, alert_id)},
-                ":period": {"S": keys.fired_period_prefix(period_start)},
-            },
-            ProjectionExpression="sk",
-            ConsistentRead=True,
+        in_period = attr("pk").eq(keys.fired_pk(tenant, alert_id)) & attr("sk").begins_with(
+            keys.fired_period_prefix(period_start)
         )
+        found = self.query(ProjectionExpression="sk", ConsistentRead=True, **request(key=in_period))
         return {keys.period_of_fired_sk(item["sk"])[1] for item in found}
 
     def fire_once(self, tenant: str, alert_id: str, trigger: dict[str, Any]) -> bool:
@@ -432,7 +533,7 @@ class Alerts(Table):
                         "Put": {
                             "TableName": self.name,
                             "Item": dynamo.serialize(mark),
-                            "ConditionExpression": "attribute_not_exists(pk)",
+                            **request(condition=attr("pk").absent()),
                         }
                     },
                     {"Put": {"TableName": self.name, "Item": dynamo.serialize(trigger)}},
@@ -447,17 +548,10 @@ class Alerts(Table):
 
     def triggers_before(self, tenant: str, alert_id: str, before: str | None, page: int) -> list[dict[str, Any]]:
         """Up to ``page`` firings of an alert, newest first, older than the sort key ``before``."""
-        condition, values = "pk = :pk", {":pk": {"S": keys.triggers_pk(tenant, alert_id)}}
+        condition = attr("pk").eq(keys.triggers_pk(tenant, alert_id))
         if before is not None:
-            condition += " AND sk < :before"
-            values[":before"] = {"S": before}
-        found = dynamo.client().query(
-            TableName=self.name,
-            KeyConditionExpression=condition,
-            ExpressionAttributeValues=values,
-            ScanIndexForward=False,
-            Limit=page,
-        )
+            condition &= attr("sk").lt(before)
+        found = dynamo.client().query(TableName=self.name, ScanIndexForward=False, Limit=page, **request(key=condition))
         return [dynamo.deserialize(item) for item in found.get("Items", [])]
 
 

@@ -10,7 +10,6 @@ import math
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 from dateutil.relativedelta import relativedelta
 
@@ -18,7 +17,8 @@ from meter.core.caches import Cache
 from meter.core.config import get_settings
 from meter.core.errors import BadRequest, NotFound
 from meter.core.timerange import now_ms, to_ms
-from meter.dal import keys, store
+from meter.dal import store
+from meter.dal.models import Tenant
 
 TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 SCOPES = ("ingest", "read", "admin")
@@ -40,16 +40,16 @@ def validate_tenant_name(name: str) -> str:
 def ensure_tenant(name: str) -> bool:
     """Create the tenant if it does not exist; True when it was created."""
     validate_tenant_name(name)
-    return store.tenants().put_new({"pk": keys.tenant_pk(name), "tenant": name, "createdAt": now_ms()})
+    return store.tenants().add_tenant(name, now_ms())
 
 
 def tenant_names() -> list[str]:
     """Every registered tenant (the Tenants table is small: a scan)."""
-    return sorted(item["tenant"] for item in store.tenants().with_prefix(keys.tenant_pk(""), projection="tenant"))
+    return sorted(store.tenants().tenant_names())
 
 
-def get_tenant(name: str) -> dict[str, Any] | None:
-    """The tenant item, or None."""
+def get_tenant(name: str) -> Tenant | None:
+    """The tenant, or None."""
     return store.tenants().tenant(name)
 
 
@@ -63,8 +63,8 @@ def rate_card(name: str) -> dict[str, Decimal]:
     cached = _rate_cards.get(name)
     if cached is not None:
         return cached
-    found = store.tenants().tenant(name, projection="rateCard") or {}
-    card = {k: Decimal(str(v)) for k, v in found.get("rateCard", {}).items()}
+    found = store.tenants().tenant(name)
+    card = found.rate_card if found else {}
     _rate_cards.put(name, card)
     return card
 
@@ -91,5 +91,10 @@ def billing_period_start(anchor_day: int, now: int) -> int:
 
 def current_period_start(tenant: str, now: int) -> int:
     """Start of the tenant's billing period holding ``now`` (its anchor day, default the 1st)."""
-    anchor = int((get_tenant(tenant) or {}).get("billingAnchorDay", 1))
-    return billing_period_start(anchor, now)
+    return billing_period_start(anchor_day_of(tenant), now)
+
+
+def anchor_day_of(tenant: str) -> int:
+    """The day of month the tenant's billing periods start on (the 1st unless set)."""
+    found = get_tenant(tenant)
+    return found.billing_anchor_day if found else 1
