@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from meter.core.errors import BadRequest
 from meter.core.timerange import DAY_MS, HOUR_MS, parse_instant, parse_range, to_ms
-from meter.reading.plan import plan_range
+from meter.reading.plan import plan_range, split
 
 JAN15 = to_ms(datetime(2024, 1, 15, tzinfo=UTC))
 
@@ -95,3 +95,20 @@ def test_raw_reads_stay_within_the_ragged_hours(start, length):
     assert len(plan.raw) <= 2
     assert all(b - a < 2 * HOUR_MS for a, b in plan.raw)
     assert len(plan.hours) <= 2
+
+
+@given(st.integers(0, 400 * DAY_MS), st.integers(1, 10 * DAY_MS), st.sampled_from([HOUR_MS, 15 * 60_000]))
+def test_split_covers_the_range_exactly_once_on_either_grid(start, length, grid):
+    """Whole days, the grid's slots of each hour, and raw slices tile the range; only the raw
+    slices are off the grid, and each is shorter than one slot."""
+    cut = split(start, start + length, grid)
+    pieces = sorted(
+        [(day, day + DAY_MS) for day in cut.days]
+        + [(hour + first * grid, hour + last * grid) for hour, first, last in cut.hours]
+        + list(cut.raw)
+    )
+    assert pieces[0][0] == start and pieces[-1][1] == start + length
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))
+    assert all(a < b for a, b in pieces)
+    assert all(b - a < grid for a, b in cut.raw) or cut.raw == [(start, start + length)]
+    assert all(0 <= first < last <= HOUR_MS // grid for _, first, last in cut.hours)

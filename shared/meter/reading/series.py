@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter, defaultdict
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,6 +39,7 @@ from meter.dal.dimensions import (
     quarter_counter,
     type_counter,
 )
+from meter.reading.plan import Piece, Slice, Split, signed_pieces, split
 from meter.reading.queries import in_parallel, listed_values, record_totals, tenant_records
 
 MAX_ROWS = 10_000  # rows of one answer (windows x groups with a value)
@@ -170,56 +170,13 @@ def _typed_series(query: UsageQuery) -> list[Series] | None:
 
 
 # -- reading one series ------------------------------------------------------------------------
-Piece = tuple[int, int, int]  # sign, start, end: a part of one UTC day
 Plan = tuple[list[int], list[Piece]]  # one window: whole UTC days (starts) and signed pieces
-Slice = tuple[int, int]
 
 
-def _hour_floor(ms: int) -> int:
-    return ms // HOUR_MS * HOUR_MS
-
-
-def _hours_in(start: int, end: int) -> int:
-    return (-(-end // HOUR_MS) * HOUR_MS - _hour_floor(start)) // HOUR_MS if start < end else 0
-
-
-def _day_parts(start: int, end: int) -> Plan:
-    """``[start, end)`` as whole UTC days (their starts) and signed sub-day pieces, choosing for
-    each partial day whichever of "the part" or "the day minus the rest" reads fewer hours."""
-    first_day, last_day = start // DAY_MS * DAY_MS, (end - 1) // DAY_MS * DAY_MS
-    days, pieces = [], []
-    for day in range(first_day, last_day + 1, DAY_MS):
-        low, high = max(start, day), min(end, day + DAY_MS)
-        if (low, high) == (day, day + DAY_MS):
-            days.append(day)
-        elif _hours_in(low, high) <= _hours_in(day, low) + _hours_in(high, day + DAY_MS):
-            pieces.append((1, low, high))
-        else:
-            days.append(day)
-            pieces += [(-1, a, b) for a, b in ((day, low), (high, day + DAY_MS)) if a < b]
-    return days, pieces
-
-
-def _hour_parts(piece_start: int, piece_end: int) -> Iterable[tuple[int, int, int]]:
-    """(hour, first quarter, last quarter + 1) of the hour items covering a piece's quarter-aligned middle."""
-    low = -(-piece_start // QUARTER_MS) * QUARTER_MS
-    high = piece_end // QUARTER_MS * QUARTER_MS
-    hour = _hour_floor(low)
-    while hour < high:
-        first = max(low, hour) - hour
-        last = min(high, hour + HOUR_MS) - hour
-        if first < last:
-            yield hour, first // QUARTER_MS, last // QUARTER_MS
-        hour += HOUR_MS
-
-
-def _raw_slices(piece_start: int, piece_end: int) -> list[Slice]:
-    """The parts of a piece off the quarter-hour grid (only at a ``from`` or ``to`` between quarters)."""
-    low = -(-piece_start // QUARTER_MS) * QUARTER_MS
-    high = piece_end // QUARTER_MS * QUARTER_MS
-    if low >= high:
-        return [(piece_start, piece_end)]
-    return [(a, b) for a, b in ((piece_start, low), (high, piece_end)) if a < b]
+def _on_quarters(piece: Piece) -> Split:
+    """A piece's hour items, with the quarters of each it covers, and its raw slices off the quarter grid."""
+    _, start, end = piece
+    return split(start, end, QUARTER_MS)
 
 
 def _quarters(item: dict[str, Any], counter: str, first: int, last: int) -> int:
@@ -250,7 +207,7 @@ class SeriesReader:
     def read(self) -> None:
         """Fetch every day and hour item the windows need."""
         days = {day for day_starts, _ in self.plans for day in day_starts}
-        hours = {hour for _, pieces in self.plans for _, a, b in pieces for hour, _, _ in _hour_parts(a, b)}
+        hours = {hour for _, pieces in self.plans for piece in pieces for hour, _, _ in _on_quarters(piece).hours}
         if days or hours:
             low, high = keys.day_sk(keys.day_key(min(days | hours))), keys.day_sk(keys.day_key(max(days | hours)))
             for item in store.aggregates().between(self.pk, low, high, consistent=self.consistent):
@@ -304,14 +261,14 @@ class SeriesReader:
         """The series' total in window ``index``."""
         days, pieces = self.plans[index]
         total = sum(self.day_items.get(day, {}).get(self.counter, 0) for day in days)
-        for sign, low, high in pieces:
+        for piece in pieces:
+            cut = _on_quarters(piece)
             part = sum(
-                _quarters(self.hour_items.get(hour, {}), self.counter, first, last)
-                for hour, first, last in _hour_parts(low, high)
+                _quarters(self.hour_items.get(hour, {}), self.counter, first, last) for hour, first, last in cut.hours
             )
-            for piece in _raw_slices(low, high):
-                part += sum(measure_of(self.query, record) for record in self.raw[piece])
-            total += sign * part
+            for raw_slice in cut.raw:
+                part += sum(measure_of(self.query, record) for record in self.raw[raw_slice])
+            total += piece[0] * part
         return total
 
 
@@ -328,8 +285,8 @@ def series_total(
 ) -> int:
     """One series' exact total over the query's whole range (strongly consistent reads, and
     uncommitted ``deltas`` added, when asked: what alerts compare with their thresholds)."""
-    plans = [_day_parts(query.start, query.end)]
-    slices = {piece for _, pieces in plans for _, a, b in pieces for piece in _raw_slices(a, b)}
+    plans = [signed_pieces(query.start, query.end)]
+    slices = {raw for _, pieces in plans for piece in pieces for raw in _on_quarters(piece).raw}
     raw = {piece: tenant_records(query.tenant, *piece) for piece in slices}
     reader = SeriesReader(query, series, plans, raw, consistent)
     reader.read()
@@ -372,12 +329,12 @@ def run_query(query: UsageQuery) -> list[tuple[int, int, tuple[tuple[str, str], 
     if not spans:
         return []
     series = plan_series(query)
-    plans = [_day_parts(a, b) for a, b in spans]
+    plans = [signed_pieces(a, b) for a, b in spans]
     sums: dict[tuple[int, tuple], int] = defaultdict(int)
     if series is None or (len(series) > RAW_CHECK_SERIES and _raw_is_cheaper(query, series, plans)):
         _sum_raw(query, spans, sums)
     elif series:
-        slices = {piece for _, pieces in plans for _, a, b in pieces for piece in _raw_slices(a, b)}
+        slices = {raw for _, pieces in plans for piece in pieces for raw in _on_quarters(piece).raw}
         raw = {piece: tenant_records(query.tenant, *piece) for piece in slices}  # once for every series
         readers = [SeriesReader(query, s, plans, raw) for s in series]
         with ThreadPoolExecutor(max_workers=_READERS) as pool:
