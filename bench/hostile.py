@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -125,6 +126,7 @@ def _firing(tenant: str, url: str, mapping: Any, day: datetime, tag: str) -> dic
     """A stream record of a new firing of ``tenant``'s alert with a webhook to ``url``."""
     from meter.api.alerts import create_alert
     from meter.dal import store
+    from meter.dal.models import Delivery
 
     alert = create_alert(tenant, {"name": tag, "measure": "credits", "period": "day", "thresholds": [1],
                                   "subject": {"identifier": f"who-{tag}"}, "webhookUrl": url})  # fmt: skip
@@ -138,8 +140,9 @@ def _firing(tenant: str, url: str, mapping: Any, day: datetime, tag: str) -> dic
         found = store.alerts().triggers_before(tenant, alert["id"], None, 1)
     (trigger,) = found
     # the webhook alone is measured: the bench has no EventBridge, so the event counts as published
-    store.alerts().put({**trigger, "delivery": {"status": "pending", "attempts": 0, "published": True}})
-    keys = {"pk": {"S": trigger["pk"]}, "sk": {"S": trigger["sk"]}}
+    store.alerts().save_trigger(replace(trigger, delivery=Delivery(published=True)))
+    pk, sk = store.Alerts.trigger_key(trigger)
+    keys = {"pk": {"S": pk}, "sk": {"S": sk}}
     return {"eventSource": "aws:dynamodb", "dynamodb": {"Keys": keys, "SequenceNumber": tag}}
 
 

@@ -317,12 +317,13 @@ def test_a_failing_webhook_is_retried_with_backoff_shown_in_triggers_and_dead_le
     assert "Messages" not in retry  # delayed: 30 s, doubling to 15 min
     assert [delivery.retry_delay(n) for n in (1, 2, 3, 6, 20)] == [30, 60, 120, 900, 900]
     (item,) = store.alerts().triggers_before("acme", made["id"], None, 10)
-    later = int(item["triggeredAt"]) + DAY_MS - 60_000
-    assert delivery.deliver(item["pk"], item["sk"], now=later) == "failed"  # a day of failures
+    pk, sk = store.Alerts.trigger_key(item)
+    later = item.triggered_at + DAY_MS - 60_000
+    assert delivery.deliver(pk, sk, now=later) == "failed"  # a day of failures
     (shown,) = triggers(gateway, tokens["acme"], made["id"])
     assert (shown["delivery"]["status"], shown["delivery"]["attempts"]) == ("failed", 2)
     dead = boto3.client("sqs").receive_message(QueueUrl=urls["AlertDeliveryDeadLetterQueue"])["Messages"]
-    assert json.loads(dead[0]["Body"]) == {"pk": item["pk"], "sk": item["sk"]}
+    assert json.loads(dead[0]["Body"]) == {"pk": pk, "sk": sk}
     assert len(receiver.requests) == 2
 
 
@@ -335,8 +336,8 @@ def test_a_delivery_given_up_on_is_redriven_with_a_fresh_day(gateway, tokens, re
     made = create(gateway, tokens["acme"], thresholds=[5], webhookUrl=receiver.url)
     count(gateway, tokens["acme"], event("x", 7))
     (item,) = store.alerts().triggers_before("acme", made["id"], None, 10)
-    later = int(item["triggeredAt"]) + DAY_MS
-    assert delivery.deliver(item["pk"], item["sk"], now=later) == "failed"
+    later = item.triggered_at + DAY_MS
+    assert delivery.deliver(*store.Alerts.trigger_key(item), now=later) == "failed"
     receiver.status = 204  # the tenant fixed its receiver
     report = redrive_alert_deliveries(
         urls["AlertDeliveryDeadLetterQueue"], urls["AlertDeliveryRetryQueue"], now=later + 60_000
@@ -411,11 +412,8 @@ def test_a_webhook_that_recovers_is_delivered_by_the_retry(gateway, tokens, rece
     deliver_firings()
     receiver.status = 204
     (item,) = store.alerts().triggers_before("acme", made["id"], None, 10)
-    retried = {
-        "Records": [
-            {"eventSource": "aws:sqs", "messageId": "m", "body": json.dumps({"pk": item["pk"], "sk": item["sk"]})}
-        ]
-    }
+    pk, sk = store.Alerts.trigger_key(item)
+    retried = {"Records": [{"eventSource": "aws:sqs", "messageId": "m", "body": json.dumps({"pk": pk, "sk": sk})}]}
     assert delivery.handle_deliveries(retried) == {"batchItemFailures": []}
     (shown,) = triggers(gateway, tokens["acme"], made["id"])
     assert shown["delivery"] == {"status": "delivered", "attempts": 2, "lastError": None}

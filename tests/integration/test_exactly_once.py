@@ -156,11 +156,10 @@ def check_firings(records: list[UsageRecord]) -> None:
     for alert_id, want in expected_firings(records).items():
         tenant = next(a["tenant"] for a in ALERTS if a["sk"] == alert_id)
         found = store.alerts().triggers_before(tenant, alert_id, None, 1000)
-        keys = [(int(t["periodStart"]), int(t["threshold"])) for t in found]
+        keys = [(t.period_start, t.threshold) for t in found]
         assert sorted(keys) == sorted(want), alert_id  # each reached threshold once, no other
         for trigger in found:
-            period_threshold = (int(trigger["periodStart"]), int(trigger["threshold"]))
-            assert trigger["threshold"] <= trigger["value"] <= want[period_threshold]  # never early
+            assert trigger.threshold <= trigger.value <= want[(trigger.period_start, trigger.threshold)]  # never early
 
 
 class Crash(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,27 @@ def test_the_check_sees_an_upward_import(tmp_path):
     module = tmp_path / "probe.py"
     module.write_text("def f():\n    from meter.api.http import api_handler\n")
     assert _imported_packages(module) == {"api"}
+
+
+# What only the data-access package may write: expressions, their placeholders' values, raw keys.
+DYNAMODB_SPEECH = re.compile(
+    r"\b(?:Update|Condition|KeyCondition|Filter)Expression\b|ExpressionAttribute(?:Names|Values)|\{\"[SN]\": "
+)
+
+
+def _speaks_dynamodb(source: str) -> list[str]:
+    return sorted({match.group(0) for match in DYNAMODB_SPEECH.finditer(source)})
+
+
+def test_only_the_data_access_package_speaks_dynamodb():
+    """No module outside ``meter.dal`` (and no handler or tool) writes an expression or a raw key."""
+    root = LAYER.parents[1]
+    outside = [p for p in sorted(LAYER.rglob("*.py")) if "dal" not in p.relative_to(LAYER).parts]
+    outside += sorted((root / "functions").rglob("*.py")) + sorted((root / "tools").rglob("*.py"))
+    offending = {str(p.relative_to(root)): found for p in outside if (found := _speaks_dynamodb(p.read_text()))}
+    assert offending == {}
+
+
+def test_the_speech_check_sees_an_expression_and_a_raw_key():
+    source = 'store.update(key, UpdateExpression="SET a = :a")\nkey = {"pk": {"S": pk}}\n'
+    assert _speaks_dynamodb(source) == ["UpdateExpression", '{"S": ']

@@ -17,18 +17,20 @@ import hashlib
 import hmac
 import json
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import boto3
 
 from meter.alerts import webhooks
-from meter.alerts.rules import shown_trigger
+from meter.alerts.rules import shown_trigger, subject_of
 from meter.core.caches import memoized
 from meter.core.config import get_settings
 from meter.core.logs import logger, metrics, with_log_keys
 from meter.core.timerange import DAY_MS, now_ms
 from meter.dal import sqs, store
+from meter.dal.models import Alert, Delivery, Trigger
 
 EVENT_SOURCE = "usage-meter"
 DETAIL_TYPE = "Usage threshold crossed"
@@ -51,20 +53,20 @@ def retry_delay(attempts: int) -> int:
     return min(MAX_DELAY_SECONDS, FIRST_DELAY_SECONDS * 2 ** max(0, attempts - 1))
 
 
-def notification(trigger: dict[str, Any], alert: dict[str, Any]) -> dict[str, Any]:
-    """What receivers get: the firing, and the alert it belongs to."""
-    shown = shown_trigger(trigger, ZoneInfo(alert.get("timeZone", "UTC")))
+def notification(trigger: Trigger, alert: Alert | None) -> dict[str, Any]:
+    """What receivers get: the firing, and the alert it belongs to (its fields null if it was deleted)."""
+    shown = shown_trigger(trigger, ZoneInfo(alert.time_zone if alert else "UTC"))
     shown.pop("delivery")
     return {
         "type": "usage.threshold.crossed",
         **shown,
         "alert": {
-            "id": trigger["alertId"],
-            "name": alert.get("name"),
-            "subject": alert.get("subject") or {},
-            "measure": alert.get("measure"),
-            "period": alert.get("period"),
-            "timeZone": alert.get("timeZone"),
+            "id": trigger.alert_id,
+            "name": alert.name if alert else None,
+            "subject": subject_of(alert) if alert else {},
+            "measure": alert.measure if alert else None,
+            "period": alert.period if alert else None,
+            "timeZone": alert.time_zone if alert else None,
         },
     }
 
@@ -97,28 +99,23 @@ def post_webhook(
     webhooks.post(url, payload, headers, deadline, get_settings().webhooks_to_localhost)
 
 
-def _send(trigger: dict[str, Any], now: int, deadline: float) -> dict[str, Any]:
+def _send(trigger: Trigger, now: int, deadline: float) -> Delivery:
     """Send what has not been sent yet; the delivery state after it."""
-    delivery = dict(trigger.get("delivery") or {})
-    alert = store.alerts().alert(trigger["tenant"], trigger["alertId"]) or {}
+    alert = store.alerts().alert(trigger.tenant, trigger.alert_id)
     body = notification(trigger, alert)
-    delivery["attempts"] = int(delivery.get("attempts", 0)) + 1
-    delivery.pop("timedOut", None)
+    delivery = replace(trigger.delivery, attempts=trigger.delivery.attempts + 1, timed_out=False)
     try:
-        if not delivery.get("published"):
+        if not delivery.published:
             publish(body)
-            delivery["published"] = True
-        if alert.get("webhookUrl"):
-            post_webhook(alert["webhookUrl"], alert["signingSecret"], body, now, deadline)
+            delivery = replace(delivery, published=True)
+        if alert is not None and alert.webhook_url:
+            post_webhook(alert.webhook_url, alert.signing_secret or "", body, now, deadline)
     except webhooks.DeliveryFailed as failure:  # the receiver's doing: the tenant is told what it can act on
-        delivery.update(status="retrying", lastError=str(failure)[:500], timedOut=failure.timed_out or None)
-        return delivery
+        return replace(delivery, status="retrying", last_error=str(failure)[:500], timed_out=failure.timed_out)
     except Exception as failure:  # ours (EventBridge): kept on the firing and retried
         logger.warning("alert publish failed", extra={"error": str(failure)[:500]})
-        delivery.update(status="retrying", lastError="the event could not be published; retrying")
-        return delivery
-    delivery.update(status="delivered", lastError=None)
-    return delivery
+        return replace(delivery, status="retrying", last_error="the event could not be published; retrying")
+    return replace(delivery, status="delivered", last_error=None)
 
 
 def deliver(pk: str, sk: str, now: int | None = None, first: bool = False) -> str:
@@ -126,36 +123,35 @@ def deliver(pk: str, sk: str, now: int | None = None, first: bool = False) -> st
     deadline; a receiver slower than that is retried at once from the queue with the full one);
     its status after the attempt."""
     now = now_ms() if now is None else now
-    trigger = store.alerts().get(store.Alerts.key(pk, sk), consistent=True)
-    if trigger is None or (trigger.get("delivery") or {}).get("status") in ("delivered", "failed"):
-        return "gone" if trigger is None else trigger["delivery"]["status"]
+    trigger = store.alerts().trigger(pk, sk)
+    if trigger is None or trigger.delivery.status in ("delivered", "failed"):
+        return "gone" if trigger is None else trigger.delivery.status
     delivery = _send(trigger, now, FIRST_ATTEMPT_DEADLINE_SECONDS if first else WEBHOOK_DEADLINE_SECONDS)
-    if delivery["status"] == "retrying":
-        delay = 0 if first and delivery.get("timedOut") else retry_delay(delivery["attempts"])
-        retrying_since = int(delivery.get("retryFrom", trigger["triggeredAt"]))
+    if delivery.status == "retrying":
+        delay = 0 if first and delivery.timed_out else retry_delay(delivery.attempts)
+        retrying_since = delivery.retry_from if delivery.retry_from is not None else trigger.triggered_at
+        extra = {"alert": trigger.alert_id, "error": delivery.last_error}
         if now - retrying_since + delay * 1000 >= RETRY_FOR_MS:
-            delivery["status"] = "failed"
+            delivery = replace(delivery, status="failed")
             sqs.send("ALERT_DEAD_LETTER_QUEUE", json.dumps({"pk": pk, "sk": sk}))
-            logger.error("alert delivery gave up", extra={"alert": trigger["alertId"], "error": delivery["lastError"]})
+            logger.error("alert delivery gave up", extra=extra)
             metrics.add_metric(name="AlertDeliveriesFailed", unit="Count", value=1)
         else:
             sqs.send("ALERT_RETRY_QUEUE", json.dumps({"pk": pk, "sk": sk}), DelaySeconds=delay)
-            logger.warning(
-                "alert delivery failed; retrying", extra={"alert": trigger["alertId"], "error": delivery["lastError"]}
-            )
-    store.alerts().put({**trigger, "delivery": {k: v for k, v in delivery.items() if v is not None}})
-    return delivery["status"]
+            logger.warning("alert delivery failed; retrying", extra=extra)
+    store.alerts().save_trigger(replace(trigger, delivery=delivery))
+    return delivery.status
 
 
 def requeue(pk: str, sk: str, retry_url: str, sqs_client: Any, now: int) -> None:
     """Give a firing whose delivery was given up on a fresh day of retries, from now."""
-    trigger = store.alerts().get(store.Alerts.key(pk, sk), consistent=True)
+    trigger = store.alerts().trigger(pk, sk)
     if trigger is None:
         return
-    delivery = dict(trigger.get("delivery") or {})
-    if delivery.get("status") == "failed":
-        delivery.update(status="retrying", retryFrom=now)
-        store.alerts().put({**trigger, "delivery": delivery})
+    if trigger.delivery.status == "failed":
+        store.alerts().save_trigger(
+            replace(trigger, delivery=replace(trigger.delivery, status="retrying", retry_from=now))
+        )
     sqs_client.send_message(QueueUrl=retry_url, MessageBody=json.dumps({"pk": pk, "sk": sk}))
 
 

@@ -28,6 +28,7 @@ from meter.core.logs import logger, metrics
 from meter.core.timerange import HOUR_MS, iso, now_ms, to_ms
 from meter.dal import keys, sqs, store
 from meter.dal.dimensions import AGENT, IDENTIFIER, TENANT, contribution_of
+from meter.dal.models import Alert, Trigger
 from meter.dal.records import UsageRecord
 from meter.dal.tenants import anchor_day_of, billing_period_start
 from meter.reading.series import Series, UsageQuery, series_total
@@ -47,24 +48,33 @@ Due = tuple[str, int]  # (alert id, period start): one evaluation
 
 
 # -- the alert's numbers -----------------------------------------------------------------------
-def subject_series(alert: dict[str, Any]) -> Series:
+def subject_of(alert: Alert) -> dict[str, str]:
+    """The alert's subject as the API and notifications show it: ``{"identifier": …}``,
+    ``{"agentId": …}`` or ``{}`` (the whole tenant)."""
+    if alert.identifier is not None:
+        return {"identifier": alert.identifier}
+    if alert.agent_id is not None:
+        return {"agentId": alert.agent_id}
+    return {}
+
+
+def subject_series(alert: Alert) -> Series:
     """Where the alert's subject's totals live."""
-    subject = alert.get("subject") or {}
-    if subject.get("identifier"):
-        return Series(IDENTIFIER, subject["identifier"], ())
-    if subject.get("agentId"):
-        return Series(AGENT, subject["agentId"], ())
+    if alert.identifier:
+        return Series(IDENTIFIER, alert.identifier, ())
+    if alert.agent_id:
+        return Series(AGENT, alert.agent_id, ())
     return Series(TENANT, "", ())
 
 
-def period_bounds(alert: dict[str, Any], at: int) -> tuple[int, int]:
+def period_bounds(alert: Alert, at: int) -> tuple[int, int]:
     """``[start, end)`` of the alert's period holding the instant ``at``."""
-    if alert["period"] == "billing_period":
-        anchor = anchor_day_of(alert["tenant"])
+    if alert.period == "billing_period":
+        anchor = anchor_day_of(alert.tenant)
         start = billing_period_start(anchor, at)
         following = datetime.fromtimestamp(start / 1000, UTC) + relativedelta(months=1)
         return start, to_ms(following)
-    size, zone = (DAY if alert["period"] == "day" else MONTH), ZoneInfo(alert["timeZone"])
+    size, zone = (DAY if alert.period == "day" else MONTH), ZoneInfo(alert.time_zone)
     return window_start(at, size, zone), next_boundary(at, size, zone)
 
 
@@ -77,16 +87,14 @@ class Reads:
     made: int = 0
 
 
-def period_value(
-    alert: dict[str, Any], start: int, end: int, deltas: dict | None = None, reads: Reads | None = None
-) -> int:
+def period_value(alert: Alert, start: int, end: int, deltas: dict | None = None, reads: Reads | None = None) -> int:
     """The alert's measure of its subject over ``[start, end)``: committed (read strongly
     consistent) plus ``deltas`` an aggregator has folded but not yet committed."""
     series = subject_series(alert)
-    key = (series, start, end, alert["measure"])
+    key = (series, start, end, alert.measure)
     if reads is not None and key in reads.values:
         return reads.values[key]
-    query = UsageQuery(alert["tenant"], start, end, None, ZoneInfo(alert["timeZone"]), alert["measure"])
+    query = UsageQuery(alert.tenant, start, end, None, ZoneInfo(alert.time_zone), alert.measure)
     value = series_total(query, series, consistent=True, deltas=deltas)
     if reads is not None:
         reads.values[key] = value
@@ -101,13 +109,13 @@ KNOWN_MARKS = 20_000
 _known_marks = Cache(KNOWN_MARKS)  # (tenant, alert, period start) → thresholds known to be marked
 
 
-def _marks(alert: dict[str, Any], start: int, reached: list[int], reads: Reads | None) -> set[int]:
+def _marks(alert: Alert, start: int, reached: list[int], reads: Reads | None) -> set[int]:
     """The thresholds fired in the period: from what is known if it covers ``reached``, else read."""
-    key = (alert["tenant"], alert["id"], start)
+    key = (alert.tenant, alert.id, start)
     known = _known_marks.get(key)
     if known is not None and set(reached) <= known:
         return known
-    found = store.alerts().fired_in(alert["tenant"], alert["id"], start)
+    found = store.alerts().fired_in(alert.tenant, alert.id, start)
     if reads is not None:
         reads.made += 1
     _remember_marks(key, found)
@@ -118,21 +126,20 @@ def _remember_marks(key: tuple[str, str, int], thresholds: set[int]) -> None:
     _known_marks.put(key, _known_marks.get(key, set()) | set(thresholds))
 
 
-def adds_to(alert: dict[str, Any], record: UsageRecord) -> int:
+def adds_to(alert: Alert, record: UsageRecord) -> int:
     """What one record adds to the alert's value (in the record's period)."""
-    subject = alert.get("subject") or {}
-    if subject.get("identifier") and record.identifier != subject["identifier"]:
+    if alert.identifier and record.identifier != alert.identifier:
         return 0
-    if subject.get("agentId") and record.agent_id != subject["agentId"]:
+    if alert.agent_id and record.agent_id != alert.agent_id:
         return 0
-    return int(contribution_of(record.type, record.count, record.credits)[alert["measure"]])
+    return int(contribution_of(record.type, record.count, record.credits)[alert.measure])
 
 
 # -- firing ----------------------------------------------------------------------------------
-def _crossing_event(alert: dict, threshold: int, value: int, start: int, end: int, records: list) -> str | None:
+def _crossing_event(alert: Alert, threshold: int, value: int, start: int, end: int, records: list) -> str | None:
     """The id of the record that took the value to the threshold, if it is among ``records``
     (those just counted, in stream order); None if the value was there before them."""
-    mine = [(r.id, adds_to(alert, r)) for r in records if start <= r.ts < end and r.tenant == alert["tenant"]]
+    mine = [(r.id, adds_to(alert, r)) for r in records if start <= r.ts < end and r.tenant == alert.tenant]
     running = value - sum(n for _, n in mine)
     for event_id, n in mine:
         running += n
@@ -142,76 +149,63 @@ def _crossing_event(alert: dict, threshold: int, value: int, start: int, end: in
 
 
 def evaluate(
-    alert: dict[str, Any],
+    alert: Alert,
     at: int,
     deltas: dict | None = None,
     records: list[UsageRecord] = (),
     now: int | None = None,
     reads: Reads | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Trigger]:
     """Fire every threshold the alert's period holding ``at`` has reached and not yet fired for;
     the firings stored (each exactly once, whoever else evaluates the same period). The period's
     value is read (once per check for alerts on the same numbers), its marks only when it has
     reached a threshold not known to have fired."""
     now = now_ms() if now is None else now
     start, end = period_bounds(alert, at)
-    if end <= alert["createdAt"]:
+    if end <= alert.created_at:
         return []  # a period that ended before the alert existed
     value = period_value(alert, start, end, deltas, reads)
-    reached = [int(t) for t in alert["thresholds"] if value >= t]
+    reached = [t for t in alert.thresholds if value >= t]
     if not reached:
         return []
     marked = _marks(alert, start, reached, reads)
     fired = []
     for threshold in (t for t in reached if t not in marked):
-        trigger = {
-            "pk": keys.triggers_pk(alert["tenant"], alert["id"]),
-            "sk": keys.trigger_sk(now, start, threshold),
-            "tenant": alert["tenant"],
-            "alertId": alert["id"],
-            "threshold": threshold,
-            "periodStart": start,
-            "periodEnd": end,
-            "value": value,
-            "eventId": _crossing_event(alert, threshold, value, start, end, list(records)),
-            "triggeredAt": now,
-            "delivery": {"status": "pending", "attempts": 0},
-        }
+        crossing = _crossing_event(alert, threshold, value, start, end, list(records))
+        trigger = Trigger(alert.tenant, alert.id, threshold, start, end, value, crossing, triggered_at=now)
         if reads is not None:
             reads.made += 1
-        if store.alerts().fire_once(alert["tenant"], alert["id"], trigger):
-            logger.info("alert fired", extra={"alert": alert["id"], "threshold": threshold, "value": value})
+        if store.alerts().fire_once(trigger):
+            logger.info("alert fired", extra={"alert": alert.id, "threshold": threshold, "value": value})
             metrics.add_metric(name="AlertsFired", unit="Count", value=1)
             fired.append(trigger)
-        _remember_marks((alert["tenant"], alert["id"], start), {threshold})  # fired now, or by another
+        _remember_marks((alert.tenant, alert.id, start), {threshold})  # fired now, or by another
     return fired
 
 
 _definitions = Cache(10_000, seconds=DEFINITIONS_CACHE_SECONDS)  # tenant → its alerts
 
 
-def alerts_of(tenant: str, fresh: bool) -> list[dict[str, Any]]:
+def alerts_of(tenant: str, fresh: bool) -> list[Alert]:
     """A tenant's alerts; mid-window checks may use a view up to ``DEFINITIONS_CACHE_SECONDS`` old."""
     cached = None if fresh else _definitions.get(tenant)
     if cached is not None:
         return cached
-    found = [
-        {**item, "tenant": tenant, "id": item["sk"]} for item in store.alerts().alerts_of(tenant, consistent=fresh)
-    ]
+    found = store.alerts().alerts_of(tenant, consistent=fresh)
     _definitions.put(tenant, found)
     return found
 
 
-def _periods(alert: dict[str, Any], hours: dict[str, set[int]]) -> set[int]:
+def _periods(alert: Alert, hours: dict[str, set[int]]) -> set[int]:
     """The starts of the alert's periods that the counted ``hours`` fall in (an hour can straddle
     two local days, in zones at :30 or :45 past the hour)."""
     series = subject_series(alert)
-    buckets = hours.get(series.dimension.pk(alert["tenant"], series.value), set()) | hours.get(EVERY_SUBJECT, set())
+    buckets = hours.get(series.dimension.pk(alert.tenant, series.value), set()) | hours.get(EVERY_SUBJECT, set())
     return {period_bounds(alert, at)[0] for hour in buckets for at in (hour, hour + HOUR_MS - 1)}
 
 
 def check(
-    definitions: list[dict[str, Any]],
+    definitions: list[Alert],
     hours: dict[str, set[int]],
     budget: int,
     deltas: dict | None = None,
@@ -222,7 +216,7 @@ def check(
     (``definitions``) that the counted ``hours`` (hour starts per aggregate partition) touch, until
     ``budget`` reads are spent: how many fired, and the last period evaluated if some remain
     (where the next check starts)."""
-    by_id = {alert["id"]: alert for alert in definitions}
+    by_id = {alert.id: alert for alert in definitions}
     due = sorted((alert_id, start) for alert_id, alert in by_id.items() for start in _periods(alert, hours))
     due = [pair for pair in due if after is None or pair > after]
     reads, fired = Reads(), 0
@@ -251,12 +245,12 @@ def defer(tenant: str, hours: dict[str, set[int]], after: Due) -> None:
     metrics.add_metric(name="AlertChecksDeferred", unit="Count", value=len(parts))
 
 
-def _watched_hours(definitions: list[dict[str, Any]], hours: dict[str, set[int]]) -> dict[str, set[int]]:
+def _watched_hours(definitions: list[Alert], hours: dict[str, set[int]]) -> dict[str, set[int]]:
     """The counted hours of the partitions some alert watches (all a check needs of them)."""
     watched = set()
     for alert in definitions:
         series = subject_series(alert)
-        watched.add(series.dimension.pk(alert["tenant"], series.value))
+        watched.add(series.dimension.pk(alert.tenant, series.value))
     return {pk: found for pk, found in hours.items() if pk in watched}
 
 
@@ -312,21 +306,20 @@ def handle_checks(event: dict[str, Any]) -> dict[str, Any]:
     return {"batchItemFailures": failures}
 
 
-def shown_trigger(item: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
+def shown_trigger(trigger: Trigger, zone: ZoneInfo) -> dict[str, Any]:
     """A firing as the API and the deliveries show it (the fields of ``meter.api.alerts.Trigger``)."""
-    delivery = item.get("delivery") or {}
     return {
-        "id": keys.trigger_id(item["pk"], item["sk"]),
-        "threshold": int(item["threshold"]),
-        "periodStart": local_iso(int(item["periodStart"]), zone),
-        "periodEnd": local_iso(int(item["periodEnd"]), zone),
-        "value": int(item["value"]),
-        "eventId": item.get("eventId"),
-        "triggeredAt": iso(int(item["triggeredAt"])),
+        "id": store.Alerts.trigger_id(trigger),
+        "threshold": trigger.threshold,
+        "periodStart": local_iso(trigger.period_start, zone),
+        "periodEnd": local_iso(trigger.period_end, zone),
+        "value": trigger.value,
+        "eventId": trigger.event_id,
+        "triggeredAt": iso(trigger.triggered_at),
         "delivery": {
-            "status": delivery.get("status", "pending"),
-            "attempts": int(delivery.get("attempts", 0)),
-            "lastError": delivery.get("lastError"),
+            "status": trigger.delivery.status,
+            "attempts": trigger.delivery.attempts,
+            "lastError": trigger.delivery.last_error,
         },
     }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -15,14 +16,15 @@ from zoneinfo import ZoneInfo
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from meter.alerts import rules, webhooks
-from meter.alerts.rules import evaluate, period_bounds, period_value, shown_trigger
+from meter.alerts.rules import evaluate, period_bounds, period_value, shown_trigger, subject_of
 from meter.core import ids
 from meter.core.config import get_settings
 from meter.core.errors import BadRequest, Conflict, NotFound
 from meter.core.localtime import local_iso
 from meter.core.timerange import iso, now_ms
-from meter.dal import keys, store
+from meter.dal import store
 from meter.dal.cursors import decode_cursor, encode_cursor
+from meter.dal.models import Alert as StoredAlert
 
 MAX_THRESHOLDS = 20
 MAX_ALERTS = 1000
@@ -184,29 +186,33 @@ def parse_body(model: type[BaseModel], body: Any) -> BaseModel:
 
 
 # -- the API's use cases -----------------------------------------------------------------------
-def _shown(item: dict[str, Any], secret: str | None = None, admin: bool = True) -> dict[str, Any]:
-    url = item.get("webhookUrl")
+def _shown(alert: StoredAlert, secret: str | None = None, admin: bool = True) -> dict[str, Any]:
+    url = alert.webhook_url
     return Alert(
-        id=item["sk"],
-        name=item["name"],
-        subject=Subject(**(item.get("subject") or {})),
-        measure=item["measure"],
-        period=item["period"],
-        timeZone=item["timeZone"],
-        thresholds=[int(t) for t in item["thresholds"]],
+        id=alert.id,
+        name=alert.name,
+        subject=Subject(**subject_of(alert)),
+        measure=alert.measure,
+        period=alert.period,
+        timeZone=alert.time_zone,
+        thresholds=list(alert.thresholds),
         webhookUrl=url if admin else None,
         webhookHost=urlsplit(url).hostname if url else None,
-        createdAt=iso(int(item["createdAt"])),
-        updatedAt=iso(int(item["updatedAt"])),
+        createdAt=iso(alert.created_at),
+        updatedAt=iso(alert.updated_at),
         signingSecret=secret,
     ).model_dump(exclude=set() if secret else {"signingSecret"})
 
 
-def _loaded(tenant: str, alert_id: str) -> dict[str, Any]:
-    item = store.alerts().alert(tenant, alert_id)
-    if item is None:
+def _loaded(tenant: str, alert_id: str) -> StoredAlert:
+    alert = store.alerts().alert(tenant, alert_id)
+    if alert is None:
         raise NotFound(f"Unknown alert '{alert_id}'")
-    return {**item, "tenant": tenant, "id": alert_id}
+    return alert
+
+
+def _new_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
 
 
 def create_alert(tenant: str, body: Any, now: int | None = None) -> dict[str, Any]:
@@ -215,30 +221,34 @@ def create_alert(tenant: str, body: Any, now: int | None = None) -> dict[str, An
     spec = parse_body(AlertSpec, body)
     if store.alerts().count_of(tenant) >= MAX_ALERTS:
         raise Conflict(f"A tenant may have at most {MAX_ALERTS:,} alerts; delete one first")
-    alert_id = f"al_{uuid.uuid4().hex[:20]}"
-    secret = SECRET_PREFIX + secrets.token_urlsafe(32) if spec.webhookUrl else None
-    item = {
-        "pk": keys.alerts_pk(tenant),
-        "sk": alert_id,
-        **spec.model_dump(exclude_none=True),
-        "subject": spec.subject.model_dump(exclude_none=True),
-        "createdAt": now,
-        "updatedAt": now,
-        **({"signingSecret": secret} if secret else {}),
-    }
-    store.alerts().put(item)
+    alert = StoredAlert(
+        tenant=tenant,
+        id=f"al_{uuid.uuid4().hex[:20]}",
+        name=spec.name,
+        measure=spec.measure,
+        period=spec.period,
+        time_zone=spec.timeZone,
+        thresholds=tuple(spec.thresholds),
+        created_at=now,
+        updated_at=now,
+        identifier=spec.subject.identifier,
+        agent_id=spec.subject.agentId,
+        webhook_url=spec.webhookUrl,
+        signing_secret=_new_secret() if spec.webhookUrl else None,
+    )
+    store.alerts().save(alert)
     rules.forget_definitions(tenant)
-    evaluate({**item, "tenant": tenant, "id": alert_id}, now, now=now)
-    return _shown(item, secret)
+    evaluate(alert, now, now=now)
+    return _shown(alert, alert.signing_secret)
 
 
 def list_alerts(tenant: str, cursor: str | None, limit: int = 100, admin: bool = False) -> dict[str, Any]:
     """A page of the tenant's alerts, by id (webhook URLs for ``admin`` callers only)."""
     after = decode_cursor(tenant, "alerts", cursor) if cursor else ""
-    items = [item for item in store.alerts().alerts_of(tenant) if item["sk"] > after]
-    page = items[:limit]
-    more = encode_cursor(tenant, "alerts", page[-1]["sk"]) if len(items) > limit else None
-    return {"data": [_shown(item, admin=admin) for item in page], "cursor": more}
+    alerts = [alert for alert in store.alerts().alerts_of(tenant) if alert.id > after]
+    page = alerts[:limit]
+    more = encode_cursor(tenant, "alerts", page[-1].id) if len(alerts) > limit else None
+    return {"data": [_shown(alert, admin=admin) for alert in page], "cursor": more}
 
 
 def get_alert(tenant: str, alert_id: str, admin: bool = False) -> dict[str, Any]:
@@ -254,21 +264,27 @@ def change_alert(tenant: str, alert_id: str, body: Any, now: int | None = None) 
         if fixed and fixed[0] in AlertSpec.model_fields:
             raise BadRequest(f"Invalid '{fixed[0]}': cannot be changed; create a new alert instead")
     change = parse_body(AlertChange, body)
-    item = _loaded(tenant, alert_id)
+    alert = _loaded(tenant, alert_id)
     given = change.model_dump(exclude_unset=True)
-    if "webhookUrl" in given and given["webhookUrl"] is None:
-        item.pop("webhookUrl", None)
-        item.pop("signingSecret", None)
-        given.pop("webhookUrl")
-    secret = None
-    if given.get("webhookUrl") and not item.get("signingSecret"):
-        secret = item["signingSecret"] = SECRET_PREFIX + secrets.token_urlsafe(32)
-    item.update({k: v for k, v in given.items() if v is not None}, updatedAt=now)
-    stored = {k: v for k, v in item.items() if k not in ("tenant", "id")}
-    store.alerts().put(stored)
+    url, secret, new_secret = alert.webhook_url, alert.signing_secret, None
+    if "webhookUrl" in given:
+        url = given["webhookUrl"]  # null removes the webhook, and its secret with it
+        if url is None:
+            secret = None
+        elif secret is None:
+            secret = new_secret = _new_secret()
+    alert = replace(
+        alert,
+        name=given.get("name") or alert.name,
+        thresholds=tuple(given["thresholds"]) if given.get("thresholds") else alert.thresholds,
+        webhook_url=url,
+        signing_secret=secret,
+        updated_at=now,
+    )
+    store.alerts().save(alert)
     rules.forget_definitions(tenant)
-    evaluate(item, now, now=now)
-    return _shown(stored, secret)
+    evaluate(alert, now, now=now)
+    return _shown(alert, new_secret)
 
 
 def delete_alert(tenant: str, alert_id: str) -> None:
@@ -285,8 +301,8 @@ def alert_status(tenant: str, alert_id: str, now: int | None = None) -> dict[str
     start, end = period_bounds(alert, now)
     value = period_value(alert, start, end)
     crossed = sorted(store.alerts().fired_in(tenant, alert_id, start))
-    ahead = [int(t) for t in alert["thresholds"] if int(t) > value]
-    zone = ZoneInfo(alert["timeZone"])
+    ahead = [t for t in alert.thresholds if t > value]
+    zone = ZoneInfo(alert.time_zone)
     return AlertStatus(
         periodStart=local_iso(start, zone),
         periodEnd=local_iso(end, zone),
@@ -300,8 +316,9 @@ def list_triggers(tenant: str, alert_id: str, cursor: str | None, limit: int = T
     """An alert's firings, newest first, a page at a time."""
     alert = _loaded(tenant, alert_id)
     before = decode_cursor(tenant, f"triggers/{alert_id}", cursor) if cursor else None
-    items = store.alerts().triggers_before(tenant, alert_id, before, limit + 1)
-    page = items[:limit]
-    more = encode_cursor(tenant, f"triggers/{alert_id}", page[-1]["sk"]) if len(items) > limit else None
-    zone = ZoneInfo(alert["timeZone"])
-    return TriggerList(data=[Trigger(**shown_trigger(item, zone)) for item in page], cursor=more).model_dump()
+    found = store.alerts().triggers_before(tenant, alert_id, before, limit + 1)
+    page = found[:limit]
+    last = store.Alerts.trigger_key(page[-1])[1] if page else None
+    more = encode_cursor(tenant, f"triggers/{alert_id}", last) if len(found) > limit else None
+    zone = ZoneInfo(alert.time_zone)
+    return TriggerList(data=[Trigger(**shown_trigger(trigger, zone)) for trigger in page], cursor=more).model_dump()

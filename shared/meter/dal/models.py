@@ -55,3 +55,52 @@ class PendingCommit:
     events: int
     deltas: bytes
     written_at: int
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert: whose usage (an end user, an agent, or with neither the whole tenant), which
+    measure over which period in which zone, its thresholds ascending, and where it is delivered."""
+
+    tenant: str
+    id: str
+    name: str
+    measure: str
+    period: str
+    time_zone: str
+    thresholds: tuple[int, ...]
+    created_at: int
+    updated_at: int
+    identifier: str | None = None
+    agent_id: str | None = None
+    webhook_url: str | None = None
+    signing_secret: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where a firing's delivery stands: attempts, the last error, whether its EventBridge event
+    is out, whether the last attempt ran out of time, and since when it has been retried."""
+
+    status: str = "pending"  # pending, retrying, delivered, failed
+    attempts: int = 0
+    last_error: str | None = None
+    published: bool = False
+    timed_out: bool = False
+    retry_from: int | None = None
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One firing of one threshold of an alert in one period, with the value that crossed it and
+    the event whose counting did (None if usage was past it already)."""
+
+    tenant: str
+    alert_id: str
+    threshold: int
+    period_start: int
+    period_end: int
+    value: int
+    event_id: str | None
+    triggered_at: int
+    delivery: Delivery = field(default_factory=Delivery)

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from meter.core.config import get_settings
 from meter.dal import dynamo, keys
 from meter.dal.expressions import Condition, Update, attr, every, request
-from meter.dal.models import ApiKey, Ledger, PendingCommit, Tenant
+from meter.dal.models import Alert, ApiKey, Delivery, Ledger, PendingCommit, Tenant, Trigger
 
 ItemKey = dict[str, dict[str, str]]
 
@@ -482,9 +482,49 @@ class Alerts(Table):
     def key(pk: str, sk: str) -> ItemKey:
         return {"pk": {"S": pk}, "sk": {"S": sk}}
 
-    def alerts_of(self, tenant: str, consistent: bool = False) -> list[dict[str, Any]]:
+    # -- alerts: pk ALERT#<tenant>, sk the alert's id
+    @staticmethod
+    def _alert(tenant: str, item: dict[str, Any]) -> Alert:
+        subject = item.get("subject") or {}
+        return Alert(
+            tenant=tenant,
+            id=item["sk"],
+            name=item["name"],
+            measure=item["measure"],
+            period=item["period"],
+            time_zone=item["timeZone"],
+            thresholds=tuple(int(t) for t in item["thresholds"]),
+            created_at=int(item["createdAt"]),
+            updated_at=int(item["updatedAt"]),
+            identifier=subject.get("identifier"),
+            agent_id=subject.get("agentId"),
+            webhook_url=item.get("webhookUrl"),
+            signing_secret=item.get("signingSecret"),
+        )
+
+    def save(self, alert: Alert) -> None:
+        """Store an alert, replacing the one with its id."""
+        subject = {"identifier": alert.identifier, "agentId": alert.agent_id}
+        item = {
+            "pk": keys.alerts_pk(alert.tenant),
+            "sk": alert.id,
+            "name": alert.name,
+            "subject": {name: value for name, value in subject.items() if value is not None},
+            "measure": alert.measure,
+            "period": alert.period,
+            "timeZone": alert.time_zone,
+            "thresholds": list(alert.thresholds),
+            "webhookUrl": alert.webhook_url,
+            "signingSecret": alert.signing_secret,
+            "createdAt": alert.created_at,
+            "updatedAt": alert.updated_at,
+        }
+        self.put(item)
+
+    def alerts_of(self, tenant: str, consistent: bool = False) -> list[Alert]:
         """Every alert of a tenant (at most a thousand), by id."""
-        return list(self.query(ConsistentRead=consistent, **request(key=attr("pk").eq(keys.alerts_pk(tenant)))))
+        found = self.query(ConsistentRead=consistent, **request(key=attr("pk").eq(keys.alerts_pk(tenant))))
+        return [self._alert(tenant, item) for item in found]
 
     def count_of(self, tenant: str) -> int:
         """How many alerts a tenant has (keys only)."""
@@ -493,9 +533,10 @@ class Alerts(Table):
         )
         return sum(1 for _ in pages)
 
-    def alert(self, tenant: str, alert_id: str) -> dict[str, Any] | None:
+    def alert(self, tenant: str, alert_id: str) -> Alert | None:
         """One alert, strongly consistent, or None."""
-        return self.get(self.key(keys.alerts_pk(tenant), alert_id), consistent=True)
+        item = self.get(self.key(keys.alerts_pk(tenant), alert_id), consistent=True)
+        return self._alert(tenant, item) if item else None
 
     def remove_alert(self, tenant: str, alert_id: str) -> bool:
         """Delete an alert; False if there was none."""
@@ -511,6 +552,7 @@ class Alerts(Table):
             raise
         return True
 
+    # -- marks: pk FIRED#<tenant>#<alert>, sk <period start>#<threshold>
     def fired_in(self, tenant: str, alert_id: str, period_start: int) -> set[int]:
         """The thresholds an alert has fired for in one period, strongly consistent."""
         in_period = attr("pk").eq(keys.fired_pk(tenant, alert_id)) & attr("sk").begins_with(
@@ -519,12 +561,74 @@ class Alerts(Table):
         found = self.query(ProjectionExpression="sk", ConsistentRead=True, **request(key=in_period))
         return {keys.period_of_fired_sk(item["sk"])[1] for item in found}
 
-    def fire_once(self, tenant: str, alert_id: str, trigger: dict[str, Any]) -> bool:
+    # -- firings: pk TRIGGER#<tenant>#<alert>, sk <fired at>#<period start>#<threshold>
+    @staticmethod
+    def trigger_key(trigger: Trigger) -> tuple[str, str]:
+        """(pk, sk) of a firing's item: what its stream record and retry messages name."""
+        pk = keys.triggers_pk(trigger.tenant, trigger.alert_id)
+        return pk, keys.trigger_sk(trigger.triggered_at, trigger.period_start, trigger.threshold)
+
+    @staticmethod
+    def trigger_id(trigger: Trigger) -> str:
+        """A firing's public id (what webhook receivers deduplicate by)."""
+        return keys.trigger_id(*Alerts.trigger_key(trigger))
+
+    @staticmethod
+    def _trigger_item(trigger: Trigger) -> dict[str, Any]:
+        pk, sk = Alerts.trigger_key(trigger)
+        state = trigger.delivery
+        delivery = {
+            "status": state.status,
+            "attempts": state.attempts,
+            "lastError": state.last_error,
+            "published": state.published or None,
+            "timedOut": state.timed_out or None,
+            "retryFrom": state.retry_from,
+        }
+        return {
+            "pk": pk,
+            "sk": sk,
+            "tenant": trigger.tenant,
+            "alertId": trigger.alert_id,
+            "threshold": trigger.threshold,
+            "periodStart": trigger.period_start,
+            "periodEnd": trigger.period_end,
+            "value": trigger.value,
+            "eventId": trigger.event_id,
+            "triggeredAt": trigger.triggered_at,
+            "delivery": {name: value for name, value in delivery.items() if value is not None},
+        }
+
+    @staticmethod
+    def _trigger(item: dict[str, Any]) -> Trigger:
+        state = item.get("delivery") or {}
+        delivery = Delivery(
+            status=state.get("status", "pending"),
+            attempts=int(state.get("attempts", 0)),
+            last_error=state.get("lastError"),
+            published=bool(state.get("published")),
+            timed_out=bool(state.get("timedOut")),
+            retry_from=int(state["retryFrom"]) if state.get("retryFrom") is not None else None,
+        )
+        return Trigger(
+            tenant=item["tenant"],
+            alert_id=item["alertId"],
+            threshold=int(item["threshold"]),
+            period_start=int(item["periodStart"]),
+            period_end=int(item["periodEnd"]),
+            value=int(item["value"]),
+            event_id=item.get("eventId"),
+            triggered_at=int(item["triggeredAt"]),
+            delivery=delivery,
+        )
+
+    def fire_once(self, trigger: Trigger) -> bool:
         """Store a firing with its once-only mark, in one transaction; False if the mark exists."""
+        item = self._trigger_item(trigger)
         mark = {
-            "pk": keys.fired_pk(tenant, alert_id),
-            "sk": keys.fired_sk(trigger["periodStart"], trigger["threshold"]),
-            "triggerSk": trigger["sk"],
+            "pk": keys.fired_pk(trigger.tenant, trigger.alert_id),
+            "sk": keys.fired_sk(trigger.period_start, trigger.threshold),
+            "triggerSk": item["sk"],
         }
         try:
             transact(
@@ -536,7 +640,7 @@ class Alerts(Table):
                             **request(condition=attr("pk").absent()),
                         }
                     },
-                    {"Put": {"TableName": self.name, "Item": dynamo.serialize(trigger)}},
+                    {"Put": {"TableName": self.name, "Item": dynamo.serialize(item)}},
                 ]
             )
         except ClientError as refused:
@@ -546,13 +650,23 @@ class Alerts(Table):
             raise
         return True
 
-    def triggers_before(self, tenant: str, alert_id: str, before: str | None, page: int) -> list[dict[str, Any]]:
-        """Up to ``page`` firings of an alert, newest first, older than the sort key ``before``."""
+    def trigger(self, pk: str, sk: str) -> Trigger | None:
+        """One firing by its item's key, strongly consistent, or None."""
+        item = self.get(self.key(pk, sk), consistent=True)
+        return self._trigger(item) if item else None
+
+    def save_trigger(self, trigger: Trigger) -> None:
+        """Store a firing's new delivery state."""
+        self.put(self._trigger_item(trigger))
+
+    def triggers_before(self, tenant: str, alert_id: str, before: str | None, page: int) -> list[Trigger]:
+        """Up to ``page`` firings of an alert, newest first, older than the sort key ``before``
+        (a cursor: ``trigger_key`` of the last one shown)."""
         condition = attr("pk").eq(keys.triggers_pk(tenant, alert_id))
         if before is not None:
             condition &= attr("sk").lt(before)
         found = dynamo.client().query(TableName=self.name, ScanIndexForward=False, Limit=page, **request(key=condition))
-        return [dynamo.deserialize(item) for item in found.get("Items", [])]
+        return [self._trigger(dynamo.deserialize(item)) for item in found.get("Items", [])]
 
 
 def records() -> Records:
