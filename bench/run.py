@@ -26,10 +26,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from bench import coldstart
+from bench import coldstart, lanes
 from bench.capacity import CapacityMeter
 from bench.dataset import LiveTraffic, Shape, agent, events, identifier
 from local import services
@@ -198,44 +199,45 @@ class Bench:
             "aggregated_events_per_second": round(len(data) / elapsed, 1),
         }
 
-    def poison(self, rounds: int) -> dict[str, Any]:
-        """One tenant's poison: how long one poison event holds its shard, how long 1,000 delay another
-        tenant's totals, and that all of it was set aside (``bench.poison``)."""
-        from bench import poison
+    def _mapping(self) -> Any:
+        """The template's stream mapping, driven by hand (``drain``)."""
         from local.streams import StreamMapping
 
-        mapping = StreamMapping(
+        return StreamMapping(
             self.source,
             self.stack.functions()[self.source.function],
             self.stack.physical_name(self.source.table),
             self._give_up,
         )
+
+    def poison_hold(self, rounds: int) -> dict[str, Any]:
+        """How long one poison event holds its shard (``bench.poison``)."""
+        from bench import poison
+
         day = self.now.replace(hour=3, minute=0, second=0, microsecond=0) - timedelta(days=1)
-        held = poison.shard_hold(mapping, rounds, day)
-        delayed = poison.delay(self._aggregating, self.source.tumbling_seconds)
+        return poison.shard_hold(self._mapping(), rounds, day)
+
+    def poison_delay(self) -> dict[str, Any]:
+        """How long 1,000 poison events delay another tenant's totals, and that all of it was set aside."""
+        from bench import poison
+
         return {
-            **held,
-            **delayed,
+            **poison.delay(self._aggregating, self.source.tumbling_seconds),
             "set_aside_messages": poison.set_aside_messages(),
             "windows_given_up": len(self.given_up),
         }
 
-    def hostile(self, alert_count: int, rounds: int) -> dict[str, Any]:
-        """What a hostile tenant makes others pay: another tenant's delay beside many alerts, and beside
-        a trickling webhook receiver (``bench.hostile``)."""
+    def alerts_delay(self, alert_count: int) -> dict[str, Any]:
+        """Another tenant's delay beside a tenant holding many alerts (``bench.hostile``)."""
         from bench import hostile
-        from local.streams import StreamMapping
 
-        mapping = StreamMapping(
-            self.source,
-            self.stack.functions()[self.source.function],
-            self.stack.physical_name(self.source.table),
-            self._give_up,
-        )
-        return {
-            "alerts": hostile.alerts_delay(self._aggregating, alert_count, self.source.tumbling_seconds),
-            "slow_receiver": hostile.slow_receiver(mapping, rounds),
-        }
+        return hostile.alerts_delay(self._aggregating, alert_count, self.source.tumbling_seconds)
+
+    def slow_receiver(self, rounds: int) -> dict[str, Any]:
+        """Another tenant's webhook beside a trickling receiver (``bench.hostile``)."""
+        from bench import hostile
+
+        return hostile.slow_receiver(self._mapping(), rounds)
 
     def hostile_reads(self) -> list[dict[str, Any]]:
         """The worst read forms on the backfill data set, beside the normal ones (``bench.hostile``)."""
@@ -741,6 +743,12 @@ def _poison_report(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _time_report(steps: dict[str, float]) -> list[str]:
+    """How long each step took (a section's total also holds starting its DynamoDB Local)."""
+    lines = ["## Bench time (s)", ""]
+    return lines + _table([[step, seconds] for step, seconds in steps.items()], ["section: step", "s"])
+
+
 # Each part of the report, and the results it renders (any one present).
 _RENDERERS: list[tuple[tuple[str, ...], Callable[[dict[str, Any]], list[str]]]] = [
     (("live", "backfill"), _writes_report),
@@ -751,6 +759,7 @@ _RENDERERS: list[tuple[tuple[str, ...], Callable[[dict[str, Any]], list[str]]]] 
     (("hostile",), _hostile_report),
     (("routes",), _routes_report),
     (("cold_start_ms",), _coldstart_report),
+    (("step_seconds",), lambda results: _time_report(results["step_seconds"])),
 ]
 
 
@@ -778,44 +787,82 @@ def with_last_run(page: str, results: dict[str, Any]) -> str:
 SECTIONS = ("live", "backfill", "crowd", "poison", "hostile", "coldstart")
 
 
-def _section(name: str, quick: bool, seed: int, stack: Stack) -> dict[str, Any]:
-    """Run one section; returns its part of the results."""
+Step = tuple[str, bool, Callable[[], dict[str, Any]]]  # name, whether it times the machine, what it returns
+
+
+def _steps(name: str, bench: Bench, quick: bool) -> list[Step]:
+    """The steps of one section, in order. A step that times the machine (latency, commit time) is
+    ``quiet``: it runs with the machine to itself (``bench.lanes``); the others measure capacity or
+    delays bound by the aggregation window, and share it."""
+    runs = 5 if quick else 30
+    if name == "live":
+        return [("traffic", False, lambda: _live_results(bench.live(15 if quick else 120, 100)))]
+    if name == "backfill":
+        return [
+            ("load", False, lambda: _backfill_results(bench.backfill(Shape(events=3000 if quick else 100_000)))),
+            ("all-in query", False, lambda: {"rcu_equivalent_all_in": bench.all_in(40 if quick else 200, 50)}),
+            ("platform reads", False, lambda: {"rcu_per_query": bench.reads()}),
+            ("native query", False, lambda: {"native_query_rcu": bench.native_queries()}),
+            ("alert status", False, lambda: {"alert_status_rcu": bench.alert_status()}),
+            ("hostile reads", False, lambda: {"hostile": {"reads": bench.hostile_reads()}}),
+            ("routes", True, lambda: {"routes": {"1x": bench.routes(TENANT, runs)}}),
+        ]
+    if name == "crowd":  # the same reads over 10x the end users and agents: what grows with the population
+        shape = Shape(events=500 if quick else 50_000, identifiers=10 * Shape.identifiers, agents=10 * Shape.agents)
+        return [
+            ("load", False, lambda: {"backfill_10x_population": bench.backfill(shape, CROWD_TENANT)}),
+            ("routes", True, lambda: {"routes": {"10x": bench.routes(CROWD_TENANT, runs)}}),
+        ]
+    if name == "poison":
+        return [
+            ("shard hold", True, lambda: {"poison": bench.poison_hold(3 if quick else 20)}),
+            ("delay", False, lambda: {"poison": bench.poison_delay()}),
+        ]
+    if name == "hostile":
+        return [
+            ("many alerts", False, lambda: {"hostile": {"alerts": bench.alerts_delay(100 if quick else 1000)}}),
+            ("slow receiver", True, lambda: {"hostile": {"slow_receiver": bench.slow_receiver(3 if quick else 10)}}),
+        ]
+    raise ValueError(f"no bench section {name!r}: one of {', '.join(SECTIONS)}")
+
+
+def _live_results(live: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "live": live,
+        "wcu_per_event_live": live["wcu_per_event"],
+        "hottest_key_at_10k_eps": _hottest(live["hot_keys_at_10k_eps"]),
+    }
+
+
+def _backfill_results(backfill: dict[str, Any]) -> dict[str, Any]:
+    return {"backfill": backfill, "wcu_per_event_backfill": backfill["wcu_per_event"]}
+
+
+def _section(name: str, quick: bool, seed: int, stack: Stack, results: dict[str, Any]) -> None:
+    """Run one section into ``results``, timing each of its steps (``step_seconds``)."""
     if name == "coldstart":
+        configure_environment(stack, 0, 0)  # the functions' settings; no endpoint is called
         lean_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT")}
-        return {"cold_start_ms": coldstart.measure(3 if quick else 7, lean_env)}
+        coldstart.lean_python()  # created once, before the machine is taken
+        with _timed(results, name, "fresh processes", quiet=True):
+            results["cold_start_ms"] = coldstart.measure(3 if quick else 7, lean_env)
+        return
     with _fresh_services(stack):
         bench = Bench(quick, seed, stack)
-        runs = 5 if quick else 30
-        if name == "live":
-            live = bench.live(15 if quick else 120, 100)
-            return {
-                "live": live,
-                "wcu_per_event_live": live["wcu_per_event"],
-                "hottest_key_at_10k_eps": _hottest(live["hot_keys_at_10k_eps"]),
-            }
-        if name == "backfill":
-            backfill = bench.backfill(Shape(events=3000 if quick else 100_000))
-            return {
-                "backfill": backfill,
-                "wcu_per_event_backfill": backfill["wcu_per_event"],
-                "rcu_equivalent_all_in": bench.all_in(40 if quick else 200, 50),
-                "rcu_per_query": bench.reads(),
-                "native_query_rcu": bench.native_queries(),
-                "alert_status_rcu": bench.alert_status(),
-                "hostile": {"reads": bench.hostile_reads()},
-                "routes": {"1x": bench.routes(TENANT, runs)},
-            }
-        if name == "crowd":  # the same reads over 10x the end users and agents: what grows with the population
-            shape = Shape(events=500 if quick else 50_000, identifiers=10 * Shape.identifiers, agents=10 * Shape.agents)
-            return {
-                "backfill_10x_population": bench.backfill(shape, CROWD_TENANT),
-                "routes": {"10x": bench.routes(CROWD_TENANT, runs)},
-            }
-        if name == "poison":
-            return {"poison": bench.poison(3 if quick else 20)}
-        if name == "hostile":
-            return {"hostile": bench.hostile(100 if quick else 1000, 3 if quick else 10)}
-    raise ValueError(f"no bench section {name!r}: one of {', '.join(SECTIONS)}")
+        for step, quiet, run in _steps(name, bench, quick):
+            with _timed(results, name, step, quiet):
+                _merged(results, run())
+
+
+@contextmanager
+def _timed(results: dict[str, Any], section: str, step: str, quiet: bool) -> Iterator[None]:
+    """Time a step once it has the machine as it needs it (alone if ``quiet``)."""
+    with lanes.machine(alone=quiet):
+        started = time.perf_counter()
+        yield
+        took = round(time.perf_counter() - started, 1)
+    results.setdefault("step_seconds", {})[f"{section}: {step}"] = took
+    print(f"bench: {section}: {step} took {took} s{' (alone)' if quiet else ''}", flush=True)
 
 
 @contextmanager
@@ -861,23 +908,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a short live run and 3,000 events (make test)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--section", choices=SECTIONS, help="run this section alone (make bench SECTION=…)")
+    parser.add_argument("--part", type=Path, help=argparse.SUPPRESS)  # a lane's section writes its results here
     args = parser.parse_args(argv)
     began = time.perf_counter()
-    # Production settings from the template; the quick run shortens the window so make test need not wait.
-    stack = Stack(parameters={"AggregationWindowSeconds": "5"} if args.quick else None)
-    os.environ["POWERTOOLS_LOG_LEVEL"] = "ERROR"
-    os.environ["RATE_LIMIT_PER_SECOND"] = "0"  # latency runs call each handler back to back
-    warnings.filterwarnings("ignore", message="No application metrics to publish")
     results: dict[str, Any] = {
         "mode": "quick" if args.quick else "full",
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "section_seconds": {},
     }
-    for name in [args.section] if args.section else SECTIONS:
-        started = time.perf_counter()
-        _merged(results, _section(name, args.quick, args.seed, stack))
-        results["section_seconds"][name] = round(time.perf_counter() - started)
-        print(f"bench: {name} took {results['section_seconds'][name]} s", flush=True)
+    if args.section:
+        _section(args.section, args.quick, args.seed, _bench_stack(args.quick), results)
+        results["section_seconds"][args.section] = round(time.perf_counter() - began)
+        if args.part:
+            args.part.write_text(json.dumps(results))
+            return 0
+    else:
+        options = [*(["--quick"] if args.quick else []), "--seed", str(args.seed)]
+        done = lanes.run_all(options, RESULTS / ".parts")
+        for name in SECTIONS:  # merged in the report's order, whichever lane finished first
+            part, seconds = done[name]
+            steps = part.pop("step_seconds", {})
+            for key in ("mode", "date", "section_seconds"):
+                part.pop(key, None)
+            _merged(results, part)
+            results.setdefault("step_seconds", {}).update(steps)
+            results["section_seconds"][name] = round(seconds)
     results["bench_seconds"] = round(time.perf_counter() - began)
     RESULTS.mkdir(parents=True, exist_ok=True)
     # latest.* is the last full run, committed; docs/performance.md and the README cite it
@@ -891,3 +946,12 @@ def main(argv: list[str] | None = None) -> int:
         PERFORMANCE_DOC.write_text(with_last_run(PERFORMANCE_DOC.read_text(), results))
     print(report)
     return 0
+
+
+def _bench_stack(quick: bool) -> Stack:
+    """The template's stack with its production settings, and the environment the bench runs in; the
+    quick run shortens the window so make test need not wait."""
+    os.environ["POWERTOOLS_LOG_LEVEL"] = "ERROR"
+    os.environ["RATE_LIMIT_PER_SECOND"] = "0"  # latency runs call each handler back to back
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    return Stack(parameters={"AggregationWindowSeconds": "5"} if quick else None)
