@@ -1,16 +1,18 @@
-"""Two lanes of sections side by side, so that a full ``make bench`` fits in 15 minutes on 2 cores.
+"""Sections side by side, so that a full ``make bench`` fits in 15 minutes on 2 cores.
 
 DynamoDB Local applies writes one at a time: while a section loads a data set, one core idles. So
-the sections run as processes in two lanes (each section on a DynamoDB Local of its own), and
-every step says how it uses the machine:
+the sections run as processes in lanes side by side (each section on a DynamoDB Local of its own),
+and every step says how it uses the machine:
 
-* a step whose figure is a latency or a commit time takes the machine **alone**: it waits until no
-  other step runs, and no other step starts while it runs;
-* every other step (a data set's load, capacity units, delays bound by the 60 s aggregation
-  window) **shares** it with the other lane's shared steps.
+* ``ALONE``: a step whose figure is a latency or a commit time waits until no shared step runs, and
+  none starts while it runs (nor while it waits: it goes first);
+* ``SHARED``: a data set's load and the capacity-unit steps share the machine with one another;
+* ``BESIDE``: a step bound by the 60 s aggregation window (another tenant's delay beside poison or
+  many alerts), which mostly waits for windows, runs whatever else does.
 
-The two are an ``flock`` on one file: shared and exclusive. What each step waited for is not in
-its time.
+``ALONE`` and ``SHARED`` are an ``flock`` on one file, exclusive and shared, behind a second lock
+that a waiting ``ALONE`` step holds so that no new shared step overtakes it. What a step waited
+for is not in its time.
 """
 
 from __future__ import annotations
@@ -22,28 +24,40 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from local.template import ROOT
 
 LOCK = ROOT / "bench" / "results" / ".machine.lock"
-# Each lane's sections, in order; the lanes' loads overlap, and their quiet steps take turns.
-LANES = (("backfill", "hostile"), ("live", "crowd", "poison"))
-LAST = ("coldstart",)  # alone, after both lanes: fresh processes time their own import
+GATE = ROOT / "bench" / "results" / ".machine.gate"
+ALONE, SHARED, BESIDE = "alone", "shared", "beside"
+# Each lane's sections, in order. The loads overlap; poison and hostile wait out their windows beside
+# them, then take their turns alone.
+LANES = (("backfill",), ("live", "crowd"), ("poison",), ("hostile",))
+LAST = ("coldstart",)  # alone, after every lane: fresh processes time their own import
 
 
 @contextmanager
-def machine(alone: bool) -> Iterator[None]:
-    """Hold the machine for one step: alone (exclusively), or shared with the other lane."""
-    LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with LOCK.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+def _locked(path: Path, mode: int) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, mode)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def machine(use: str) -> Iterator[None]:
+    """Hold the machine for one step as ``use`` says: ``ALONE``, ``SHARED`` or ``BESIDE``."""
+    with ExitStack() as held:
+        if use != BESIDE:
+            with _locked(GATE, fcntl.LOCK_EX):  # in turn: no shared step overtakes one waiting alone
+                held.enter_context(_locked(LOCK, fcntl.LOCK_EX if use == ALONE else fcntl.LOCK_SH))
+        yield
 
 
 def _run_section(name: str, options: list[str], parts: Path) -> tuple[dict[str, Any], float]:

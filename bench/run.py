@@ -33,6 +33,7 @@ from urllib.parse import quote
 from bench import coldstart, lanes
 from bench.capacity import CapacityMeter
 from bench.dataset import LiveTraffic, Shape, agent, events, identifier
+from bench.lanes import ALONE, BESIDE, SHARED
 from local import services
 from local.run import configure_environment, ensure_tables
 from local.template import ROOT, Stack
@@ -787,41 +788,40 @@ def with_last_run(page: str, results: dict[str, Any]) -> str:
 SECTIONS = ("live", "backfill", "crowd", "poison", "hostile", "coldstart")
 
 
-Step = tuple[str, bool, Callable[[], dict[str, Any]]]  # name, whether it times the machine, what it returns
+Step = tuple[str, str, Callable[[], dict[str, Any]]]  # name, how it uses the machine (bench.lanes), what it returns
 
 
 def _steps(name: str, bench: Bench, quick: bool) -> list[Step]:
-    """The steps of one section, in order. A step that times the machine (latency, commit time) is
-    ``quiet``: it runs with the machine to itself (``bench.lanes``); the others measure capacity or
-    delays bound by the aggregation window, and share it."""
+    """The steps of one section, in order, each with how it uses the machine (``bench.lanes``): a
+    latency or commit time alone, loads and capacity units shared, window-bound delays beside."""
     runs = 5 if quick else 30
     if name == "live":
-        return [("traffic", False, lambda: _live_results(bench.live(15 if quick else 120, 100)))]
+        return [("traffic", SHARED, lambda: _live_results(bench.live(15 if quick else 120, 100)))]
     if name == "backfill":
         return [
-            ("load", False, lambda: _backfill_results(bench.backfill(Shape(events=3000 if quick else 100_000)))),
-            ("all-in query", False, lambda: {"rcu_equivalent_all_in": bench.all_in(40 if quick else 200, 50)}),
-            ("platform reads", False, lambda: {"rcu_per_query": bench.reads()}),
-            ("native query", False, lambda: {"native_query_rcu": bench.native_queries()}),
-            ("alert status", False, lambda: {"alert_status_rcu": bench.alert_status()}),
-            ("hostile reads", False, lambda: {"hostile": {"reads": bench.hostile_reads()}}),
-            ("routes", True, lambda: {"routes": {"1x": bench.routes(TENANT, runs)}}),
+            ("load", SHARED, lambda: _backfill_results(bench.backfill(Shape(events=3000 if quick else 100_000)))),
+            ("all-in query", SHARED, lambda: {"rcu_equivalent_all_in": bench.all_in(40 if quick else 200, 50)}),
+            ("platform reads", SHARED, lambda: {"rcu_per_query": bench.reads()}),
+            ("native query", SHARED, lambda: {"native_query_rcu": bench.native_queries()}),
+            ("alert status", SHARED, lambda: {"alert_status_rcu": bench.alert_status()}),
+            ("hostile reads", SHARED, lambda: {"hostile": {"reads": bench.hostile_reads()}}),
+            ("routes", ALONE, lambda: {"routes": {"1x": bench.routes(TENANT, runs)}}),
         ]
     if name == "crowd":  # the same reads over 10x the end users and agents: what grows with the population
         shape = Shape(events=500 if quick else 50_000, identifiers=10 * Shape.identifiers, agents=10 * Shape.agents)
         return [
-            ("load", False, lambda: {"backfill_10x_population": bench.backfill(shape, CROWD_TENANT)}),
-            ("routes", True, lambda: {"routes": {"10x": bench.routes(CROWD_TENANT, runs)}}),
+            ("load", SHARED, lambda: {"backfill_10x_population": bench.backfill(shape, CROWD_TENANT)}),
+            ("routes", ALONE, lambda: {"routes": {"10x": bench.routes(CROWD_TENANT, runs)}}),
         ]
     if name == "poison":
         return [
-            ("shard hold", True, lambda: {"poison": bench.poison_hold(3 if quick else 20)}),
-            ("delay", False, lambda: {"poison": bench.poison_delay()}),
+            ("delay", BESIDE, lambda: {"poison": bench.poison_delay()}),
+            ("shard hold", ALONE, lambda: {"poison": bench.poison_hold(3 if quick else 20)}),
         ]
     if name == "hostile":
         return [
-            ("many alerts", False, lambda: {"hostile": {"alerts": bench.alerts_delay(100 if quick else 1000)}}),
-            ("slow receiver", True, lambda: {"hostile": {"slow_receiver": bench.slow_receiver(3 if quick else 10)}}),
+            ("many alerts", BESIDE, lambda: {"hostile": {"alerts": bench.alerts_delay(100 if quick else 1000)}}),
+            ("slow receiver", ALONE, lambda: {"hostile": {"slow_receiver": bench.slow_receiver(3 if quick else 10)}}),
         ]
     raise ValueError(f"no bench section {name!r}: one of {', '.join(SECTIONS)}")
 
@@ -844,25 +844,25 @@ def _section(name: str, quick: bool, seed: int, stack: Stack, results: dict[str,
         configure_environment(stack, 0, 0)  # the functions' settings; no endpoint is called
         lean_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT")}
         coldstart.lean_python()  # created once, before the machine is taken
-        with _timed(results, name, "fresh processes", quiet=True):
+        with _timed(results, name, "fresh processes", ALONE):
             results["cold_start_ms"] = coldstart.measure(3 if quick else 7, lean_env)
         return
     with _fresh_services(stack):
         bench = Bench(quick, seed, stack)
-        for step, quiet, run in _steps(name, bench, quick):
-            with _timed(results, name, step, quiet):
+        for step, use, run in _steps(name, bench, quick):
+            with _timed(results, name, step, use):
                 _merged(results, run())
 
 
 @contextmanager
-def _timed(results: dict[str, Any], section: str, step: str, quiet: bool) -> Iterator[None]:
-    """Time a step once it has the machine as it needs it (alone if ``quiet``)."""
-    with lanes.machine(alone=quiet):
+def _timed(results: dict[str, Any], section: str, step: str, use: str) -> Iterator[None]:
+    """Time a step once it has the machine as ``use`` says (``bench.lanes``)."""
+    with lanes.machine(use):
         started = time.perf_counter()
         yield
         took = round(time.perf_counter() - started, 1)
     results.setdefault("step_seconds", {})[f"{section}: {step}"] = took
-    print(f"bench: {section}: {step} took {took} s{' (alone)' if quiet else ''}", flush=True)
+    print(f"bench: {section}: {step} took {took} s ({use})", flush=True)
 
 
 @contextmanager
