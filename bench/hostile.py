@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from bench.poison import Aggregating, _events, _ingest, counted_for, until_counted
+from bench.poison import Aggregating, _events, _ingest, at_window_start, counted_for, until_counted
 from local.webhook_receiver import Receiver
 
 ALERTING = "alerting"
@@ -76,13 +76,14 @@ def reads(meter: Any, stack: Any, tenant: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _totals_while(start_mapping: Aggregating, day: datetime, tag: str, alongside: bool) -> float:
+def _totals_while(start_mapping: Aggregating, day: datetime, tag: str, alongside: bool, window_s: int) -> float:
     """Seconds until the bystander's 1,000 events are counted, with the alerting tenant sending an
     event with every 100 of them (``alongside``) or not at all."""
     bystander = _events(f"by-{tag}", 1000, day, lambda i: f"b{i % 50}")
     noisy = _events(f"noisy-{tag}", 10, day, lambda i: "spender")
     before = counted_for(BYSTANDER, day)
     stop, thread = start_mapping()
+    at_window_start(window_s)
     started = time.perf_counter()
     for n, first in enumerate(range(0, 1000, 100)):
         _ingest(BYSTANDER, bystander[first : first + 100])
@@ -100,7 +101,7 @@ def alerts_delay(start_mapping: Aggregating, alert_count: int, window_s: int) ->
     from meter.api.alerts import create_alert
 
     day = datetime.now(UTC).replace(hour=4, minute=0, second=0, microsecond=0) - timedelta(days=3)
-    alone = _totals_while(start_mapping, day, "alone", alongside=False)
+    alone = _totals_while(start_mapping, day, "alone", alongside=False, window_s=window_s)
     zones = sorted(available_timezones())
     began = time.perf_counter()
     for n in range(alert_count):
@@ -108,7 +109,7 @@ def alerts_delay(start_mapping: Aggregating, alert_count: int, window_s: int) ->
                 "timeZone": zones[n % len(zones)], "thresholds": list(range(10**6, 21 * 10**6, 10**6))}  # fmt: skip
         create_alert(ALERTING, spec)
     created = time.perf_counter() - began
-    mixed = _totals_while(start_mapping, day, "mixed", alongside=True)
+    mixed = _totals_while(start_mapping, day, "mixed", alongside=True, window_s=window_s)
     return {
         "alerts": alert_count,
         "thresholds_each": 20,

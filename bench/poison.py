@@ -148,7 +148,13 @@ def counted_for(tenant: str, day: datetime) -> int:
 Aggregating = Callable[[], tuple[threading.Event, threading.Thread]]  # starts the stream mapping on the real clock
 
 
-def _time_to_totals(start_mapping: Aggregating, poison: int, day: datetime, tag: str) -> float:
+def at_window_start(window_s: int) -> None:
+    """Sleep until just after the next tumbling window opens (windows follow the clock, as
+    Lambda's do), so that runs compared with one another send at the same point of a window."""
+    time.sleep(window_s - time.time() % window_s + 0.5)
+
+
+def _time_to_totals(start_mapping: Aggregating, poison: int, day: datetime, tag: str, window_s: int) -> float:
     """Seconds from sending 1,000 healthy events (with ``poison`` poisoned ones in between) until the
     healthy tenant's totals hold them all, with the stream mapping running on the real clock."""
     healthy = _events(f"delay-{tag}", 1000, day, lambda i: f"d{i % 50}")
@@ -157,6 +163,7 @@ def _time_to_totals(start_mapping: Aggregating, poison: int, day: datetime, tag:
         _poison_user_day(event["identifier"], day, "type")
     before = counted_for(HEALTHY, day)
     stop, thread = start_mapping()
+    at_window_start(window_s)
     started = time.perf_counter()
     for first in range(0, 1000, 100):
         _ingest(HEALTHY, healthy[first : first + 100])
@@ -181,8 +188,8 @@ def until_counted(
 def delay(start_mapping: Aggregating, window_s: int) -> dict[str, Any]:
     """How long 1,000 poison events (each refused on an item of its own) delay another tenant's totals."""
     day = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0) - timedelta(days=2)
-    alone = _time_to_totals(start_mapping, 0, day, "alone")
-    mixed = _time_to_totals(start_mapping, 1000, day, "mixed")
+    alone = _time_to_totals(start_mapping, 0, day, "alone", window_s)
+    mixed = _time_to_totals(start_mapping, 1000, day, "mixed", window_s)
     return {
         "window_s": window_s,
         "healthy_totals_s_alone": round(alone, 1),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import threading
 
 import pytest
@@ -18,8 +17,12 @@ def _own_locks(tmp_path, monkeypatch):
     monkeypatch.setattr(lanes, "GATE", tmp_path / "machine.gate")
 
 
+def _names(entries) -> list[str]:
+    return [name for entry in entries for name in (_names(entry) if isinstance(entry, tuple) else [entry])]
+
+
 def test_the_lanes_run_every_section_once():
-    assert sorted([*itertools.chain(*lanes.LANES), *lanes.LAST]) == sorted(SECTIONS)
+    assert sorted(_names((*lanes.LANES, *lanes.LAST))) == sorted(SECTIONS)
 
 
 def _in_thread(use: str, order: list[str], label: str) -> threading.Thread:
