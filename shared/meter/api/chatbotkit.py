@@ -17,6 +17,7 @@ from meter.dal import keys, store
 from meter.dal.cursors import decode_cursor, encode_cursor
 from meter.dal.dimensions import ABILITY, AGENT, DATASET, SKILLSET, TENANT, TYPE
 from meter.dal.keys import day_key
+from meter.dal.records import UsageRecord
 from meter.dal.tenants import current_period_start
 from meter.reading.queries import (
     Totals,
@@ -147,11 +148,11 @@ def _meta_filters(params: dict[str, str]) -> dict[str, Any]:
     return found
 
 
-def _matches(record: dict[str, Any], wanted: dict[str, list[str]], meta: dict[str, Any]) -> bool:
+def _matches(record: UsageRecord, wanted: dict[str, list[str]], meta: dict[str, Any]) -> bool:
     for field, values in wanted.items():
-        if str(record.get(field)) not in values:
+        if str(record.value_of(field)) not in values:
             return False
-    record_meta = record.get("meta") or {}
+    record_meta = record.meta or {}
     return all(k in record_meta and (record_meta[k] == v or str(record_meta[k]) == str(v)) for k, v in meta.items())
 
 
@@ -179,7 +180,7 @@ def _nothing_can_match(tenant: str, wanted: dict[str, list[str]]) -> bool:
 
 def _scanned_records(
     tenant: str, wanted: dict[str, list[str]], after: str | None, ascending: bool, take: int, filtered: bool
-) -> Iterator[dict]:
+) -> Iterator[UsageRecord]:
     """The tenant's records after ``after`` in list order, before filtering (a conversation's
     from its index partitions); read in larger pages when ``filtered`` (some will be skipped)."""
     wanted = dict(wanted)
@@ -192,44 +193,44 @@ def _scanned_records(
         page = FILTERED_SHARD_PAGE if filtered else max(4, (take + 1) // len(partitions) + 2)
     records = store.records()
     sources = concurrently([records.after(index, key, after, ascending, page) for key in partitions], page)
-    return heapq.merge(*sources, key=lambda r: r["ord"], reverse=not ascending)
+    return heapq.merge(*sources, key=lambda r: r.position, reverse=not ascending)
 
 
 def _page(
     tenant: str, params: dict[str, str], after: str | None, ascending: bool, take: int, budget: int
-) -> tuple[list[dict], str | None]:
+) -> tuple[list[UsageRecord], str | None]:
     """Up to ``take`` matching records after ``after``, and the position to continue from if
     more may follow: past the last one returned, or (the scan budget spent) past the last record
     examined. At most ``budget`` records are examined, whatever the tenant's history."""
     wanted, meta = _filters(params)
     if (wanted or meta) and _nothing_can_match(tenant, wanted):
         return [], None
-    page: list[dict] = []
+    page: list[UsageRecord] = []
     scanned_records = _scanned_records(tenant, wanted, after, ascending, take, bool(wanted or meta))
     for scanned, record in enumerate(scanned_records, start=1):
         if _matches(record, {k: v for k, v in wanted.items() if k != "conversationId"}, meta):
             if len(page) == take:
-                return page, page[-1]["ord"]
+                return page, page[-1].position
             page.append(record)
         if scanned >= budget:
-            return page, record["ord"]
+            return page, record.position
     return page, None
 
 
-def list_item(record: dict[str, Any]) -> shapes.ListItem:
+def list_item(record: UsageRecord) -> shapes.ListItem:
     """A record as ChatBotKit's list returns it."""
     item: dict[str, Any] = {
-        "id": record["id"],
-        "type": record["type"],
-        "count": record["count"],
-        "createdAt": record["ts"],
-        "updatedAt": record["ts"],
+        "id": record.id,
+        "type": record.type,
+        "count": record.count,
+        "createdAt": record.ts,
+        "updatedAt": record.ts,
     }
-    if record.get("meta"):
-        item["meta"] = record["meta"]
+    if record.meta:
+        item["meta"] = record.meta
     for name, field in ID_FILTERS.items():
-        if record.get(field) is not None:
-            item[name] = record[field]
+        if record.value_of(field) is not None:
+            item[name] = record.value_of(field)
     return item
 
 

@@ -46,7 +46,7 @@ from meter.dal import keys, store
 from meter.dal.arrivals import LATE_AFTER_MS
 from meter.dal.dimensions import AGENT, AGENT_SCOPED, DIMENSIONS, TENANT, Dimension
 from meter.dal.keys import day_key, hour_key
-from meter.dal.records import InvalidRecord, UsageRecord, record_from_item
+from meter.dal.records import UsageRecord
 from meter.dal.transactions import is_refusal
 from meter.reading.queries import counters, listed_items, tenant_records
 
@@ -99,13 +99,9 @@ class ReconcileReport:
 
 def _records(tenant: str, start: int, end: int) -> tuple[list[UsageRecord], int]:
     """The window's records, and how many could not be read as records."""
-    found, unreadable = [], 0
-    for item in tenant_records(tenant, start, end):
-        try:
-            found.append(record_from_item(item))
-        except InvalidRecord:
-            unreadable += 1
-    return found, unreadable
+    unreadable: list[str] = []
+    found = tenant_records(tenant, start, end, unreadable=unreadable)
+    return found, len(unreadable)
 
 
 def _within(key: AggregateKey, start: int, end: int) -> bool:

@@ -30,6 +30,9 @@ RELATION_FIELDS = (
 _TYPES = {"tenant": str, "id": str, "type": str, "count": int, "ts": int, "credits": int, "received_at": int}
 
 
+_FIELDS = frozenset({"tenant", "id", "type", "count", "ts", "credits", "meta"})
+
+
 class InvalidRecord(ValueError):
     """A stored item that is not a usage record (a poison pill for the aggregator)."""
 
@@ -60,6 +63,18 @@ class UsageRecord:
     def time(self) -> datetime:
         """Event time as an aware UTC datetime."""
         return datetime.fromtimestamp(self.ts / 1000, tz=UTC)
+
+    @property
+    def position(self) -> str:
+        """Where the record sorts in every Records index (time, then id): list cursors hold it."""
+        return keys.order_key(self.ts, self.id)
+
+    def value_of(self, name: str) -> Any:
+        """A field by its stored name (``type``, ``identifier``, ``agentId``, ``model``, ``meta``…);
+        None for a relation the record does not carry."""
+        if name in _FIELDS:
+            return getattr(self, name)
+        return self.relations.get(name)
 
     @property
     def identifier(self) -> str | None:

@@ -19,6 +19,7 @@ from meter.core.config import get_settings
 from meter.dal import dynamo, keys
 from meter.dal.expressions import Condition, Update, attr, every, request
 from meter.dal.models import Alert, ApiKey, Delivery, Ledger, PendingCommit, Tenant, Trigger
+from meter.dal.records import InvalidRecord, UsageRecord, record_from_item
 
 ItemKey = dict[str, dict[str, str]]
 
@@ -126,8 +127,20 @@ class Records(Table):
     INDEX_KEYS = {"ByTenant": "tk", "ByConversation": "ck"}  # each index's partition key attribute
 
     def record(self, pk: str) -> dict[str, Any] | None:
-        """One record by its key (``keys.record_pk``), strongly consistent, or None."""
+        """One record's item by its key (``keys.record_pk``), strongly consistent, or None (the
+        redrive reads it as a record, or finds why it is not one)."""
         return self.get(_by_pk(pk), consistent=True)
+
+    @staticmethod
+    def _records(items: Iterator[dict[str, Any]], unreadable: list[str] | None) -> Iterator[UsageRecord]:
+        """The items as records; an item that is not one (edited by hand) is left out, its key
+        noted in ``unreadable`` if given (reconciliation counts them)."""
+        for item in items:
+            try:
+                yield record_from_item(item)
+            except InvalidRecord:
+                if unreadable is not None:
+                    unreadable.append(item.get("pk", "?"))
 
     def put_record(self, item: dict[str, Any]) -> str | None:
         """Store a record unless its id exists: None when stored, else the stored fingerprint."""
@@ -145,23 +158,32 @@ class Records(Table):
         return None
 
     def created_between(
-        self, index: str, partition: str, start: int, end: int, where: dict[str, str] | None = None
-    ) -> Iterator[dict]:
+        self,
+        index: str,
+        partition: str,
+        start: int,
+        end: int,
+        where: dict[str, str] | None = None,
+        unreadable: list[str] | None = None,
+    ) -> Iterator[UsageRecord]:
         """One index partition's records created in ``[start, end)``, oldest first; only those whose
         fields equal ``where``, if given (filtered by DynamoDB, which still bills what it reads)."""
         low, high = keys.order_bounds(start, end)
         matching = every([attr(name).eq(value) for name, value in (where or {}).items()])
         in_range = attr(self.INDEX_KEYS[index]).eq(partition) & attr("ord").between(low, high)
-        return self.query(IndexName=index, **request(key=in_range, where=matching))
+        return self._records(self.query(IndexName=index, **request(key=in_range, where=matching)), unreadable)
 
-    def after(self, index: str, partition: str, position: str | None, ascending: bool, page: int) -> Iterator:
-        """One index partition's records after (or before, descending) a position, ``page`` a read."""
+    def after(
+        self, index: str, partition: str, position: str | None, ascending: bool, page: int
+    ) -> Iterator[UsageRecord]:
+        """One index partition's records after (or before, descending) a ``position``, ``page`` a read."""
         condition = attr(self.INDEX_KEYS[index]).eq(partition)
         if position is not None:
             condition &= attr("ord").gt(position) if ascending else attr("ord").lt(position)
-        return self.query(
+        found = self.query(
             IndexName=index, ScanIndexForward=ascending, PaginationConfig={"PageSize": page}, **request(key=condition)
         )
+        return self._records(found, None)
 
 
 class Aggregates(Table):

@@ -24,6 +24,7 @@ from meter.dal.dimensions import (
     is_quarter_counter,
 )
 from meter.dal.keys import day_key
+from meter.dal.records import UsageRecord
 from meter.reading.plan import ReadPlan, plan_range
 
 Totals = Counter[str]
@@ -50,17 +51,23 @@ def concurrently(sources: list[Iterator[dict]], first: int | None = None) -> lis
     return [chain(head, source) for head, source in zip(heads, sources, strict=True)]
 
 
-def tenant_records(tenant: str, start: int, end: int, where: dict[str, str] | None = None) -> list[dict]:
+def tenant_records(
+    tenant: str, start: int, end: int, where: dict[str, str] | None = None, unreadable: list[str] | None = None
+) -> list[UsageRecord]:
     """The tenant's records created in ``[start, end)``, oldest first, optionally only those whose
-    fields equal ``where`` (every ``ByTenant`` shard, read concurrently, merged by time then id)."""
+    fields equal ``where`` (every ``ByTenant`` shard, read concurrently, merged by time then id);
+    the keys of items that are not records go to ``unreadable``, if given."""
     if start >= end:  # e.g. a future ``from`` with an open end: nothing yet, and no inverted key range
         return []
     records = store.records()
-    shards = [records.created_between("ByTenant", key, start, end, where) for key in keys.tenant_index_keys(tenant)]
-    return list(heapq.merge(*concurrently(shards), key=lambda record: record["ord"]))
+    shards = [
+        records.created_between("ByTenant", key, start, end, where, unreadable)
+        for key in keys.tenant_index_keys(tenant)
+    ]
+    return list(heapq.merge(*concurrently(shards), key=lambda record: record.position))
 
 
-def conversation_records(tenant: str, conversation_id: str, start: int, end: int) -> list[dict]:
+def conversation_records(tenant: str, conversation_id: str, start: int, end: int) -> list[UsageRecord]:
     """One conversation's records created in ``[start, end)``, oldest first (``ByConversation``)."""
     if start >= end:
         return []
@@ -79,12 +86,12 @@ def counters(item: dict[str, Any], quarters: bool = False) -> Totals:
     )
 
 
-def record_totals(record: dict[str, Any]) -> Totals:
+def record_totals(record: UsageRecord) -> Totals:
     """What one raw record adds, as an aggregate would count it."""
-    return contribution_of(record["type"], record["count"], record["credits"])
+    return contribution_of(record.type, record.count, record.credits)
 
 
-def _raw_edge(tenant: str, dimension: Dimension, value: str, start: int, end: int) -> Iterable[dict]:
+def _raw_edge(tenant: str, dimension: Dimension, value: str, start: int, end: int) -> Iterable[UsageRecord]:
     if dimension is TENANT:
         return tenant_records(tenant, start, end)
     if dimension is IDENTIFIER:
@@ -131,7 +138,7 @@ def daily_totals(
             days[keys.bucket_day(item["sk"])].update(counters(item))
     for low, high in plan.raw:
         for record in _raw_edge(tenant, dimension, value, low, high):
-            days[day_key(record["ts"])].update(record_totals(record))
+            days[day_key(record.ts)].update(record_totals(record))
     return days
 
 
@@ -147,8 +154,8 @@ def agent_credits(tenant: str, start: int | None, end: int | None) -> Counter[st
             credits[keys.roster_agent(item["sk"])] += item.get("credits", 0)
     for low, high in plan.raw:
         for record in tenant_records(tenant, low, high):
-            if record.get("agentId") is not None:
-                credits[record["agentId"]] += record_totals(record)["credits"]
+            if record.agent_id is not None:
+                credits[record.agent_id] += record.credits
     return +credits
 
 

@@ -39,6 +39,7 @@ from meter.dal.dimensions import (
     quarter_counter,
     type_counter,
 )
+from meter.dal.records import UsageRecord
 from meter.reading.plan import Piece, Slice, Split, signed_pieces, split
 from meter.reading.queries import in_parallel, listed_values, record_totals, tenant_records
 
@@ -89,16 +90,16 @@ class Series:
     value: str
     group: tuple[tuple[str, str], ...]
 
-    def matches(self, record: dict[str, Any]) -> bool:
+    def matches(self, record: UsageRecord) -> bool:
         """Whether a raw record adds to this series."""
         if self.dimension is TENANT:
             return True
         if self.dimension in (AGENT_MODEL, AGENT_TYPE):
             agent, second = keys.split_agent_scoped_key(self.value)
             field_name = "model" if self.dimension is AGENT_MODEL else "type"
-            return record.get("agentId") == agent and record.get(field_name) == second
+            return record.agent_id == agent and record.value_of(field_name) == second
         field_name = {IDENTIFIER: "identifier", AGENT: "agentId", TYPE: "type"}[self.dimension]
-        return record.get(field_name) == self.value
+        return record.value_of(field_name) == self.value
 
 
 def _counter(query: UsageQuery, dimension: Dimension) -> str:
@@ -194,7 +195,7 @@ class SeriesReader:
         query: UsageQuery,
         series: Series,
         plans: list[Plan],
-        raw: dict[Slice, list[dict]],
+        raw: dict[Slice, list[UsageRecord]],
         consistent: bool = False,
     ):
         self.query, self.series, self.plans, self.consistent = query, series, plans, consistent
@@ -272,11 +273,11 @@ class SeriesReader:
         return total
 
 
-def measure_of(query: UsageQuery, record: dict) -> int:
+def measure_of(query: UsageQuery, record: UsageRecord) -> int:
     """What one raw record adds to the query's measure."""
     counted = query.counted_type
     if counted is not None:
-        return int(record["count"]) if record["type"] == counted else 0
+        return record.count if record.type == counted else 0
     return int(record_totals(record).get(query.measure, 0))
 
 
@@ -372,11 +373,11 @@ def _events_within(query: UsageQuery) -> int:
     return sum(int(day.get("events", 0)) for day in days)
 
 
-def _field(record: dict[str, Any], name: str) -> str:
+def _field(record: UsageRecord, name: str) -> str:
     """A record's value of a groupBy field; a model counts only as an agent's model, as its items do."""
-    if name == "model" and not record.get("agentId"):
+    if name == "model" and not record.agent_id:
         return ""
-    return record.get(name, "")
+    return record.value_of(name) or ""
 
 
 def _sum_raw(query: UsageQuery, spans: list[tuple[int, int]], sums: dict) -> None:
@@ -396,4 +397,4 @@ def _sum_raw(query: UsageQuery, spans: list[tuple[int, int]], sums: dict) -> Non
         group = tuple((name, _field(record, name)) for name in GROUPS if name in query.group_by)
         if any(value == "" for _, value in group):
             continue  # an event without the grouped field belongs to no group
-        sums[(bisect.bisect_right(starts, record["ts"]) - 1, group)] += measure_of(query, record)
+        sums[(bisect.bisect_right(starts, record.ts) - 1, group)] += measure_of(query, record)
