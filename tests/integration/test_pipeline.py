@@ -143,3 +143,29 @@ def test_throttling_backs_off_and_commits_once_never_splitting_or_dead_lettering
     client, settings = dynamo.client(), get_settings()
     records = stored_records()
     assert stored_aggregates(client, settings.aggregates_table, "acme") == recount(records)
+
+
+def test_a_record_item_edited_by_hand_is_left_out_of_reads_and_counted_as_unreadable(gateway, tokens):
+    from meter.core.config import get_settings
+    from meter.counting.reconcile import _records
+    from meter.dal import dynamo, keys
+
+    good = {"id": "ok-1", "type": "message", "count": 1, "credits": 3, "identifier": "ana", "timestamp": at(0)}
+    assert call(gateway, "POST", "/v1/events", tokens["acme"], good).status == 200
+    ts = int(datetime.fromisoformat(at(0)).timestamp() * 1000) + 1  # a millisecond later, the same day
+    edited = {  # on the tenant's index like any record, but its count is no longer a number
+        "pk": {"S": keys.record_pk("acme", "edited")},
+        **{name: {"S": value} for name, value in (("tenant", "acme"), ("id", "edited"), ("type", "message"))},
+        "count": {"S": "two"},
+        "ts": {"N": str(ts)},
+        "credits": {"N": "1"},
+        "tk": {"S": keys.tenant_index_key("acme", keys.tenant_shard("edited"))},
+        "ord": {"S": keys.order_key(ts, "edited")},
+    }
+    dynamo.client().put_item(TableName=get_settings().records_table, Item=edited)
+
+    listed = call(gateway, "GET", "/api/v1/usage/list", tokens["acme"])
+    assert listed.status == 200 and [item["id"] for item in listed.json()["items"]] == ["ok-1"]
+    day = ts // 86_400_000 * 86_400_000
+    records, unreadable = _records("acme", day, day + 86_400_000)
+    assert [r.id for r in records] == ["ok-1"] and unreadable == 1
