@@ -1,16 +1,19 @@
 """``make bench``: capacity per event and per query, the load on the hottest key, throughput,
 latency and cold start.
 
-Starts DynamoDB Local in memory and drives the shipped code with the template's own stream
-settings (tumbling window, batch size, batching window), through the stream mapping emulation:
+Each section runs on a DynamoDB Local of its own, in memory, and drives the shipped code with the
+template's own stream settings (tumbling window, batch size, batching window) through the stream
+mapping emulation; a full run puts the sections side by side (``bench.lanes``):
 
 * **live**: one tenant's traffic as it arrives (``bench.dataset.LiveTraffic``), a batch of 100
   events a second through the HTTP API's ingest route, plus a read mix, for two minutes;
-* **backfill**: a 30-day Zipf data set loaded in batches of 100, then every read endpoint queried.
+* **backfill**: a 30-day Zipf data set loaded in batches of 100, then every read endpoint queried;
+* **crowd**: the same over 10x the end users and agents; **poison** and **hostile**: what one
+  tenant costs the others (``bench.poison``, ``bench.hostile``); **coldstart**: fresh processes.
 
 Every figure is measured in this run (nothing is typed in by hand), from ``ReturnConsumedCapacity``
-on every call, attributed to the partition key it landed on. Writes bench/results/latest.json and
-latest.md.
+on every call, attributed to the partition key it landed on, or from timing. Writes
+bench/results/latest.json and latest.md.
 """
 
 from __future__ import annotations
@@ -77,16 +80,8 @@ class Bench:
     # -- writes --------------------------------------------------------------------------------
     def _aggregating(self) -> tuple[threading.Event, threading.Thread]:
         """The template's stream mapping, polling on the real clock in the background."""
-        from local.streams import StreamMapping
-
-        mapping = StreamMapping(
-            self.source,
-            self.stack.functions()[self.source.function],
-            self.stack.physical_name(self.source.table),
-            self._give_up,
-        )
         stop = threading.Event()
-        thread = threading.Thread(target=mapping.run, args=(stop,), daemon=True)
+        thread = threading.Thread(target=self._mapping().run, args=(stop,), daemon=True)
         thread.start()
         return stop, thread
 
