@@ -229,8 +229,8 @@ def list_item(record: UsageRecord) -> shapes.ListItem:
     if record.meta:
         item["meta"] = record.meta
     for name, field in ID_FILTERS.items():
-        if record.value_of(field) is not None:
-            item[name] = record.value_of(field)
+        if (value := record.value_of(field)) is not None:
+            item[name] = value
     return item
 
 
