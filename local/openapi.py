@@ -15,6 +15,16 @@ from pydantic import TypeAdapter
 from meter.api import shapes
 from meter.api.alerts import Alert, AlertChange, AlertList, AlertSpec, AlertStatus, TriggerList
 from meter.api.chatbotkit import ID_FILTERS, MAX_TAKE
+from meter.api.credits import (
+    BalanceShown,
+    GrantList,
+    GrantShown,
+    GrantSpec,
+    Insufficient,
+    ReservationMade,
+    ReservationShown,
+    ReservationSpec,
+)
 from meter.api.usage_query import QueryResult
 from meter.ingest.batch import MAX_BATCH_EVENTS
 from meter.ingest.models import UsageEvent
@@ -69,7 +79,7 @@ def _errors(shape: Schema, *statuses: int) -> dict[str, Any]:
         400: "A parameter or field is invalid; the message names it",
         403: "The key lacks the route's scope",
         404: "Nothing of this tenant matches",
-        409: "An event id is stored with a different body (alerts: the tenant holds the most it may)",
+        409: "An id is stored with a different body, or a limit is reached (the message says which)",
         413: "Body or batch too large",
     }
     responses = {
@@ -156,9 +166,7 @@ def _alert_routes() -> tuple[dict[str, Any], dict[str, Schema]]:
     one = _path("alertId")
     cursor = _query("cursor", "The previous page's cursor, unchanged")
 
-    def body(schema: Schema) -> Schema:
-        return {"required": True, "content": {"application/json": {"schema": schema}}}
-
+    body = _body
     paths = {
         "/v1/alerts": {
             "post": {
@@ -206,6 +214,72 @@ def _alert_routes() -> tuple[dict[str, Any], dict[str, Schema]]:
     return paths, defs
 
 
+def _body(schema: Schema) -> Schema:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _credit_routes() -> tuple[dict[str, Any], dict[str, Schema]]:
+    """Grants, balances and reservations, their shapes generated from the handlers' pydantic models."""
+    defs: dict[str, Schema] = {}
+    grant, held = _model(GrantShown, defs), _model(ReservationShown, defs)
+    subject = [_query("identifier", "One end user"), _query("agentId", "One agent (neither: the tenant)")]
+    grant_id, reservation_id = _path("grantId"), _path("reservationId")
+    paths = {
+        "/v1/grants": {
+            "post": {
+                "summary": "Grant credits to a subject (scope admin); the same id and body again is the same grant",
+                "requestBody": _body(_model(GrantSpec, defs)),
+                "responses": {
+                    "201": _json(grant, "The grant, with what is left of it"),
+                    "200": _json(grant, "The same body again: the grant as stored"),
+                    **_errors(ERROR, 400, 403, 409, 413),
+                },
+            },
+            **_get(
+                "A subject's grants in the order they were made",
+                [*subject, _query("cursor", "The previous page's cursor, unchanged")],
+                _json(_model(GrantList, defs), "One page"),
+            ),
+        },
+        "/v1/grants/{grantId}": {
+            **_get("One grant", [grant_id], _json(grant, "The grant"), ERROR, 404),
+            "delete": {
+                "summary": "Void a grant from now on (scope admin); what it covered stays covered",
+                "parameters": [grant_id],
+                "responses": {"200": _json(grant, "The grant, voided"), **_errors(ERROR, 403, 404)},
+            },
+        },
+        "/v1/balance": _get(
+            "A subject's credits now: available, granted, consumed, reserved, overage, grants in burn order",
+            subject,
+            _json(_model(BalanceShown, defs), "The balance"),
+        ),
+        "/v1/reservations": {
+            "post": {
+                "summary": "Hold credits on every listed subject at once, or on none (scope ingest)",
+                "requestBody": _body(_model(ReservationSpec, defs)),
+                "responses": {
+                    "201": _json(_model(ReservationMade, defs), "Held on every subject"),
+                    "200": _json({"$ref": "#/components/schemas/ReservationMade"}, "The same request again"),
+                    "402": _json(_model(Insufficient, defs), "A subject has not the credits; nothing was held"),
+                    **_errors(ERROR, 400, 403, 409, 413),
+                },
+            }
+        },
+        "/v1/reservations/{reservationId}": _get(
+            "Where a reservation stands (scope ingest)", [reservation_id], _json(held, "The reservation"), ERROR, 404
+        ),
+        "/v1/reservations/{reservationId}/release": {
+            "post": {
+                "summary": "Give back what is left of a hold at once (scope ingest)",
+                "parameters": [reservation_id],
+                "responses": {"200": _json(held, "The reservation, released"), **_errors(ERROR, 403, 404)},
+            }
+        },
+    }
+    return paths, defs
+
+
 def _event_schemas() -> tuple[Schema, dict[str, Schema]]:
     schema = UsageEvent.model_json_schema(ref_template="#/components/schemas/{model}")
     definitions = schema.pop("$defs", {})
@@ -222,6 +296,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
 
     query_route, query_definitions = _query_route()
     alert_routes, alert_definitions = _alert_routes()
+    credit_routes, credit_definitions = _credit_routes()
     event_ref = {"$ref": "#/components/schemas/UsageEvent"}
     batch = _object({"events": {"type": "array", "items": event_ref, "minItems": 1, "maxItems": MAX_BATCH_EVENTS}})
     html = {"description": "The dashboard (no key: it calls the API with the key it is given)",
@@ -236,6 +311,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
         },
         "/v1/usage/query": query_route,
         **alert_routes,
+        **credit_routes,
         "/v1/events": {
             "post": {
                 "summary": "Store one usage event or a batch, each exactly once (scope ingest)",
@@ -372,7 +448,14 @@ def document(server_url: str = "/") -> dict[str, Any]:
         "paths": paths,
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "pk_…:sk_…"}},
-            "schemas": {"UsageEvent": event, **definitions, **query_definitions, **alert_definitions, **typed},
+            "schemas": {
+                "UsageEvent": event,
+                **definitions,
+                **query_definitions,
+                **alert_definitions,
+                **credit_definitions,
+                **typed,
+            },
         },
     }
 

@@ -46,6 +46,7 @@ def _configure(args: argparse.Namespace) -> None:
         os.environ["AGGREGATES_TABLE"] = outputs["AggregatesTableName"]
         os.environ["CONTROL_TABLE"] = outputs["ControlTableName"]
         os.environ["ALERTS_TABLE"] = outputs["AlertsTableName"]
+        os.environ["CREDITS_TABLE"] = outputs["CreditsTableName"]
         for logical_id in QUEUES:
             os.environ[f"QUEUE_URL_{logical_id}"] = outputs[f"{logical_id}Url"]
     for logical_id, default in {
@@ -54,6 +55,7 @@ def _configure(args: argparse.Namespace) -> None:
         "Aggregates": "AggregatesTable",
         "Control": "ControlTable",
         "Alerts": "AlertsTable",
+        "Credits": "CreditsTable",
     }.items():
         os.environ.setdefault(f"{logical_id.upper()}_TABLE", default)
 

@@ -92,15 +92,16 @@ def test_one_handler_and_one_sample_event_per_function():
 
 
 # What each API sample answers once the data it names exists (``sample_data``): every route's success.
-SAMPLE_STATUS = {"CreateAlertFunction": 201}
+SAMPLE_STATUS = {"CreateAlertFunction": 201, "CreateGrantFunction": 201, "CreateReservationFunction": 201}
 SAMPLE_ALERT = "al_0123456789abcdef0123"  # the alert the alert samples name
 SAMPLE_DAY = datetime(2026, 11, 10, 12, tzinfo=UTC)  # inside every sample's range
 
 
 @pytest.fixture
 def sample_data(tokens, queues):
-    """Tenant ``demo`` with what the samples ask about: an alert, and usage of user@example.com on
-    agent support-bot, counted (records written as ingestion stores them, then aggregated)."""
+    """Tenant ``demo`` with what the samples ask about: an alert, a grant and a reservation, and
+    usage of user@example.com on agent support-bot, counted (records written as ingestion stores
+    them, then aggregated)."""
     from meter.core.timerange import to_ms
     from meter.dal import keys, store
     from meter.dal.records import UsageRecord, record_item
@@ -113,6 +114,7 @@ def sample_data(tokens, queues):
         record = UsageRecord("demo", f"sample-{n}", "tokens.input", 100, at + n, 3, "explicit", at, "f", relations)
         assert store.records().put_record(record_item(record)) is None
     aggregator(STACK).drain()
+    grant_sample_credits("demo")
     alert = {"name": "sample", "subject": {}, "measure": "credits", "period": "month", "timeZone": "UTC"}
     store.alerts().put(
         {
@@ -124,6 +126,14 @@ def sample_data(tokens, queues):
             "updatedAt": at,
         }
     )
+
+
+def grant_sample_credits(tenant: str) -> None:
+    """The grant and the reservation the credit samples name."""
+    from meter.api.credits import create_grant, create_reservation
+
+    create_grant(tenant, {"id": "gr_sample", "amount": 1000})
+    create_reservation(tenant, {"id": "rs_sample", "subjects": [{}], "credits": 10})
 
 
 @pytest.mark.parametrize("logical_id", sorted(STACK.functions()))

@@ -22,6 +22,8 @@ print(json.dumps(sorted(name for name in sys.modules if name.split(".")[0] in ("
 VALIDATING = {"IngestEventsFunction", "IngestQueueFunction", "UsageQueryFunction"}
 VALIDATING |= {f"{name}Function" for name in ("CreateAlert", "ListAlerts", "GetAlert", "UpdateAlert", "DeleteAlert")}
 VALIDATING |= {"AlertStatusFunction", "AlertTriggersFunction"}
+VALIDATING |= {f"{name}Function" for name in ("CreateGrant", "ListGrants", "GetGrant", "VoidGrant", "GetBalance")}
+VALIDATING |= {f"{name}Function" for name in ("CreateReservation", "GetReservation", "ReleaseReservation")}
 
 
 def _loaded(name: str, tracing: str) -> set[str]:

@@ -16,8 +16,9 @@ MAY_IMPORT = {
     "reading": {"core", "dal"},
     "ingest": {"core", "dal"},
     "alerts": {"core", "dal", "reading"},
-    "counting": {"core", "dal", "reading", "alerts"},
-    "api": {"core", "dal", "reading", "ingest", "alerts", "counting"},
+    "credits": {"core", "dal"},
+    "counting": {"core", "dal", "reading", "alerts", "credits"},
+    "api": {"core", "dal", "reading", "ingest", "alerts", "counting", "credits"},
 }
 
 

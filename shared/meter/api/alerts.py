@@ -170,8 +170,9 @@ def _invalid(error: ValidationError) -> BadRequest:
     first = error.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or "body"
     message = first["msg"].removeprefix("Value error, ")
-    if message.startswith("timeZone: "):
-        field, message = "timeZone", message.removeprefix("timeZone: ")
+    named, colon, rest = message.partition(": ")
+    if colon and named.isidentifier() and field in ("body", ""):  # a check across fields names its field
+        field, message = named, rest
     return BadRequest(f"Invalid '{field}': {message}", details=[{"field": field, "reason": message}])
 
 

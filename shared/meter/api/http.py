@@ -86,6 +86,15 @@ class RawResponse:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+class Created(dict):
+    """A use case's answer that made something new (201); a plain dict answers 200."""
+
+
+def created_or_ok(body: Any) -> int:
+    """201 for a ``Created`` answer, 200 otherwise (the same request again)."""
+    return 201 if isinstance(body, Created) else 200
+
+
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
     """An HTTP API (payload 2.0) response with a JSON body."""
     return {
@@ -96,8 +105,10 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 
 def error_body(error: MeterError, event: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``{"error": message}`` (AgentsGT, ChatBotKit, ours), with ``details`` for per-field problems."""
-    return {"error": error.message, "details": error.details} if error.details else {"error": error.message}
+    """``{"error": message}`` (AgentsGT, ChatBotKit, ours), with ``details`` for per-field problems
+    and the error's own fields (a 402's ``subject`` and ``available``)."""
+    body = {"error": error.message, "details": error.details} if error.details else {"error": error.message}
+    return {**body, **error.fields}
 
 
 def gradient_error_body(error: MeterError, event: dict[str, Any]) -> dict[str, Any]:

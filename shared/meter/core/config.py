@@ -39,6 +39,7 @@ class Settings:
     tenants_table: str
     control_table: str
     alerts_table: str
+    credits_table: str
     max_event_age_days: int
     max_future_skew_seconds: int
     rate_card_cache_seconds: int
@@ -55,6 +56,7 @@ class Settings:
             tenants_table=_required("TENANTS_TABLE"),
             control_table=_required("CONTROL_TABLE"),
             alerts_table=_required("ALERTS_TABLE"),
+            credits_table=_required("CREDITS_TABLE"),
             max_event_age_days=_whole_number("MAX_EVENT_AGE_DAYS", 35, 1),
             max_future_skew_seconds=_whole_number("MAX_FUTURE_SKEW_SECONDS", 300, 0),
             rate_card_cache_seconds=_whole_number("RATE_CARD_CACHE_SECONDS", 60, 0),

@@ -10,10 +10,11 @@ class MeterError(Exception):
 
     status = 500
 
-    def __init__(self, message: str, details: list[dict[str, Any]] | None = None):
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None, **fields: Any):
         super().__init__(message)
         self.message = message
         self.details = details or []
+        self.fields = fields  # more top-level fields of the error body (a 402 names the subject)
         self.headers: dict[str, str] = {}
 
 
@@ -39,6 +40,12 @@ class NotFound(MeterError):
     """Nothing of this tenant matches (never reveals whether another tenant has it)."""
 
     status = 404
+
+
+class PaymentRequired(MeterError):
+    """A reservation a subject has not the credits for (the body names the subject and what it has)."""
+
+    status = 402
 
 
 class Conflict(MeterError):

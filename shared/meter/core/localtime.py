@@ -1,6 +1,6 @@
 """Local calendar windows in any IANA time zone, as UTC millisecond instants.
 
-A window is a local calendar hour, day or month: a DST day lasts 23 or 25 hours, a repeated
+A window is a local calendar hour, day, ISO week or month: a DST day lasts 23 or 25 hours, a repeated
 hour (clocks set back) is two windows, and a skipped one is none. Offsets are piecewise
 constant, so boundaries are found by local arithmetic between offset changes and a binary
 search for each change; nothing steps minute by minute.
@@ -16,8 +16,8 @@ from dateutil.relativedelta import relativedelta
 
 from meter.core.timerange import to_ms
 
-HOUR, DAY, MONTH = "HOUR", "DAY", "MONTH"
-WINDOW_SIZES = (HOUR, DAY, MONTH)
+HOUR, DAY, WEEK, MONTH = "HOUR", "DAY", "WEEK", "MONTH"
+WINDOW_SIZES = (HOUR, DAY, MONTH)  # what the native query offers; credit allowances also recur weekly
 
 
 def offset_ms(ms: int, zone: ZoneInfo) -> int:
@@ -38,6 +38,8 @@ def _unit(ms: int, size: str, zone: ZoneInfo) -> tuple:
         return local.date(), local.hour, offset_ms(ms, zone)
     if size == DAY:
         return (local.date(),)
+    if size == WEEK:
+        return local.date().isocalendar()[:2]
     return local.year, local.month
 
 
@@ -46,6 +48,8 @@ def _next_wall_start(local: datetime, size: str) -> datetime:
         return local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     if size == DAY:
         return datetime.combine(local.date() + timedelta(days=1), datetime.min.time())
+    if size == WEEK:  # ISO weeks: Monday 00:00
+        return datetime.combine(local.date() + timedelta(days=7 - local.weekday()), datetime.min.time())
     return datetime(local.year, local.month, 1) + relativedelta(months=1)
 
 
@@ -74,7 +78,7 @@ def next_boundary(ms: int, size: str, zone: ZoneInfo) -> int:
 def window_start(ms: int, size: str, zone: ZoneInfo) -> int:
     """The first instant of the local window holding ``ms``."""
     unit = _unit(ms, size, zone)
-    step = {HOUR: 2 * 3_600_000, DAY: 27 * 3_600_000, MONTH: 32 * 24 * 3_600_000}[size]
+    step = {HOUR: 2 * 3_600_000, DAY: 27 * 3_600_000, WEEK: 8 * 24 * 3_600_000, MONTH: 32 * 24 * 3_600_000}[size]
     earlier = ms - step
     while _unit(earlier, size, zone) == unit:  # DST can stretch a window; step further back
         earlier -= step

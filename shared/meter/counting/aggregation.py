@@ -24,6 +24,9 @@ their recount (it recounts a window once its records are past the stream's horiz
 sooner than 13 minutes after a commit that holds them began), so finishing it then could count
 them twice.
 
+Credits ride along (``meter.credits.booking``): what a record adds to its subjects' credit
+accounts is folded into the same deltas, so it is committed exactly once with the counts.
+
 Before a commit, the distinct values of its deltas move their last-seen marks (``meter.counting.distinct``):
 an idempotent maximum, so a commit that fails after it only repeats it.
 
@@ -51,7 +54,9 @@ from meter.alerts import rules
 from meter.core.logs import logger, metrics
 from meter.core.timerange import now_ms
 from meter.counting import distinct, set_aside
+from meter.credits.booking import Book
 from meter.dal import dynamo, keys, store, transactions
+from meter.dal.credits import credits
 from meter.dal.dimensions import DIMENSIONS, contribution_of, display_value, quartered
 from meter.dal.models import Ledger, PendingCommit
 from meter.dal.records import UsageRecord, record_from_item
@@ -143,9 +148,12 @@ class Deltas:
     counters: dict[AggregateKey, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     listing: dict[AggregateKey, dict[str, str]] = field(default_factory=dict)
 
-    def add(self, sequence: str, record: UsageRecord) -> None:
-        """Fold one record in (records arrive in sequence order); nothing changes if it raises."""
+    def add(self, sequence: str, record: UsageRecord, booked: Book | None = None) -> None:
+        """Fold one record in (records arrive in sequence order), with what it adds to the credit
+        accounts ``booked`` holds; nothing changes if it raises."""
         added, listing = additions(record), listing_attributes(record)
+        if booked is not None:
+            added += booked.additions(record)
         self.first = self.first or sequence
         self.last = sequence
         self.events += 1
@@ -196,6 +204,8 @@ def read_ledger(shard: str) -> Ledger:
 
 
 def _counter_action(key: AggregateKey, added: Counter[str], listing: dict[str, str] | None) -> dict[str, Any]:
+    if keys.is_account_pk(key[0]):
+        return credits().add_counters(store.Aggregates.key(*key), dict(added))
     return store.aggregates().add_counters(store.Aggregates.key(*key), dict(added), listing)
 
 
@@ -241,6 +251,8 @@ def _commit_chunk(shard: str, deltas: Deltas, chunk: list[AggregateKey], ledger_
 
 
 def _day_of(key: AggregateKey) -> str:
+    if keys.is_account_pk(key[0]):  # an account has no bucket: the day it was refused
+        return keys.day_key(now_ms())
     return keys.day_key(keys.parse_aggregate(*key).bucket_start)
 
 
@@ -328,6 +340,7 @@ def handle_window(event: dict[str, Any]) -> dict[str, Any]:
     """
     shard = event.get("shardId") or "unsharded"
     records = _parse(shard, event.get("Records") or [])
+    booked = Book.of(record for _, record, _ in records)
     for attempt in range(MAX_ATTEMPTS):
         ledger = finish_pending(read_ledger(shard))
         deltas = carried = Deltas.decode(event.get("state"))
@@ -339,7 +352,7 @@ def handle_window(event: dict[str, Any]) -> dict[str, Any]:
         for sequence, record, raw in records:
             if sequence > max(ledger.seq, deltas.last):  # a record delivered twice is folded once
                 try:
-                    deltas.add(sequence, record)
+                    deltas.add(sequence, record, booked)
                 except Exception as error:  # whatever a record holds, it must not stall the shard
                     set_aside.unreadable_record(shard, raw, f"{type(error).__name__}: {error}")
                     continue

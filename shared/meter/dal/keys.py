@@ -17,6 +17,11 @@ reconciliation's checkpoint and retries (``RECONCILE#…``), the probe key that 
 (``PROBE#never-written``), rate-limit windows (``RATE#<key>#<second>``) and the cursor
 and API-key signing secrets. Tenants: ``TENANT#<name>`` and ``KEY#<public id>``.
 
+Credits (``pk``, ``sk``): a subject's account (``<tenant>#CR``, ``<tenant>#CR#i#<identifier>`` or
+``<tenant>#CR#a#<agent>``; ``ACCOUNT``), the mark of a tenant that grants credits (``<tenant>#CR``,
+``GRANTING``), a grant (``<tenant>#GRANT#<id>``, ``GRANT``) and a reservation
+(``<tenant>#HOLD#<id>``, ``HOLD``).
+
 Alerts (``pk``, ``sk``): an alert (``ALERT#<tenant>``, ``<alert id>``), the once-only mark of a
 threshold fired in a period (``FIRED#<tenant>#<alert id>``, ``<period start ms>#<threshold>``) and
 the firing itself, newest last (``TRIGGER#<tenant>#<alert id>``, ``<triggered ms>#<period start
@@ -234,6 +239,33 @@ def tenant_of_aggregate(pk: str) -> str:
 def value_of_pk(pk: str) -> str:
     """The dimension value an aggregate partition key names."""
     return pk.split("#", 2)[2]
+
+
+# -- credits -----------------------------------------------------------------------------------
+CREDIT_CODE = "CR"
+ACCOUNT_SK, GRANTING_SK, GRANT_SK, RESERVATION_SK = "ACCOUNT", "GRANTING", "GRANT", "HOLD"
+_SUBJECT_CODES = {"identifier": "i", "agent": "a"}
+
+
+def account_pk(tenant: str, kind: str, value: str = "") -> str:
+    """The partition of one subject's credit account (``kind``: tenant, identifier or agent)."""
+    base = f"{tenant}#{CREDIT_CODE}"
+    return base if kind == "tenant" else f"{base}#{_SUBJECT_CODES[kind]}#{value}"
+
+
+def is_account_pk(pk: str) -> bool:
+    """Whether a partition key is a credit account's (what the aggregator writes to Credits)."""
+    return owner_of_aggregate(pk)[1] == CREDIT_CODE
+
+
+def grant_pk(tenant: str, grant_id: str) -> str:
+    """The partition of one grant (its id is the idempotency key, unique in the tenant)."""
+    return f"{tenant}#GRANT#{grant_id}"
+
+
+def reservation_pk(tenant: str, reservation_id: str) -> str:
+    """The partition of one reservation (its id is the idempotency key, unique in the tenant)."""
+    return f"{tenant}#HOLD#{reservation_id}"
 
 
 # -- control and tenants -------------------------------------------------------------------

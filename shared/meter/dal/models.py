@@ -104,3 +104,84 @@ class Trigger:
     event_id: str | None
     triggered_at: int
     delivery: Delivery = field(default_factory=Delivery)
+
+
+# -- credits -----------------------------------------------------------------------------------
+@dataclass(frozen=True, order=True)
+class Subject:
+    """Whose credits: one end user (``identifier``), one agent (``agent``), or the whole tenant."""
+
+    kind: str  # "tenant", "identifier" or "agent"
+    value: str = ""
+
+    def shown(self) -> dict[str, str]:
+        """The API's form: ``{}``, ``{"identifier": …}`` or ``{"agentId": …}``."""
+        return {} if self.kind == "tenant" else {"identifier" if self.kind == "identifier" else "agentId": self.value}
+
+
+TENANT_SUBJECT = Subject("tenant")
+
+
+@dataclass(frozen=True)
+class GrantTerms:
+    """What the burn-down needs of a grant: how much, in which order, when (ms), recurring how."""
+
+    id: str
+    amount: int
+    priority: int
+    effective_at: int
+    expires_at: int | None = None
+    voided_at: int | None = None
+    period: str | None = None  # "day", "week" or "month": ``amount`` anew each local period
+    time_zone: str | None = None
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A grant as created: its terms, whose it is, its free-form ``meta`` and when it was made."""
+
+    tenant: str
+    subject: Subject
+    terms: GrantTerms
+    created_at: int
+    fingerprint: str
+    meta: dict | None = None
+
+
+@dataclass(frozen=True)
+class Hold:
+    """One reservation's hold on one account: ``credits`` until ``expires_at`` unless released;
+    ``settled`` is what counted events carrying its id have consumed since."""
+
+    credits: int
+    expires_at: int
+    released_at: int | None = None
+    settled: int = 0
+
+
+@dataclass(frozen=True)
+class CreditAccount:
+    """One subject's credits: its grants, what was consumed per burn segment (by segment start, ms;
+    ``meter.credits.rules``), its holds, and the version every write moves."""
+
+    tenant: str
+    subject: Subject
+    version: int = 0
+    grants: tuple[GrantTerms, ...] = ()
+    consumed: dict[int, int] = field(default_factory=dict)
+    holds: dict[str, Hold] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A reservation as made: the subjects it holds on, how much, until when, and its answer."""
+
+    tenant: str
+    id: str
+    subjects: tuple[Subject, ...]
+    credits: int
+    created_at: int
+    expires_at: int
+    fingerprint: str
+    answer: dict
+    released_at: int | None = None

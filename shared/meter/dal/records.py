@@ -26,6 +26,7 @@ RELATION_FIELDS = (
     "datasetId",
     "skillsetId",
     "abilityId",
+    "reservationId",  # the hold its credits settle (meter.credits)
 )
 _TYPES = {"tenant": str, "id": str, "type": str, "count": int, "ts": int, "credits": int, "received_at": int}
 

@@ -29,6 +29,14 @@ def _by_pk(pk: str) -> ItemKey:
     return {"pk": {"S": pk}}
 
 
+def adding(counters: dict[str, int]) -> Update:
+    """An update adding to each named counter (in name order: the same deltas, the same request)."""
+    change = Update()
+    for name in sorted(counters):
+        change.add(name, counters[name])
+    return change
+
+
 def _conditional_failure(error: ClientError) -> bool:
     return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
@@ -78,6 +86,10 @@ class Table:
     def action(self, key: ItemKey, change: Update, condition: Condition | None = None) -> dict[str, Any]:
         """The same update as one action of a TransactWriteItems."""
         return {"Update": {"TableName": self.name, "Key": key, **request(change, condition)}}
+
+    def put_action(self, item: dict[str, Any], condition: Condition | None = None) -> dict[str, Any]:
+        """A put as one action of a TransactWriteItems (``condition``: on the item it replaces)."""
+        return {"Put": {"TableName": self.name, "Item": dynamo.serialize(item), **request(condition=condition)}}
 
     def condition_check(self, key: ItemKey, condition: Condition) -> dict[str, Any]:
         """A condition on one item, as an action of a TransactWriteItems (it writes nothing)."""
@@ -227,9 +239,7 @@ class Aggregates(Table):
     def add_counters(self, key: ItemKey, added: dict[str, int], listing: dict[str, str] | None) -> dict[str, Any]:
         """Transaction action: add to an item's counters; ``listing`` (``lk``, ``v``) puts a new day
         item of a listed dimension on ``ByList``."""
-        change = Update()
-        for name in sorted(added):
-            change.add(name, added[name])
+        change = adding(added)
         if listing:
             change.set_if_absent("lk", listing["lk"]).set_if_absent("v", listing["v"])
         return self.action(key, change)
@@ -262,10 +272,7 @@ class Aggregates(Table):
 
     def add_to_tally(self, tenant: str, tally_sk: str, counts: dict[str, int]) -> dict[str, Any]:
         """Transaction action: add to a tenant's counts of values per last-seen day (one month's item)."""
-        change = Update()
-        for name in sorted(counts):
-            change.add(name, counts[name])
-        return self.action(self.key(keys.seen_tally_pk(tenant), tally_sk), change)
+        return self.action(self.key(keys.seen_tally_pk(tenant), tally_sk), adding(counts))
 
     def tallies_from(self, tenant: str, day: str) -> list[dict[str, Any]]:
         """The tenant's tally items from the month of ``day`` on (one query, a few small items)."""

@@ -76,6 +76,7 @@ class UsageEvent(BaseModel):
     datasetId: RelationId | None = None
     skillsetId: RelationId | None = None
     abilityId: RelationId | None = None
+    reservationId: RelationId | None = None
     credits: Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)] | None = None
     meta: dict[Annotated[StrictStr, Field(min_length=1, max_length=64)], MetaValue] | None = None
 
