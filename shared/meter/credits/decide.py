@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from meter.core.errors import Unavailable
 from meter.dal import transactions
 
-MAX_ROUNDS = 40  # read, decide, write: each round lost means another decision was written
+MAX_ROUNDS = 200  # read, decide, write: each round lost means another decision was written first
 
 
 def commit(actions: list[dict[str, Any]]) -> list[str] | None:
@@ -30,7 +30,7 @@ def commit(actions: list[dict[str, Any]]) -> list[str] | None:
 
 def pause(round_number: int) -> None:
     """Jittered backoff before deciding again (another writer moved the account)."""
-    time.sleep(min(0.2, 0.002 * 2**round_number) * random.random())
+    time.sleep(min(0.05, 0.002 * 2**round_number) * random.random())
 
 
 def gave_up(what: str) -> Unavailable:

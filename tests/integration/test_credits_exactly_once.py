@@ -1,0 +1,236 @@
+"""Reservations never over-admit and settled credits count exactly once, whatever happens between.
+
+Each example runs one tenant through a random interleaving of reservations (on an end user and the
+tenant, or the tenant alone), usage carrying a reservation (within what is left of the hold), usage
+carrying none, releases, the clock moving on (holds expire, a daily allowance in Asia/Kolkata
+renews, a pack expires), new and voided grants, reconciliation, and counting: the stream delivered
+in random windows and batches, batches delivered twice, invocations replayed, the aggregator
+crashed before or after any write, throttled, and conflicted, each failure retried as Lambda does.
+
+After every step, for the tenant and each end user:
+
+* ``consumed + reserved <= granted``, but for what was counted outside a hold (usage carrying no
+  reservation, or carrying one that had ended when it was counted), while the subject's granted
+  credits never fell (a void or an expiry can leave holds above what remains: that is no admission);
+* each hold's settled credits are exactly the credits of the counted events that carry its id
+  (once each, whatever the redeliveries), a released or expired hold holds nothing, and an open one
+  holds what is left of it;
+* ``granted``, ``consumed`` and ``overage`` equal a brute-force recount of the counted usage
+  (``tests.credits_oracle``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from moto import mock_aws
+
+from local.template import Stack
+from meter.core.timerange import HOUR_MS, to_ms
+from meter.credits import grants as grant_cases
+from meter.credits import reservations
+from meter.credits.rules import credit_time, held
+from meter.dal import dynamo
+from meter.dal.credits import credits
+from meter.dal.models import TENANT_SUBJECT, Grant, GrantTerms, Subject
+from meter.dal.records import UsageRecord, record_item
+from tests.conftest import create_tables, reset_caches
+from tests.credits_oracle import recount
+from tests.integration.test_exactly_once import Faults, invocations, invoke_until_done, reconcile_quietly, stream_record
+
+START = to_ms(datetime(2026, 3, 10, 17, 0, tzinfo=UTC))  # 22:30 in Kolkata: its midnight comes soon
+USERS = {"ana": Subject("identifier", "ana"), "bo": Subject("identifier", "bo")}
+SUBJECTS = {"tenant": TENANT_SUBJECT, **USERS}
+_examples = itertools.count()
+
+
+@dataclass
+class World:
+    """What the test knows: the clock, the grants it made, the holds, every event and when it counted."""
+
+    clock: int = START
+    grants: dict[Subject, list[GrantTerms]] = field(default_factory=lambda: defaultdict(list))
+    holds: dict[str, tuple[tuple[Subject, ...], int, int]] = field(default_factory=dict)  # subjects, credits, expiry
+    released: set[str] = field(default_factory=set)
+    used: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # sent under each hold
+    pending: list[UsageRecord] = field(default_factory=list)
+    counted: list[UsageRecord] = field(default_factory=list)
+    outside: dict[Subject, int] = field(default_factory=lambda: defaultdict(int))  # counted outside a hold
+    highest_granted: dict[Subject, int] = field(default_factory=dict)
+    fell: set[Subject] = field(default_factory=set)
+    sequence: itertools.count = field(default_factory=lambda: itertools.count(1000))
+    ids: itertools.count = field(default_factory=itertools.count)
+
+    def open(self, rid: str) -> bool:
+        return rid not in self.released and self.clock < self.holds[rid][2]
+
+
+def make_grant(world: World, subject: Subject, gid: str, amount: int, **terms) -> None:
+    grant = GrantTerms(gid, amount, terms.pop("priority", 100), world.clock, **terms)
+    stored, created = grant_cases.create_grant(Grant("acme", subject, grant, world.clock, gid, None))
+    assert created
+    world.grants[subject].append(stored.terms)
+
+
+def reserve(world: World, who: str, amount: int, ttl: int) -> None:
+    subjects = (USERS[who], TENANT_SUBJECT) if who in USERS else (TENANT_SUBJECT,)
+    rid = f"r{next(world.ids)}"
+    request = reservations.ReservationRequest("acme", rid, subjects, amount, ttl, rid)
+    try:
+        answer, created = reservations.reserve(request)
+    except Exception as refused:  # 402: each subject's balance is checked below, as always
+        assert getattr(refused, "status", None) == 402, refused
+        assert refused.fields["available"] < amount
+        return
+    assert created
+    world.holds[rid] = (subjects, amount, answer["expiresAt"])
+
+
+def use(world: World, rid: str | None, who: str | None, amount: int) -> None:
+    n = next(world.ids)
+    relations = {"identifier": who} if who else {}
+    if rid is not None:
+        relations["reservationId"] = rid
+        world.used[rid] += amount
+    record = UsageRecord(
+        "acme", f"e{n}", "message", 1, world.clock - n % 3, amount, "event", world.clock, "f", relations
+    )
+    dynamo.client().put_item(TableName=os.environ["RECORDS_TABLE"], Item=dynamo.serialize(record_item(record)))
+    world.pending.append(record)
+
+
+def count(world: World, cuts: set[int], doubled: bool, replay: bool, faults: dict[int, str]) -> None:
+    """Deliver every pending record in windows of one shard, with the faults; all are then counted."""
+    stream = [stream_record(next(world.sequence), r) for r in world.pending]
+    injected = Faults(faults)
+    dynamo.client().meta.events.register("before-call.dynamodb.*", injected.before)
+    dynamo.client().meta.events.register("after-call.dynamodb.*", injected.after_call)
+    try:
+        state, done = {}, []
+        for batch, final, early in invocations(stream, cuts, set(), False, True):
+            batch = batch * 2 if doubled else batch
+            done.append((batch, state, final))
+            state = invoke_until_done("shard-a", batch, state, final, early)
+            if final:
+                state = {}
+        if replay and done:
+            invoke_until_done("shard-a", done[0][0], done[0][1], done[0][2], False)
+    finally:
+        dynamo.client().meta.events.unregister("before-call.dynamodb.*", injected.before)
+        dynamo.client().meta.events.unregister("after-call.dynamodb.*", injected.after_call)
+    for record in world.pending:
+        rid = record.value_of("reservationId")
+        for subject in subjects_of(record):
+            within = rid is not None and world.open(rid) and subject in world.holds[rid][0]
+            world.outside[subject] += 0 if within else record.credits
+    world.counted += world.pending
+    world.pending = []
+
+
+def subjects_of(record: UsageRecord) -> list[Subject]:
+    return [TENANT_SUBJECT] + ([Subject("identifier", record.identifier)] if record.identifier else [])
+
+
+def check(world: World) -> None:
+    for name, subject in SUBJECTS.items():
+        found = grant_cases.balance_of("acme", subject, world.clock)
+        if found.granted < world.highest_granted.get(subject, 0):
+            world.fell.add(subject)
+        world.highest_granted[subject] = max(found.granted, world.highest_granted.get(subject, 0))
+        uses = [(credit_time(r.ts, r.received_at), r.credits) for r in world.counted if subject in subjects_of(r)]
+        expected = recount(world.grants[subject], uses, world.clock)
+        assert (found.granted, found.consumed, found.overage) == (
+            expected.granted,
+            expected.consumed,
+            expected.overage,
+        ), name
+        if subject not in world.fell:
+            assert found.consumed + found.reserved <= found.granted + world.outside[subject], name
+    for rid, (subjects, amount, _) in world.holds.items():
+        settled = sum(r.credits for r in world.counted if r.value_of("reservationId") == rid)
+        for subject in subjects:
+            hold = credits().account("acme", subject, consistent=True).holds[rid]
+            assert hold.settled == settled, (rid, subject)
+            expected_held = max(0, amount - settled) if world.open(rid) else 0
+            assert held(hold, world.clock) == expected_held, (rid, subject)
+
+
+step = st.one_of(
+    st.tuples(st.just("reserve"), st.sampled_from(["ana", "bo", "tenant"]), st.integers(1, 90), st.integers(30, 900)),
+    st.tuples(st.just("use"), st.integers(0, 30), st.floats(0.1, 1.0)),
+    st.tuples(st.just("plain"), st.sampled_from(["ana", "bo", None]), st.integers(1, 40)),
+    st.tuples(st.just("release"), st.integers(0, 30)),
+    st.tuples(st.just("tick"), st.integers(1, 2400)),
+    st.tuples(
+        st.just("count"),
+        st.sets(st.integers(1, 20), max_size=4),
+        st.booleans(),
+        st.booleans(),
+        st.dictionaries(
+            st.integers(0, 12), st.sampled_from(["crash before", "crash after", "throttle", "conflict"]), max_size=4
+        ),
+    ),
+    st.tuples(st.just("reconcile")),
+    st.tuples(st.just("void"), st.sampled_from(["ana", "bo"])),
+    st.tuples(st.just("grant"), st.sampled_from(["ana", "bo", "tenant"]), st.integers(1, 200)),
+)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(step, min_size=5, max_size=30))
+def test_reservations_never_over_admit_and_settle_exactly_once(steps, monkeypatch):
+    world = World()
+    with mock_aws():
+        reset_caches()
+        stack = Stack(table_prefix=f"cr{next(_examples)}")
+        os.environ.update(stack.environment())
+        reset_caches()
+        create_tables(stack)
+        for module in (grant_cases, reservations):
+            monkeypatch.setattr(module, "now_ms", lambda: world.clock)
+        make_grant(world, TENANT_SUBJECT, "org", 400)
+        make_grant(world, USERS["ana"], "ana-pack", 120, priority=10, expires_at=START + 2 * HOUR_MS)
+        make_grant(world, USERS["ana"], "ana-daily", 60, period="day", time_zone="Asia/Kolkata")
+        make_grant(world, USERS["bo"], "bo-pack", 150)
+        for kind, *args in steps:
+            if kind == "reserve":
+                reserve(world, *args)
+            elif kind == "use" and world.holds:
+                rid = sorted(world.holds)[args[0] % len(world.holds)]
+                subjects, amount, _ = world.holds[rid]
+                left = amount - world.used[rid]
+                if world.open(rid) and left > 0:
+                    who = next((s.value for s in subjects if s.kind == "identifier"), None)
+                    use(world, rid, who, max(1, int(left * args[1])))
+            elif kind == "plain":
+                use(world, None, args[0], args[1])
+            elif kind == "release" and world.holds:
+                rid = sorted(world.holds)[args[0] % len(world.holds)]
+                if world.open(rid):
+                    world.released.add(rid)
+                reservations.release("acme", rid)
+            elif kind == "tick":
+                world.clock += args[0] * 1000
+            elif kind == "count":
+                count(world, *args)
+            elif kind == "reconcile":
+                reconcile_quietly("acme", START - HOUR_MS, world.clock + HOUR_MS, world.clock + HOUR_MS)
+            elif kind == "void":
+                live = [g for g in world.grants[USERS[args[0]]] if g.voided_at is None]
+                if live:
+                    voided = grant_cases.void_grant("acme", live[0].id, world.clock)
+                    world.grants[USERS[args[0]]] = [voided.terms if g.id == live[0].id else g
+                                                    for g in world.grants[USERS[args[0]]]]  # fmt: skip
+            elif kind == "grant":
+                make_grant(world, SUBJECTS[args[0]], f"g{next(world.ids)}", args[1])
+            check(world)
+        count(world, set(), False, True, {})
+        check(world)
+    os.environ.update(Stack().environment())
+    reset_caches()
