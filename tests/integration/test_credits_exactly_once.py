@@ -58,6 +58,7 @@ class World:
     grants: dict[Subject, list[GrantTerms]] = field(default_factory=lambda: defaultdict(list))
     holds: dict[str, tuple[tuple[Subject, ...], int, int]] = field(default_factory=dict)  # subjects, credits, expiry
     released: set[str] = field(default_factory=set)
+    settled_at_release: dict[str, int] = field(default_factory=dict)
     used: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # sent under each hold
     pending: list[UsageRecord] = field(default_factory=list)
     counted: list[UsageRecord] = field(default_factory=list)
@@ -154,11 +155,16 @@ def check(world: World) -> None:
             assert found.consumed + found.reserved <= found.granted + world.outside[subject], name
     for rid, (subjects, amount, _) in world.holds.items():
         settled = sum(r.credits for r in world.counted if r.value_of("reservationId") == rid)
+        shown = reservations.standing(reservations.stored_reservation("acme", rid), world.clock)
+        if rid in world.released:  # dropped from its accounts; it consumed what was counted by then
+            assert (shown.state, shown.held, shown.consumed) == ("released", 0, world.settled_at_release[rid])
+            continue
         for subject in subjects:
             hold = credits().account("acme", subject, consistent=True).holds[rid]
             assert hold.settled == settled, (rid, subject)
             expected_held = max(0, amount - settled) if world.open(rid) else 0
             assert held(hold, world.clock) == expected_held, (rid, subject)
+        assert (shown.held, shown.consumed) == (max(0, amount - settled) if world.open(rid) else 0, settled)
 
 
 step = st.one_of(
@@ -214,6 +220,9 @@ def test_reservations_never_over_admit_and_settle_exactly_once(steps, monkeypatc
                 rid = sorted(world.holds)[args[0] % len(world.holds)]
                 if world.open(rid):
                     world.released.add(rid)
+                    world.settled_at_release[rid] = sum(
+                        r.credits for r in world.counted if r.value_of("reservationId") == rid
+                    )
                 reservations.release("acme", rid)
             elif kind == "tick":
                 world.clock += args[0] * 1000

@@ -20,7 +20,7 @@ from meter.dal.credits import credits
 from meter.dal.models import CreditAccount, Reservation, Subject
 
 MAX_OPEN_HOLDS = 100  # open reservations per subject: every hold is read by each decision
-KEEP_ENDED_MS = 24 * 3_600_000  # an ended hold stays on its accounts this long (what it consumed)
+KEEP_ENDED_MS = 3_600_000  # an expired hold stays on its accounts this long (what it consumed shows)
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,9 @@ def _replayed(stored: Reservation, request: ReservationRequest) -> dict:
 
 
 def _ended_holds(account: CreditAccount, now: int) -> list[str]:
-    """Holds that ended more than ``KEEP_ENDED_MS`` ago (dropped with the next hold written)."""
-    return [
-        rid
-        for rid, h in account.holds.items()
-        if min(h.expires_at, h.released_at or h.expires_at) < now - KEEP_ENDED_MS
-    ]
+    """Holds that expired more than ``KEEP_ENDED_MS`` ago, and what events counted after a hold
+    ended left behind (dropped with the next hold written)."""
+    return [rid for rid, h in account.holds.items() if h.expires_at < now - KEEP_ENDED_MS]
 
 
 def _room(request: ReservationRequest, accounts: dict[Subject, CreditAccount], now: int) -> list[dict]:
@@ -123,11 +120,14 @@ class ReservationStanding:
 
 
 def standing(reservation: Reservation, now: int | None = None) -> ReservationStanding:
-    """What a reservation still holds and what counted events consumed of it (on its first subject)."""
+    """What a reservation still holds and what counted events consumed of it (on its first subject;
+    once released, what they had consumed by then)."""
     now = now_ms() if now is None else now
+    state = hold_state(reservation.released_at, reservation.expires_at, now)
+    if state == "released":
+        return ReservationStanding(reservation, state, 0, reservation.consumed_at_release)
     account = credits().account(reservation.tenant, reservation.subjects[0], consistent=True)
     hold = account.holds.get(reservation.id) if account else None
-    state = hold_state(reservation.released_at, reservation.expires_at, now)
     if hold is None:
         return ReservationStanding(reservation, state, 0, 0)
     return ReservationStanding(reservation, state, held(hold, now), hold.settled)

@@ -117,15 +117,15 @@ def burn_down(grants: Iterable[GrantTerms], consumed: dict[int, int]) -> BurnDow
 
 
 def held(hold: Hold, now: int) -> int:
-    """What a hold still holds: what is left of it while open (not released, not expired)."""
-    if hold.released_at is not None or now >= hold.expires_at:
+    """What a hold still holds: what is left of it until it expires (a release drops the hold)."""
+    if now >= hold.expires_at:
         return 0
     return max(0, hold.credits - hold.settled)
 
 
-def hold_state(hold_released_at: int | None, expires_at: int, now: int) -> str:
+def hold_state(released_at: int | None, expires_at: int, now: int) -> str:
     """``released``, ``expired`` or ``open``."""
-    if hold_released_at is not None:
+    if released_at is not None:
         return "released"
     return "expired" if now >= expires_at else "open"
 

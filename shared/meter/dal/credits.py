@@ -6,8 +6,10 @@ An account is one item per subject, so one strongly consistent read sees all a d
 
 - ``g``: the grants' terms (JSON), ``v``: the version;
 - ``c:<segment start ms>``: credits consumed in that burn segment (the aggregator adds them);
-- ``h:<reservation id>``: a hold (``[credits, expires at, released at]``), ``s:<reservation id>``:
-  what counted events carrying that reservation consumed of it (the aggregator adds it).
+- ``h:<reservation id>``: an open hold (``[credits, expires at]``), ``s:<reservation
+  id>``: what counted events carrying that reservation consumed of it (the aggregator adds it). A
+  release drops both (the reservation item keeps what it consumed); an expired hold is dropped by
+  the next hold written an hour after it ended.
 """
 
 from __future__ import annotations
@@ -70,11 +72,8 @@ def _account(item: dict[str, Any]) -> CreditAccount:
         grants=tuple(GrantTerms(*row) for row in json.loads(item.get(_GRANTS) or "[]")),
         consumed=consumed,
         holds={
-            **{rid: Hold(0, 0, None, credits) for rid, credits in settled.items()},  # a hold since dropped
-            **{
-                rid: Hold(int(h[0]), int(h[1]), None if h[2] is None else int(h[2]), settled.get(rid, 0))
-                for rid, h in holds.items()
-            },
+            **{rid: Hold(0, 0, credits) for rid, credits in settled.items()},  # counted after its hold ended
+            **{rid: Hold(int(h[0]), int(h[1]), settled.get(rid, 0)) for rid, h in holds.items()},
         },
     )
 
@@ -213,6 +212,7 @@ class Credits(Table):
             fingerprint=item["fp"],
             answer=json.loads(item["answer"]),
             released_at=int(item["releasedAt"]) if item.get("releasedAt") is not None else None,
+            consumed_at_release=int(item.get("consumed", 0)),
         )
 
     def hold_actions(
@@ -222,7 +222,7 @@ class Credits(Table):
         it was read; ``forget`` names each account's ended holds to drop at the same time."""
         actions = [self.put_action(self._reservation_item(reservation), attr("pk").absent())]
         for account in accounts:
-            change = Update().set(_HOLD + reservation.id, [reservation.credits, reservation.expires_at, None])
+            change = Update().set(_HOLD + reservation.id, [reservation.credits, reservation.expires_at])
             dropped = forget.get(account.subject, [])
             if dropped:
                 change.remove(*[name for rid in dropped for name in (_HOLD + rid, _SETTLED + rid)])
@@ -230,13 +230,16 @@ class Credits(Table):
         return actions
 
     def release_actions(self, reservation: Reservation, accounts: list[CreditAccount], at: int) -> list[dict]:
-        """Transaction actions: the reservation released at ``at`` (if it was not), on its item and
-        on every account that still shows its hold."""
+        """Transaction actions: the reservation released at ``at`` (if it was not) with what it
+        consumed (as the first account read it), and its hold dropped from every account."""
         item_key = _key(keys.reservation_pk(reservation.tenant, reservation.id), keys.RESERVATION_SK)
-        actions = [self.action(item_key, Update().set("releasedAt", at), attr("releasedAt").absent())]
+        first = next((a for a in accounts if a.subject == reservation.subjects[0]), None)
+        consumed = first.holds[reservation.id].settled if first and reservation.id in first.holds else 0
+        change = Update().set("releasedAt", at).set("consumed", consumed)
+        actions = [self.action(item_key, change, attr("releasedAt").absent())]
         for account in accounts:
-            change = Update().set(_HOLD + reservation.id, [reservation.credits, reservation.expires_at, at])
-            actions.append(self._account_change(reservation.tenant, account.subject, account, change))
+            dropped = Update().remove(_HOLD + reservation.id, _SETTLED + reservation.id)
+            actions.append(self._account_change(reservation.tenant, account.subject, account, dropped))
         return actions
 
 

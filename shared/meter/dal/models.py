@@ -150,12 +150,11 @@ class Grant:
 
 @dataclass(frozen=True)
 class Hold:
-    """One reservation's hold on one account: ``credits`` until ``expires_at`` unless released;
-    ``settled`` is what counted events carrying its id have consumed since."""
+    """One reservation's open hold on one account: ``credits`` until ``expires_at`` (a release drops
+    it); ``settled`` is what counted events carrying its id have consumed since."""
 
     credits: int
     expires_at: int
-    released_at: int | None = None
     settled: int = 0
 
 
@@ -185,3 +184,4 @@ class Reservation:
     fingerprint: str
     answer: dict
     released_at: int | None = None
+    consumed_at_release: int = 0  # what counted events had consumed of it when it was released
