@@ -668,6 +668,41 @@ def _routes_report(results: dict[str, Any]) -> list[str]:
     return lines + _table(rows, header)
 
 
+def _credits_report(results: dict[str, Any]) -> list[str]:
+    """What a reservation, a settlement and a balance read cost, and how fast they answer."""
+    c = results["credits"]
+    lat, hot = c.get("latency", {}), c["hottest_key_at_10k_reservations_per_s"]
+    lines = [
+        "## Credits: reservations, settlements, balances",
+        "",
+        f"A reservation on an end user and the tenant ({c['reservations']} held, each released), "
+        f"{c['settled_events']} events carrying a reservation counted beside the same events on a tenant "
+        "that never granted credits, and a balance read of an end user holding 20 grants.",
+        "",
+    ]
+    rows = [
+        ["reservation (2 subjects)", c["wcu_per_reservation"], c["rcu_per_reservation"],
+         c["transaction_items_per_reservation"], lat.get("reservation", {}).get("p50", "-"),
+         lat.get("reservation", {}).get("p99", "-")],
+        ["release", c["wcu_per_release"], "-", "-", "-", "-"],
+        ["settlement, per settled event", c["settlement_wcu_per_event"], "-", "-", "-", "-"],
+        ["balance, 20 grants", "-", c["balance_rcu_20_grants"], "-", lat.get("balance", {}).get("p50", "-"),
+         lat.get("balance", {}).get("p99", "-")],
+        ["identifier route, same run", "-", "-", "-", lat.get("identifier_dates", {}).get("p50", "-"),
+         lat.get("identifier_dates", {}).get("p99", "-")],
+    ]  # fmt: skip
+    lines += _table(rows, ["operation", "WCU", "RCU", "transaction items", "p50 ms", "p99 ms"])
+    lines += [
+        "",
+        f"Pipeline WCU per event: {c['wcu_per_event_settled']} carrying a reservation, "
+        f"{c['wcu_per_event_without_credits']} on a tenant without credits. "
+        f"Reservation p50 is {lat.get('reservation', {}).get('of_identifier_p50', '-')}x the identifier route's, "
+        f"a balance {lat.get('balance', {}).get('of_identifier_p50', '-')}x. One tenant-wide budget at "
+        f"10,000 reservations/s: `{hot['key']}` would take {hot['wcu_per_s']:,} WCU/s.",
+    ]
+    return lines
+
+
 def _coldstart_report(results: dict[str, Any]) -> list[str]:
     """Import + init of every function beside the floor (boto3 alone)."""
     floor = results["cold_start_ms"]["floor"]
@@ -752,6 +787,7 @@ def _time_report(steps: dict[str, float]) -> list[str]:
 _RENDERERS: list[tuple[tuple[str, ...], Callable[[dict[str, Any]], list[str]]]] = [
     (("live", "backfill"), _writes_report),
     (("live",), _live_report),
+    (("credits",), _credits_report),
     (("rcu_per_query",), _reads_report),
     (("live", "backfill", "backfill_10x_population"), _throughput_report),
     (("poison",), _poison_report),
@@ -783,7 +819,7 @@ def with_last_run(page: str, results: dict[str, Any]) -> str:
     return before + block + after
 
 
-SECTIONS = ("live", "backfill", "crowd", "poison", "hostile", "coldstart")
+SECTIONS = ("live", "backfill", "crowd", "poison", "hostile", "credits", "coldstart")
 
 
 Step = tuple[str, str, Callable[[], dict[str, Any]]]  # name, how it uses the machine (bench.lanes), what it returns
@@ -820,6 +856,13 @@ def _steps(name: str, bench: Bench, quick: bool) -> list[Step]:
         return [
             ("many alerts", BESIDE, lambda: {"hostile": {"alerts": bench.alerts_delay(100 if quick else 1000)}}),
             ("slow receiver", ALONE, lambda: {"hostile": {"slow_receiver": bench.slow_receiver(3 if quick else 10)}}),
+        ]
+    if name == "credits":
+        from bench import credits
+
+        return [
+            ("units", SHARED, lambda: {"credits": credits.units(bench, quick)}),
+            ("latency", ALONE, lambda: {"credits": {"latency": credits.latency(bench, quick)}}),
         ]
     raise ValueError(f"no bench section {name!r}: one of {', '.join(SECTIONS)}")
 

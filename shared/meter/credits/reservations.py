@@ -66,21 +66,29 @@ def reserve(request: ReservationRequest) -> tuple[dict, bool]:
     answer, False) for the same request again; 402 naming the first subject without room."""
     repo = credits()
     for round_number in range(decide.MAX_ROUNDS):
-        stored = repo.reservation(request.tenant, request.id, consistent=True)
-        if stored is not None:
-            return _replayed(stored, request), False
         now = now_ms()
         accounts = repo.accounts(request.tenant, list(request.subjects), consistent=True)
         expires_at = now + request.ttl_seconds * 1000
-        answer = {"id": request.id, "credits": request.credits, "expiresAt": expires_at,
-                  "subjects": _room(request, accounts, now)}  # fmt: skip
+        try:
+            room = _room(request, accounts, now)
+        except (PaymentRequired, Conflict):
+            stored = repo.reservation(request.tenant, request.id, consistent=True)
+            if stored is not None:  # the same request again, after its hold took the room
+                return _replayed(stored, request), False
+            raise
+        answer = {"id": request.id, "credits": request.credits, "expiresAt": expires_at, "subjects": room}
         reservation = Reservation(
             request.tenant, request.id, request.subjects, request.credits, now, expires_at, request.fingerprint, answer
         )
         forget = {s: _ended_holds(a, now) for s, a in accounts.items()}
         held_on = [accounts.get(s) or CreditAccount(request.tenant, s) for s in request.subjects]
-        if decide.commit(repo.hold_actions(reservation, held_on, forget)) is None:
+        reasons = decide.commit(repo.hold_actions(reservation, held_on, forget))
+        if reasons is None:
             return answer, True
+        if reasons[0] == "ConditionalCheckFailed":  # the id is taken: this request again, or another
+            stored = repo.reservation(request.tenant, request.id, consistent=True)
+            if stored is not None:
+                return _replayed(stored, request), False
         decide.pause(round_number)
     raise decide.gave_up("reservation not decided")
 
