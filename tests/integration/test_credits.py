@@ -199,3 +199,45 @@ def test_a_bad_reservation_field_is_named(gateway, tokens, body, field):
     )
     assert response.status == 400, response.json()
     assert f"'{field}'" in response.json()["error"]
+
+
+# -- low-balance alerts ------------------------------------------------------------------------
+def fired(gateway, token, alert_id: str) -> list[int]:
+    found = call(gateway, "GET", f"/v1/alerts/{alert_id}/triggers", token).json()["data"]
+    return [t["threshold"] for t in reversed(found)]  # oldest first
+
+
+def test_a_balance_alert_fires_once_per_threshold_until_a_grant_lifts_it_above(gateway, tokens):
+    token = tokens["acme"]
+    grant(gateway, token, id="first", amount=100, subject=USER)
+    spec = {"name": "low", "measure": "available", "subject": USER, "thresholds": [50, 10]}
+    made = call(gateway, "POST", "/v1/alerts", token, spec)
+    assert made.status == 201 and made.json()["period"] is None, made.json()
+    alert = made.json()["id"]
+    assert reserve(gateway, token, "run", 55, USER).status == 201  # available 45: a reservation crosses 50
+    assert fired(gateway, token, alert) == [50]
+    for n in range(5):
+        use(gateway, token, f"run-{n}", 11, reservationId="run", **USER)
+    counted()  # the hold is settled: still 45 available
+    use(gateway, token, "plain", 40, **USER)
+    counted()
+    assert balance(gateway, token, **USER)["available"] == 5
+    assert fired(gateway, token, alert) == [50, 10]
+    grant(gateway, token, id="crumb", amount=3, subject=USER)  # 8: not lifted above 10, nothing fires again
+    use(gateway, token, "more", 1, **USER)
+    counted()
+    assert fired(gateway, token, alert) == [50, 10]
+    grant(gateway, token, id="top-up", amount=100, subject=USER)  # 107: above both again
+    status = call(gateway, "GET", f"/v1/alerts/{alert}/status", token).json()
+    assert (status["value"], status["crossed"], status["next"]) == (107, [], 50)
+    use(gateway, token, "after", 60, **USER)
+    counted()
+    assert fired(gateway, token, alert) == [50, 10, 50]
+
+
+def test_a_balance_alert_takes_no_period_and_others_need_one(gateway, tokens):
+    base = {"name": "x", "thresholds": [1]}
+    with_period = call(gateway, "POST", "/v1/alerts", tokens["acme"], {**base, "measure": "available", "period": "day"})
+    assert with_period.status == 400 and "'period'" in with_period.json()["error"]
+    without = call(gateway, "POST", "/v1/alerts", tokens["acme"], {**base, "measure": "credits"})
+    assert without.status == 400 and "'period'" in without.json()["error"]

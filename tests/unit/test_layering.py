@@ -15,7 +15,7 @@ MAY_IMPORT = {
     "dal": {"core"},
     "reading": {"core", "dal"},
     "ingest": {"core", "dal"},
-    "alerts": {"core", "dal", "reading"},
+    "alerts": {"core", "dal", "reading", "credits"},
     "credits": {"core", "dal"},
     "counting": {"core", "dal", "reading", "alerts", "credits"},
     "api": {"core", "dal", "reading", "ingest", "alerts", "counting", "credits"},

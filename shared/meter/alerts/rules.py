@@ -9,6 +9,13 @@ can only ever store it once. Evaluation is level-triggered (it compares the peri
 with the thresholds not yet marked), so it may run as often as convenient: when the aggregator
 has folded records of the subject (its open window added to what is committed) and after each
 commit, and when an alert is created or its thresholds change.
+
+A **balance alert** (measure ``available``) watches a subject's available credits instead, and
+fires once for each threshold the balance falls to or below. Its "period" is the time since a grant
+last lifted the balance: the start of the latest grant (or allowance period) in effect. It fires in
+that period only if the grant lifted the balance above the threshold, so it fires again only after
+a grant lifts the balance above it and it falls again. It is evaluated after each commit that
+counts the subject's credits, after each reservation, grant and void, and hourly by reconciliation.
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ from meter.core.caches import Cache
 from meter.core.localtime import DAY, MONTH, local_iso, next_boundary, window_start
 from meter.core.logs import logger, metrics
 from meter.core.timerange import HOUR_MS, iso, now_ms, to_ms
+from meter.credits.rules import balance, latest_start, level_at
 from meter.dal import keys, sqs, store
+from meter.dal.credits import credits
 from meter.dal.dimensions import AGENT, IDENTIFIER, TENANT, contribution_of
-from meter.dal.models import Alert, Trigger
+from meter.dal.models import TENANT_SUBJECT, Alert, CreditAccount, Subject, Trigger
 from meter.dal.records import UsageRecord
 from meter.dal.tenants import anchor_day_of, billing_period_start
 from meter.reading.series import Series, UsageQuery, series_total
@@ -56,6 +65,23 @@ def subject_of(alert: Alert) -> dict[str, str]:
     if alert.agent_id is not None:
         return {"agentId": alert.agent_id}
     return {}
+
+
+BALANCE = "available"  # the measure of a balance alert
+
+
+def is_balance(alert: Alert) -> bool:
+    """Whether the alert watches available credits (it falls to thresholds) rather than usage."""
+    return alert.measure == BALANCE
+
+
+def credit_subject(alert: Alert) -> Subject:
+    """The alert's subject as a credit account names it."""
+    if alert.identifier is not None:
+        return Subject("identifier", alert.identifier)
+    if alert.agent_id is not None:
+        return Subject("agent", alert.agent_id)
+    return TENANT_SUBJECT
 
 
 def subject_series(alert: Alert) -> Series:
@@ -216,7 +242,7 @@ def check(
     (``definitions``) that the counted ``hours`` (hour starts per aggregate partition) touch, until
     ``budget`` reads are spent: how many fired, and the last period evaluated if some remain
     (where the next check starts)."""
-    by_id = {alert.id: alert for alert in definitions}
+    by_id = {alert.id: alert for alert in definitions if not is_balance(alert)}
     due = sorted((alert_id, start) for alert_id, alert in by_id.items() for start in _periods(alert, hours))
     due = [pair for pair in due if after is None or pair > after]
     reads, fired = Reads(), 0
@@ -248,7 +274,7 @@ def defer(tenant: str, hours: dict[str, set[int]], after: Due) -> None:
 def _watched_hours(definitions: list[Alert], hours: dict[str, set[int]]) -> dict[str, set[int]]:
     """The counted hours of the partitions some alert watches (all a check needs of them)."""
     watched = set()
-    for alert in definitions:
+    for alert in (a for a in definitions if not is_balance(a)):
         series = subject_series(alert)
         watched.add(series.dimension.pk(alert.tenant, series.value))
     return {pk: found for pk, found in hours.items() if pk in watched}
@@ -285,7 +311,58 @@ def check_window(tenant: str, start: int, end: int) -> int:
     fired, after = check(alerts_of(tenant, fresh=True), hours, CHECKS_PER_TENANT)
     if after is not None:
         defer(tenant, hours, after)
+    return fired + check_balances(tenant, None)
+
+
+# -- balance alerts --------------------------------------------------------------------------
+def balance_standing(alert: Alert, account: CreditAccount, now: int) -> tuple[int, int | None]:
+    """(available now, when the latest grant in effect started: the balance alert's period)."""
+    return balance(account, now).available, latest_start(account, now)
+
+
+def evaluate_balance(alert: Alert, account: CreditAccount, now: int | None = None) -> list[Trigger]:
+    """Fire each threshold the subject's available credits are at or below, once per grant that
+    lifted them above it; the firings stored exactly once."""
+    now = now_ms() if now is None else now
+    available, lifted = balance_standing(alert, account, now)
+    reached = [t for t in alert.thresholds if available <= t]
+    if lifted is None or not reached:
+        return []
+    level = level_at(account, lifted)
+    armed = [t for t in reached if level > t]  # the grant took the balance above it
+    if not armed:
+        return []
+    marked, fired = _marks(alert, lifted, armed, None), []
+    for threshold in (t for t in armed if t not in marked):
+        trigger = Trigger(alert.tenant, alert.id, threshold, lifted, now, available, None, triggered_at=now)
+        if store.alerts().fire_once(trigger):
+            logger.info("balance alert fired", extra={"alert": alert.id, "threshold": threshold, "value": available})
+            metrics.add_metric(name="AlertsFired", unit="Count", value=1)
+            fired.append(trigger)
+        _remember_marks((alert.tenant, alert.id, lifted), {threshold})
     return fired
+
+
+def check_balances(tenant: str, subjects: set[Subject] | None, fresh: bool = True) -> int:
+    """Evaluate the tenant's balance alerts on ``subjects`` (None: every one); how many fired."""
+    watching = [a for a in alerts_of(tenant, fresh) if is_balance(a)]
+    watching = [a for a in watching if subjects is None or credit_subject(a) in subjects]
+    if not watching:
+        return 0
+    accounts = credits().accounts(tenant, sorted({credit_subject(a) for a in watching}), consistent=True)
+    now = now_ms()
+    empty = {a.id: CreditAccount(tenant, credit_subject(a)) for a in watching}
+    return sum(len(evaluate_balance(a, accounts.get(credit_subject(a)) or empty[a.id], now)) for a in watching)
+
+
+def check_accounts(touched: Iterable[AggregateKey]) -> int:
+    """Evaluate the balance alerts of the credit accounts a commit just added to."""
+    by_tenant: dict[str, set[Subject]] = {}
+    for pk, _ in touched:
+        if keys.is_account_pk(pk):
+            tenant, kind, value = keys.parse_account_pk(pk)
+            by_tenant.setdefault(tenant, set()).add(Subject(kind, value))
+    return sum(check_balances(tenant, subjects) for tenant, subjects in sorted(by_tenant.items()))
 
 
 def handle_checks(event: dict[str, Any]) -> dict[str, Any]:

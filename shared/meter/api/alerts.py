@@ -22,6 +22,7 @@ from meter.core.config import get_settings
 from meter.core.errors import BadRequest, Conflict, NotFound
 from meter.core.localtime import local_iso
 from meter.core.timerange import iso, now_ms
+from meter.credits.grants import account_of as credits_account
 from meter.dal import store
 from meter.dal.cursors import decode_cursor, encode_cursor
 from meter.dal.models import Alert as StoredAlert
@@ -32,7 +33,7 @@ MAX_THRESHOLD = 10**15
 TRIGGERS_PAGE = 50
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 PATCHABLE = ("name", "thresholds", "webhookUrl")
-Measure = Literal["credits", "tokens", "events", "messages", "conversations"]
+Measure = Literal["credits", "tokens", "events", "messages", "conversations", "available"]
 Period = Literal["day", "month", "billing_period"]
 
 
@@ -73,14 +74,22 @@ class AlertSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
     subject: Subject = Field(default_factory=Subject)
-    measure: Measure
-    period: Period
+    measure: Measure = Field(description="available: the subject's available credits, falling to each threshold")
+    period: Period | None = Field(None, description="Required, but for a balance alert (measure available)")
     timeZone: str = Field("UTC", max_length=64)
     thresholds: list[int] = Field(min_length=1, max_length=MAX_THRESHOLDS)
     webhookUrl: str | None = Field(None, max_length=2048)
 
     _thresholds = field_validator("thresholds")(_thresholds)
     _https = field_validator("webhookUrl")(_webhook)
+
+    @model_validator(mode="after")
+    def _period_unless_balance(self) -> AlertSpec:
+        if self.measure == rules.BALANCE and self.period is not None:
+            raise ValueError("period: a balance alert has none (it fires once per grant that lifted the balance)")
+        if self.measure != rules.BALANCE and self.period is None:
+            raise ValueError("period: required (day, month or billing_period)")
+        return self
 
     @field_validator("timeZone")
     @classmethod
@@ -117,7 +126,7 @@ class Alert(BaseModel):
     name: str
     subject: Subject
     measure: Measure
-    period: Period
+    period: Period | None
     timeZone: str
     thresholds: list[int]
     webhookUrl: str | None = Field(description="Shown to admin keys only: a hook's URL is often its credential")
@@ -133,7 +142,9 @@ class AlertList(BaseModel):
 
 
 class AlertStatus(BaseModel):
-    """``GET /v1/alerts/{id}/status``: where the current period stands."""
+    """``GET /v1/alerts/{id}/status``: where the current period stands. For a balance alert the
+    period runs from the start of the latest grant in effect, ``value`` is the available credits,
+    and ``next`` the highest threshold still below it."""
 
     periodStart: str
     periodEnd: str
@@ -194,7 +205,7 @@ def _shown(alert: StoredAlert, secret: str | None = None, admin: bool = True) ->
         name=alert.name,
         subject=Subject(**subject_of(alert)),
         measure=alert.measure,
-        period=alert.period,
+        period=None if rules.is_balance(alert) else alert.period,
         timeZone=alert.time_zone,
         thresholds=list(alert.thresholds),
         webhookUrl=url if admin else None,
@@ -227,7 +238,7 @@ def create_alert(tenant: str, body: Any, now: int | None = None) -> dict[str, An
         id=f"al_{uuid.uuid4().hex[:20]}",
         name=spec.name,
         measure=spec.measure,
-        period=spec.period,
+        period=spec.period or "none",
         time_zone=spec.timeZone,
         thresholds=tuple(spec.thresholds),
         created_at=now,
@@ -239,8 +250,16 @@ def create_alert(tenant: str, body: Any, now: int | None = None) -> dict[str, An
     )
     store.alerts().save(alert)
     rules.forget_definitions(tenant)
-    evaluate(alert, now, now=now)
+    _evaluate(alert, now)
     return _shown(alert, alert.signing_secret)
+
+
+def _evaluate(alert: StoredAlert, now: int) -> None:
+    """Fire at once for the thresholds already reached (a balance already at or below them)."""
+    if rules.is_balance(alert):
+        rules.check_balances(alert.tenant, {rules.credit_subject(alert)})
+    else:
+        evaluate(alert, now, now=now)
 
 
 def list_alerts(tenant: str, cursor: str | None, limit: int = 100, admin: bool = False) -> dict[str, Any]:
@@ -284,7 +303,7 @@ def change_alert(tenant: str, alert_id: str, body: Any, now: int | None = None) 
     )
     store.alerts().save(alert)
     rules.forget_definitions(tenant)
-    evaluate(alert, now, now=now)
+    _evaluate(alert, now)
     return _shown(alert, new_secret)
 
 
@@ -299,6 +318,8 @@ def alert_status(tenant: str, alert_id: str, now: int | None = None) -> dict[str
     """The current period's exact value, the thresholds it has fired for and the next one."""
     now = now_ms() if now is None else now
     alert = _loaded(tenant, alert_id)
+    if rules.is_balance(alert):
+        return _balance_status(alert, now)
     start, end = period_bounds(alert, now)
     value = period_value(alert, start, end)
     crossed = sorted(store.alerts().fired_in(tenant, alert_id, start))
@@ -310,6 +331,22 @@ def alert_status(tenant: str, alert_id: str, now: int | None = None) -> dict[str
         value=value,
         crossed=crossed,
         next=min(ahead) if ahead else None,
+    ).model_dump()
+
+
+def _balance_status(alert: StoredAlert, now: int) -> dict[str, Any]:
+    """A balance alert's standing: available now, since the grant that last lifted it."""
+    account = credits_account(alert.tenant, rules.credit_subject(alert))
+    value, lifted = rules.balance_standing(alert, account, now)
+    crossed = sorted(store.alerts().fired_in(alert.tenant, alert.id, lifted)) if lifted is not None else []
+    below = [t for t in alert.thresholds if t < value]
+    zone = ZoneInfo(alert.time_zone)
+    return AlertStatus(
+        periodStart=local_iso(lifted if lifted is not None else now, zone),
+        periodEnd=local_iso(now, zone),
+        value=value,
+        crossed=crossed,
+        next=max(below) if below else None,
     ).model_dump()
 
 

@@ -14,9 +14,11 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
+from meter.alerts import rules
 from meter.api.alerts import Subject, parse_body
 from meter.api.http import Created
 from meter.core.errors import BadRequest
+from meter.core.logs import logger, metrics
 from meter.core.timerange import iso, now_ms, to_ms
 from meter.credits import grants as grant_cases
 from meter.credits import reservations as reservation_cases
@@ -213,6 +215,16 @@ def _optional_iso(ms: int | None) -> str | None:
     return None if ms is None else iso(ms)
 
 
+def _watch(tenant: str, subjects: set[models.Subject]) -> None:
+    """Evaluate the balance alerts on subjects whose balance just moved; a failure is logged (the
+    next commit, decision or reconciliation evaluates them again), never the answer's."""
+    try:
+        rules.check_balances(tenant, subjects, fresh=False)
+    except Exception:
+        logger.exception("balance alert check failed; the next check of these subjects repeats it")
+        metrics.add_metric(name="AlertChecksFailed", unit="Count", value=1)
+
+
 # -- grants ----------------------------------------------------------------------------------
 def _grant_shown(grant: models.Grant, remaining: int) -> dict[str, Any]:
     t = grant.terms
@@ -259,6 +271,7 @@ def create_grant(tenant: str, body: Any) -> dict[str, Any]:
     )
     grant = models.Grant(tenant, _subject(spec.subject), terms, now, _fingerprint(spec), spec.meta)
     stored, created = grant_cases.create_grant(grant)
+    _watch(tenant, {stored.subject})
     shown = _shown_now(stored)
     return Created(shown) if created else shown
 
@@ -270,7 +283,9 @@ def get_grant(tenant: str, grant_id: str) -> dict[str, Any]:
 
 def void_grant(tenant: str, grant_id: str) -> dict[str, Any]:
     """``DELETE /v1/grants/{id}``: void it from now; the grant as it is then."""
-    return _shown_now(grant_cases.void_grant(tenant, grant_id))
+    voided = grant_cases.void_grant(tenant, grant_id)
+    _watch(tenant, {voided.subject})
+    return _shown_now(voided)
 
 
 def list_grants(tenant: str, query: dict[str, str]) -> dict[str, Any]:
@@ -327,6 +342,8 @@ def create_reservation(tenant: str, body: Any) -> dict[str, Any]:
         tenant, spec.id, tuple(_subject(s) for s in spec.subjects), spec.credits, spec.ttlSeconds, _fingerprint(spec)
     )
     answer, created = reservation_cases.reserve(request)
+    if created:
+        _watch(tenant, set(request.subjects))
     return Created(_made(answer)) if created else _made(answer)
 
 

@@ -381,6 +381,8 @@ def _check_alerts(touched: dict[AggregateKey, Counter], folded: list[UsageRecord
     subject, or the next commit, evaluates again (evaluation compares levels, so nothing is lost)."""
     try:
         rules.check_touched(touched, folded, open_window, fresh=open_window is None)
+        if open_window is None:  # balances move only with what is committed
+            rules.check_accounts(touched)
     except Exception:
         logger.exception("alert check failed; the next check of these subjects repeats it")
         metrics.add_metric(name="AlertChecksFailed", unit="Count", value=1)

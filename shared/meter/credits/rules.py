@@ -186,3 +186,18 @@ def remaining_of(account: CreditAccount, grant_id: str, now: int) -> int:
     if current is None:
         return terms.amount if now < terms.effective_at else 0
     return terms.amount - burn_down(account.grants, account.consumed).burned.get(current.key, 0)
+
+
+def latest_start(account: CreditAccount, now: int) -> int | None:
+    """When the most recent of the grants in effect now started (a grant, or this period's
+    allowance): the last moment a grant lifted the balance. None if none is in effect."""
+    starts = [i.start for g in account.grants if (i := instance_at(g, now))]
+    return max(starts) if starts else None
+
+
+def level_at(account: CreditAccount, at: int) -> int:
+    """What the grants in effect at ``at`` had left then, from what was consumed before it (holds
+    aside): the balance a grant starting at ``at`` lifted it to."""
+    down = burn_down(account.grants, {start: n for start, n in account.consumed.items() if start < at})
+    current = [i for g in account.grants if (i := instance_at(g, at))]
+    return sum(i.terms.amount - down.burned.get(i.key, 0) for i in current)

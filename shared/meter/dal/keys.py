@@ -258,6 +258,15 @@ def is_account_pk(pk: str) -> bool:
     return owner_of_aggregate(pk)[1] == CREDIT_CODE
 
 
+def parse_account_pk(pk: str) -> tuple[str, str, str]:
+    """(tenant, kind, value) of a credit account's partition key: ``account_pk`` back."""
+    tenant, _, rest = pk.partition(f"#{CREDIT_CODE}")
+    if not rest:
+        return tenant, "tenant", ""
+    code, _, value = rest[1:].partition("#")
+    return tenant, {v: k for k, v in _SUBJECT_CODES.items()}[code], value
+
+
 def grant_pk(tenant: str, grant_id: str) -> str:
     """The partition of one grant (its id is the idempotency key, unique in the tenant)."""
     return f"{tenant}#GRANT#{grant_id}"
