@@ -424,14 +424,15 @@ class Bench:
     @staticmethod
     def _dashboard_load(base: dict[str, list[str]]) -> list[dict]:
         """The calls the dashboard makes for a range (functions/dashboard/static/dashboard.js)."""
-        from meter.api import chatbotkit
+        from meter.api import chatbotkit, credits
         from meter.api.usage_query import answer, parse_query
 
         whole = {k: v for k, v in base.items() if k != "windowSize"}
         calls = [{**whole, "measure": [m]} for m in ("credits", "tokens", "messages", "conversations")]
         calls += [base, {**whole, "groupBy": ["identifier"]}, {**whole, "groupBy": ["agentId", "model"]}]
         rows = [row for params in calls for row in answer(parse_query(TENANT, params))["data"]]
-        return rows + chatbotkit.list_records(TENANT, {"take": "20"})["items"]
+        shown = [credits.get_balance(TENANT, {}), *credits.list_grants(TENANT, {})["data"]]
+        return rows + chatbotkit.list_records(TENANT, {"take": "20"})["items"] + shown
 
     def routes(self, tenant: str, runs: int) -> dict[str, dict[str, Any]]:
         """Every GET route through the in-process gateway, warm, as a client asks it (ranged routes over

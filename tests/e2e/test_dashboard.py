@@ -210,3 +210,41 @@ def test_totals_past_2_to_the_53_are_shown_exactly(stack, browser):
     assert page.inner_text('[data-metric="credits-total"]').replace(",", "") == str(exact)
     assert errors == []
     page.close()
+
+
+def test_the_credits_panel_shows_the_tenants_balance_and_an_end_users_when_searched(stack, browser):
+    tenant = f"cred{uuid.uuid4().hex[:6]}"
+    admin = stack.key(tenant, "ingest,read,admin")
+    auth = {"Authorization": f"Bearer {admin}"}
+    grants = [
+        {"id": "org-pack", "amount": 5000},
+        {"id": "ana-daily", "amount": 100, "subject": {"identifier": "ana@example.com"},
+         "recurrence": {"period": "day", "timeZone": "Asia/Kolkata"}},
+    ]  # fmt: skip
+    for body in grants:
+        assert requests.post(f"{stack.base_url}/v1/grants", headers=auth, json=body, timeout=10).status_code == 201
+    held = {"id": "run-1", "subjects": [{"identifier": "ana@example.com"}, {}], "credits": 30}
+    assert requests.post(f"{stack.base_url}/v1/reservations", headers=auth, json=held, timeout=10).status_code == 201
+
+    page, errors = follow_link(browser, f"{stack.base_url}/#key={admin}", tenant)
+    settled(page)
+
+    def shown() -> dict[str, int]:
+        settled(page)
+        fields = ("available", "granted", "consumed", "reserved", "overage")
+        return {f: int(page.get_attribute(f'[data-balance="{f}"]', "data-value")) for f in fields}
+
+    def api(**query) -> dict[str, int]:
+        found = requests.get(f"{stack.base_url}/v1/balance", headers=auth, params=query, timeout=10).json()
+        return {f: found[f] for f in ("available", "granted", "consumed", "reserved", "overage")}
+
+    assert shown() == api() == {"available": 4970, "granted": 5000, "consumed": 0, "reserved": 30, "overage": 0}
+    assert page.locator("#grants tbody tr td:first-child").all_inner_texts() == ["org-pack"]
+    page.fill("#balance-user", "ana@example.com")
+    page.get_by_role("button", name="Show credits").click()
+    page.wait_for_selector("#balance-of:has-text('ana@example.com')")
+    assert shown() == api(identifier="ana@example.com")
+    assert "each day, Asia/Kolkata" in page.inner_text("#grants")
+    page.screenshot(path=str(SHOTS / "dashboard-credits.png"), full_page=True)
+    assert errors == []
+    page.close()

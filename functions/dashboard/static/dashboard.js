@@ -1,10 +1,10 @@
-// The usage dashboard: every number comes from the public APIs (/v1/usage/query, /api/v1/usage/list)
-// with the key the user gave; the key lives in sessionStorage only.
+// The usage dashboard: every number comes from the public APIs (/v1/usage/query, /api/v1/usage/list,
+// /v1/balance, /v1/grants) with the key the user gave; the key lives in sessionStorage only.
 "use strict";
 
 const KEY = "usageMeterKey";
 const $ = (id) => document.getElementById(id);
-const state = { shown: {}, cursors: [null], page: 0, chart: null, pending: 0, summaryRun: 0, eventsRun: 0 };
+const state = { shown: {}, cursors: [null], page: 0, chart: null, pending: 0, summaryRun: 0, eventsRun: 0, creditsRun: 0 };
 
 function token() {
   return sessionStorage.getItem(KEY);
@@ -89,7 +89,7 @@ function setLoading(on) {
   $("status").textContent = busy ? "Loading…" : "Updated " + new Date().toLocaleTimeString();
 }
 
-function fillTable(id, rows) {
+function fillTable(id, rows, none = "Nothing in this range") {
   const body = $(id).querySelector("tbody");
   body.replaceChildren(
     ...rows.map((cells) => {
@@ -109,7 +109,7 @@ function fillTable(id, rows) {
     const td = document.createElement("td");
     td.colSpan = $(id).querySelectorAll("th").length;
     td.className = "none";
-    td.textContent = "Nothing in this range";
+    td.textContent = none;
     tr.appendChild(td);
     body.appendChild(tr);
   }
@@ -205,11 +205,35 @@ async function loadEvents() {
   state.events = rows;
 }
 
+// The tenant's credits, or one end user's when searched: its balance now and its grants.
+async function loadCredits() {
+  const run = ++state.creditsRun;
+  const user = $("balance-user").value.trim();
+  const params = user ? [["identifier", user]] : [];
+  const [balance, grants] = await Promise.all([api("/v1/balance", params), api("/v1/grants", params)]);
+  if (run !== state.creditsRun) return;
+  for (const field of ["available", "granted", "consumed", "reserved", "overage"]) {
+    const cell = document.querySelector(`[data-balance="${field}"]`);
+    cell.dataset.value = String(balance[field]);
+    cell.textContent = number.format(balance[field]);
+  }
+  $("balance-of").textContent = user ? "of " + user : "of the whole tenant";
+  const when = (iso) => (iso ? new Date(iso).toLocaleString(undefined, { timeZone: zone() }) : "never");
+  fillTable("grants", grants.data.map((g) => [
+    g.id + (g.voidedAt ? " (voided)" : ""),
+    g.priority,
+    when(g.expiresAt),
+    g.recurrence ? `each ${g.recurrence.period}, ${g.recurrence.timeZone}` : "",
+    g.amount,
+    g.remaining,
+  ]), "No grants");
+}
+
 async function refresh() {
   showError("");
   setLoading(true);
   try {
-    await Promise.all([loadSummary(), loadEvents()]);
+    await Promise.all([loadSummary(), loadEvents(), loadCredits()]);
   } catch (error) {
     showError(error.message);
     if (error.status === 401) signOut(false);
@@ -315,6 +339,10 @@ function start() {
     state.cursors = [null];
     state.page = 0;
     run(loadEvents);
+  });
+  $("balance-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    run(loadCredits);
   });
   $("older").addEventListener("click", () => { state.page += 1; run(loadEvents); });
   $("newer").addEventListener("click", () => { state.page = Math.max(0, state.page - 1); run(loadEvents); });
