@@ -699,7 +699,8 @@ def _credits_report(results: dict[str, Any]) -> list[str]:
         f"{c['wcu_per_event_without_credits']} on a tenant without credits. "
         f"Reservation p50 is {lat.get('reservation', {}).get('of_identifier_p50', '-')}x the identifier route's, "
         f"a balance {lat.get('balance', {}).get('of_identifier_p50', '-')}x. One tenant-wide budget at "
-        f"10,000 reservations/s: `{hot['key']}` would take {hot['wcu_per_s']:,} WCU/s.",
+        f"10,000 reservations/s (measured over {c['budget_reservations']:,} reservations on the tenant alone, each "
+        f"released): its hottest key, `{hot['key']}`, would take {hot['wcu_per_s']:,} WCU/s.",
     ]
     return lines
 

@@ -5,6 +5,7 @@ released and expired; every bad field named; no tenant sees another's."""
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import pytest
 
@@ -144,7 +145,9 @@ def test_a_reservation_holds_on_every_subject_or_on_none(gateway, tokens):
     grant(gateway, token, id="ana-pack", amount=40, subject=USER)
     held = reserve(gateway, token, "run-1", 30, USER, {})
     assert held.status == 201, held.json()
-    assert [s["available"] for s in held.json()["subjects"]] == [10, 70]
+    user_left, tenant_left = [s["available"] for s in held.json()["subjects"]]
+    assert user_left == 10 and 0 <= tenant_left <= 70  # the tenant's: what its budget's slice still lends
+    assert balance(gateway, token)["available"] == 70
     refused = reserve(gateway, token, "run-2", 20, {}, USER)
     assert refused.status == 402
     assert refused.json() == {"error": "Insufficient credits", "subject": USER, "available": 10}
@@ -174,9 +177,12 @@ def test_counted_events_settle_their_hold_and_a_release_returns_the_rest(gateway
 def test_an_expired_hold_is_never_counted(gateway, tokens):
     token = tokens["acme"]
     grant(gateway, token, amount=10)
-    assert reserve(gateway, token, "short", 10, ttl=1).status == 201
+    short = reserve(gateway, token, "short", 10, ttl=1)
+    assert short.status == 201
     assert reserve(gateway, token, "next", 1).status == 402
-    time.sleep(1.05)
+    expires = datetime.fromisoformat(short.json()["expiresAt"]).timestamp()
+    assert expires - time.time() <= 2  # a TTL under a minute ends on the next whole second
+    time.sleep(max(0.0, expires - time.time()) + 0.01)
     assert balance(gateway, token)["reserved"] == 0
     assert call(gateway, "GET", "/v1/reservations/short", token).json()["state"] == "expired"
     assert reserve(gateway, token, "next", 10).status == 201
@@ -241,3 +247,31 @@ def test_a_balance_alert_takes_no_period_and_others_need_one(gateway, tokens):
     assert with_period.status == 400 and "'period'" in with_period.json()["error"]
     without = call(gateway, "POST", "/v1/alerts", tokens["acme"], {**base, "measure": "credits"})
     assert without.status == 400 and "'period'" in without.json()["error"]
+
+
+# -- the tenant's budget in slices -------------------------------------------------------------
+def lent(tenant: str) -> int:
+    from meter.credits.slices import SLICES
+    from meter.dal.credits import credits
+
+    return sum(s.free(now_ms()) for s in credits().slices(tenant, list(range(SLICES))).values())
+
+
+@pytest.mark.parametrize("ending", ["release", "expiry"])
+def test_the_budgets_slices_lend_exactly_what_the_tenant_has_through_a_holds_life(gateway, tokens, ending):
+    token = tokens["acme"]
+    grant(gateway, token, amount=100)
+    assert lent("acme") == balance(gateway, token)["available"] == 100  # a grant is lent out at once
+    held = reserve(gateway, token, "run", 30, ttl=1 if ending == "expiry" else 300)
+    assert held.status == 201
+    assert lent("acme") == balance(gateway, token)["available"] == 70
+    use(gateway, token, "step", 10, reservationId="run")
+    counted()
+    assert lent("acme") == balance(gateway, token)["available"] == 70  # settled: consumed 10, held 20
+    if ending == "release":
+        call(gateway, "POST", "/v1/reservations/run/release", token)
+    else:
+        time.sleep(max(0.0, datetime.fromisoformat(held.json()["expiresAt"]).timestamp() - time.time()) + 0.01)
+    assert lent("acme") == balance(gateway, token)["available"] == 90
+    assert reserve(gateway, token, "all", 90).status == 201  # every credit can still be held
+    assert reserve(gateway, token, "one-more", 1).status == 402

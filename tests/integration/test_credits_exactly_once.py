@@ -16,7 +16,9 @@ After every step, for the tenant and each end user:
   (once each, whatever the redeliveries), a released or expired hold holds nothing, and an open one
   holds what is left of it;
 * ``granted``, ``consumed`` and ``overage`` equal a brute-force recount of the counted usage
-  (``tests.credits_oracle``).
+  (``tests.credits_oracle``);
+* the tenant's budget, split into three slices here so that they run short and rebalance often,
+  never lends more than the tenant has (the same allowance for what was counted outside a hold).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from moto import mock_aws
 from local.template import Stack
 from meter.core.timerange import HOUR_MS, to_ms
 from meter.credits import grants as grant_cases
-from meter.credits import reservations
+from meter.credits import reservations, slices
 from meter.credits.rules import credit_time, held
 from meter.dal import dynamo
 from meter.dal.credits import credits
@@ -153,13 +155,19 @@ def check(world: World) -> None:
         ), name
         if subject not in world.fell:
             assert found.consumed + found.reserved <= found.granted + world.outside[subject], name
+    tenant = grant_cases.balance_of("acme", TENANT_SUBJECT, world.clock)
+    lent = sum(s.free(world.clock) for s in credits().slices("acme", list(range(slices.SLICES))).values())
+    if TENANT_SUBJECT not in world.fell:  # the slices never lend more than the tenant has
+        assert lent <= tenant.available + world.outside[TENANT_SUBJECT], (lent, tenant)
     for rid, (subjects, amount, _) in world.holds.items():
         settled = sum(r.credits for r in world.counted if r.value_of("reservationId") == rid)
-        shown = reservations.standing(reservations.stored_reservation("acme", rid), world.clock)
+        stored = reservations.stored_reservation("acme", rid)
+        assert stored.settled == settled, rid  # the tenant's hold, on a slice: counted once each
+        shown = reservations.standing(stored, world.clock)
         if rid in world.released:  # dropped from its accounts; it consumed what was counted by then
             assert (shown.state, shown.held, shown.consumed) == ("released", 0, world.settled_at_release[rid])
             continue
-        for subject in subjects:
+        for subject in (s for s in subjects if s != TENANT_SUBJECT):
             hold = credits().account("acme", subject, consistent=True).holds[rid]
             assert hold.settled == settled, (rid, subject)
             expected_held = max(0, amount - settled) if world.open(rid) else 0
@@ -200,6 +208,8 @@ def test_reservations_never_over_admit_and_settle_exactly_once(steps, monkeypatc
         create_tables(stack)
         for module in (grant_cases, reservations):
             monkeypatch.setattr(module, "now_ms", lambda: world.clock)
+        for module in (slices, reservations, grant_cases):  # few slices: they run short and rebalance often
+            monkeypatch.setattr(module, "SLICES", 3)
         make_grant(world, TENANT_SUBJECT, "org", 400)
         make_grant(world, USERS["ana"], "ana-pack", 120, priority=10, expires_at=START + 2 * HOUR_MS)
         make_grant(world, USERS["ana"], "ana-daily", 60, period="day", time_zone="Asia/Kolkata")

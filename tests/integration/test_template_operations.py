@@ -39,6 +39,7 @@ RECORD_READERS = {
 # Who changes alerts, marks firings, or records deliveries.
 ALERT_WRITERS = {"CreateAlertFunction", "UpdateAlertFunction", "DeleteAlertFunction", "DeliverAlertsFunction"}
 ALERT_WRITERS |= {"AggregateStreamFunction", "ReconcileFunction", "CheckAlertsFunction"}
+ALERT_WRITERS |= {"CreateGrantFunction", "VoidGrantFunction", "CreateReservationFunction"}  # balance alerts
 VERBS = {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchGetItem", "Scan", "ConditionCheckItem"}
 
 

@@ -33,7 +33,8 @@ from meter.core.caches import Cache
 from meter.core.localtime import DAY, MONTH, local_iso, next_boundary, window_start
 from meter.core.logs import logger, metrics
 from meter.core.timerange import HOUR_MS, iso, now_ms, to_ms
-from meter.credits.rules import balance, latest_start, level_at
+from meter.credits.grants import balance_with_holds
+from meter.credits.rules import latest_start, level_at
 from meter.dal import keys, sqs, store
 from meter.dal.credits import credits
 from meter.dal.dimensions import AGENT, IDENTIFIER, TENANT, contribution_of
@@ -317,7 +318,7 @@ def check_window(tenant: str, start: int, end: int) -> int:
 # -- balance alerts --------------------------------------------------------------------------
 def balance_standing(alert: Alert, account: CreditAccount, now: int) -> tuple[int, int | None]:
     """(available now, when the latest grant in effect started: the balance alert's period)."""
-    return balance(account, now).available, latest_start(account, now)
+    return balance_with_holds(account, now).available, latest_start(account, now)
 
 
 def evaluate_balance(alert: Alert, account: CreditAccount, now: int | None = None) -> list[Trigger]:
@@ -361,7 +362,8 @@ def check_accounts(touched: Iterable[AggregateKey]) -> int:
     for pk, _ in touched:
         if keys.is_account_pk(pk):
             tenant, kind, value = keys.parse_account_pk(pk)
-            by_tenant.setdefault(tenant, set()).add(Subject(kind, value))
+            subject = TENANT_SUBJECT if kind == "slice" else Subject(kind, value)
+            by_tenant.setdefault(tenant, set()).add(subject)
     return sum(check_balances(tenant, subjects) for tenant, subjects in sorted(by_tenant.items()))
 
 

@@ -204,7 +204,7 @@ def read_ledger(shard: str) -> Ledger:
 
 
 def _counter_action(key: AggregateKey, added: Counter[str], listing: dict[str, str] | None) -> dict[str, Any]:
-    if keys.is_account_pk(key[0]):
+    if keys.is_credit_pk(key[0]):
         return credits().add_counters(store.Aggregates.key(*key), dict(added))
     return store.aggregates().add_counters(store.Aggregates.key(*key), dict(added), listing)
 
@@ -251,7 +251,7 @@ def _commit_chunk(shard: str, deltas: Deltas, chunk: list[AggregateKey], ledger_
 
 
 def _day_of(key: AggregateKey) -> str:
-    if keys.is_account_pk(key[0]):  # an account has no bucket: the day it was refused
+    if keys.is_credit_pk(key[0]):  # credits have no bucket: the day it was refused
         return keys.day_key(now_ms())
     return keys.day_key(keys.parse_aggregate(*key).bucket_start)
 

@@ -14,8 +14,18 @@ from collections import Counter
 from collections.abc import Iterable
 
 from meter.credits.rules import credit_time, segment_start
-from meter.dal.credits import VERSION, account_key, consumed_counter, credits, settled_counter
-from meter.dal.models import TENANT_SUBJECT, CreditAccount, Subject
+from meter.dal.credits import (
+    RESERVATION_SETTLED,
+    VERSION,
+    account_key,
+    consumed_counter,
+    credits,
+    reservation_key,
+    settled_counter,
+    slice_key,
+    slice_settled_counter,
+)
+from meter.dal.models import TENANT_SUBJECT, CreditAccount, Reservation, Subject
 from meter.dal.records import UsageRecord
 
 AggregateKey = tuple[str, str]
@@ -32,22 +42,32 @@ def subjects_of(record: UsageRecord) -> list[Subject]:
 
 
 class Book:
-    """The accounts a batch of records may add to, read once; ``additions`` of each record."""
+    """The accounts (and sliced reservations) a batch of records may add to, read once;
+    ``additions`` of each record."""
 
-    def __init__(self, accounts: dict[tuple[str, Subject], CreditAccount]):
+    def __init__(
+        self,
+        accounts: dict[tuple[str, Subject], CreditAccount],
+        reservations: dict[tuple[str, str], Reservation] | None = None,
+    ):
         self.accounts = accounts
+        self.reservations = reservations or {}
 
     @classmethod
     def of(cls, records: Iterable[UsageRecord]) -> Book:
-        """The accounts of the credited records' subjects, for tenants that grant credits."""
+        """The accounts of the credited records' subjects, and the reservations they carry, for
+        tenants that grant credits."""
+        repo = credits()
         credited = [r for r in records if r.credits > 0]
-        granting = credits().granting(sorted({r.tenant for r in credited})) if credited else set()
-        wanted = sorted({(r.tenant, s) for r in credited if r.tenant in granting for s in subjects_of(r)})
-        return cls(credits().accounts_of(wanted) if wanted else {})
+        granting = repo.granting(sorted({r.tenant for r in credited})) if credited else set()
+        mine = [r for r in credited if r.tenant in granting]
+        wanted = sorted({(r.tenant, s) for r in mine for s in subjects_of(r)})
+        holds = sorted({(r.tenant, rid) for r in mine if (rid := r.value_of("reservationId")) is not None})
+        return cls(repo.accounts_of(wanted) if wanted else {}, repo.reservations_of(holds) if holds else {})
 
     def additions(self, record: UsageRecord) -> list[tuple[AggregateKey, Counter[str]]]:
         """What one record adds to each account it touches (consumption, settlement, version)."""
-        if not record.credits or not self.accounts:
+        if not record.credits or not (self.accounts or self.reservations):
             return []
         at, hold = credit_time(record.ts, record.received_at), record.value_of("reservationId")
         added = []
@@ -59,4 +79,9 @@ class Book:
             if hold is not None and hold in account.holds:
                 counters[settled_counter(hold)] = record.credits
             added.append((account_key(record.tenant, subject), counters))
+        sliced = self.reservations.get((record.tenant, hold)) if hold is not None else None
+        if sliced is not None and sliced.slice is not None:  # the tenant's hold is on a slice of its budget
+            settled = Counter({slice_settled_counter(sliced.bucket): record.credits, VERSION: 1})
+            added.append((slice_key(record.tenant, sliced.slice), settled))
+            added.append((reservation_key(record.tenant, hold), Counter({RESERVATION_SETTLED: record.credits})))
         return added

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from meter.core.errors import Conflict, NotFound
 from meter.core.timerange import now_ms
 from meter.credits import decide
+from meter.credits.reservations import rebalance
 from meter.credits.rules import Balance, balance
+from meter.credits.slices import SLICES
 from meter.dal.credits import credits
-from meter.dal.models import CreditAccount, Grant, Subject
+from meter.dal.models import TENANT_SUBJECT, CreditAccount, Grant, Subject
 
 MAX_GRANTS_PER_SUBJECT = 100  # every grant ever made to a subject stays in its account's burn-down
 
@@ -26,9 +30,17 @@ def create_grant(grant: Grant) -> tuple[Grant, bool]:
         if account is not None and len(account.grants) >= MAX_GRANTS_PER_SUBJECT:
             raise Conflict(f"A subject holds at most {MAX_GRANTS_PER_SUBJECT} grants")
         if decide.commit(repo.add_grant_actions(grant, account)) is None:
+            _relend(grant.tenant, grant.subject)
             return grant, True
         decide.pause(round_number)
     raise decide.gave_up("grant not stored")
+
+
+def _relend(tenant: str, subject: Subject) -> None:
+    """After the tenant's grants change, its budget's slices lend what it now has (a void must not
+    leave them lending what is gone)."""
+    if subject == TENANT_SUBJECT:
+        rebalance(tenant)
 
 
 def stored_grant(tenant: str, grant_id: str) -> Grant:
@@ -56,6 +68,7 @@ def void_grant(tenant: str, grant_id: str, now: int | None = None) -> Grant:
         account = repo.account(tenant, grant.subject, consistent=True)
         at = now_ms() if now is None else now
         if account is not None and decide.commit(repo.void_grant_actions(grant, account, at)) is None:
+            _relend(tenant, grant.subject)
             return repo.grant(tenant, grant_id, consistent=True) or grant
         decide.pause(round_number)
     raise decide.gave_up("grant not voided")
@@ -67,5 +80,14 @@ def account_of(tenant: str, subject: Subject) -> CreditAccount:
 
 
 def balance_of(tenant: str, subject: Subject, now: int | None = None) -> Balance:
-    """A subject's balance now."""
-    return balance(account_of(tenant, subject), now_ms() if now is None else now)
+    """A subject's balance now (the tenant's holds are on the slices of its budget)."""
+    return balance_with_holds(account_of(tenant, subject), now_ms() if now is None else now)
+
+
+def balance_with_holds(account: CreditAccount, now: int) -> Balance:
+    """An account's balance, with what the tenant's budget slices hold when it is the tenant's."""
+    found = balance(account, now)
+    if account.subject != TENANT_SUBJECT:
+        return found
+    slices = credits().slices(account.tenant, list(range(SLICES)), consistent=True).values()
+    return replace(found, reserved=found.reserved + sum(s.held(now) for s in slices))

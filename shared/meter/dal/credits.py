@@ -20,11 +20,13 @@ from typing import Any
 from meter.core.config import get_settings
 from meter.dal import keys
 from meter.dal.expressions import Update, attr
-from meter.dal.models import CreditAccount, Grant, GrantTerms, Hold, Reservation, Subject
+from meter.dal.models import TENANT_SUBJECT, CreditAccount, CreditSlice, Grant, GrantTerms, Hold, Reservation, Subject
 from meter.dal.store import ItemKey, Table, adding
 
 VERSION = "v"
 _GRANTS, _CONSUMED, _HOLD, _SETTLED = "g", "c:", "h:", "s:"
+_QUOTA, _UNTIL, _RESERVED, _BUCKET_SETTLED = "q", "u", "r:", "x:"  # a slice's (meter.credits.slices)
+RESERVATION_SETTLED = "settled"  # on a reservation holding on a slice: what its counted events consumed
 
 
 def account_key(tenant: str, subject: Subject) -> tuple[str, str]:
@@ -40,6 +42,21 @@ def consumed_counter(segment_start: int) -> str:
 def settled_counter(reservation_id: str) -> str:
     """The account counter of the credits consumed under one reservation."""
     return f"{_SETTLED}{reservation_id}"
+
+
+def slice_key(tenant: str, index: int) -> tuple[str, str]:
+    """(pk, sk) of one slice of a tenant's budget."""
+    return keys.slice_pk(tenant, index), keys.ACCOUNT_SK
+
+
+def slice_settled_counter(bucket: int) -> str:
+    """A slice's counter of what holds expiring at ``bucket`` had consumed."""
+    return f"{_BUCKET_SETTLED}{bucket}"
+
+
+def reservation_key(tenant: str, reservation_id: str) -> tuple[str, str]:
+    """(pk, sk) of a reservation (the aggregator adds to a sliced hold's ``settled`` there)."""
+    return keys.reservation_pk(tenant, reservation_id), keys.RESERVATION_SK
 
 
 def _key(pk: str, sk: str) -> ItemKey:
@@ -75,6 +92,23 @@ def _account(item: dict[str, Any]) -> CreditAccount:
             **{rid: Hold(0, 0, credits) for rid, credits in settled.items()},  # counted after its hold ended
             **{rid: Hold(int(h[0]), int(h[1]), settled.get(rid, 0)) for rid, h in holds.items()},
         },
+    )
+
+
+def _slice(item: dict[str, Any]) -> CreditSlice:
+    reserved, settled = {}, {}
+    for name, value in item.items():
+        if name.startswith(_RESERVED):
+            reserved[int(name[2:])] = int(value)
+        elif name.startswith(_BUCKET_SETTLED):
+            settled[int(name[2:])] = int(value)
+    return CreditSlice(
+        index=int(item["value"]),
+        quota=int(item.get(_QUOTA, 0)),
+        until=int(item.get(_UNTIL, 0)),
+        reserved=reserved,
+        settled=settled,
+        version=int(item.get(VERSION, 0)),
     )
 
 
@@ -121,6 +155,68 @@ class Credits(Table):
         if subject.value:
             change.set_if_absent("value", subject.value)
         return self.action(_key(*account_key(tenant, subject)), change, _unmoved(account))
+
+    # -- slices of a tenant's budget --------------------------------------------------------
+    def slices(self, tenant: str, indexes: list[int], consistent: bool = True) -> dict[int, CreditSlice]:
+        """Some slices of a tenant's budget (those that exist)."""
+        found = self.get_many([_key(*slice_key(tenant, i)) for i in indexes], consistent)
+        return {s.index: s for s in map(_slice, found)}
+
+    def snapshot(self, tenant: str, count: int) -> tuple[CreditAccount | None, dict[int, CreditSlice]]:
+        """The tenant's ``count`` slices, then its account, strongly consistent (slices first: a
+        settlement between the reads then shows in the account only, which errs toward less)."""
+        slices = self.slices(tenant, list(range(count)))
+        return self.account(tenant, TENANT_SUBJECT, consistent=True), slices
+
+    def _slice_change(self, tenant: str, index: int, change: Update) -> Update:
+        change.add(VERSION, 1).set_if_absent("tenant", tenant).set_if_absent("kind", "slice")
+        return change.set_if_absent("value", f"{index:02d}")
+
+    def rebalance_actions(
+        self, tenant: str, account: CreditAccount, changes: dict[int, int], until: int
+    ) -> list[dict[str, Any]]:
+        """Transaction actions: add ``changes`` to the slices' quotas, lent until ``until``, if the
+        account is as it was read (its version moves, so no other rebalance also applies)."""
+        head = self.action(_key(*account_key(tenant, TENANT_SUBJECT)), Update().add(VERSION, 1), _unmoved(account))
+        lent = [
+            self.action(
+                _key(*slice_key(tenant, i)), self._slice_change(tenant, i, Update().add(_QUOTA, n).set(_UNTIL, until))
+            )
+            for i, n in sorted(changes.items())
+        ]
+        return [head, *lent]
+
+    def slice_hold(self, tenant: str, held: CreditSlice, bucket: int, credits: int, now: int) -> dict[str, Any]:
+        """Transaction action: a hold on a slice as it was read, its expired buckets folded in."""
+        change = Update().add(f"{_RESERVED}{bucket}", credits)
+        expired = held.expired(now)
+        if expired:
+            folded = sum(held.settled.get(b, 0) for b in expired)
+            change.add(_QUOTA, -folded).remove(*[f"{p}{b}" for b in expired for p in (_RESERVED, _BUCKET_SETTLED)])
+        change = self._slice_change(tenant, held.index, change)
+        return self.action(_key(*slice_key(tenant, held.index)), change, attr(VERSION).eq(held.version))
+
+    def release_on_slice(self, reservation: Reservation) -> None:
+        """Take a released hold (as it was when released) off its slice; what it consumed leaves the
+        quota. A write of its own, after the release: if it never lands, the hold ends at its
+        expiry as every hold does (its credits come back later, never twice)."""
+        settled, bucket = reservation.settled, reservation.bucket
+        change = Update().add(f"{_RESERVED}{bucket}", -reservation.credits).add(_QUOTA, -settled)
+        change.add(slice_settled_counter(bucket), -settled)
+        change = self._slice_change(reservation.tenant, reservation.slice, change)
+        self.update(_key(*slice_key(reservation.tenant, reservation.slice)), change)
+
+    def accounts_and_slice(
+        self, tenant: str, subjects: list[Subject], index: int | None
+    ) -> tuple[dict[Subject, CreditAccount], CreditSlice | None]:
+        """Some subjects' accounts and one slice of the tenant's budget, in one strongly consistent read."""
+        wanted = [_key(*account_key(tenant, s)) for s in subjects]
+        if index is not None:
+            wanted.append(_key(*slice_key(tenant, index)))
+        found = self.get_many(wanted, consistent=True) if wanted else []
+        accounts = {a.subject: a for a in (_account(i) for i in found if i.get("kind") != "slice")}
+        held = next((_slice(i) for i in found if i.get("kind") == "slice"), None)
+        return accounts, held
 
     # -- grants ----------------------------------------------------------------------------
     @staticmethod
@@ -195,13 +291,17 @@ class Credits(Table):
             "fp": r.fingerprint,
             "answer": json.dumps(r.answer, separators=(",", ":"), ensure_ascii=False),
             "releasedAt": r.released_at,
+            "slice": r.slice,
+            "bucket": r.bucket,
         }
 
     def reservation(self, tenant: str, reservation_id: str, consistent: bool = False) -> Reservation | None:
         """One reservation by id, or None."""
         item = self.get(_key(keys.reservation_pk(tenant, reservation_id), keys.RESERVATION_SK), consistent)
-        if item is None:
-            return None
+        return None if item is None else self._reservation(item, reservation_id)
+
+    @staticmethod
+    def _reservation(item: dict[str, Any], reservation_id: str) -> Reservation:
         return Reservation(
             tenant=item["tenant"],
             id=reservation_id,
@@ -213,7 +313,19 @@ class Credits(Table):
             answer=json.loads(item["answer"]),
             released_at=int(item["releasedAt"]) if item.get("releasedAt") is not None else None,
             consumed_at_release=int(item.get("consumed", 0)),
+            slice=int(item["slice"]) if item.get("slice") is not None else None,
+            bucket=int(item["bucket"]) if item.get("bucket") is not None else None,
+            settled=int(item.get(RESERVATION_SETTLED, 0)),
         )
+
+    def reservations_of(self, wanted: list[tuple[str, str]]) -> dict[tuple[str, str], Reservation]:
+        """Many reservations by (tenant, id), strongly consistent (those that exist)."""
+        found = self.get_many([_key(*reservation_key(t, r)) for t, r in wanted], consistent=True)
+        out = {}
+        for item in found:
+            rid = item["pk"].split(f"#{keys.RESERVATION_CODE}#", 1)[1]
+            out[(item["tenant"], rid)] = self._reservation(item, rid)
+        return out
 
     def hold_actions(
         self, reservation: Reservation, accounts: list[CreditAccount], forget: dict[Subject, list[str]]
@@ -229,14 +341,20 @@ class Credits(Table):
             actions.append(self._account_change(reservation.tenant, account.subject, account, change))
         return actions
 
-    def release_actions(self, reservation: Reservation, accounts: list[CreditAccount], at: int) -> list[dict]:
-        """Transaction actions: the reservation released at ``at`` (if it was not) with what it
-        consumed (as the first account read it), and its hold dropped from every account."""
-        item_key = _key(keys.reservation_pk(reservation.tenant, reservation.id), keys.RESERVATION_SK)
-        first = next((a for a in accounts if a.subject == reservation.subjects[0]), None)
-        consumed = first.holds[reservation.id].settled if first and reservation.id in first.holds else 0
+    def release_actions(
+        self, reservation: Reservation, accounts: list[CreditAccount], at: int, consumed: int
+    ) -> list[dict]:
+        """Transaction actions: the reservation released at ``at`` (if it was not, and its sliced
+        hold settled no more since it was read) keeping what it ``consumed``, and its hold dropped
+        from every account (``release_on_slice`` takes it off its slice after)."""
+        item_key = _key(*reservation_key(reservation.tenant, reservation.id))
         change = Update().set("releasedAt", at).set("consumed", consumed)
-        actions = [self.action(item_key, change, attr("releasedAt").absent())]
+        unchanged = attr("releasedAt").absent()
+        if reservation.slice is not None:
+            settled = reservation.settled
+            same = attr(RESERVATION_SETTLED).eq(settled) if settled else attr(RESERVATION_SETTLED).absent()
+            unchanged &= same
+        actions = [self.action(item_key, change, unchanged)]
         for account in accounts:
             dropped = Update().remove(_HOLD + reservation.id, _SETTLED + reservation.id)
             actions.append(self._account_change(reservation.tenant, account.subject, account, dropped))

@@ -18,7 +18,8 @@ reconciliation's checkpoint and retries (``RECONCILE#…``), the probe key that 
 and API-key signing secrets. Tenants: ``TENANT#<name>`` and ``KEY#<public id>``.
 
 Credits (``pk``, ``sk``): a subject's account (``<tenant>#CR``, ``<tenant>#CR#i#<identifier>`` or
-``<tenant>#CR#a#<agent>``; ``ACCOUNT``), the mark of a tenant that grants credits (``<tenant>#CR``,
+``<tenant>#CR#a#<agent>``; ``ACCOUNT``), a slice of the tenant's budget (``<tenant>#CR#s#<nn>``,
+``ACCOUNT``), the mark of a tenant that grants credits (``<tenant>#CR``,
 ``GRANTING``), a grant (``<tenant>#GRANT#<id>``, ``GRANT``) and a reservation
 (``<tenant>#HOLD#<id>``, ``HOLD``).
 
@@ -244,7 +245,7 @@ def value_of_pk(pk: str) -> str:
 # -- credits -----------------------------------------------------------------------------------
 CREDIT_CODE = "CR"
 ACCOUNT_SK, GRANTING_SK, GRANT_SK, RESERVATION_SK = "ACCOUNT", "GRANTING", "GRANT", "HOLD"
-_SUBJECT_CODES = {"identifier": "i", "agent": "a"}
+_SUBJECT_CODES = {"identifier": "i", "agent": "a", "slice": "s"}  # a slice of the tenant's budget
 
 
 def account_pk(tenant: str, kind: str, value: str = "") -> str:
@@ -253,9 +254,19 @@ def account_pk(tenant: str, kind: str, value: str = "") -> str:
     return base if kind == "tenant" else f"{base}#{_SUBJECT_CODES[kind]}#{value}"
 
 
+def slice_pk(tenant: str, index: int) -> str:
+    """The partition of one slice of a tenant's credit budget."""
+    return account_pk(tenant, "slice", f"{index:02d}")
+
+
 def is_account_pk(pk: str) -> bool:
-    """Whether a partition key is a credit account's (what the aggregator writes to Credits)."""
+    """Whether a partition key is a credit account's or a slice's."""
     return owner_of_aggregate(pk)[1] == CREDIT_CODE
+
+
+def is_credit_pk(pk: str) -> bool:
+    """Whether a partition key is of the Credits table (what the aggregator adds to there)."""
+    return owner_of_aggregate(pk)[1] in (CREDIT_CODE, RESERVATION_CODE)
 
 
 def parse_account_pk(pk: str) -> tuple[str, str, str]:
@@ -272,9 +283,12 @@ def grant_pk(tenant: str, grant_id: str) -> str:
     return f"{tenant}#GRANT#{grant_id}"
 
 
+RESERVATION_CODE = "HOLD"
+
+
 def reservation_pk(tenant: str, reservation_id: str) -> str:
     """The partition of one reservation (its id is the idempotency key, unique in the tenant)."""
-    return f"{tenant}#HOLD#{reservation_id}"
+    return f"{tenant}#{RESERVATION_CODE}#{reservation_id}"
 
 
 # -- control and tenants -------------------------------------------------------------------

@@ -172,6 +172,36 @@ class CreditAccount:
 
 
 @dataclass(frozen=True)
+class CreditSlice:
+    """One slice of a tenant's credit budget (``meter.credits.slices``): credits lent to it until
+    ``until``, and per expiry bucket what its holds reserve and what their events consumed."""
+
+    index: int
+    quota: int = 0
+    until: int = 0
+    reserved: dict[int, int] = field(default_factory=dict)
+    settled: dict[int, int] = field(default_factory=dict)
+    version: int = 0
+
+    def committed(self, now: int) -> int:
+        """What open holds reserve here and expired holds consumed (both out of the quota)."""
+        open_ = sum(n for b, n in self.reserved.items() if b > now)
+        return open_ + sum(n for b, n in self.settled.items() if b <= now)
+
+    def free(self, now: int) -> int:
+        """What a new hold on this slice may take now (nothing once its lease has run out)."""
+        return self.quota - self.committed(now) if now < self.until else 0
+
+    def held(self, now: int) -> int:
+        """What its open holds still hold (reserved, less what their events consumed)."""
+        return sum(max(0, n - self.settled.get(b, 0)) for b, n in self.reserved.items() if b > now)
+
+    def expired(self, now: int) -> list[int]:
+        """Buckets whose holds have all expired (their consumption is folded into the quota)."""
+        return sorted(b for b in {*self.reserved, *self.settled} if b <= now)
+
+
+@dataclass(frozen=True)
 class Reservation:
     """A reservation as made: the subjects it holds on, how much, until when, and its answer."""
 
@@ -185,3 +215,6 @@ class Reservation:
     answer: dict
     released_at: int | None = None
     consumed_at_release: int = 0  # what counted events had consumed of it when it was released
+    slice: int | None = None  # the slice of the tenant's budget it holds on, if it holds on the tenant
+    bucket: int | None = None  # when its hold there expires (the end of its expiry bucket)
+    settled: int = 0  # what counted events carrying its id consumed (the sliced hold's count)
