@@ -442,11 +442,15 @@ class Bench:
 
         from local.gateway import Gateway
         from meter.api.alerts import create_alert
+        from meter.api.credits import create_grant, create_reservation
         from tools.admin import create_key
 
-        gateway, token = Gateway(self.stack), create_key(tenant, ["read"])
+        gateway, token = Gateway(self.stack), create_key(tenant, ["read", "ingest"])  # ingest: a reservation's GET
         alert = create_alert(tenant, {"name": "top user", "measure": "credits", "thresholds": [10**12],
                                       "subject": {"identifier": identifier(1)}, "period": "month"})  # fmt: skip
+        create_grant(tenant, {"id": "monthly", "subject": {"identifier": identifier(1)}, "amount": 10**9,
+                              "recurrence": {"period": "month", "timeZone": "Asia/Kolkata"}})  # fmt: skip
+        create_reservation(tenant, {"id": "run", "subjects": [{"identifier": identifier(1)}], "credits": 1})
         first = datetime.fromtimestamp(self.now.timestamp() - 29 * 86_400, tz=UTC).strftime("%Y-%m-%d")
         last = self.now.strftime("%Y-%m-%d")
         tomorrow = datetime.fromtimestamp(self.now.timestamp() + 86_400, tz=UTC).strftime("%Y-%m-%d")
@@ -455,10 +459,12 @@ class Bench:
             "/v2/gen-ai/agents/{uuid}/usage": {"start": month["from"], "stop": month["to"]},
             "/v1/usage/query": {"identifier": identifier(1), "from": first, "to": tomorrow, "windowSize": "DAY",
                                 "timeZone": "Asia/Kolkata"},
+            "/v1/balance": {"identifier": identifier(1)},
+            "/v1/grants": {"identifier": identifier(1)},
         }  # fmt: skip
         values = {"identifier": identifier(1), "agentId": agent(1), "uuid": agent(1), "botId": agent(1),
                   "orgId": tenant, "conversationId": self.conversation[tenant], "alertId": alert["id"],
-                  "file": "dashboard.js"}  # fmt: skip
+                  "grantId": "monthly", "reservationId": "run", "file": "dashboard.js"}  # fmt: skip
         result = {}
         for route in sorted(self.stack.routes(), key=lambda r: r.function):
             if route.method != "GET":

@@ -46,6 +46,10 @@ def names_its_own_tenant(body) -> bool:
     return body["tenant"] == "globex"
 
 
+def no_credits(body) -> bool:
+    return (body["available"], body["granted"], body["grants"]) == (0, 0, [])
+
+
 # Each route of the template: its scope, a request that succeeds for acme, and what globex (another
 # tenant) must get for the same request: 404, or a body proving it sees none of acme's data.
 REQUESTS = {
@@ -95,7 +99,16 @@ REQUESTS = {
     ("DELETE", "/v1/alerts/{alertId}"): ("admin", "/v1/alerts/{alert}", None, 404),
     ("GET", "/v1/alerts/{alertId}/status"): ("read", "/v1/alerts/{alert}/status", None, 404),
     ("GET", "/v1/alerts/{alertId}/triggers"): ("read", "/v1/alerts/{alert}/triggers", None, 404),
+    ("POST", "/v1/grants"): ("admin", "/v1/grants", {"id": "more", "amount": 5}, None),
+    ("GET", "/v1/grants"): ("read", "/v1/grants", None, no_rows),
+    ("GET", "/v1/grants/{grantId}"): ("read", "/v1/grants/pack", None, 404),
+    ("DELETE", "/v1/grants/{grantId}"): ("admin", "/v1/grants/pack", None, 404),
+    ("GET", "/v1/balance"): ("read", "/v1/balance", None, no_credits),
+    ("POST", "/v1/reservations"): ("ingest", "/v1/reservations", {"id": "r2", "subjects": [{}], "credits": 1}, None),
+    ("GET", "/v1/reservations/{reservationId}"): ("ingest", "/v1/reservations/run", None, 404),
+    ("POST", "/v1/reservations/{reservationId}/release"): ("ingest", "/v1/reservations/run/release", None, 404),
 }
+CREATED = {("POST", "/v1/alerts"), ("POST", "/v1/grants"), ("POST", "/v1/reservations")}
 
 
 def refusal_body(path: str, body: dict) -> bool:
@@ -127,6 +140,9 @@ def test_the_dashboard_is_served_without_a_key_and_holds_no_data(seeded):
 def seeded(gateway, tokens):
     call(gateway, "POST", "/v1/events", tokens["acme"], {**EVENT, "id": "seed"})
     aggregator(STACK).drain()
+    assert call(gateway, "POST", "/v1/grants", tokens["acme"], {"id": "pack", "amount": 1000}).status == 201
+    held = {"id": "run", "subjects": [{}], "credits": 1}
+    assert call(gateway, "POST", "/v1/reservations", tokens["acme"], held).status == 201
     return gateway
 
 
@@ -164,7 +180,7 @@ def test_auth_matrix(seeded, tokens, acme_alert, route):
     wrong_scope = call(seeded, method, path, other_scope_key, body)
     assert wrong_scope.status == 403 and scope in json.dumps(wrong_scope.json())
 
-    assert call(seeded, method, path, tokens["acme"], body).status == (201 if route == ("POST", "/v1/alerts") else 200)
+    assert call(seeded, method, path, tokens["acme"], body).status == (201 if route in CREATED else 200)
     if other_tenant is None:
         return
     theirs = call(seeded, method, path, tokens["globex"], body)
