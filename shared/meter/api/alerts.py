@@ -26,6 +26,7 @@ from meter.credits.grants import account_of as credits_account
 from meter.dal import store
 from meter.dal.cursors import decode_cursor, encode_cursor
 from meter.dal.models import Alert as StoredAlert
+from meter.ingest.models import ZoneName
 
 MAX_THRESHOLDS = 20
 MAX_ALERTS = 1000
@@ -76,7 +77,7 @@ class AlertSpec(BaseModel):
     subject: Subject = Field(default_factory=Subject)
     measure: Measure = Field(description="available: the subject's available credits, falling to each threshold")
     period: Period | None = Field(None, description="Required, but for a balance alert (measure available)")
-    timeZone: str = Field("UTC", max_length=64)
+    timeZone: ZoneName = "UTC"
     thresholds: list[int] = Field(min_length=1, max_length=MAX_THRESHOLDS)
     webhookUrl: str | None = Field(None, max_length=2048)
 
@@ -90,15 +91,6 @@ class AlertSpec(BaseModel):
         if self.measure != rules.BALANCE and self.period is None:
             raise ValueError("period: required (day, month or billing_period)")
         return self
-
-    @field_validator("timeZone")
-    @classmethod
-    def _zone(cls, name: str) -> str:
-        try:
-            ZoneInfo(name)
-        except (ValueError, OSError, KeyError):
-            raise ValueError("must be an IANA time zone such as Europe/Berlin") from None
-        return name
 
     @model_validator(mode="after")
     def _billing_in_utc(self) -> AlertSpec:

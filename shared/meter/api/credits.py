@@ -10,7 +10,6 @@ import hashlib
 import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
@@ -26,7 +25,7 @@ from meter.credits.grants import account_of, balance_of
 from meter.credits.rules import FOREVER, remaining_of
 from meter.dal import models
 from meter.dal.cursors import decode_cursor, encode_cursor
-from meter.ingest.models import MAX_META_KEYS, MetaValue, RelationId
+from meter.ingest.models import Meta, RelationId, ZoneName
 
 MAX_CREDITS = 10**15
 MAX_SUBJECTS = 10
@@ -46,16 +45,7 @@ class Recurrence(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     period: Literal["day", "week", "month"]
-    timeZone: str = Field("UTC", max_length=64)
-
-    @field_validator("timeZone")
-    @classmethod
-    def _zone(cls, name: str) -> str:
-        try:
-            ZoneInfo(name)
-        except (ValueError, OSError, KeyError):
-            raise ValueError("must be an IANA time zone such as Asia/Kolkata") from None
-        return name
+    timeZone: ZoneName = "UTC"
 
 
 class GrantSpec(BaseModel):
@@ -69,14 +59,7 @@ class GrantSpec(BaseModel):
     effectiveAt: AwareDatetime | None = None
     expiresAt: AwareDatetime | None = None
     recurrence: Recurrence | None = None
-    meta: dict[Annotated[str, Field(min_length=1, max_length=64)], MetaValue] | None = None
-
-    @field_validator("meta")
-    @classmethod
-    def _meta_is_small(cls, meta: dict[str, Any] | None) -> dict[str, Any] | None:
-        if meta is not None and len(meta) > MAX_META_KEYS:
-            raise ValueError(f"meta holds at most {MAX_META_KEYS} keys")
-        return meta
+    meta: Meta | None = None
 
     @model_validator(mode="after")
     def _ends_after_start(self) -> GrantSpec:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
@@ -18,7 +19,6 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
-    field_validator,
 )
 
 from meter.core import ids
@@ -56,6 +56,29 @@ def _check_meta_value(value: Any) -> Any:
 MetaValue = Annotated[StrictBool | StrictInt | StrictFloat | StrictStr, BeforeValidator(_check_meta_value)]
 
 
+def _meta_is_small(meta: dict[str, Any]) -> dict[str, Any]:
+    if len(meta) > MAX_META_KEYS:
+        raise ValueError(f"meta holds at most {MAX_META_KEYS} keys")
+    return meta
+
+
+# A small flat map of strings, numbers and booleans (events, grants).
+Meta = Annotated[
+    dict[Annotated[StrictStr, Field(min_length=1, max_length=64)], MetaValue], AfterValidator(_meta_is_small)
+]
+
+
+def _known_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ValueError, OSError, KeyError):
+        raise ValueError("must be an IANA time zone such as Europe/Berlin") from None
+    return name
+
+
+ZoneName = Annotated[str, Field(max_length=64), AfterValidator(_known_zone)]  # alerts, allowances
+
+
 class UsageEvent(BaseModel):
     """One usage event as a client sends it (``POST /v1/events`` or a queue message)."""
 
@@ -78,14 +101,7 @@ class UsageEvent(BaseModel):
     abilityId: RelationId | None = None
     reservationId: RelationId | None = None
     credits: Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)] | None = None
-    meta: dict[Annotated[StrictStr, Field(min_length=1, max_length=64)], MetaValue] | None = None
-
-    @field_validator("meta")
-    @classmethod
-    def _meta_is_small(cls, meta: dict[str, Any] | None) -> dict[str, Any] | None:
-        if meta is not None and len(meta) > MAX_META_KEYS:
-            raise ValueError(f"meta holds at most {MAX_META_KEYS} keys")
-        return meta
+    meta: Meta | None = None
 
     def fingerprint(self) -> str:
         """Hash of what the client sent, so a resend is told apart from a different body.
