@@ -61,6 +61,7 @@ def units(bench: Any, quick: bool) -> dict[str, Any]:
     runs, per_run = (20, 3) if quick else (150, 3)
     subjects = [{"identifier": USER}, {}]
     meter = bench.meter
+    lend_w, lend_r = _lend_every_slice(credits, meter)
     reserve_w = reserve_r = release_w = items = 0.0
     for n in range(runs):
         meter.reset()
@@ -101,6 +102,8 @@ def units(bench: Any, quick: bool) -> dict[str, Any]:
         "rcu_per_reservation": round(reserve_r / runs, 2),
         "transaction_items_per_reservation": round(items / runs, 2),
         "wcu_per_release": round(release_w / runs, 2),
+        "wcu_per_first_hold_on_a_slice": round(lend_w, 2),
+        "rcu_per_first_hold_on_a_slice": round(lend_r, 2),
         "settled_events": events,
         "wcu_per_event_settled": round(settled_w / events, 3),
         "wcu_per_event_without_credits": round(plain_w / events, 3),
@@ -113,6 +116,24 @@ def units(bench: Any, quick: bool) -> dict[str, Any]:
             "wcu_per_s": round(hottest / budget_runs * TARGET_RESERVATIONS_PER_SECOND, 1),
         },
     }
+
+
+def _lend_every_slice(client: _Client, meter: Any) -> tuple[float, float]:
+    """A first hold on each slice of the tenant's budget, each lending the slice its share: the
+    write and read units of one such hold (a rebalance), on average."""
+    from meter.credits.slices import SLICES, slice_of
+
+    ids, n = {}, 0
+    while len(ids) < SLICES:
+        ids.setdefault(slice_of(f"first-{n}"), f"first-{n}")
+        n += 1
+    meter.reset()
+    for rid in ids.values():
+        client.call("POST", "/v1/reservations", {"id": rid, "subjects": [{}], "credits": 1}, expect=201)
+    writes, reads = meter.write / SLICES, meter.read / SLICES
+    for rid in ids.values():
+        client.call("POST", f"/v1/reservations/{rid}/release")
+    return writes, reads
 
 
 def _pipeline_writes(bench: Any, client: _Client, events: list[dict[str, Any]]) -> float:

@@ -682,7 +682,8 @@ def _credits_report(results: dict[str, Any]) -> list[str]:
     lines = [
         "## Credits: reservations, settlements, balances",
         "",
-        f"A reservation on an end user and the tenant ({c['reservations']} held, each released), "
+        "Once each slice of the tenant's budget has lent its share (the first hold on each, measured apart): "
+        f"a reservation on an end user and the tenant ({c['reservations']} held, each released), "
         f"{c['settled_events']} events carrying a reservation counted beside the same events on a tenant "
         "that never granted credits, and a balance read of an end user holding 20 grants.",
         "",
@@ -692,6 +693,8 @@ def _credits_report(results: dict[str, Any]) -> list[str]:
          c["transaction_items_per_reservation"], lat.get("reservation", {}).get("p50", "-"),
          lat.get("reservation", {}).get("p99", "-")],
         ["release", c["wcu_per_release"], "-", "-", "-", "-"],
+        ["a slice's first hold (lends it its share)", c.get("wcu_per_first_hold_on_a_slice", "-"),
+         c.get("rcu_per_first_hold_on_a_slice", "-"), "-", "-", "-"],
         ["settlement, per settled event", c["settlement_wcu_per_event"], "-", "-", "-", "-"],
         ["balance, 20 grants", "-", c["balance_rcu_20_grants"], "-", lat.get("balance", {}).get("p50", "-"),
          lat.get("balance", {}).get("p99", "-")],

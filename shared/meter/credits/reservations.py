@@ -20,7 +20,7 @@ from meter.core.errors import Conflict, NotFound, PaymentRequired
 from meter.core.timerange import now_ms
 from meter.credits import decide
 from meter.credits.rules import balance, held, hold_state
-from meter.credits.slices import SLICES, bucket_end, lease_end, quota_changes, slice_of, truly_available
+from meter.credits.slices import SLICES, bucket_end, lease_end, plan, slice_of, truly_available
 from meter.dal.credits import credits
 from meter.dal.models import TENANT_SUBJECT, CreditAccount, CreditSlice, Reservation, Subject
 
@@ -79,8 +79,9 @@ def _room(
 
 
 def rebalance(tenant: str, wanted: tuple[int, int] | None = None) -> int:
-    """Lend the tenant's available credits to its slices, ``wanted = (slice, credits)`` first; what
-    the tenant has available (less than wanted: nothing changes, and that was so at one instant)."""
+    """Lend what the tenant has to the slice ``wanted = (slice, credits)`` names, or take back what
+    its slices lend beyond it; what the tenant has available (less than wanted: nothing changes,
+    and that was so at one instant)."""
     repo = credits()
     for round_number in range(decide.MAX_ROUNDS):
         now = now_ms()
@@ -93,8 +94,13 @@ def rebalance(tenant: str, wanted: tuple[int, int] | None = None) -> int:
             if {i: s.version for i, s in again.items()} == {i: s.version for i, s in slices.items()}:
                 return available  # no slice moved across the account's read: that was the balance then
             continue
-        changes = quota_changes(list(slices.values()), available, wanted, now)
-        if decide.commit(repo.rebalance_actions(tenant, account, changes, lease_end(account, now))) is None:
+        lending = plan(slices, available, wanted, now)
+        if not lending.changes:
+            return available
+        actions = repo.rebalance_actions(
+            tenant, account, slices, lending.changes, lending.taken_from, lease_end(account, now)
+        )
+        if decide.commit(actions) is None:
             return available
         decide.pause(round_number)
     raise decide.gave_up("budget not rebalanced")

@@ -15,11 +15,15 @@ what its expired buckets' holds consumed (consumed credits leave the slice for g
 an expired hold comes back by itself). Releases take the hold off its bucket and its consumption
 off the quota.
 
-**Rebalancing** reads every slice, then the account (strongly consistent, in that order), computes
-what the tenant truly has available (its grants' remaining, less what every open hold still holds),
-and gives each slice that much, split between them, by adding to each quota the difference from
-what the slice had. It writes in one transaction conditional on the account's version, so two
-rebalances never both apply, and a commit of consumption in between makes it start again.
+**Rebalancing** reads every slice, then the account (strongly consistent, in that order), and
+computes what the tenant truly has available (its grants' remaining, less what every open hold still
+holds). The slice that ran short gets what it needs, and a share of the budget, from what no slice
+lends; or else from the slices lending most. It adds to each quota it changes the difference from
+what the slice had, in one transaction conditional on the account's version (so two rebalances
+never both apply, and a commit of consumption in between makes it start again) and on the version
+of each slice it takes credits back from (so none of them lent those credits meanwhile). What the
+slices lend beyond what the tenant has (a void, consumption that carried no reservation) is taken
+back by the next rebalance; grants and voids on the tenant rebalance at once.
 
 Why the sum of the slices' free credits never exceeds what the tenant has:
 
@@ -36,6 +40,7 @@ is then the tenant's balance at the instant the account was read.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 from meter.credits.rules import FOREVER, balance, instance_at, life_end
 from meter.dal.models import CreditAccount, CreditSlice
@@ -77,21 +82,46 @@ def truly_available(account: CreditAccount, slices: list[CreditSlice], now: int)
     return max(0, found.granted - found.consumed - sum(s.held(now) for s in slices))
 
 
-def quota_changes(
-    slices: list[CreditSlice], available: int, wanted: tuple[int, int] | None, now: int
-) -> dict[int, int]:
-    """What to add to each slice's quota so that their free credits sum to ``available``: evenly,
-    and ``wanted = (slice, credits)`` gets those credits first."""
-    by_index = {s.index: s for s in slices}
-    share = {i: 0 for i in range(SLICES)}
-    left = available
+@dataclass(frozen=True)
+class Lending:
+    """What a rebalance adds to each slice's quota, and which of them must be as they were read
+    (those it takes credits back from: they must not have lent them meanwhile)."""
+
+    changes: dict[int, int]
+    taken_from: frozenset[int]
+
+
+def lent(found: CreditSlice | None, now: int) -> int:
+    """What a slice lends now (nothing once its lease has run out)."""
+    return max(0, found.free(now)) if found is not None else 0
+
+
+def plan(slices: dict[int, CreditSlice], available: int, wanted: tuple[int, int] | None, now: int) -> Lending:
+    """How to lend ``available`` so that the slices never lend more than it: the slice that
+    ``wanted = (slice, credits)`` names gets what it needs and a share (``available // SLICES``)
+    from what no slice lends, or else from the slices lending most, which are then written only as
+    they were read. With nothing wanted, only what the slices lend beyond ``available`` is taken back."""
+    lending = {i: lent(slices.get(i), now) for i in range(SLICES)}
+    unlent = available - sum(lending.values())
+    target = dict(lending)
     if wanted is not None:
-        share[wanted[0]], left = wanted[1], available - wanted[1]
-    base, extra = divmod(left, SLICES)
+        index, credits = wanted
+        need = max(0, credits - lending[index])
+        give = min(max(unlent, 0), need + available // SLICES) if unlent >= need else need
+        target[index] += give
+        unlent -= give
+    for i in sorted((i for i in range(SLICES) if wanted is None or i != wanted[0]), key=lambda i: -target[i]):
+        if unlent >= 0:
+            break
+        taken = min(target[i], -unlent)
+        target[i] -= taken
+        unlent += taken
+    changes, taken_from = {}, set()
     for i in range(SLICES):
-        share[i] += base + (1 if i < extra else 0)
-    changes = {}
-    for i in range(SLICES):
-        found = by_index.get(i) or CreditSlice(i)
-        changes[i] = found.committed(now) + share[i] - found.quota
-    return changes
+        found = slices.get(i) or CreditSlice(i)
+        renewed = found.until <= now and (target[i] or i in slices)
+        if target[i] != lending[i] or renewed:
+            changes[i] = found.committed(now) + target[i] - found.quota
+            if target[i] < lending[i]:
+                taken_from.add(i)
+    return Lending(changes, frozenset(taken_from))

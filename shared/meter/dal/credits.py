@@ -173,18 +173,27 @@ class Credits(Table):
         return change.set_if_absent("value", f"{index:02d}")
 
     def rebalance_actions(
-        self, tenant: str, account: CreditAccount, changes: dict[int, int], until: int
+        self,
+        tenant: str,
+        account: CreditAccount,
+        slices: dict[int, CreditSlice],
+        changes: dict[int, int],
+        taken_from: frozenset[int],
+        until: int,
     ) -> list[dict[str, Any]]:
         """Transaction actions: add ``changes`` to the slices' quotas, lent until ``until``, if the
-        account is as it was read (its version moves, so no other rebalance also applies)."""
+        account is as it was read (its version moves, so no other rebalance also applies) and so
+        are the slices in ``taken_from``."""
         head = self.action(_key(*account_key(tenant, TENANT_SUBJECT)), Update().add(VERSION, 1), _unmoved(account))
-        lent = [
-            self.action(
-                _key(*slice_key(tenant, i)), self._slice_change(tenant, i, Update().add(_QUOTA, n).set(_UNTIL, until))
-            )
-            for i, n in sorted(changes.items())
-        ]
-        return [head, *lent]
+        actions = [head]
+        for i, n in sorted(changes.items()):
+            change = self._slice_change(tenant, i, Update().add(_QUOTA, n).set(_UNTIL, until))
+            found = slices.get(i)
+            unmoved = None
+            if i in taken_from:
+                unmoved = attr(VERSION).eq(found.version) if found is not None else attr("pk").absent()
+            actions.append(self.action(_key(*slice_key(tenant, i)), change, unmoved))
+        return actions
 
     def slice_hold(self, tenant: str, held: CreditSlice, bucket: int, credits: int, now: int) -> dict[str, Any]:
         """Transaction action: a hold on a slice as it was read, its expired buckets folded in."""
