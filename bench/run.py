@@ -897,7 +897,7 @@ def _section(name: str, quick: bool, seed: int, stack: Stack, results: dict[str,
         lean_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT")}
         coldstart.lean_python()  # created once, before the machine is taken
         with _timed(results, name, "fresh processes", ALONE):
-            results["cold_start_ms"] = coldstart.measure(2 if quick else 7, lean_env)
+            results["cold_start_ms"] = coldstart.measure(2 if quick else 5, lean_env)
         return
     with _fresh_services(stack):
         bench = Bench(quick, seed, stack)
