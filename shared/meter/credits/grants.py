@@ -16,15 +16,21 @@ from meter.dal.models import TENANT_SUBJECT, CreditAccount, Grant, Subject
 MAX_GRANTS_PER_SUBJECT = 100  # every grant ever made to a subject stays in its account's burn-down
 
 
+def made_before(tenant: str, grant_id: str, fingerprint: str) -> Grant | None:
+    """The grant already made under this id with this body, or None; 409 for another body."""
+    existing = credits().grant(tenant, grant_id, consistent=True)
+    if existing is not None and existing.fingerprint != fingerprint:
+        raise Conflict(f"Grant '{grant_id}' exists with another body")
+    return existing
+
+
 def create_grant(grant: Grant) -> tuple[Grant, bool]:
     """Store a grant once: (the grant, True) when new, (the stored one, False) for the same body
     again; 409 for another body under its id, or a subject at its limit."""
     repo = credits()
     for round_number in range(decide.MAX_ROUNDS):
-        existing = repo.grant(grant.tenant, grant.terms.id, consistent=True)
+        existing = made_before(grant.tenant, grant.terms.id, grant.fingerprint)
         if existing is not None:
-            if existing.fingerprint != grant.fingerprint:
-                raise Conflict(f"Grant '{grant.terms.id}' exists with another body")
             return existing, False
         account = repo.account(grant.tenant, grant.subject, consistent=True)
         if account is not None and len(account.grants) >= MAX_GRANTS_PER_SUBJECT:
