@@ -53,9 +53,10 @@ def test_a_grant_is_made_once_by_its_id_and_another_body_under_it_is_a_conflict(
     assert clash.status == 409 and "pack" in clash.json()["error"]
     assert call(gateway, "GET", "/v1/grants/pack", tokens["acme"]).json() == made
     soon = iso(now_ms() + 1500)
-    grant(gateway, tokens["acme"], id="short", amount=5, expiresAt=soon)
+    grant(gateway, tokens["acme"], id="short", amount=5, expiresAt=soon, subject={"agentId": "bot"})
     time.sleep(1.6)  # a replay after its expiresAt passed is still the same grant, not a 400
-    assert grant(gateway, tokens["acme"], status=200, id="short", amount=5, expiresAt=soon)["id"] == "short"
+    again = grant(gateway, tokens["acme"], status=200, id="short", amount=5, expiresAt=soon, subject={"agentId": "bot"})
+    assert again["id"] == "short"
     listed = call(gateway, "GET", "/v1/grants", tokens["acme"], query=USER).json()
     assert listed == {"data": [made], "cursor": None}
     assert call(gateway, "GET", "/v1/grants", tokens["acme"]).json()["data"] == []  # the tenant's own: none
