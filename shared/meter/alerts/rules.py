@@ -350,21 +350,22 @@ def check_balances(tenant: str, subjects: set[Subject] | None, fresh: bool = Tru
     watching = [a for a in watching if subjects is None or credit_subject(a) in subjects]
     if not watching:
         return 0
-    accounts = credits().accounts(tenant, sorted({credit_subject(a) for a in watching}), consistent=True)
+    accounts = credits().accounts(tenant, sorted({credit_subject(a) for a in watching}))
     now = now_ms()
     empty = {a.id: CreditAccount(tenant, credit_subject(a)) for a in watching}
     return sum(len(evaluate_balance(a, accounts.get(credit_subject(a)) or empty[a.id], now)) for a in watching)
 
 
 def check_accounts(touched: Iterable[AggregateKey]) -> int:
-    """Evaluate the balance alerts of the credit accounts a commit just added to."""
+    """Evaluate the balance alerts of the credit accounts a commit just added to (with the alerts
+    the commit's ``check_touched`` has just read fresh)."""
     by_tenant: dict[str, set[Subject]] = {}
     for pk, _ in touched:
         if keys.is_account_pk(pk):
             tenant, kind, value = keys.parse_account_pk(pk)
             subject = TENANT_SUBJECT if kind == "slice" else Subject(kind, value)
             by_tenant.setdefault(tenant, set()).add(subject)
-    return sum(check_balances(tenant, subjects) for tenant, subjects in sorted(by_tenant.items()))
+    return sum(check_balances(tenant, subjects, fresh=False) for tenant, subjects in sorted(by_tenant.items()))
 
 
 def handle_checks(event: dict[str, Any]) -> dict[str, Any]:

@@ -176,7 +176,7 @@ def release(tenant: str, reservation_id: str) -> Reservation:
         if hold_state(reservation.released_at, reservation.expires_at, now) != "open":
             return reservation
         others = [s for s in reservation.subjects if s != TENANT_SUBJECT]
-        accounts = repo.accounts(tenant, others, consistent=True) if others else {}
+        accounts = repo.accounts(tenant, others)
         holding = [a for a in accounts.values() if reservation.id in a.holds]
         if decide.commit(repo.release_actions(reservation, holding, now, _consumed(reservation, accounts))) is None:
             if reservation.slice is not None:

@@ -140,10 +140,9 @@ class Credits(Table):
         item = self.get(_key(*account_key(tenant, subject)), consistent)
         return None if item is None else _account(item)
 
-    def accounts(self, tenant: str, subjects: list[Subject], consistent: bool = False) -> dict[Subject, CreditAccount]:
-        """The accounts of many subjects of one tenant (those that exist)."""
-        found = self.get_many([_key(*account_key(tenant, s)) for s in subjects], consistent)
-        return {account.subject: account for account in map(_account, found)}
+    def accounts(self, tenant: str, subjects: list[Subject]) -> dict[Subject, CreditAccount]:
+        """The accounts of many subjects of one tenant (those that exist), strongly consistent."""
+        return self.accounts_and_slice(tenant, subjects, None)[0]
 
     def accounts_of(self, wanted: list[tuple[str, Subject]]) -> dict[tuple[str, Subject], CreditAccount]:
         """The accounts of many (tenant, subject) pairs, strongly consistent (the aggregator's view)."""
