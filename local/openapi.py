@@ -27,6 +27,7 @@ from meter.api.credits import (
 )
 from meter.api.usage_query import QueryResult
 from meter.ingest.batch import MAX_BATCH_EVENTS
+from meter.ingest.cloudevents import MAX_CLOUDEVENTS, CloudEvent
 from meter.ingest.models import UsageEvent
 from meter.reading.series import GROUPS, MAX_RAW_RECORDS, MAX_ROWS, MEASURES
 
@@ -280,6 +281,59 @@ def _credit_routes() -> tuple[dict[str, Any], dict[str, Schema]]:
     return paths, defs
 
 
+def _sending_routes(ingest_result: Schema) -> dict[str, Any]:
+    """The formats producers already emit: OpenMeter's CloudEvents ingest and OTLP/HTTP traces."""
+    cloudevent = CloudEvent.model_json_schema()
+    batch = {"type": "array", "items": cloudevent, "minItems": 1, "maxItems": MAX_CLOUDEVENTS}
+    otlp_json = {"type": "object", "description": "ExportTraceServiceRequest in OTLP/JSON (ids in hex)"}
+    otlp_answer = {"type": "object", "description": "ExportTraceServiceResponse; partialSuccess names rejected spans"}
+    binary = {"type": "string", "format": "binary"}
+    return {
+        "/api/v1/events": {
+            "post": {
+                "summary": "OpenMeter: ingest CloudEvents, each counted once per source and id (scope ingest)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/cloudevents+json": {"schema": cloudevent},
+                        "application/cloudevents-batch+json": {"schema": batch},
+                        "application/json": {"schema": {"anyOf": [cloudevent, batch]}},
+                    },
+                },
+                "responses": {
+                    "204": {"description": "Every event stored now or before"},
+                    "409": _json(ingest_result, "An id is stored with a different body"),
+                    "415": _json(ERROR, "Not a CloudEvents media type"),
+                    **_errors(ERROR, 400, 403, 413),
+                },
+            }
+        },
+        "/v1/traces": {
+            "post": {
+                "summary": "OTLP/HTTP: spans with GenAI token usage become usage events (scope ingest)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-protobuf": {"schema": binary},
+                        "application/json": {"schema": otlp_json},
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "Stored; spans that cannot count are rejected alone, in partial success",
+                        "content": {
+                            "application/x-protobuf": {"schema": binary},
+                            "application/json": {"schema": otlp_answer},
+                        },
+                    },
+                    "415": _json(ERROR, "Neither protobuf nor JSON"),
+                    **_errors(ERROR, 400, 403, 413),
+                },
+            }
+        },
+    }
+
+
 def _event_schemas() -> tuple[Schema, dict[str, Schema]]:
     schema = UsageEvent.model_json_schema(ref_template="#/components/schemas/{model}")
     definitions = schema.pop("$defs", {})
@@ -310,6 +364,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
             "get": {"summary": "A dashboard asset", "security": [], "parameters": [_path("file")], "responses": asset}
         },
         "/v1/usage/query": query_route,
+        **_sending_routes(shape(shapes.IngestResult)),
         **alert_routes,
         **credit_routes,
         "/v1/events": {

@@ -13,7 +13,7 @@ from meter.core.errors import BadRequest, NotFound
 from meter.core.timerange import now_ms
 from meter.dal import store
 from meter.dal.models import ApiKey
-from meter.dal.tenants import SCOPES, ensure_tenant, forget_rate_card
+from meter.dal.tenants import SCOPES, ensure_tenant, forget_tenant_settings
 
 
 def _unknown(name: str) -> NotFound:
@@ -84,8 +84,28 @@ def set_rate_card(name: str, rates: dict[str, str | int | float]) -> dict[str, D
             raise BadRequest(f"Invalid rate for '{event_type}': it must be a number >= 0")
     if not store.tenants().set_rate_card(name, card):
         raise _unknown(name)
-    forget_rate_card(name)
+    forget_tenant_settings(name)
     return card
+
+
+def set_cloudevent_mappings(name: str, mappings: dict[str, Any]) -> dict[str, Any]:
+    """Replace how a tenant's CloudEvents types map to usage events (``{ce type: CloudEventMapping}``)."""
+    from pydantic import ValidationError
+
+    from meter.ingest.cloudevents import CloudEventMapping
+
+    checked: dict[str, Any] = {}
+    for event_type, mapping in mappings.items():
+        try:
+            checked[event_type] = CloudEventMapping.model_validate(mapping).model_dump()
+        except ValidationError as invalid:
+            problem = invalid.errors()[0]
+            where = ".".join(str(part) for part in (event_type, *problem["loc"]))
+            raise BadRequest(f"Invalid mapping '{where}': {problem['msg']}") from None
+    if not store.tenants().set_cloudevent_mappings(name, checked):
+        raise _unknown(name)
+    forget_tenant_settings(name)
+    return checked
 
 
 def set_billing_anchor(name: str, day: int) -> None:

@@ -22,6 +22,7 @@ EVENT = {
     "model": "m-1",
     "conversationId": "conv-1",
 }
+CLOUDEVENT = {"specversion": "1.0", "id": "ce-1", "source": "app", "type": "message", "subject": "ana@example.com"}
 ALERT = {"name": "budget", "subject": {"agentId": "bot-1"}, "measure": "credits", "period": "day", "thresholds": [1]}
 ZEROS = {"tokens": 0, "conversations": 0, "messages": 0}
 
@@ -54,6 +55,8 @@ def no_credits(body) -> bool:
 # tenant) must get for the same request: 404, or a body proving it sees none of acme's data.
 REQUESTS = {
     ("POST", "/v1/events"): ("ingest", "/v1/events", EVENT, None),
+    ("POST", "/api/v1/events"): ("ingest", "/api/v1/events", CLOUDEVENT, None),
+    ("POST", "/v1/traces"): ("ingest", "/v1/traces", {"resourceSpans": []}, None),
     ("GET", "/api/v1/consumption/identifier/{identifier}/dates"): (
         "read",
         "/api/v1/consumption/identifier/ana%40example.com/dates",
@@ -180,7 +183,8 @@ def test_auth_matrix(seeded, tokens, acme_alert, route):
     wrong_scope = call(seeded, method, path, other_scope_key, body)
     assert wrong_scope.status == 403 and scope in json.dumps(wrong_scope.json())
 
-    assert call(seeded, method, path, tokens["acme"], body).status == (201 if route in CREATED else 200)
+    expected = 201 if route in CREATED else 204 if route == ("POST", "/api/v1/events") else 200
+    assert call(seeded, method, path, tokens["acme"], body).status == expected
     if other_tenant is None:
         return
     theirs = call(seeded, method, path, tokens["globex"], body)

@@ -93,6 +93,7 @@ def test_one_handler_and_one_sample_event_per_function():
 
 # What each API sample answers once the data it names exists (``sample_data``): every route's success.
 SAMPLE_STATUS = {"CreateAlertFunction": 201, "CreateGrantFunction": 201, "CreateReservationFunction": 201}
+SAMPLE_STATUS["IngestCloudEventsFunction"] = 204  # OpenMeter answers an ingest with no content
 SAMPLE_ALERT = "al_0123456789abcdef0123"  # the alert the alert samples name
 SAMPLE_DAY = datetime(2026, 11, 10, 12, tzinfo=UTC)  # inside every sample's range
 

@@ -20,7 +20,7 @@ from tests.helpers import sample_event
 Grant = tuple[str, str, bool]  # DynamoDB action, table logical id, on an index
 FUNCTIONS = sorted(STACK.functions())
 TABLES = sorted(k for k, v in STACK.resources.items() if v["Type"] == "AWS::DynamoDB::Table")
-INGESTERS = {"IngestEventsFunction", "IngestQueueFunction"}
+INGESTERS = {"IngestEventsFunction", "IngestCloudEventsFunction", "IngestTracesFunction", "IngestQueueFunction"}
 # Handlers whose answers can need raw records (the ragged edges of a range, lists, conversations).
 # The series and the period snapshot read whole days only; ingestion and aggregation never read.
 RECORD_READERS = {

@@ -19,7 +19,8 @@ import {module}
 print(json.dumps(sorted(name for name in sys.modules if name.split(".")[0] in ("pydantic", "aws_xray_sdk"))))
 """
 # Handlers that validate client input or shape their answer with pydantic models; the others must not load it.
-VALIDATING = {"IngestEventsFunction", "IngestQueueFunction", "UsageQueryFunction"}
+VALIDATING = {"IngestEventsFunction", "IngestCloudEventsFunction", "IngestTracesFunction", "IngestQueueFunction"}
+VALIDATING |= {"UsageQueryFunction"}
 VALIDATING |= {f"{name}Function" for name in ("CreateAlert", "ListAlerts", "GetAlert", "UpdateAlert", "DeleteAlert")}
 VALIDATING |= {"AlertStatusFunction", "AlertTriggersFunction"}
 VALIDATING |= {f"{name}Function" for name in ("CreateGrant", "ListGrants", "GetGrant", "VoidGrant", "GetBalance")}

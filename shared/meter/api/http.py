@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,8 @@ from urllib.parse import parse_qsl
 from meter.api.auth import Principal, principal_from_event
 from meter.api.ratelimit import enforce_rate_limit
 from meter.core import ids
-from meter.core.errors import BadRequest, MeterError
+from meter.core.errors import BadRequest, MeterError, PayloadTooLarge
+from meter.core.json_body import MAX_BODY_BYTES
 from meter.core.logs import logger, metrics
 
 INTERNAL_ERROR = "Internal server error"
@@ -79,11 +81,20 @@ GRADIENT_ERROR_IDS = {
 
 @dataclass(frozen=True)
 class RawResponse:
-    """A non-JSON success response (e.g. CSV)."""
+    """A non-JSON success response (CSV, protobuf, or none: a 204)."""
 
-    body: str
+    body: str | bytes
     content_type: str
     headers: dict[str, str] = field(default_factory=dict)
+    status: int = 200
+
+    def lambda_response(self) -> dict[str, Any]:
+        """The payload-2.0 response; bytes go base64-encoded, as API Gateway expects binary bodies."""
+        headers = {"Content-Type": self.content_type, **self.headers} if self.content_type else dict(self.headers)
+        if isinstance(self.body, bytes):
+            body = base64.b64encode(self.body).decode()
+            return {"statusCode": self.status, "headers": headers, "body": body, "isBase64Encoded": True}
+        return {"statusCode": self.status, "headers": headers, "body": self.body}
 
 
 class Created(dict):
@@ -148,8 +159,7 @@ def api_handler(
                 _check_sizes(request)
                 result = use_case(request, principal)
                 if isinstance(result, RawResponse):
-                    headers = {"Content-Type": result.content_type, **result.headers}
-                    return {"statusCode": 200, "headers": headers, "body": result.body}
+                    return result.lambda_response()
                 return json_response(status(result), result)
             except MeterError as error:
                 return error_response(error, event, errors)
@@ -213,7 +223,33 @@ def query_parameters(event: Request) -> dict[str, str]:
     return {name: ids.normal(value) for name, value in (event.query_string_parameters or {}).items()}
 
 
-def body_bytes(event: Request) -> bytes:
-    """The request body as sent (API Gateway base64-encodes bodies that are not text)."""
+def body_bytes(event: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, un-gzipped when ``Content-Encoding: gzip`` says so, at most ``limit`` bytes.
+
+    API Gateway base64-encodes bodies that are not text. A compressed body is inflated only up to
+    the limit, so a small gzip bomb costs no more than a large plain body.
+    """
     body = event.body or ""
-    return base64.b64decode(body) if event.is_base64_encoded else body.encode()
+    raw = base64.b64decode(body) if event.is_base64_encoded else body.encode()
+    encoding = event.headers.get("content-encoding", "identity").strip().lower()
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"Request body is {len(raw)} bytes; the limit is {limit}")
+    if encoding in ("", "identity"):
+        return raw
+    if encoding not in ("gzip", "x-gzip"):
+        raise BadRequest(f"Invalid 'Content-Encoding': {encoding[:32]!r} (send gzip or none)")
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        inflated = inflater.decompress(raw, limit + 1)
+    except zlib.error:
+        raise BadRequest("Invalid 'Content-Encoding': the body is not valid gzip") from None
+    if len(inflated) > limit:
+        raise PayloadTooLarge(f"Request body inflates past {limit} bytes, the limit")
+    if not inflater.eof:
+        raise BadRequest("Invalid 'Content-Encoding': the gzip body is cut short")
+    return inflated
+
+
+def content_type(event: Request) -> str:
+    """The request's media type, lower-cased, without parameters such as ``charset``."""
+    return event.headers.get("content-type", "").split(";")[0].strip().lower()

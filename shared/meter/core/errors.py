@@ -70,6 +70,12 @@ class PayloadTooLarge(MeterError):
     status = 413
 
 
+class UnsupportedMediaType(MeterError):
+    """A body in a format the route does not read (the message lists the ones it does)."""
+
+    status = 415
+
+
 class Unavailable(MeterError):
     """Storage refused the write after retries; resending is safe (idempotent ids)."""
 

@@ -26,11 +26,13 @@ def parse_json(raw: str | bytes) -> Any:
     return json.loads(raw, parse_int=_whole_number)
 
 
-def decode_json(body: str | bytes | None, expected: str = 'an event object or {"events": [...]}') -> Any:
+def decode_json(
+    body: str | bytes | None, expected: str = 'an event object or {"events": [...]}', limit: int = MAX_BODY_BYTES
+) -> Any:
     """A JSON request body; 400 (413 past the size limit) saying what is wrong with it."""
     raw = body.encode() if isinstance(body, str) else (body or b"")
-    if len(raw) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"Request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"Request body is {len(raw)} bytes; the limit is {limit}")
     if not raw.strip():
         raise BadRequest(f"Request body is empty: send {expected}")
     try:

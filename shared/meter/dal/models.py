@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,14 @@ class ApiKey:
 
 @dataclass(frozen=True)
 class Tenant:
-    """A tenant: its rate card (credits per unit of each event type) and billing anchor day."""
+    """A tenant: its rate card (credits per unit of each event type), billing anchor day, and how
+    its CloudEvents types map to usage events where the default mapping does not fit."""
 
     name: str
     created_at: int
     rate_card: dict[str, Decimal] = field(default_factory=dict)
     billing_anchor_day: int = 1
+    cloudevent_mappings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

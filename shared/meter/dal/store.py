@@ -484,6 +484,7 @@ class Tenants(Table):
             created_at=int(item.get("createdAt", 0)),
             rate_card={k: Decimal(str(v)) for k, v in item.get("rateCard", {}).items()},
             billing_anchor_day=int(item.get("billingAnchorDay", 1)),
+            cloudevent_mappings=item.get("cloudEventMappings", {}),
         )
 
     def _update_existing(self, pk: str, change: Update) -> bool:
@@ -497,6 +498,10 @@ class Tenants(Table):
     def set_rate_card(self, tenant: str, card: dict[str, Decimal]) -> bool:
         """Replace a tenant's rate card (credits per unit of each type); False for an unknown tenant."""
         return self._update_existing(keys.tenant_pk(tenant), Update().set("rateCard", dict(card)))
+
+    def set_cloudevent_mappings(self, tenant: str, mappings: dict[str, Any]) -> bool:
+        """Replace how a tenant's CloudEvents types map to usage events; False for an unknown tenant."""
+        return self._update_existing(keys.tenant_pk(tenant), Update().set("cloudEventMappings", mappings))
 
     def set_billing_anchor(self, tenant: str, day: int) -> bool:
         """Set the day of month a tenant's billing period starts; False for an unknown tenant."""

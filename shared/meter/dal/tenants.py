@@ -10,6 +10,7 @@ import math
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from dateutil.relativedelta import relativedelta
 
@@ -23,7 +24,7 @@ from meter.dal.models import Tenant
 TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 SCOPES = ("ingest", "read", "admin")
 
-_rate_cards = Cache(10_000, seconds=lambda: get_settings().rate_card_cache_seconds)  # tenant → its card
+_settings = Cache(10_000, seconds=lambda: get_settings().rate_card_cache_seconds)  # name → Tenant (or a blank one)
 
 
 def _unknown(name: str) -> NotFound:
@@ -53,20 +54,28 @@ def get_tenant(name: str) -> Tenant | None:
     return store.tenants().tenant(name)
 
 
-def forget_rate_card(name: str) -> None:
-    """Drop this container's cached rate card of a tenant whose card changed."""
-    _rate_cards.pop(name)
+def forget_tenant_settings(name: str) -> None:
+    """Drop this container's cached settings (rate card, mappings) of a tenant whose settings changed."""
+    _settings.pop(name)
+
+
+def _tenant_settings(name: str) -> Tenant:
+    """The tenant as ingestion reads it, cached for RATE_CARD_CACHE_SECONDS per process."""
+    cached = _settings.get(name)
+    if cached is None:
+        cached = store.tenants().tenant(name) or Tenant(name=name, created_at=0)
+        _settings.put(name, cached)
+    return cached
 
 
 def rate_card(name: str) -> dict[str, Decimal]:
-    """The tenant's rate card, cached for RATE_CARD_CACHE_SECONDS per process."""
-    cached = _rate_cards.get(name)
-    if cached is not None:
-        return cached
-    found = store.tenants().tenant(name)
-    card = found.rate_card if found else {}
-    _rate_cards.put(name, card)
-    return card
+    """The tenant's rate card (cached)."""
+    return _tenant_settings(name).rate_card
+
+
+def cloudevent_mappings(name: str) -> dict[str, Any]:
+    """How the tenant's CloudEvents types map to usage events, where it set that (cached)."""
+    return _tenant_settings(name).cloudevent_mappings
 
 
 def credits_for(event_type: str, count: int, explicit: int | None, card: dict[str, Decimal]) -> tuple[int, str]:

@@ -64,20 +64,22 @@ def _event_dicts(payload: Any) -> list[Any]:
     raise BadRequest('Request body must be an event object or {"events": [...]}')
 
 
-def _field_name(loc: tuple[Any, ...]) -> str:
+def field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "event"
 
 
-def _validated(index: int, raw: Any, now: int) -> tuple[UsageEvent | None, list[dict[str, Any]]]:
-    """The event, or the problems that make it invalid (each naming its field)."""
+def validated(
+    index: int, raw: Any, now: int, model: type[UsageEvent] = UsageEvent
+) -> tuple[UsageEvent | None, list[dict[str, Any]]]:
+    """The event (as ``model``), or the problems that make it invalid (each naming its field)."""
     event_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
     where = {"index": index, "id": event_id}
     if not isinstance(raw, dict):
         return None, [{**where, "field": "event", "reason": "must be a JSON object"}]
     try:
-        event = UsageEvent.model_validate(raw)
+        event = model.model_validate(raw)
     except ValidationError as invalid:
-        return None, [{**where, "field": _field_name(e["loc"]), "reason": e["msg"]} for e in invalid.errors()]
+        return None, [{**where, "field": field_name(e["loc"]), "reason": e["msg"]} for e in invalid.errors()]
     if event.timestamp is None:
         return event, []
     settings, ts = get_settings(), to_ms(event.timestamp)
@@ -93,18 +95,22 @@ def parse_events(body: str | bytes | None, now: int | None = None) -> list[Usage
     """Parse a request or message body; BadRequest listing every bad event if any is invalid."""
     now = now_ms() if now is None else now
     raws = _event_dicts(decode_json(body))
-    checked = [_validated(index, raw, now) for index, raw in enumerate(raws)]
+    checked = [validated(index, raw, now) for index, raw in enumerate(raws)]
     problems = [p for _, found in checked for p in found]
     if problems:
-        bad = len({p["index"] for p in problems})
-        noun = "event is" if bad == 1 else "events are"
-        first = problems[0]
-        raise BadRequest(
-            f"{bad} of {len(raws)} {noun} invalid (first: event {first['index']} field "
-            f"'{first['field']}' {first['reason']}); nothing was stored",
-            details=problems,
-        )
+        raise problems_error(problems, len(raws))
     return [event for event, _ in checked if event is not None]
+
+
+def problems_error(problems: list[dict[str, Any]], total: int, noun: str = "event") -> BadRequest:
+    """The 400 of a batch with invalid items: how many, the first problem, and every one in ``details``."""
+    bad = len({p["index"] for p in problems})
+    first = problems[0]
+    return BadRequest(
+        f"{bad} of {total} {noun}{' is' if bad == 1 else 's are'} invalid (first: {noun} {first['index']} field "
+        f"'{first['field']}' {first['reason']}); nothing was stored",
+        details=problems,
+    )
 
 
 def to_record(tenant: str, event: UsageEvent, card: dict[str, Any], received_at: int) -> UsageRecord:
