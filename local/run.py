@@ -266,10 +266,14 @@ def _start_stack(stack: Stack, args: argparse.Namespace, state_dir: Path, stop: 
         thread.start()
     from local.eventbridge import EventRecorder
 
-    gateway = Gateway(stack, EventRecorder(state_dir / "eventbridge.jsonl"))
-    server = _Server(("127.0.0.1", args.port), _http_handler(gateway))
+    return http_server(Gateway(stack, EventRecorder(state_dir / "eventbridge.jsonl")), args.port), threads
+
+
+def http_server(gateway: Any, port: int) -> ThreadingHTTPServer:
+    """The gateway served over HTTP on 127.0.0.1:``port`` (0: a free port); call ``serve_forever``."""
+    server = _Server(("127.0.0.1", port), _http_handler(gateway))
     server.daemon_threads = True
-    return server, threads
+    return server
 
 
 if __name__ == "__main__":
