@@ -222,7 +222,7 @@ def _body(schema: Schema) -> Schema:
 def _credit_routes() -> tuple[dict[str, Any], dict[str, Schema]]:
     """Grants, balances and reservations, their shapes generated from the handlers' pydantic models."""
     defs: dict[str, Schema] = {}
-    grant, held = _model(GrantShown, defs), _model(ReservationShown, defs)
+    grant, held, made = _model(GrantShown, defs), _model(ReservationShown, defs), _model(ReservationMade, defs)
     subject = [_query("identifier", "One end user"), _query("agentId", "One agent (neither: the tenant)")]
     grant_id, reservation_id = _path("grantId"), _path("reservationId")
     paths = {
@@ -260,8 +260,8 @@ def _credit_routes() -> tuple[dict[str, Any], dict[str, Schema]]:
                 "summary": "Hold credits on every listed subject at once, or on none (scope ingest)",
                 "requestBody": _body(_model(ReservationSpec, defs)),
                 "responses": {
-                    "201": _json(_model(ReservationMade, defs), "Held on every subject"),
-                    "200": _json({"$ref": "#/components/schemas/ReservationMade"}, "The same request again"),
+                    "201": _json(made, "Held on every subject"),
+                    "200": _json(made, "The same request again"),
                     "402": _json(_model(Insufficient, defs), "A subject has not the credits; nothing was held"),
                     **_errors(ERROR, 400, 403, 409, 413),
                 },
@@ -284,53 +284,79 @@ def _credit_routes() -> tuple[dict[str, Any], dict[str, Schema]]:
 def _sending_routes(ingest_result: Schema) -> dict[str, Any]:
     """The formats producers already emit: OpenMeter's CloudEvents ingest and OTLP/HTTP traces."""
     cloudevent = CloudEvent.model_json_schema()
+    scalar = {"type": ["string", "number", "boolean", "null"]}
+    cloudevent["properties"]["data"] = {  # any JSON object; described two levels deep
+        "anyOf": [
+            {
+                "type": "object",
+                "additionalProperties": {"anyOf": [scalar, {"type": "object", "additionalProperties": scalar}]},
+            },
+            {"type": "null"},
+        ],
+    }
     batch = {"type": "array", "items": cloudevent, "minItems": 1, "maxItems": MAX_CLOUDEVENTS}
-    otlp_json = {"type": "object", "description": "ExportTraceServiceRequest in OTLP/JSON (ids in hex)"}
+    attribute = _object(
+        {
+            "key": STRING,
+            "value": _object(
+                {"stringValue": STRING, "intValue": {"type": ["string", "integer"]}},
+                optional=("stringValue", "intValue"),
+            ),
+        }
+    )
+    span = _object(
+        {
+            "traceId": STRING,
+            "spanId": STRING,
+            "endTimeUnixNano": STRING,
+            "attributes": {"type": "array", "items": attribute},
+        },
+        optional=("endTimeUnixNano", "attributes"),
+    )
+    scope_spans = _object({"spans": {"type": "array", "items": span}})
+    resource_spans = _object({"scopeSpans": {"type": "array", "items": scope_spans}})
+    otlp_json = {
+        **_object({"resourceSpans": {"type": "array", "items": resource_spans}}),
+        "description": "ExportTraceServiceRequest in OTLP/JSON (ids in hex); the fields read are shown",
+    }
     otlp_answer = {"type": "object", "description": "ExportTraceServiceResponse; partialSuccess names rejected spans"}
     binary = {"type": "string", "format": "binary"}
     return {
-        "/api/v1/events": {
-            "post": {
-                "summary": "OpenMeter: ingest CloudEvents, each counted once per source and id (scope ingest)",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/cloudevents+json": {"schema": cloudevent},
-                        "application/cloudevents-batch+json": {"schema": batch},
-                        "application/json": {"schema": {"anyOf": [cloudevent, batch]}},
-                    },
-                },
-                "responses": {
-                    "204": {"description": "Every event stored now or before"},
-                    "409": _json(ingest_result, "An id is stored with a different body"),
-                    "415": _json(ERROR, "Not a CloudEvents media type"),
-                    **_errors(ERROR, 400, 403, 413),
-                },
-            }
-        },
-        "/v1/traces": {
-            "post": {
-                "summary": "OTLP/HTTP: spans with GenAI token usage become usage events (scope ingest)",
-                "requestBody": {
-                    "required": True,
+        "/api/v1/events": _post(
+            "OpenMeter: ingest CloudEvents, each counted once per source and id (scope ingest)",
+            {
+                "application/cloudevents+json": {"schema": cloudevent},
+                "application/cloudevents-batch+json": {"schema": batch},
+                "application/json": {"schema": {"anyOf": [cloudevent, batch]}},
+            },
+            {
+                "204": {"description": "Every event stored now or before"},
+                "409": _json(ingest_result, "An id is stored with a different body"),
+                "415": _json(ERROR, "Not a CloudEvents media type"),
+            },
+        ),
+        "/v1/traces": _post(
+            "OTLP/HTTP: spans with GenAI token usage become usage events (scope ingest)",
+            {"application/x-protobuf": {"schema": binary}, "application/json": {"schema": otlp_json}},
+            {
+                "200": {
+                    "description": "Stored; spans that cannot count are rejected alone, in partial success",
                     "content": {
                         "application/x-protobuf": {"schema": binary},
-                        "application/json": {"schema": otlp_json},
+                        "application/json": {"schema": otlp_answer},
                     },
                 },
-                "responses": {
-                    "200": {
-                        "description": "Stored; spans that cannot count are rejected alone, in partial success",
-                        "content": {
-                            "application/x-protobuf": {"schema": binary},
-                            "application/json": {"schema": otlp_answer},
-                        },
-                    },
-                    "415": _json(ERROR, "Neither protobuf nor JSON"),
-                    **_errors(ERROR, 400, 403, 413),
-                },
-            }
-        },
+                "415": _json(ERROR, "Neither protobuf nor JSON"),
+            },
+        ),
+    }
+
+
+def _post(summary: str, content: dict[str, Any], responses: dict[str, Any]) -> Schema:
+    """A POST route whose body comes in the media types of ``content``."""
+    body = {"required": True, "content": content}
+    return {
+        "post": {"summary": summary, "requestBody": body, "responses": {**responses, **_errors(ERROR, 400, 403, 413)}}
     }
 
 

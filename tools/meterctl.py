@@ -2,8 +2,9 @@
 
     python tools/meterctl.py [--endpoint-url URL | --stack NAME] COMMAND ...
 
-Commands: create-key, list-keys, revoke-key, create-tenant, set-rate-card, set-billing-anchor, show-tenant,
-redrive, reconcile. ``create-key`` prints the new token ``pk_…:sk_…`` as the last line of its output.
+Commands: create-key, list-keys, revoke-key, create-tenant, set-rate-card, set-cloudevents-mapping,
+set-billing-anchor, show-tenant, redrive, reconcile. ``create-key`` prints the new token ``pk_…:sk_…``
+as the last line of its output.
 ``redrive aggregation`` counts the stream batches the aggregator gave up on; ``redrive ingest``
 moves the ingest dead letters and parked messages back to the ingest queue; ``redrive alerts`` gives
 firings whose delivery was given up on a fresh day of retries. All are safe to
@@ -125,6 +126,12 @@ def _parser() -> argparse.ArgumentParser:
     card.add_argument("--tenant", required=True)
     card.add_argument("rates", nargs="+", metavar="TYPE=CREDITS_PER_UNIT")
 
+    mapping = commands.add_parser(
+        "set-cloudevents-mapping", help="how CloudEvents types map to usage events (docs/sending.md)"
+    )
+    mapping.add_argument("--tenant", required=True)
+    mapping.add_argument("--file", required=True, type=Path, help='JSON: {"<type>": {"counts": …, "fields": …}}')
+
     anchor = commands.add_parser("set-billing-anchor", help="day of month (1-28, UTC) a billing period starts")
     anchor.add_argument("--tenant", required=True)
     anchor.add_argument("day", type=int)
@@ -184,6 +191,14 @@ def run(argv: list[str]) -> int:
         elif args.command == "set-rate-card":
             card = admin.set_rate_card(args.tenant, key_values(args.rates, "TYPE=CREDITS_PER_UNIT"))
             print(json.dumps({k: str(v) for k, v in card.items()}))
+        elif args.command == "set-cloudevents-mapping":
+            try:
+                mappings = json.loads(args.file.read_text())
+            except (OSError, ValueError) as unreadable:
+                raise MeterError(f"Cannot read {args.file}: {unreadable}") from None
+            if not isinstance(mappings, dict):
+                raise MeterError('The mapping file must hold {"<CloudEvents type>": {"counts": …, "fields": …}}')
+            print(json.dumps(admin.set_cloudevent_mappings(args.tenant, mappings)))
         elif args.command == "set-billing-anchor":
             admin.set_billing_anchor(args.tenant, args.day)
             print(f"Billing periods of {args.tenant} start on day {args.day} of each month (UTC).")
@@ -192,7 +207,8 @@ def run(argv: list[str]) -> int:
             if not found:
                 raise MeterError(f"Unknown tenant '{args.tenant}'")
             shown = {"tenant": found.name, "createdAt": found.created_at, "rateCard": found.rate_card,
-                     "billingAnchorDay": found.billing_anchor_day}  # fmt: skip
+                     "billingAnchorDay": found.billing_anchor_day,
+                     "cloudEventMappings": found.cloudevent_mappings}  # fmt: skip
             print(json.dumps(shown, default=str, indent=2))
         elif args.command == "redrive":
             report = _redrive(args.which)

@@ -39,6 +39,22 @@ def test_rate_cards(aws, capsys):
     assert run(["set-rate-card", "--tenant", "acme", "message=-1"]) == 1
 
 
+def test_cloudevents_mappings_are_checked_and_kept(aws, capsys, tmp_path):
+    from meter.dal.tenants import cloudevent_mappings
+
+    run(["create-tenant", "acme"])
+    good = tmp_path / "good.json"
+    good.write_text(
+        json.dumps({"llm_call": {"counts": {"tokens.input": "data.usage.in"}, "fields": {"model": "data.m"}}})
+    )
+    assert run(["set-cloudevents-mapping", "--tenant", "acme", "--file", str(good)]) == 0
+    assert cloudevent_mappings("acme")["llm_call"]["counts"] == {"tokens.input": "data.usage.in"}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"llm_call": {"counts": {"tokens.input": "usage.in"}}}))
+    assert run(["set-cloudevents-mapping", "--tenant", "acme", "--file", str(bad)]) == 1
+    assert "llm_call.counts.tokens.input" in capsys.readouterr().err
+
+
 def test_billing_anchor_moves_the_snapshot_period(aws, capsys):
     from meter.dal.tenants import get_tenant
 

@@ -25,35 +25,9 @@ class AsyncMeter:
     def stats(self):
         return self.meter.stats
 
-    async def track(
-        self,
-        type: str,
-        count: int,
-        *,
-        identifier: str | None = None,
-        agent_id: str | None = None,
-        model: str | None = None,
-        conversation_id: str | None = None,
-        credits: int | None = None,
-        meta: dict | None = None,
-        id: str | None = None,
-        timestamp: Any = None,
-        reservation_id: str | None = None,
-    ) -> str:
-        """Queue one event; returns its id."""
-        event = make_event(
-            type,
-            count,
-            id=id,
-            timestamp=timestamp,
-            identifier=identifier,
-            agentId=agent_id,
-            model=model,
-            conversationId=conversation_id,
-            credits=credits,
-            meta=meta,
-            reservationId=reservation_id,
-        )
+    async def track(self, type: str, count: int, **fields: Any) -> str:
+        """Queue one event; returns its id. The keywords are ``Meter.track``'s."""
+        event = make_event(type, count, **fields)
         meter = self.meter
         if len(meter._queue) < meter.max_queue or meter.on_full != "block":
             meter.enqueue(event, block_timeout=0)

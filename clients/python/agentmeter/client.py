@@ -74,15 +74,36 @@ def _timestamp(value: Any) -> str | None:
     raise TypeError("timestamp must be a datetime, an ISO 8601 string or None")
 
 
-def make_event(event_type: str, count: int, **fields: Any) -> Event:
+def make_event(
+    type: str,
+    count: int,
+    *,
+    identifier: str | None = None,
+    agent_id: str | None = None,
+    model: str | None = None,
+    conversation_id: str | None = None,
+    credits: int | None = None,
+    meta: dict[str, Any] | None = None,
+    id: str | None = None,
+    timestamp: Any = None,
+    reservation_id: str | None = None,
+) -> Event:
     """The wire body of one event, its id and time fixed now; raises on what the meter would refuse."""
-    if not isinstance(event_type, str) or not event_type:
+    if not isinstance(type, str) or not type:
         raise ValueError("type must be a non-empty string such as 'tokens.input'")
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError("count must be a whole number >= 0")
-    event: Event = {"id": fields.pop("id", None) or uuid7(), "type": event_type, "count": count}
-    event["timestamp"] = _timestamp(fields.pop("timestamp", None))
-    event.update({name: value for name, value in fields.items() if value is not None})
+    optional = {
+        "identifier": identifier,
+        "agentId": agent_id,
+        "model": model,
+        "conversationId": conversation_id,
+        "credits": credits,
+        "meta": meta,
+        "reservationId": reservation_id,
+    }
+    event: Event = {"id": id or uuid7(), "type": type, "count": count, "timestamp": _timestamp(timestamp)}
+    event.update({name: value for name, value in optional.items() if value is not None})
     return event
 
 
@@ -175,15 +196,15 @@ class Meter:
         event = make_event(
             type,
             count,
-            id=id,
-            timestamp=timestamp,
             identifier=identifier,
-            agentId=agent_id,
+            agent_id=agent_id,
             model=model,
-            conversationId=conversation_id,
+            conversation_id=conversation_id,
             credits=credits,
             meta=meta,
-            reservationId=reservation_id,
+            id=id,
+            timestamp=timestamp,
+            reservation_id=reservation_id,
         )
         self.enqueue(event)
         return event["id"]

@@ -190,7 +190,7 @@ class ExportOutcome:
 
     def reject(self, span: Span, reason: str) -> None:
         self.rejected += 1
-        self.error_message = self.error_message or f"span {span.span_id or '?'}: {reason}"
+        self.error_message = self.error_message or f"span {span.span_id[:32] or '?'}: {reason}"
 
 
 def ingest_traces(tenant: str, body: bytes, media_type: str) -> ExportOutcome:
