@@ -285,6 +285,7 @@ def _sending_routes(ingest_result: Schema) -> dict[str, Any]:
     """The formats producers already emit: OpenMeter's CloudEvents ingest and OTLP/HTTP traces."""
     cloudevent = CloudEvent.model_json_schema()
     scalar = {"type": ["string", "number", "boolean", "null"]}
+    cloudevent["additionalProperties"] = scalar  # extension attributes: scalars, as CloudEvents 1.0 defines them
     cloudevent["properties"]["data"] = {  # any JSON object; described two levels deep
         "anyOf": [
             {

@@ -247,3 +247,28 @@ def test_the_sqs_transport_sends_batches_the_ingest_queue_stores_once(queue):  #
     assert meter.flush(timeout=10)
     drain()
     assert stored_ids() == {f"acme#{i}" for i in ids}
+
+
+def test_a_request_never_passes_max_batch_bytes(double):
+    meter = Meter(double.url, "k", max_batch_bytes=2_000, **FAST)
+    ids = [meter.track("message", 1, meta={"note": "x" * 200}) for _ in range(40)]
+    assert meter.flush(timeout=10)
+    assert set(double.stored) == set(ids)
+    assert max(len(request) for request in double.requests) <= 2_000 // 250
+
+
+class BrokenTransport:
+    def send(self, events):
+        raise RuntimeError("no route to the meter")
+
+
+def test_a_transport_that_raises_is_retried_then_reported_and_flush_returns():
+    errors: list[str] = []
+    meter = Meter(
+        transport=BrokenTransport(), max_retries=1, on_error=lambda event, reason: errors.append(reason), **FAST
+    )
+    meter.track("message", 1)
+    assert meter.flush(timeout=10)
+    assert meter.stats.failed == 1 and errors == ["gave up after 2 attempts: RuntimeError: no route to the meter"]
+    with pytest.raises(ValueError, match="meta"):
+        meter.track("message", 1, meta={"bad": object()})

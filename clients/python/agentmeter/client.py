@@ -93,6 +93,8 @@ def make_event(
         raise ValueError("type must be a non-empty string such as 'tokens.input'")
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError("count must be a whole number >= 0")
+    if meta is not None and not all(isinstance(v, (str, int, float, bool)) for v in meta.values()):
+        raise ValueError("meta values must be strings, numbers or booleans")
     optional = {
         "identifier": identifier,
         "agentId": agent_id,
@@ -254,19 +256,26 @@ class Meter:
                 self._worker.start()
 
     def _take_batch(self) -> list[Event]:
-        """Up to one request's worth from the front of the queue (lock held); counted in flight."""
-        batch: list[Event] = []
-        size = 2
-        while self._queue and len(batch) < self.max_batch_events:
-            length = len(json.dumps(self._queue[0], separators=(",", ":"))) + 1
-            if batch and size + length > self.max_batch_bytes:
-                break
-            batch.append(self._queue.popleft())
-            size += length
-        self._in_flight += len(batch)
+        """Up to one request's worth from the front of the queue (lock held); counted in flight.
+
+        The events are measured against ``max_batch_bytes`` after the lock is let go (``_fit``).
+        """
+        count = min(len(self._queue), self.max_batch_events)
+        batch = [self._queue.popleft() for _ in range(count)]
+        self._in_flight += count
         self.stats.queued = len(self._queue)
         if batch:
             self._changed.notify_all()  # room for blocked producers
+        return batch
+
+    def _fit(self, batch: list[Event]) -> list[Event]:
+        """The head of ``batch`` that fits one request; the rest goes back to the front of the queue."""
+        size = 2
+        for index, event in enumerate(batch):
+            size += len(json.dumps(event, separators=(",", ":"))) + 1
+            if index and size > self.max_batch_bytes:
+                self._settle([], batch[index:], final=False)
+                return batch[:index]
         return batch
 
     def _run(self) -> None:
@@ -280,7 +289,7 @@ class Meter:
                     self._changed.wait(left)
                 batch = [] if self._closing.is_set() else self._take_batch()
             if batch:
-                self._deliver(batch, deadline=None, final=False)
+                self._deliver(self._fit(batch), deadline=None, final=False)
 
     def _settle(self, outcomes: list[tuple[Event, Outcome]], requeued: list[Event], final: bool) -> None:
         """Count what became of a batch, report failures, and put back what is still to send."""
@@ -325,6 +334,10 @@ class Meter:
             except Transient as failure:
                 outcomes = [Outcome(RETRY, reason=str(failure)) for _ in pending]
                 retry_after = failure.retry_after
+            except Exception as error:  # a transport's own fault: retried, then reported, never lost
+                log.exception("agentmeter transport failed")
+                outcomes = [Outcome(RETRY, reason=f"{type(error).__name__}: {error}") for _ in pending]
+                retry_after = None
             else:
                 retry_after = None
             settled += [(e, o) for e, o in zip(pending, outcomes) if o.status in (DELIVERED, REJECTED)]
@@ -373,7 +386,7 @@ class Meter:
             with self._lock:
                 batch = self._take_batch()
             if batch:
-                self._deliver(batch, deadline, final)
+                self._deliver(self._fit(batch), deadline, final)
             with self._lock:
                 while self._in_flight and not self._queue:
                     left = None if deadline is None else deadline - time.monotonic()
