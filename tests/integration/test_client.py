@@ -5,6 +5,7 @@ failures); ``tests/e2e/test_sending_over_http.py`` runs it against the real stac
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import pytest
@@ -272,3 +274,21 @@ def test_a_transport_that_raises_is_retried_then_reported_and_flush_returns():
     assert meter.stats.failed == 1 and errors == ["gave up after 2 attempts: RuntimeError: no route to the meter"]
     with pytest.raises(ValueError, match="meta"):
         meter.track("message", 1, meta={"bad": object()})
+
+
+def oldest_python() -> str | None:
+    """A Python 3.9 on this machine (the client's floor), if there is one."""
+    candidates = [*sorted(Path.home().glob(".pyenv/versions/3.9.*/bin/python")), shutil.which("python3.9")]
+    for candidate in filter(None, candidates):  # a pyenv shim may be there without selecting 3.9
+        if subprocess.run([str(candidate), "-c", "pass"], capture_output=True, check=False).returncode == 0:
+            return str(candidate)
+    return None
+
+
+@pytest.mark.skipif(oldest_python() is None, reason="no Python 3.9 here")
+def test_the_client_runs_on_python_3_9_from_its_own_directory(double):
+    script = SCRIPT.format(url=double.url, body="meter.track('message', 1, id='py39', meta={'v': 1})")
+    client_dir = Path(__file__).resolve().parents[2] / "clients" / "python"
+    done = subprocess.run([oldest_python(), "-c", script], cwd=client_dir, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "py39" in double.stored
