@@ -56,7 +56,8 @@ def test_the_client_delivers_every_event_once_and_the_totals_match(stack, token)
     assert eventually(lambda: tokens_by(stack, token, "identifier") == expected), tokens_by(stack, token, "identifier")
 
 
-def test_100_process_exits_without_flush_lose_nothing(stack, token):
+def test_processes_exiting_at_once_without_flush_lose_nothing(stack, token):
+    """30 at once here; ``make bench`` counts 100."""
     script = textwrap.dedent(
         """
         import sys
@@ -66,9 +67,9 @@ def test_100_process_exits_without_flush_lose_nothing(stack, token):
             meter.track("tokens.output", 1, identifier="exiting", id=f"{sys.argv[3]}-{n}")
         """
     )
-    processes = [subprocess.Popen([sys.executable, "-c", script, stack.base_url, token, f"p{i}"]) for i in range(100)]
-    assert [p.wait(timeout=120) for p in processes] == [0] * 100
-    assert eventually(lambda: tokens_by(stack, token, "identifier") == {("exiting",): 300}, timeout=30)
+    processes = [subprocess.Popen([sys.executable, "-c", script, stack.base_url, token, f"p{i}"]) for i in range(30)]
+    assert [p.wait(timeout=120) for p in processes] == [0] * 30
+    assert eventually(lambda: tokens_by(stack, token, "identifier") == {("exiting",): 90}, timeout=30)
 
 
 def test_the_openmeter_sdk_ingests_by_changing_only_endpoint_and_key(stack, tenant, token):
