@@ -110,14 +110,17 @@ def test_litellms_openmeter_callback_counts_input_and_output_of_its_user_and_mod
     assert set(models_stored(stack, tenant).values()) == {"gpt-4o"}
 
 
-def test_the_opentelemetry_sdks_otlp_exporter_counts_genai_spans_once(stack, token):
+def test_the_opentelemetry_sdks_otlp_exporter_counts_genai_spans_once(stack, token, monkeypatch):
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    exporter = OTLPSpanExporter(endpoint=f"{stack.base_url}/v1/traces", headers={"Authorization": f"Bearer {token}"})
+    # configured as users configure it: the exporter's own environment variables
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", stack.base_url)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"Authorization=Bearer%20{token}")
+    exporter = OTLPSpanExporter()
     kept = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "agents", "enduser.id": "ana"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -128,7 +131,7 @@ def test_the_opentelemetry_sdks_otlp_exporter_counts_genai_spans_once(stack, tok
                              "gen_ai.usage.cache_read.input_tokens": 400, "gen_ai.usage.output_tokens": 100,
                              "gen_ai.agent.id": "planner"})  # fmt: skip
     provider.shutdown()
-    again = OTLPSpanExporter(endpoint=f"{stack.base_url}/v1/traces", headers={"Authorization": f"Bearer {token}"})
+    again = OTLPSpanExporter()
     assert again.export(kept.get_finished_spans()).name == "SUCCESS"  # exported twice: counted once
     expected = {("ana", "planner"): 1000}
     assert eventually(lambda: tokens_by(stack, token, "identifier", "agentId") == expected)
