@@ -74,38 +74,32 @@ def _timestamp(value: Any) -> str | None:
     raise TypeError("timestamp must be a datetime, an ISO 8601 string or None")
 
 
-def make_event(
-    type: str,
-    count: int,
-    *,
-    identifier: str | None = None,
-    agent_id: str | None = None,
-    model: str | None = None,
-    conversation_id: str | None = None,
-    credits: int | None = None,
-    meta: dict[str, Any] | None = None,
-    id: str | None = None,
-    timestamp: Any = None,
-    reservation_id: str | None = None,
-) -> Event:
-    """The wire body of one event, its id and time fixed now; raises on what the meter would refuse."""
+WIRE_NAMES = {  # track()'s keywords → the event's fields
+    "identifier": "identifier",
+    "agent_id": "agentId",
+    "model": "model",
+    "conversation_id": "conversationId",
+    "credits": "credits",
+    "meta": "meta",
+    "reservation_id": "reservationId",
+}
+
+
+def make_event(type: str, count: int, id: str | None = None, timestamp: Any = None, **fields: Any) -> Event:
+    """The wire body of one event (``Meter.track``'s arguments), its id and time fixed now; raises on
+    what the meter would refuse."""
     if not isinstance(type, str) or not type:
         raise ValueError("type must be a non-empty string such as 'tokens.input'")
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError("count must be a whole number >= 0")
+    unknown = sorted(set(fields) - set(WIRE_NAMES))
+    if unknown:
+        raise TypeError(f"unexpected keyword {unknown[0]!r}; track() takes {', '.join(WIRE_NAMES)}, id, timestamp")
+    meta = fields.get("meta")
     if meta is not None and not all(isinstance(v, (str, int, float, bool)) for v in meta.values()):
         raise ValueError("meta values must be strings, numbers or booleans")
-    optional = {
-        "identifier": identifier,
-        "agentId": agent_id,
-        "model": model,
-        "conversationId": conversation_id,
-        "credits": credits,
-        "meta": meta,
-        "reservationId": reservation_id,
-    }
     event: Event = {"id": id or uuid7(), "type": type, "count": count, "timestamp": _timestamp(timestamp)}
-    event.update({name: value for name, value in optional.items() if value is not None})
+    event.update({WIRE_NAMES[name]: value for name, value in fields.items() if value is not None})
     return event
 
 
