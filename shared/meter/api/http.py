@@ -91,10 +91,9 @@ class RawResponse:
     def lambda_response(self) -> dict[str, Any]:
         """The payload-2.0 response; bytes go base64-encoded, as API Gateway expects binary bodies."""
         headers = {"Content-Type": self.content_type, **self.headers} if self.content_type else dict(self.headers)
-        if isinstance(self.body, bytes):
-            body = base64.b64encode(self.body).decode()
-            return {"statusCode": self.status, "headers": headers, "body": body, "isBase64Encoded": True}
-        return {"statusCode": self.status, "headers": headers, "body": self.body}
+        binary = isinstance(self.body, bytes)
+        body = base64.b64encode(self.body).decode() if binary else self.body
+        return {"statusCode": self.status, "headers": headers, "body": body, "isBase64Encoded": binary}
 
 
 class Created(dict):
@@ -201,16 +200,15 @@ def static_file(directory: Path, name: str) -> dict[str, Any]:
     if "/" in name or name.startswith(".") or path.suffix not in STATIC_TYPES or not path.is_file():
         return json_response(404, {"error": "Not Found"})
     binary = not STATIC_TYPES[path.suffix].startswith("text/")
-    body = base64.b64encode(path.read_bytes()).decode() if binary else path.read_text()
     headers = {
-        "Content-Type": STATIC_TYPES[path.suffix],
         "Cache-Control": "no-cache" if name == "index.html" else "public, max-age=300",
         "X-Content-Type-Options": "nosniff",
         "X-Frame-Options": "DENY",  # no other site may frame the dashboard (clickjacking)
         "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
         "frame-ancestors 'none'",
     }
-    return {"statusCode": 200, "headers": headers, "body": body, "isBase64Encoded": binary}
+    body = path.read_bytes() if binary else path.read_text()
+    return RawResponse(body, STATIC_TYPES[path.suffix], headers).lambda_response()
 
 
 def path_parameter(event: Request, name: str) -> str:
