@@ -102,7 +102,7 @@ _DIMENSION_NAMES = {"T": "tenant", "I": "identifier", "A": "agent", "M": "agent 
                     "AC": "agent credits"}  # fmt: skip
 
 
-def recount(records: list[UsageRecord]) -> dict[Bucket, dict[str, int]]:
+def recount(records: list[UsageRecord], cuts: frozenset[int] = frozenset()) -> dict[Bucket, dict[str, int]]:
     """What every aggregate must hold, from the rules alone (never from storage key strings).
 
     Every event counts for its tenant, its end user, its agent, its agent's model (agent and model
@@ -113,6 +113,9 @@ def recount(records: list[UsageRecord]) -> dict[Bucket, dict[str, int]]:
     conversations (``conversation``). An hour also holds each of these under ``<name>@1``, ``@2``
     or ``@3`` when the event fell in its second, third or fourth quarter (minute 15, 30, 45 on).
     The tenant's roster of agent credits holds, per UTC hour and day, each agent's credits alone.
+    A day of an hourly dimension also holds, for each of the tenant's day ``cuts`` q (a quarter of
+    the UTC day), ``>q``: its events, and each of these under ``<name>>q`` when the event fell in
+    quarter q of its UTC day or later.
     """
     totals: dict[Bucket, Counter] = defaultdict(Counter)
     for r in records:
@@ -135,9 +138,12 @@ def recount(records: list[UsageRecord]) -> dict[Bucket, dict[str, int]]:
         day, hour = r.ts // 86_400_000 * 86_400_000, r.ts // 3_600_000 * 3_600_000
         minute = r.ts % 3_600_000 // 60_000
         in_hour = added + Counter({f"{k}@{minute // 15}": v for k, v in added.items() if minute >= 15})
+        quarter_of_day = (r.ts - day) // 900_000
+        in_day = added + Counter({f">{q}": 1 for q in cuts})
+        in_day += Counter({f"{k}>{q}": v for q in cuts if quarter_of_day >= q for k, v in added.items()})
         for name, value in hourly:
             if name == "tenant" or value is not None:
-                totals[(r.tenant, name, value, "day", day)].update(added)
+                totals[(r.tenant, name, value, "day", day)].update(in_day)
                 totals[(r.tenant, name, value, "hour", hour)].update(in_hour)
         for name, value in daily:
             if value is not None:

@@ -70,13 +70,28 @@ def _records(seed: int = 11, n: int = 240) -> list[UsageRecord]:
     return [*found, other]
 
 
-@pytest.fixture
-def counted(gateway, tokens) -> list[UsageRecord]:
+# Day cuts (meter.dal.dimensions) at the local midnights of Kolkata, New York (EDT, EST), St John's
+# (NDT); "partly cut" day items hold them for all their events but one, and wrong parts besides,
+# so an answer that read them would be wrong: those days are read from hour items.
+CUTS = frozenset({74, 16, 20, 10})
+
+
+def _partly(totals: dict) -> dict:
+    for n, ((_, sk), added) in enumerate(sorted(totals.items())):
+        if sk.startswith("D#") and n % 2:
+            for name in [k for k in added if ">" in k]:
+                added[name] += -1 if name.startswith(">") else 1000
+    return totals
+
+
+@pytest.fixture(params=["uncut", "cut", "partly cut"])
+def counted(gateway, tokens, request) -> list[UsageRecord]:
     records = _records()
     settings = get_settings()
     listing = {key: value for record in records for key, value in listing_attributes(record).items()}
     items = [record_item(record) for record in records]
-    totals = coalesce(records)
+    totals = coalesce(records, lambda tenant: frozenset() if request.param == "uncut" else CUTS)
+    totals = _partly(totals) if request.param == "partly cut" else totals
     items += [{"pk": pk, "sk": sk, **added, **listing.get((pk, sk), {})} for (pk, sk), added in totals.items()]
     for item in items:
         table = settings.records_table if "ord" in item else settings.aggregates_table

@@ -26,6 +26,7 @@ from meter.credits.grants import account_of as credits_account
 from meter.dal import store
 from meter.dal.cursors import decode_cursor, encode_cursor
 from meter.dal.models import Alert as StoredAlert
+from meter.dal.tenants import keep_zone_cuts
 from meter.ingest.models import ZoneName
 
 MAX_THRESHOLDS = 20
@@ -242,6 +243,8 @@ def create_alert(tenant: str, body: Any, now: int | None = None) -> dict[str, An
     )
     store.alerts().save(alert)
     rules.forget_definitions(tenant)
+    if alert.time_zone and alert.period in ("day", "month"):
+        keep_zone_cuts(tenant, ZoneInfo(alert.time_zone))  # its periods' first days: day items alone
     _evaluate(alert, now)
     return _shown(alert, alert.signing_secret)
 
@@ -295,6 +298,8 @@ def change_alert(tenant: str, alert_id: str, body: Any, now: int | None = None) 
     )
     store.alerts().save(alert)
     rules.forget_definitions(tenant)
+    if alert.time_zone and alert.period in ("day", "month"):
+        keep_zone_cuts(tenant, ZoneInfo(alert.time_zone))  # its periods' first days: day items alone
     _evaluate(alert, now)
     return _shown(alert, new_secret)
 

@@ -106,6 +106,14 @@ def local_midnight(day: str, zone: ZoneInfo) -> int:
     return window_start(to_ms(noon), DAY, zone)
 
 
+def midnight_quarters(zone: ZoneInfo, around: int) -> set[int]:
+    """The quarters of the UTC day (1-95) where the zone's local midnights fall in the year around
+    ``around`` (both of a DST zone's offsets; none for UTC's own midnight or an offset off the grid)."""
+    day, quarter, month = 86_400_000, 900_000, 30 * 86_400_000
+    midnights = {-offset_ms(around + step * month, zone) % day for step in range(-6, 7)}
+    return {midnight // quarter for midnight in midnights if midnight and midnight % quarter == 0}
+
+
 def local_iso(ms: int, zone: ZoneInfo) -> str:
     """RFC 3339 with the zone's offset at that instant (milliseconds only when not whole)."""
     moment = datetime.fromtimestamp(ms / 1000, zone)

@@ -44,7 +44,7 @@ import contextlib
 import json
 import zlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,9 +57,10 @@ from meter.counting import distinct, set_aside
 from meter.credits.booking import Book
 from meter.dal import dynamo, keys, store, transactions
 from meter.dal.credits import credits
-from meter.dal.dimensions import DIMENSIONS, contribution_of, display_value, quartered
+from meter.dal.dimensions import DIMENSIONS, contribution_of, cut_parts, display_value, quartered
 from meter.dal.models import Ledger, PendingCommit
 from meter.dal.records import UsageRecord, record_from_item
+from meter.dal.tenants import day_cuts
 from meter.dal.transactions import Refused
 
 MAX_TRANSACT_ACTIONS = 100
@@ -83,8 +84,9 @@ class CommitFailed(Exception):
 
 
 # -- what a record adds ------------------------------------------------------------------------
-def aggregate_keys(record: UsageRecord) -> list[AggregateKey]:
-    """Every (pk, sk) item the record adds to: a day item per dimension, an hour item where kept."""
+def aggregate_keys(record: UsageRecord) -> list[tuple[AggregateKey, bool]]:
+    """Every (pk, sk) item the record adds to, each with whether its dimension keeps hours: a day
+    item per dimension, an hour item where kept."""
     day, hour = keys.day_sk(keys.day_key(record.ts)), keys.hour_sk(keys.hour_key(record.ts))
     found = []
     for dimension in DIMENSIONS:
@@ -92,9 +94,9 @@ def aggregate_keys(record: UsageRecord) -> list[AggregateKey]:
         if value is None:
             continue
         pk = dimension.pk(record.tenant, value)
-        found.append((pk, day))
+        found.append(((pk, day), dimension.hourly))
         if dimension.hourly:
-            found.append((pk, hour))
+            found.append(((pk, hour), True))
     return found
 
 
@@ -120,19 +122,26 @@ def roster_additions(record: UsageRecord) -> list[tuple[AggregateKey, Counter[st
     return [((pk, keys.roster_sk(bucket, record.agent_id)), credits) for bucket in buckets]
 
 
-def additions(record: UsageRecord) -> list[tuple[AggregateKey, Counter[str]]]:
-    """What one record adds to each of its aggregates (hour items also under its quarter)."""
+def additions(record: UsageRecord, cuts: frozenset[int] = frozenset()) -> list[tuple[AggregateKey, Counter[str]]]:
+    """What one record adds to each of its aggregates: hour items also under its quarter, day items
+    of hourly dimensions also under the day ``cuts`` (its tenant's) it falls after."""
     daily = contribution_of(record.type, record.count, record.credits)
     hourly = quartered(daily, record.ts)
-    own = [(key, hourly if keys.is_hour_sk(key[1]) else daily) for key in aggregate_keys(record)]
+    cut = cut_parts(daily, record.ts, cuts)
+    own = []
+    for key, hourly_dimension in aggregate_keys(record):
+        own.append((key, hourly if keys.is_hour_sk(key[1]) else cut if hourly_dimension else daily))
     return own + roster_additions(record)
 
 
-def coalesce(records: Iterable[UsageRecord]) -> dict[AggregateKey, Counter[str]]:
-    """Sum the contributions of many records per aggregate item."""
+def coalesce(
+    records: Iterable[UsageRecord], cuts_of: Callable[[str], frozenset[int]] = lambda tenant: frozenset()
+) -> dict[AggregateKey, Counter[str]]:
+    """Sum the contributions of many records per aggregate item (day items cut as ``cuts_of`` their
+    tenant says: ``meter.dal.tenants.day_cuts`` for what is stored)."""
     totals: dict[AggregateKey, Counter[str]] = defaultdict(Counter)
     for record in records:
-        for key, added in additions(record):
+        for key, added in additions(record, cuts_of(record.tenant)):
             totals[key].update(added)
     return totals
 
@@ -151,7 +160,7 @@ class Deltas:
     def add(self, sequence: str, record: UsageRecord, booked: Book | None = None) -> None:
         """Fold one record in (records arrive in sequence order), with what it adds to the credit
         accounts ``booked`` holds; nothing changes if it raises."""
-        added, listing = additions(record), listing_attributes(record)
+        added, listing = additions(record, day_cuts(record.tenant)), listing_attributes(record)
         if booked is not None:
             added += booked.additions(record)
         self.first = self.first or sequence

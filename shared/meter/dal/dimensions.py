@@ -8,6 +8,13 @@ active in a date range without knowing their ids.
 Hour items also split each counter by quarter hour: ``credits@1``, ``@2`` and ``@3`` hold what
 fell in minutes 15-29, 30-44 and 45-59 (the first quarter is the rest). Every time zone's offset
 is a whole number of quarter hours, so local hours, days and months are exact sums of items.
+
+Day items of hourly dimensions may also hold **cut** parts, for the tenant's day cuts (the quarters
+of the UTC day where its zones' local midnights fall, ``meter.dal.tenants.day_cuts``):
+``credits>74`` is what fell from quarter 74 (18:30 UTC, midnight in Asia/Kolkata) to the day's
+end, and ``>74`` counts the events the cut was kept for. A day item whose ``>74`` equals its
+``events`` holds the cut for every event it counts, so a local day is two day items' reads, not a
+day item and an hour Query per local midnight. The parts ride on writes the day item takes anyway.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ WELL_KNOWN_TYPES = frozenset(
 SPLIT_FAMILIES = ("tokens", "log_insights")  # types whose per-type totals an API answers
 QUARTER_MS = 15 * 60_000
 QUARTER_MARK = "@"  # credits@2: the hour's third quarter
+CUT_MARK = ">"  # credits>74: what fell from quarter 74 of the UTC day to its end
+QUARTERS_PER_DAY = 96
 
 
 def quarter_of(ms: int) -> int:
@@ -43,9 +52,43 @@ def quarter_counter(name: str, quarter: int) -> str:
     return f"{name}{QUARTER_MARK}{quarter}"
 
 
-def is_quarter_counter(name: str) -> bool:
-    """Whether an attribute is a quarter part rather than a total."""
-    return QUARTER_MARK in name
+def is_part_counter(name: str) -> bool:
+    """Whether an attribute is a quarter or cut part rather than a total."""
+    return QUARTER_MARK in name or CUT_MARK in name
+
+
+def cut_counter(name: str, cut: int) -> str:
+    """The attribute of a counter's part from quarter ``cut`` of the UTC day to its end."""
+    return f"{name}{CUT_MARK}{cut}"
+
+
+def cut_marker(cut: int) -> str:
+    """The attribute counting the events a day item kept cut ``cut`` for."""
+    return f"{CUT_MARK}{cut}"
+
+
+def quarter_of_day(ms: int) -> int:
+    """Which quarter of its UTC day an instant falls in (0-95)."""
+    return ms % (QUARTERS_PER_DAY * QUARTER_MS) // QUARTER_MS
+
+
+def complete_cuts(item: dict) -> set[int]:
+    """The cuts a day item holds for every event it counts."""
+    events = item.get("events", 0)
+    return {int(name[1:]) for name, n in item.items() if name[:1] == CUT_MARK and n == events}
+
+
+def cut_parts(added: Counter[str], ms: int, cuts: frozenset[int]) -> Counter[str]:
+    """What an event at ``ms`` adds to a day item: its totals, each cut's marker, and its totals
+    under every cut it falls at or after."""
+    if not cuts:
+        return added
+    daily, quarter = Counter(added), quarter_of_day(ms)
+    for cut in cuts:
+        daily[cut_marker(cut)] += added["events"]
+        if quarter >= cut:
+            daily.update({cut_counter(name, cut): n for name, n in added.items()})
+    return daily
 
 
 def has_own_items(event_type: str) -> bool:

@@ -77,6 +77,10 @@ class attr:  # lower case: it reads as the attribute it names, attr("seq").eq(se
     def lt(self, value: Any) -> Condition:
         return self._compare("<", value)
 
+    def size_below(self, limit: int) -> Condition:
+        """The attribute (a set, list or string) holds fewer than ``limit`` members."""
+        return Condition(lambda p: f"size({p.name(self.attribute)}) < {p.value(limit)}")
+
     def between(self, low: Any, high: Any) -> Condition:
         return Condition(lambda p: f"{p.name(self.attribute)} BETWEEN {p.value(low)} AND {p.value(high)}")
 

@@ -26,14 +26,16 @@ class ApiKey:
 
 @dataclass(frozen=True)
 class Tenant:
-    """A tenant: its rate card (credits per unit of each event type), billing anchor day, and how
-    its CloudEvents types map to usage events where the default mapping does not fit."""
+    """A tenant: its rate card (credits per unit of each event type), billing anchor day, how its
+    CloudEvents types map to usage events where the default mapping does not fit, and the day cuts
+    its queries' time zones need (``meter.dal.dimensions``)."""
 
     name: str
     created_at: int
     rate_card: dict[str, Decimal] = field(default_factory=dict)
     billing_anchor_day: int = 1
     cloudevent_mappings: dict[str, Any] = field(default_factory=dict)
+    day_cuts: frozenset[int] = frozenset()  # quarters of the UTC day its day items are cut at
 
 
 @dataclass(frozen=True)

@@ -485,6 +485,7 @@ class Tenants(Table):
             rate_card={k: Decimal(str(v)) for k, v in item.get("rateCard", {}).items()},
             billing_anchor_day=int(item.get("billingAnchorDay", 1)),
             cloudevent_mappings=item.get("cloudEventMappings", {}),
+            day_cuts=frozenset(int(cut) for cut in item.get("dayCuts", ())),
         )
 
     def _update_existing(self, pk: str, change: Update) -> bool:
@@ -502,6 +503,13 @@ class Tenants(Table):
     def set_cloudevent_mappings(self, tenant: str, mappings: dict[str, Any]) -> bool:
         """Replace how a tenant's CloudEvents types map to usage events; False for an unknown tenant."""
         return self._update_existing(keys.tenant_pk(tenant), Update().set("cloudEventMappings", mappings))
+
+    def add_day_cuts(self, tenant: str, cuts: set[int], most: int) -> bool:
+        """Add day cuts to a tenant's set unless it would then hold more than ``most``; False if
+        it would, or for an unknown tenant."""
+        room = attr("dayCuts").absent() | attr("dayCuts").size_below(most - len(cuts) + 1)
+        key = _by_pk(keys.tenant_pk(tenant))
+        return self.update(key, Update().add("dayCuts", set(cuts)), attr("pk").exists() & room) is not None
 
     def set_billing_anchor(self, tenant: str, day: int) -> bool:
         """Set the day of month a tenant's billing period starts; False for an unknown tenant."""

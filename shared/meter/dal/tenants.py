@@ -11,12 +11,14 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
 
 from meter.core.caches import Cache
 from meter.core.config import get_settings
 from meter.core.errors import BadRequest, NotFound
+from meter.core.localtime import midnight_quarters
 from meter.core.timerange import now_ms, to_ms
 from meter.dal import store
 from meter.dal.models import Tenant
@@ -76,6 +78,29 @@ def rate_card(name: str) -> dict[str, Decimal]:
 def cloudevent_mappings(name: str) -> dict[str, Any]:
     """How the tenant's CloudEvents types map to usage events, where it set that (cached)."""
     return _tenant_settings(name).cloudevent_mappings
+
+
+MAX_DAY_CUTS = 4  # a zone with DST needs two: a home zone and one more, each with DST
+
+
+def day_cuts(name: str) -> frozenset[int]:
+    """The quarters of the UTC day where the tenant's day items are cut (cached)."""
+    return _tenant_settings(name).day_cuts
+
+
+def keep_day_cuts(name: str, cuts: set[int]) -> None:
+    """Have the aggregator cut the tenant's day items at these quarters from now on, unless the
+    tenant already holds ``MAX_DAY_CUTS`` (its reads of other zones then use hour items: as exact,
+    more reads). One conditional write, only for cuts not yet kept."""
+    new = set(cuts) - day_cuts(name)
+    if new and len(day_cuts(name)) + len(new) <= MAX_DAY_CUTS:
+        store.tenants().add_day_cuts(name, new, MAX_DAY_CUTS)
+        forget_tenant_settings(name)  # added, or another container filled the set: read it again
+
+
+def keep_zone_cuts(name: str, zone: ZoneInfo) -> None:
+    """Keep the day cuts of a zone's local midnights (both of a DST zone's) for the tenant."""
+    keep_day_cuts(name, midnight_quarters(zone, now_ms()))
 
 
 def credits_for(event_type: str, count: int, explicit: int | None, card: dict[str, Decimal]) -> tuple[int, str]:

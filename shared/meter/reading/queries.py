@@ -21,7 +21,7 @@ from meter.dal.dimensions import (
     TENANT,
     Dimension,
     contribution_of,
-    is_quarter_counter,
+    is_part_counter,
 )
 from meter.dal.keys import day_key
 from meter.dal.records import UsageRecord
@@ -75,13 +75,13 @@ def conversation_records(tenant: str, conversation_id: str, start: int, end: int
     return list(store.records().created_between("ByConversation", partition, start, end))
 
 
-def counters(item: dict[str, Any], quarters: bool = False) -> Totals:
-    """The numeric totals of an aggregate item (with an hour item's quarter parts if asked)."""
+def counters(item: dict[str, Any], parts: bool = False) -> Totals:
+    """The numeric totals of an aggregate item (with its quarter and cut parts if asked)."""
     return Counter(
         {
             k: v
             for k, v in item.items()
-            if isinstance(v, int) and k not in ("pk", "sk") and (quarters or not is_quarter_counter(k))
+            if isinstance(v, int) and k not in ("pk", "sk") and (parts or not is_part_counter(k))
         }
     )
 

@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from meter.core.errors import BadRequest
-from meter.core.localtime import windows
+from meter.core.localtime import HOUR, windows
 from meter.core.logs import with_log_keys
 from meter.core.timerange import DAY_MS, HOUR_MS
 from meter.dal import keys, store
@@ -35,11 +35,14 @@ from meter.dal.dimensions import (
     TENANT,
     TYPE,
     Dimension,
+    complete_cuts,
+    cut_counter,
     has_own_items,
     quarter_counter,
     type_counter,
 )
 from meter.dal.records import UsageRecord
+from meter.dal.tenants import keep_zone_cuts
 from meter.reading.plan import Piece, Slice, Split, signed_pieces, split
 from meter.reading.queries import in_parallel, listed_values, record_totals, tenant_records
 
@@ -180,6 +183,11 @@ def _on_quarters(piece: Piece) -> Split:
     return split(start, end, QUARTER_MS)
 
 
+def _hours(piece: Piece) -> list[int]:
+    """The hour items a piece reads when its day item cannot answer it."""
+    return [hour for hour, _, _ in _on_quarters(piece).hours]
+
+
 def _quarters(item: dict[str, Any], counter: str, first: int, last: int) -> int:
     """The counter's sum over quarters ``first..last-1`` of an hour item."""
     parts = [item.get(quarter_counter(counter, q), 0) for q in (1, 2, 3)]
@@ -206,14 +214,15 @@ class SeriesReader:
         self.hour_items: dict[int, dict] = {}
 
     def read(self) -> None:
-        """Fetch every day and hour item the windows need."""
+        """Fetch every day item the windows touch, then the hour items of the pieces no day item answers."""
         days = {day for day_starts, _ in self.plans for day in day_starts}
-        hours = {hour for _, pieces in self.plans for piece in pieces for hour, _, _ in _on_quarters(piece).hours}
-        if days or hours:
-            low, high = keys.day_sk(keys.day_key(min(days | hours))), keys.day_sk(keys.day_key(max(days | hours)))
+        pieces = {piece for _, window_pieces in self.plans for piece in window_pieces}
+        touched = days | {piece[1] // DAY_MS * DAY_MS for piece in pieces}
+        if touched:
+            low, high = (keys.day_sk(keys.day_key(day)) for day in (min(touched), max(touched)))
             for item in store.aggregates().between(self.pk, low, high, consistent=self.consistent):
                 self.day_items[keys.parse_aggregate(self.pk, item["sk"]).bucket_start] = item
-        self._read_hours(sorted(hours))
+        self._read_hours(sorted({hour for piece in pieces if self._from_day(piece) is None for hour in _hours(piece)}))
 
     def add(self, deltas: dict[tuple[str, str], Counter[str]]) -> None:
         """Add counters not yet committed (an aggregator's open window) to the items read."""
@@ -258,11 +267,37 @@ class SeriesReader:
         one = max(1, -(-expected * HOUR_ITEM_BYTES // 4096)) * 0.5
         return one < 0.5 * len(runs)
 
+    def _from_day(self, piece: Piece) -> int | None:
+        """A piece's value from its day item alone: none without one (no events that day), its cut
+        parts where both ends are the day's ends or cuts the item holds for all its events; None
+        when hour items must say."""
+        _, start, end = piece
+        day = start // DAY_MS * DAY_MS
+        item = self.day_items.get(day)
+        if item is None:
+            return 0
+        cuts = complete_cuts(item)
+
+        def after(moment: int) -> int | None:  # what fell from ``moment`` to the day's end
+            if moment == day:
+                return item.get(self.counter, 0)
+            quarter, off_grid = divmod(moment - day, QUARTER_MS)
+            if moment == day + DAY_MS:
+                return 0
+            return item.get(cut_counter(self.counter, quarter), 0) if not off_grid and quarter in cuts else None
+
+        low, high = after(start), after(end)
+        return None if low is None or high is None else low - high
+
     def value(self, index: int) -> int:
         """The series' total in window ``index``."""
         days, pieces = self.plans[index]
         total = sum(self.day_items.get(day, {}).get(self.counter, 0) for day in days)
         for piece in pieces:
+            known = self._from_day(piece)
+            if known is not None:
+                total += piece[0] * known
+                continue
             cut = _on_quarters(piece)
             part = sum(
                 _quarters(self.hour_items.get(hour, {}), self.counter, first, last) for hour, first, last in cut.hours
@@ -329,6 +364,8 @@ def run_query(query: UsageQuery) -> list[tuple[int, int, tuple[tuple[str, str], 
     spans = _check_windows(query)
     if not spans:
         return []
+    if query.size != HOUR:
+        keep_zone_cuts(query.tenant, query.zone)  # the next reads of its local days: day items alone
     series = plan_series(query)
     plans = [signed_pieces(a, b) for a, b in spans]
     sums: dict[tuple[int, tuple], int] = defaultdict(int)
