@@ -13,7 +13,14 @@ from meter.core.errors import BadRequest, NotFound
 from meter.core.timerange import now_ms
 from meter.dal import store
 from meter.dal.models import ApiKey
-from meter.dal.tenants import SCOPES, ensure_tenant, forget_tenant_settings
+from meter.dal.tenants import (
+    SCOPES,
+    day_cuts,
+    ensure_tenant,
+    forget_tenant_settings,
+    keep_zone_cuts,
+    validate_tenant_name,
+)
 
 
 def _unknown(name: str) -> NotFound:
@@ -114,3 +121,24 @@ def set_billing_anchor(name: str, day: int) -> None:
         raise BadRequest("Invalid billing anchor day: use 1 to 28")
     if not store.tenants().set_billing_anchor(name, day):
         raise _unknown(name)
+
+
+def cut_times(cuts: frozenset[int]) -> list[str]:
+    """Day cuts as the UTC times they fall at (``18:30Z``)."""
+    return [f"{quarter // 4:02d}:{quarter % 4 * 15:02d}Z" for quarter in sorted(cuts)]
+
+
+def keep_zone(name: str, zone_name: str) -> list[str]:
+    """Have the tenant's day items cut at a zone's local midnights from now on (its first query
+    in the zone does the same; keep it before sending history to read that history's local days
+    from day items at once); the tenant's cuts, as UTC times."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        zone = ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadRequest(f"Invalid 'zone': unknown time zone {zone_name!r}") from None
+    if store.tenants().tenant(validate_tenant_name(name)) is None:
+        raise _unknown(name)
+    keep_zone_cuts(name, zone)
+    return cut_times(day_cuts(name))

@@ -3,7 +3,7 @@
     python tools/meterctl.py [--endpoint-url URL | --stack NAME] COMMAND ...
 
 Commands: create-key, list-keys, revoke-key, create-tenant, set-rate-card, set-cloudevents-mapping,
-set-billing-anchor, show-tenant, redrive, reconcile. ``create-key`` prints the new token ``pk_…:sk_…``
+set-billing-anchor, keep-zone, show-tenant, redrive, reconcile. ``create-key`` prints the new token ``pk_…:sk_…``
 as the last line of its output.
 ``redrive aggregation`` counts the stream batches the aggregator gave up on; ``redrive ingest``
 moves the ingest dead letters and parked messages back to the ingest queue; ``redrive alerts`` gives
@@ -136,6 +136,10 @@ def _parser() -> argparse.ArgumentParser:
     anchor.add_argument("--tenant", required=True)
     anchor.add_argument("day", type=int)
 
+    zone = commands.add_parser("keep-zone", help="cut day items at a zone's local midnights (before a backfill)")
+    zone.add_argument("--tenant", required=True)
+    zone.add_argument("zone", help="an IANA time zone, e.g. Asia/Kolkata")
+
     show = commands.add_parser("show-tenant", help="show a tenant and its rate card")
     show.add_argument("tenant")
 
@@ -202,13 +206,17 @@ def run(argv: list[str]) -> int:
         elif args.command == "set-billing-anchor":
             admin.set_billing_anchor(args.tenant, args.day)
             print(f"Billing periods of {args.tenant} start on day {args.day} of each month (UTC).")
+        elif args.command == "keep-zone":
+            cuts = admin.keep_zone(args.tenant, args.zone)
+            print(json.dumps({"tenant": args.tenant, "dayCuts": cuts}))
         elif args.command == "show-tenant":
             found = tenants.get_tenant(tenants.validate_tenant_name(args.tenant))
             if not found:
                 raise MeterError(f"Unknown tenant '{args.tenant}'")
             shown = {"tenant": found.name, "createdAt": found.created_at, "rateCard": found.rate_card,
                      "billingAnchorDay": found.billing_anchor_day,
-                     "cloudEventMappings": found.cloudevent_mappings}  # fmt: skip
+                     "cloudEventMappings": found.cloudevent_mappings,
+                     "dayCuts": admin.cut_times(found.day_cuts)}  # fmt: skip
             print(json.dumps(shown, default=str, indent=2))
         elif args.command == "redrive":
             report = _redrive(args.which)

@@ -55,6 +55,20 @@ def test_cloudevents_mappings_are_checked_and_kept(aws, capsys, tmp_path):
     assert "llm_call.counts.tokens.input" in capsys.readouterr().err
 
 
+def test_a_kept_zone_cuts_day_items_at_its_local_midnights(aws, capsys):
+    from meter.dal.tenants import day_cuts
+
+    run(["create-tenant", "acme"])
+    assert run(["keep-zone", "--tenant", "acme", "America/New_York"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["dayCuts"] == ["04:00Z", "05:00Z"]
+    assert day_cuts("acme") == {16, 20}
+    assert run(["keep-zone", "--tenant", "acme", "Mars/Olympus"]) == 1
+    assert "zone" in capsys.readouterr().err
+    assert run(["keep-zone", "--tenant", "ghost", "Asia/Kolkata"]) == 1
+    assert run(["show-tenant", "acme"]) == 0
+    assert json.loads(capsys.readouterr().out)["dayCuts"] == ["04:00Z", "05:00Z"]
+
+
 def test_billing_anchor_moves_the_snapshot_period(aws, capsys):
     from meter.dal.tenants import get_tenant
 
