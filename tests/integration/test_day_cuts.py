@@ -13,12 +13,16 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from meter.core.config import get_settings
+from meter.core.localtime import local_midnight
 from meter.core.timerange import DAY_MS, now_ms, to_ms
+from meter.counting.aggregation import coalesce
 from meter.counting.reconcile import HORIZON_MS, reconcile_window
 from meter.dal import dynamo, store
-from meter.dal.records import record_from_item
+from meter.dal.dimensions import IDENTIFIER
+from meter.dal.records import UsageRecord, record_from_item
 from meter.dal.tenants import MAX_DAY_CUTS, day_cuts, forget_tenant_settings, keep_day_cuts, keep_zone_cuts
 from meter.ingest.batch import ingest, parse_events
+from meter.reading.series import Series, UsageQuery, series_total
 from tests.conftest import STACK
 from tests.helpers import aggregator, recount, stored_aggregates
 
@@ -167,3 +171,34 @@ def test_a_query_keeps_its_zones_cuts_and_a_tenant_keeps_a_bounded_number(gatewa
     keep_day_cuts("acme", {1, 2, 3, 5, 6})  # past the bound: nothing is added
     forget_tenant_settings("acme")
     assert len(day_cuts("acme")) <= MAX_DAY_CUTS
+
+
+def test_uncommitted_deltas_counted_without_a_cut_are_added_exactly(tokens):
+    """An aggregator whose cached settings predate the cut adds deltas without its parts to day
+    items that hold it: the alert check that adds them reads the hours, and stays exact."""
+    _keep_cuts("acme")
+    _send("acme", "a")
+    aggregator(STACK).drain()
+    start = local_midnight((DAY + timedelta(days=1)).date().isoformat(), KOLKATA)  # 18:30 UTC the day before
+    end = to_ms(DAY) + DAY_MS + 12 * 3_600_000  # noon UTC: the second day's part is read from hour items
+    extra = [
+        UsageRecord("acme", f"open-{n}", "message", 1, ts, 5, "event", now_ms(), "f", {"identifier": "user-1"})
+        for n, ts in enumerate((start + 1, start + 3_600_000, end - 1))
+    ]
+    query = UsageQuery("acme", start, end, None, KOLKATA, "credits")
+
+    total = series_total(query, Series(IDENTIFIER, "user-1", ()), consistent=True, deltas=coalesce(extra))
+
+    every = _records("acme") + extra
+    assert total == sum(r.credits for r in every if start <= r.ts < end and r.relations.get("identifier") == "user-1")
+
+
+def test_a_ragged_edge_on_a_day_not_yet_counted_reads_its_raw_events(gateway, tokens):
+    _send("acme", "a")  # stored; the aggregator has not run
+    start = DAY + timedelta(hours=12)
+    query = {"from": start.isoformat(), "to": (start + timedelta(minutes=10)).isoformat(), "measure": "events"}
+    response = gateway.handle("GET", "/v1/usage/query", urlencode(query), {"Authorization": f"Bearer {tokens['acme']}"})
+
+    assert response.status == 200, response.body
+    raw = [r for r in _records("acme") if to_ms(start) <= r.ts < to_ms(start) + 600_000]
+    assert raw and [row["value"] for row in response.json()["data"]] == [len(raw)]

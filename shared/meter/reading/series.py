@@ -213,8 +213,9 @@ class SeriesReader:
         self.day_items: dict[int, dict] = {}
         self.hour_items: dict[int, dict] = {}
 
-    def read(self) -> None:
-        """Fetch every day item the windows touch, then the hour items of the pieces no day item answers."""
+    def read(self, every_hour: bool = False) -> None:
+        """Fetch every day item the windows touch, then the hour items of the pieces no day item
+        answers (of every piece with ``every_hour``: uncommitted deltas to ``add`` may lack a cut)."""
         days = {day for day_starts, _ in self.plans for day in day_starts}
         pieces = {piece for _, window_pieces in self.plans for piece in window_pieces}
         touched = days | {piece[1] // DAY_MS * DAY_MS for piece in pieces}
@@ -222,7 +223,8 @@ class SeriesReader:
             low, high = (keys.day_sk(keys.day_key(day)) for day in (min(touched), max(touched)))
             for item in store.aggregates().between(self.pk, low, high, consistent=self.consistent):
                 self.day_items[keys.parse_aggregate(self.pk, item["sk"]).bucket_start] = item
-        self._read_hours(sorted({hour for piece in pieces if self._from_day(piece) is None for hour in _hours(piece)}))
+        unanswered = [piece for piece in pieces if every_hour or self._from_day(piece) is None]
+        self._read_hours(sorted({hour for piece in unanswered for hour in _hours(piece)}))
 
     def add(self, deltas: dict[tuple[str, str], Counter[str]]) -> None:
         """Add counters not yet committed (an aggregator's open window) to the items read."""
@@ -268,14 +270,14 @@ class SeriesReader:
         return one < 0.5 * len(runs)
 
     def _from_day(self, piece: Piece) -> int | None:
-        """A piece's value from its day item alone: none without one (no events that day), its cut
-        parts where both ends are the day's ends or cuts the item holds for all its events; None
-        when hour items must say."""
+        """A piece's value from its day item alone: none without one (no events counted that day; a
+        piece off the quarter grid still reads its raw events), its cut parts where both ends are
+        the day's ends or cuts the item holds for all its events; None when hour items must say."""
         _, start, end = piece
         day = start // DAY_MS * DAY_MS
         item = self.day_items.get(day)
         if item is None:
-            return 0
+            return 0 if (start - day) % QUARTER_MS == (end - day) % QUARTER_MS == 0 else None
         cuts = complete_cuts(item)
 
         def after(moment: int) -> int | None:  # what fell from ``moment`` to the day's end
@@ -325,7 +327,7 @@ def series_total(
     slices = {raw for _, pieces in plans for piece in pieces for raw in _on_quarters(piece).raw}
     raw = {piece: tenant_records(query.tenant, *piece) for piece in slices}
     reader = SeriesReader(query, series, plans, raw, consistent)
-    reader.read()
+    reader.read(every_hour=bool(deltas))
     reader.add(deltas or {})
     return reader.value(0)
 
