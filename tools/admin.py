@@ -10,6 +10,7 @@ from typing import Any
 
 from meter.api.auth import hash_secret, new_key
 from meter.core.errors import BadRequest, NotFound
+from meter.core.localtime import named_zone
 from meter.core.timerange import now_ms
 from meter.dal import store
 from meter.dal.models import ApiKey
@@ -132,12 +133,9 @@ def keep_zone(name: str, zone_name: str) -> list[str]:
     """Have the tenant's day items cut at a zone's local midnights from now on (its first query
     in the zone does the same; keep it before sending history to read that history's local days
     from day items at once); the tenant's cuts, as UTC times."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        zone = ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise BadRequest(f"Invalid 'zone': unknown time zone {zone_name!r}") from None
+    zone = named_zone(zone_name)
+    if zone is None:
+        raise BadRequest(f"Invalid 'zone': unknown time zone {zone_name!r}")
     if store.tenants().tenant(validate_tenant_name(name)) is None:
         raise _unknown(name)
     keep_zone_cuts(name, zone)

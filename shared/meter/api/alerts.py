@@ -298,8 +298,6 @@ def change_alert(tenant: str, alert_id: str, body: Any, now: int | None = None) 
     )
     store.alerts().save(alert)
     rules.forget_definitions(tenant)
-    if alert.time_zone and alert.period in ("day", "month"):
-        keep_zone_cuts(tenant, ZoneInfo(alert.time_zone))  # its periods' first days: day items alone
     _evaluate(alert, now)
     return _shown(alert, new_secret)
 

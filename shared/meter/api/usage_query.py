@@ -10,13 +10,13 @@ import csv
 import io
 from typing import Any, Literal
 from urllib.parse import parse_qs
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
 from meter.core import ids
 from meter.core.errors import BadRequest
-from meter.core.localtime import DAY, WINDOW_SIZES, local_iso, local_midnight, window_start
+from meter.core.localtime import DAY, WINDOW_SIZES, local_iso, local_midnight, named_zone, window_start
 from meter.core.timerange import LATEST_MS, now_ms, parse_instant
 from meter.dal import keys, store
 from meter.dal.dimensions import (
@@ -75,10 +75,10 @@ def _one(params: dict[str, list[str]], name: str) -> str | None:
 
 
 def _zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        raise BadRequest(f"Invalid 'timeZone' parameter: {name!r} is not an IANA time zone") from None
+    zone = named_zone(name or "UTC")
+    if zone is None:
+        raise BadRequest(f"Invalid 'timeZone' parameter: {name!r} is not an IANA time zone")
+    return zone
 
 
 def _instant(name: str, text: str, zone: ZoneInfo) -> int:

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
 
-from meter.core.timerange import to_ms
+from meter.core.timerange import DAY_MS, to_ms
 
 HOUR, DAY, WEEK, MONTH = "HOUR", "DAY", "WEEK", "MONTH"
 WINDOW_SIZES = (HOUR, DAY, MONTH)  # what the native query offers; credit allowances also recur weekly
@@ -106,11 +106,19 @@ def local_midnight(day: str, zone: ZoneInfo) -> int:
     return window_start(to_ms(noon), DAY, zone)
 
 
+def named_zone(name: str) -> ZoneInfo | None:
+    """The IANA time zone of that name, or None if there is none."""
+    try:
+        return ZoneInfo(name)
+    except (ValueError, OSError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+        return None
+
+
 def midnight_quarters(zone: ZoneInfo, around: int) -> set[int]:
     """The quarters of the UTC day (1-95) where the zone's local midnights fall in the year around
     ``around`` (both of a DST zone's offsets; none for UTC's own midnight or an offset off the grid)."""
-    day, quarter, month = 86_400_000, 900_000, 30 * 86_400_000
-    midnights = {-offset_ms(around + step * month, zone) % day for step in range(-6, 7)}
+    quarter, month = 900_000, 30 * DAY_MS
+    midnights = {-offset_ms(around + step * month, zone) % DAY_MS for step in range(-6, 7)}
     return {midnight // quarter for midnight in midnights if midnight and midnight % quarter == 0}
 
 

@@ -6,7 +6,6 @@ import hashlib
 import json
 import math
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
@@ -22,6 +21,7 @@ from pydantic import (
 )
 
 from meter.core import ids
+from meter.core.localtime import named_zone
 from meter.dal.records import RELATION_FIELDS  # noqa: F401  (the fields UsageEvent declares)
 
 MAX_COUNT = 10**15
@@ -69,10 +69,8 @@ Meta = Annotated[
 
 
 def _known_zone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ValueError, OSError, KeyError):
-        raise ValueError("must be an IANA time zone such as Europe/Berlin") from None
+    if named_zone(name) is None:
+        raise ValueError("must be an IANA time zone such as Europe/Berlin")
     return name
 
 
