@@ -178,18 +178,19 @@ def meaning(pk: str, sk: str) -> Bucket:
 
 
 def stored_aggregates(client: Any, table: str, tenant: str | None = None) -> dict[Bucket, dict[str, int]]:
-    """Every aggregate item (of one tenant, if given) by what it totals, with its non-zero counters."""
+    """Every aggregate bucket (of one tenant, if given) by what it totals, with its non-zero counters
+    (a roster entry of a day that its sharding split is in two partitions: their sum)."""
     pages = client.get_paginator("scan").paginate(TableName=table)
     items = [dynamo.deserialize(item) for page in pages for item in page["Items"]]
-    found = {}
+    found: dict[Bucket, Counter] = defaultdict(Counter)
     for item in items:
         if not item["sk"].startswith(("D#", "H#")):
             continue  # a last-seen mark or a tally of distinct values (see distinct_counts)
         bucket = meaning(item.pop("pk"), item.pop("sk"))
         counters = {k: v for k, v in item.items() if v and isinstance(v, int)}
         if (tenant is None or bucket[0] == tenant) and counters:
-            found[bucket] = counters
-    return found
+            found[bucket].update(counters)
+    return {bucket: dict(counters) for bucket, counters in found.items()}
 
 
 def distinct_since(records: list[UsageRecord], tenant: str, day_start: int) -> dict[str, int]:

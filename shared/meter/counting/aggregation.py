@@ -55,12 +55,12 @@ from meter.core.logs import logger, metrics
 from meter.core.timerange import now_ms
 from meter.counting import distinct, set_aside
 from meter.credits.booking import Book
-from meter.dal import dynamo, keys, store, transactions
+from meter.dal import dynamo, keys, store, tenants, transactions
 from meter.dal.credits import credits
 from meter.dal.dimensions import DIMENSIONS, contribution_of, cut_parts, display_value, quartered
 from meter.dal.models import Ledger, PendingCommit
 from meter.dal.records import UsageRecord, record_from_item
-from meter.dal.tenants import day_cuts
+from meter.dal.tenants import Layout
 from meter.dal.transactions import Refused
 
 MAX_TRANSACT_ACTIONS = 100
@@ -73,6 +73,7 @@ MAX_ATTEMPTS = 8  # invocation-level rounds when the ledger moves under a commit
 PENDING_VOID_AFTER_MS = 5 * 60_000  # finished until then; voided after (reconciliation counts the rest)
 
 AggregateKey = tuple[str, str]
+UNSHARDED = Layout()  # no day cuts, one roster partition: a tenant's layout until it keeps either
 
 
 class LedgerMoved(Exception):
@@ -113,35 +114,35 @@ def listing_attributes(record: UsageRecord) -> dict[AggregateKey, dict[str, str]
     return attributes
 
 
-def roster_additions(record: UsageRecord) -> list[tuple[AggregateKey, Counter[str]]]:
+def roster_additions(record: UsageRecord, layout: Layout = UNSHARDED) -> list[tuple[AggregateKey, Counter[str]]]:
     """The record's credits in its agent's entries of the tenant's roster (its day and its hour)."""
     if record.agent_id is None or not record.credits:
         return []
-    pk, credits = keys.roster_pk(record.tenant), Counter(credits=record.credits)
+    pk, credits = layout.roster_pk(record.tenant, record.agent_id, record.ts), Counter(credits=record.credits)
     buckets = keys.day_sk(keys.day_key(record.ts)), keys.hour_sk(keys.hour_key(record.ts))
     return [((pk, keys.roster_sk(bucket, record.agent_id)), credits) for bucket in buckets]
 
 
-def additions(record: UsageRecord, cuts: frozenset[int] = frozenset()) -> list[tuple[AggregateKey, Counter[str]]]:
+def additions(record: UsageRecord, layout: Layout = UNSHARDED) -> list[tuple[AggregateKey, Counter[str]]]:
     """What one record adds to each of its aggregates: hour items also under its quarter, day items
-    of hourly dimensions also under the day ``cuts`` (its tenant's) it falls after."""
+    of hourly dimensions also under the day cuts of its tenant's ``layout`` it falls after."""
     daily = contribution_of(record.type, record.count, record.credits)
     hourly = quartered(daily, record.ts)
-    cut = cut_parts(daily, record.ts, cuts)
+    cut = cut_parts(daily, record.ts, layout.cuts)
     own = []
     for key, hourly_dimension in aggregate_keys(record):
         own.append((key, hourly if keys.is_hour_sk(key[1]) else cut if hourly_dimension else daily))
-    return own + roster_additions(record)
+    return own + roster_additions(record, layout)
 
 
 def coalesce(
-    records: Iterable[UsageRecord], cuts_of: Callable[[str], frozenset[int]] = lambda tenant: frozenset()
+    records: Iterable[UsageRecord], layout_of: Callable[[str], Layout] = lambda tenant: UNSHARDED
 ) -> dict[AggregateKey, Counter[str]]:
-    """Sum the contributions of many records per aggregate item (day items cut as ``cuts_of`` their
-    tenant says: ``meter.dal.tenants.day_cuts`` for what is stored)."""
+    """Sum the contributions of many records per aggregate item, laid out as ``layout_of`` their
+    tenant says (``meter.dal.tenants.layout`` for what is stored)."""
     totals: dict[AggregateKey, Counter[str]] = defaultdict(Counter)
     for record in records:
-        for key, added in additions(record, cuts_of(record.tenant)):
+        for key, added in additions(record, layout_of(record.tenant)):
             totals[key].update(added)
     return totals
 
@@ -160,7 +161,7 @@ class Deltas:
     def add(self, sequence: str, record: UsageRecord, booked: Book | None = None) -> None:
         """Fold one record in (records arrive in sequence order), with what it adds to the credit
         accounts ``booked`` holds; nothing changes if it raises."""
-        added, listing = additions(record, day_cuts(record.tenant)), listing_attributes(record)
+        added, listing = additions(record, tenants.layout(record.tenant)), listing_attributes(record)
         if booked is not None:
             added += booked.additions(record)
         self.first = self.first or sequence
@@ -378,9 +379,26 @@ def handle_window(event: dict[str, Any]) -> dict[str, Any]:
             logger.warning("ledger moved during commit; re-reading", extra={"shard": shard, "attempt": attempt})
             continue
         metrics.add_metric(name="EventsCounted", unit="Count", value=deltas.events)
+        _shard_busy_rosters(deltas.counters)
         _check_alerts({**carried.counters, **deltas.counters}, folded, None)
         return {"state": {}, "batchItemFailures": []}
     raise CommitFailed(f"shard {shard}: the ledger kept moving")
+
+
+def _shard_busy_rosters(counters: dict[AggregateKey, Counter]) -> None:
+    """Shard the roster of every tenant with ``ROSTER_SHARD_AT`` agents or more in one commit: at a
+    window a minute, thousands of agents' entries across many stream shards would pass a partition's
+    1,000 writes/s. A failure is logged: the next busy commit tries again."""
+    agents: dict[str, set[str]] = defaultdict(set)
+    for pk, sk in counters:
+        tenant, code = keys.owner_of_aggregate(pk)
+        if code == keys.ROSTER_CODE:
+            agents[tenant].add(keys.roster_agent(sk))
+    for tenant in (tenant for tenant, seen in agents.items() if len(seen) >= tenants.ROSTER_SHARD_AT):
+        try:
+            tenants.shard_roster(tenant, now_ms())
+        except Exception:
+            logger.exception("sharding a roster failed; the next busy commit tries again", extra={"tenant": tenant})
 
 
 def _check_alerts(touched: dict[AggregateKey, Counter], folded: list[UsageRecord], open_window: dict | None) -> None:

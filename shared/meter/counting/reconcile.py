@@ -47,7 +47,7 @@ from meter.dal.arrivals import LATE_AFTER_MS
 from meter.dal.dimensions import AGENT, AGENT_SCOPED, DIMENSIONS, TENANT, Dimension
 from meter.dal.keys import day_key, hour_key
 from meter.dal.records import UsageRecord
-from meter.dal.tenants import day_cuts, forget_tenant_settings
+from meter.dal.tenants import forget_tenant_settings, layout
 from meter.dal.transactions import is_refusal
 from meter.reading.queries import counters, listed_items, tenant_records
 
@@ -163,13 +163,13 @@ def reconcile_window(tenant: str, start: int, end: int, now: int, marks: bool = 
 
 def _recount_window(tenant: str, start: int, end: int, now: int, marks: bool = False) -> ReconcileReport:
     report = ReconcileReport()
-    forget_tenant_settings(tenant)  # its current day cuts: the aggregator's may only be older, never newer
+    forget_tenant_settings(tenant)  # its current layout: the aggregator's may only be older, never newer
     records, report.unreadable = _records(tenant, start, end)
     report.records = len(records)
     if any(record.received_at > now - HORIZON_MS for record in records):
         report.deferred = 1  # the stream may still be counting some of them
         return report
-    expected = {k: +v for k, v in coalesce(records, day_cuts).items() if _within(k, start, end)}
+    expected = {k: +v for k, v in coalesce(records, layout).items() if _within(k, start, end)}
     listing = {k: v for record in records for k, v in listing_attributes(record).items()}
     whole_tenant = TENANT.pk(tenant, "")
     buckets = [keys.hour_sk(hour_key(h)) for h in range(start, end, HOUR_MS)]

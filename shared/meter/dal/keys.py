@@ -7,9 +7,9 @@ key ``ord = <13-digit ms>#<id>`` shared by both.
 
 Aggregates (``pk = <tenant>#<dimension code>[#<value>]``, ``sk = D#YYYY-MM-DD`` or
 ``H#YYYY-MM-DDTHH``); ``lk`` lists a dimension's values on the ``ByList`` index. The agents'
-credits roster (``<tenant>#AC``, ``<bucket sk>#<agent>``); a value's last-seen mark (its own
-partition, ``SEEN``) and the tenant's tally of values per last-seen day (``<tenant>#SEEN``,
-``M#YYYY-MM``).
+credits roster (``<tenant>#AC``, once sharded also ``<tenant>#AC#<shard>``; ``<bucket sk>#<agent>``);
+a value's last-seen mark (its own partition, ``SEEN``) and the tenant's tally of values per
+last-seen day (``<tenant>#SEEN``, ``M#YYYY-MM``).
 
 Control: the aggregator's per-shard ledger (``SHARD#<shard>``), its pending commits
 (``PENDING#<shard>#<first>#<last>``), late arrivals by received hour (``LATE#<hour ms>#<shard>``),
@@ -138,13 +138,26 @@ def bucket_day(sk: str) -> str:
     return sk[2:12]
 
 
-# -- the agents' credits roster: every agent's totals of a bucket in one tenant partition -------
+# -- the agents' credits roster: every agent's totals of a bucket in a few tenant partitions ----
 ROSTER_CODE = "AC"
+ROSTER_SHARDS = 16  # a tenant with thousands of agents spreads its roster over this many partitions
 
 
-def roster_pk(tenant: str) -> str:
-    """The partition holding every agent's credits per day and hour (sort key: bucket, then agent)."""
-    return f"{tenant}#{ROSTER_CODE}"
+def roster_pk(tenant: str, shard: int = 0) -> str:
+    """A partition of every agent's credits per day and hour (sort key: bucket, then agent): the
+    tenant's one partition, or one of ``ROSTER_SHARDS`` once its roster is sharded (shard 0 is
+    the unsharded partition, so entries written before sharding stay where readers look)."""
+    return f"{tenant}#{ROSTER_CODE}" + (f"#{shard}" if shard else "")
+
+
+def roster_pks(tenant: str) -> list[str]:
+    """Every partition of a sharded roster."""
+    return [roster_pk(tenant, shard) for shard in range(ROSTER_SHARDS)]
+
+
+def roster_shard(agent: str) -> int:
+    """Which partition of a sharded roster holds an agent's entries (stable, uniform)."""
+    return int.from_bytes(hashlib.blake2b(agent.encode(), digest_size=4).digest(), "big") % ROSTER_SHARDS
 
 
 def roster_sk(bucket_sk: str, agent: str) -> str:

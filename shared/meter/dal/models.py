@@ -28,7 +28,8 @@ class ApiKey:
 class Tenant:
     """A tenant: its rate card (credits per unit of each event type), billing anchor day, how its
     CloudEvents types map to usage events where the default mapping does not fit, and the day cuts
-    its queries' time zones need (``meter.dal.dimensions``)."""
+    its queries' time zones need (``meter.dal.dimensions``), and from when its agents' roster is
+    sharded (``meter.dal.tenants.roster_shard_of``)."""
 
     name: str
     created_at: int
@@ -36,6 +37,7 @@ class Tenant:
     billing_anchor_day: int = 1
     cloudevent_mappings: dict[str, Any] = field(default_factory=dict)
     day_cuts: frozenset[int] = frozenset()  # quarters of the UTC day its day items are cut at
+    roster_sharded_from: int | None = None  # events at or after this instant (ms) go to a sharded roster
 
 
 @dataclass(frozen=True)

@@ -486,6 +486,7 @@ class Tenants(Table):
             billing_anchor_day=int(item.get("billingAnchorDay", 1)),
             cloudevent_mappings=item.get("cloudEventMappings", {}),
             day_cuts=frozenset(int(cut) for cut in item.get("dayCuts", ())),
+            roster_sharded_from=int(item["rosterShardedFrom"]) if "rosterShardedFrom" in item else None,
         )
 
     def _update_existing(self, pk: str, change: Update) -> bool:
@@ -510,6 +511,12 @@ class Tenants(Table):
         room = attr("dayCuts").absent() | attr("dayCuts").size_below(most - len(cuts) + 1)
         key = _by_pk(keys.tenant_pk(tenant))
         return self.update(key, Update().add("dayCuts", set(cuts)), attr("pk").exists() & room) is not None
+
+    def shard_roster(self, tenant: str, start: int) -> bool:
+        """Shard the tenant's roster for events from ``start`` on, unless it already is (the first
+        ``start`` stands: readers and writers agree on it); False if it was, or for an unknown tenant."""
+        change, unset = Update().set("rosterShardedFrom", start), attr("rosterShardedFrom").absent()
+        return self.update(_by_pk(keys.tenant_pk(tenant)), change, attr("pk").exists() & unset) is not None
 
     def set_billing_anchor(self, tenant: str, day: int) -> bool:
         """Set the day of month a tenant's billing period starts; False for an unknown tenant."""

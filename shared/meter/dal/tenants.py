@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -20,7 +21,7 @@ from meter.core.config import get_settings
 from meter.core.errors import BadRequest, NotFound
 from meter.core.localtime import midnight_quarters
 from meter.core.timerange import now_ms, to_ms
-from meter.dal import store
+from meter.dal import keys, store
 from meter.dal.models import Tenant
 
 TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -101,6 +102,50 @@ def keep_day_cuts(name: str, cuts: set[int]) -> None:
 def keep_zone_cuts(name: str, zone: ZoneInfo) -> None:
     """Keep the day cuts of a zone's local midnights (both of a DST zone's) for the tenant."""
     keep_day_cuts(name, midnight_quarters(zone, now_ms()))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the aggregator puts what one tenant's events add: its day items' cuts, and from which
+    event time its agents' roster is sharded (an entry is then in one of ``keys.ROSTER_SHARDS``
+    partitions, chosen by the agent). Both follow from the event alone, so the aggregator,
+    reconciliation and readers agree on where every entry is."""
+
+    cuts: frozenset[int] = frozenset()
+    roster_sharded_from: int | None = None
+
+    def roster_pk(self, tenant: str, agent: str, ts: int) -> str:
+        """The roster partition of an agent's entry for an event at ``ts``."""
+        sharded = self.roster_sharded_from is not None and ts >= self.roster_sharded_from
+        return keys.roster_pk(tenant, keys.roster_shard(agent) if sharded else 0)
+
+    def roster_pks(self, tenant: str, end: int | None) -> list[str]:
+        """The roster partitions holding entries of events before ``end`` (None: any time)."""
+        sharded = self.roster_sharded_from is not None and (end is None or end > self.roster_sharded_from)
+        return keys.roster_pks(tenant) if sharded else [keys.roster_pk(tenant)]
+
+
+def layout(name: str) -> Layout:
+    """The tenant's layout (cached like its other settings)."""
+    settings = _tenant_settings(name)
+    return Layout(settings.day_cuts, settings.roster_sharded_from)
+
+
+ROSTER_SHARD_AT = 256  # agents of one tenant in one commit that shard its roster
+HOUR_MS = 3_600_000
+
+
+def shard_roster(name: str, now: int) -> None:
+    """Shard the tenant's roster for events from the first whole hour that no container can still
+    be writing or reading unsharded: past every cached copy of its settings, a minute more, and
+    the accepted clock skew of event times (no event before then can be timestamped after it). A
+    roster is sharded once; later calls change nothing."""
+    if layout(name).roster_sharded_from is not None:
+        return
+    settings = get_settings()
+    wait_ms = (settings.rate_card_cache_seconds + 60 + settings.max_future_skew_seconds) * 1000
+    store.tenants().shard_roster(name, -(-(now + wait_ms) // HOUR_MS) * HOUR_MS)
+    forget_tenant_settings(name)
 
 
 def credits_for(event_type: str, count: int, explicit: int | None, card: dict[str, Decimal]) -> tuple[int, str]:

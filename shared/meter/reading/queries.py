@@ -25,6 +25,7 @@ from meter.dal.dimensions import (
 )
 from meter.dal.keys import day_key
 from meter.dal.records import UsageRecord
+from meter.dal.tenants import layout
 from meter.reading.plan import ReadPlan, plan_range
 
 Totals = Counter[str]
@@ -148,9 +149,11 @@ def agent_credits(tenant: str, start: int | None, end: int | None) -> Counter[st
     plan = _read_plan(start, end)
     spans = [(keys.day_sk(plan.days[0]), keys.day_sk(plan.days[1]))] if plan.days else []
     spans += [(keys.hour_sk(low), keys.hour_sk(high)) for low, high in plan.hours]
+    partitions = layout(tenant).roster_pks(tenant, end)
+    reads = [(pk, *keys.roster_bounds(low, high)) for pk in partitions for low, high in spans]
     credits: Counter[str] = Counter()
-    for low, high in spans:
-        for item in store.aggregates().between(keys.roster_pk(tenant), *keys.roster_bounds(low, high)):
+    for items in in_parallel(lambda read: store.aggregates().between(*read), reads):
+        for item in items:  # an agent's entry of a bucket may be in two partitions (sharded mid-bucket)
             credits[keys.roster_agent(item["sk"])] += item.get("credits", 0)
     for low, high in plan.raw:
         for record in tenant_records(tenant, low, high):

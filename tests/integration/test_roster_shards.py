@@ -1,0 +1,171 @@
+"""A sharded agents' roster: a tenant with thousands of agents spreads its roster entries over
+several partitions from an event time on, and every total stays the brute-force sum of the raw
+events: the stored buckets, organization agents over any range, and reconciliation's recount."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from meter.core.config import get_settings
+from meter.core.timerange import DAY_MS, now_ms, to_ms
+from meter.counting.reconcile import HORIZON_MS, reconcile_window
+from meter.dal import dynamo, store, tenants
+from meter.dal.records import record_from_item
+from tests.conftest import STACK
+from tests.helpers import aggregator, call, recount, stored_aggregates
+
+DAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+SHARDED_FROM = DAY + timedelta(hours=13)  # the roster is sharded from 13:00 UTC of that day on
+AGENTS = [f"bot-{n}" for n in range(24)]
+# Before the shard start, at it to the millisecond, after it, and on the next day.
+MOMENTS = [timedelta(hours=2), timedelta(hours=12, minutes=59, seconds=59, milliseconds=999)]
+MOMENTS += [timedelta(hours=13), timedelta(hours=13, milliseconds=1), timedelta(hours=20), timedelta(days=1, hours=3)]
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _events(prefix: str, agents: list[str]) -> list[dict]:
+    return [
+        {
+            "id": f"{prefix}-{a}-{m}",
+            "type": "message",
+            "count": 1,
+            "credits": 1 + (a + m) % 5,
+            "agentId": agent,
+            "identifier": f"user-{a % 3}",
+            "timestamp": iso(DAY + moment),
+        }
+        for a, agent in enumerate(agents)
+        for m, moment in enumerate(MOMENTS)
+    ]
+
+
+def _send(gateway, token: str, events: list[dict]) -> None:
+    for start in range(0, len(events), 100):
+        response = call(gateway, "POST", "/v1/events", token, {"events": events[start : start + 100]})
+        assert response.status == 200, response.body
+    aggregator(STACK).drain()
+
+
+def _records(tenant: str) -> list:
+    items = dynamo.client().scan(TableName=get_settings().records_table)["Items"]
+    return [r for r in map(record_from_item, map(dynamo.deserialize, items)) if r.tenant == tenant]
+
+
+def _roster_partitions(tenant: str) -> dict[str, set[str]]:
+    """Sort key → the partitions holding an entry with that sort key (from the documented formats)."""
+    found: dict[str, set[str]] = {}
+    for item in dynamo.client().scan(TableName=get_settings().aggregates_table)["Items"]:
+        pk, sk = item["pk"]["S"], item["sk"]["S"]
+        if pk == f"{tenant}#AC" or pk.startswith(f"{tenant}#AC#"):
+            found.setdefault(sk, set()).add(pk)
+    return found
+
+
+@pytest.fixture
+def sharded(gateway, tokens) -> list[dict]:
+    assert store.tenants().shard_roster("acme", to_ms(SHARDED_FROM))
+    tenants.forget_tenant_settings("acme")
+    events = _events("e", AGENTS)
+    _send(gateway, tokens["acme"], events)
+    return events
+
+
+def test_a_sharded_roster_holds_the_rules_totals_spread_from_its_start(sharded):
+    assert stored_aggregates(dynamo.client(), get_settings().aggregates_table, "acme") == recount(_records("acme"))
+
+    partitions = _roster_partitions("acme")
+    start_hour = SHARDED_FROM.strftime("%Y-%m-%dT%H")
+    before = [sk for sk in partitions if sk.startswith("H#") and sk[2:15] < start_hour]
+    hour_13 = [sk for sk in partitions if sk.startswith("H#" + SHARDED_FROM.strftime("%Y-%m-%dT13#"))]
+    assert before and all(partitions[sk] == {"acme#AC"} for sk in before)  # hours before: the one partition
+    assert all(len(partitions[sk]) == 1 for sk in partitions if sk.startswith("H#"))  # an hour is never split
+    assert len({pk for sk in hour_13 for pk in partitions[sk]}) > 1  # from the start on, spread by agent
+    day_of_start = [sk for sk in partitions if sk.startswith("D#" + DAY.strftime("%Y-%m-%d#"))]
+    assert any(len(partitions[sk]) == 2 for sk in day_of_start)  # that day: before and after the start
+    next_day = [sk for sk in partitions if sk.startswith("D#" + (DAY + timedelta(days=1)).strftime("%Y-%m-%d#"))]
+    assert len({pk for sk in next_day for pk in partitions[sk]}) > 1
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (timedelta(0), timedelta(days=2)),  # whole days, across the shard start
+        (timedelta(hours=1, minutes=7), timedelta(hours=13)),  # ragged, ending at the start: one partition
+        (timedelta(hours=12), timedelta(hours=14)),  # whole hours around the start
+        (timedelta(hours=12, minutes=59, seconds=59), timedelta(hours=13, milliseconds=1)),  # to the millisecond
+        (timedelta(hours=13), timedelta(days=1, hours=4)),  # from the start on, into the next day
+    ],
+)
+def test_organization_agents_equal_the_events_in_any_range(gateway, tokens, sharded, start, end):
+    low, high = DAY + start, DAY + end
+    want: Counter[str] = Counter()
+    for e in sharded:
+        if low <= datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")) < high:
+            want[e["agentId"]] += e["credits"]
+    query = {"from": iso(low), "to": iso(high - timedelta(milliseconds=1))}
+    response = call(gateway, "GET", "/api/v1/consumption/organization/acme/agents", tokens["acme"], query=query)
+    assert response.status == 200, response.body
+    ranked = sorted(want.items(), key=lambda pair: (-pair[1], pair[0]))
+    assert response.json()["data"] == [{"agent_id": a, "total_credits": n} for a, n in ranked]
+
+
+def test_a_range_before_the_start_reads_one_partition(gateway, tokens, sharded):
+    queried: list[str] = []
+
+    def note(params, **_):
+        values = params.get("ExpressionAttributeValues", {}).values()
+        queried.extend(value["S"] for value in values if value.get("S", "").startswith("acme#AC"))
+
+    events = dynamo.client().meta.events
+    events.register("provide-client-params.dynamodb.Query", note)
+    try:
+        query = {"from": iso(DAY), "to": iso(SHARDED_FROM - timedelta(milliseconds=1))}
+        call(gateway, "GET", "/api/v1/consumption/organization/acme/agents", tokens["acme"], query=query)
+        assert queried and set(queried) == {"acme#AC"}
+        queried.clear()
+        query = {"from": iso(DAY), "to": iso(SHARDED_FROM + timedelta(hours=1))}
+        call(gateway, "GET", "/api/v1/consumption/organization/acme/agents", tokens["acme"], query=query)
+        assert len(set(queried)) > 1
+    finally:
+        events.unregister("provide-client-params.dynamodb.Query", note)
+
+
+def test_reconciliation_recounts_a_sharded_roster_and_repairs_a_lost_entry(sharded):
+    later = now_ms() + HORIZON_MS + 60_000
+    day = to_ms(DAY)
+    assert reconcile_window("acme", day, day + DAY_MS, later).drifted == 0
+
+    partitions = _roster_partitions("acme")
+    split = next(sk for sk in partitions if sk.startswith("D#") and len(partitions[sk]) == 2)
+    sharded_pk = next(pk for pk in partitions[split] if pk != "acme#AC")
+    table = get_settings().aggregates_table
+    dynamo.client().delete_item(TableName=table, Key={"pk": {"S": sharded_pk}, "sk": {"S": split}})
+
+    report = reconcile_window("acme", day, day + DAY_MS, later)
+    assert report.repaired == 1 and report.overcounted == 0
+    assert stored_aggregates(dynamo.client(), table, "acme") == recount(_records("acme"))
+
+
+def test_a_commit_with_many_agents_shards_its_tenants_roster_past_every_cached_setting(gateway, tokens, monkeypatch):
+    monkeypatch.setattr(tenants, "ROSTER_SHARD_AT", 4)
+    sent_at = now_ms()
+    _send(gateway, tokens["acme"], _events("busy", AGENTS[:4]))
+    _send(gateway, tokens["globex"], _events("calm", AGENTS[:3]))
+    tenants.forget_tenant_settings("acme")
+    tenants.forget_tenant_settings("globex")
+
+    start = tenants.layout("acme").roster_sharded_from
+    settings = get_settings()
+    horizon = (settings.rate_card_cache_seconds + settings.max_future_skew_seconds) * 1000
+    assert start is not None and start % 3_600_000 == 0 and start > sent_at + horizon
+    assert tenants.layout("globex").roster_sharded_from is None
+
+    tenants.shard_roster("acme", now_ms() + 10 * DAY_MS)  # sharded once: the first start stands
+    tenants.forget_tenant_settings("acme")
+    assert tenants.layout("acme").roster_sharded_from == start
