@@ -172,6 +172,7 @@ def run(argv: list[str]) -> int:
     """Run one command; returns the exit status."""
     args = _parser().parse_args(argv)
     _configure(args)
+    from meter.core.timerange import iso
     from meter.dal import tenants
     from tools import admin
 
@@ -213,10 +214,12 @@ def run(argv: list[str]) -> int:
             found = tenants.get_tenant(tenants.validate_tenant_name(args.tenant))
             if not found:
                 raise MeterError(f"Unknown tenant '{args.tenant}'")
+            sharded = found.roster_sharded_from
             shown = {"tenant": found.name, "createdAt": found.created_at, "rateCard": found.rate_card,
                      "billingAnchorDay": found.billing_anchor_day,
                      "cloudEventMappings": found.cloudevent_mappings,
-                     "dayCuts": admin.cut_times(found.day_cuts)}  # fmt: skip
+                     "dayCuts": admin.cut_times(found.day_cuts),
+                     "rosterShardedFrom": iso(sharded) if sharded is not None else None}  # fmt: skip
             print(json.dumps(shown, default=str, indent=2))
         elif args.command == "redrive":
             report = _redrive(args.which)

@@ -66,7 +66,18 @@ def test_a_kept_zone_cuts_day_items_at_its_local_midnights(aws, capsys):
     assert "zone" in capsys.readouterr().err
     assert run(["keep-zone", "--tenant", "ghost", "Asia/Kolkata"]) == 1
     assert run(["show-tenant", "acme"]) == 0
-    assert json.loads(capsys.readouterr().out)["dayCuts"] == ["04:00Z", "05:00Z"]
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["dayCuts"] == ["04:00Z", "05:00Z"] and shown["rosterShardedFrom"] is None
+
+
+def test_show_tenant_says_from_when_its_roster_is_sharded(aws, capsys):
+    from meter.dal import store
+
+    run(["create-tenant", "acme"])
+    assert store.tenants().shard_roster("acme", 1_796_000_400_000)
+    capsys.readouterr()
+    assert run(["show-tenant", "acme"]) == 0
+    assert json.loads(capsys.readouterr().out)["rosterShardedFrom"] == "2026-11-30T01:00:00Z"
 
 
 def test_billing_anchor_moves_the_snapshot_period(aws, capsys):
