@@ -140,7 +140,7 @@ def bucket_day(sk: str) -> str:
 
 # -- the agents' credits roster: every agent's totals of a bucket in a few tenant partitions ----
 ROSTER_CODE = "AC"
-ROSTER_SHARDS = 16  # a tenant with thousands of agents spreads its roster over this many partitions
+ROSTER_SHARDS = 64  # a tenant with thousands of agents spreads its roster over this many partitions
 
 
 def roster_pk(tenant: str, shard: int = 0) -> str:
