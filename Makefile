@@ -93,7 +93,7 @@ format: $(VENV)/.installed ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: $(VENV)/.installed node_modules/.installed ## capacity, throughput, latency and cold start (SECTION=live|backfill|crowd|poison|hostile|credits|sending|coldstart for one; BENCH_ARGS=--quick for a short run)
+bench: $(VENV)/.installed node_modules/.installed ## capacity, throughput, latency and cold start (SECTION=live|backfill|swarm|crowd|poison|hostile|credits|sending|coldstart for one; BENCH_ARGS=--quick for a short run)
 	$(PY) -m bench $(if $(SECTION),--section $(SECTION)) $(BENCH_ARGS)
 
 build: $(SAM_VENV)/.installed $(VENV)/.installed node_modules/.installed ## sam build, then ship bytecode (Lambda cannot write it)

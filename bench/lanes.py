@@ -36,8 +36,8 @@ ALONE, SHARED, BESIDE = "alone", "shared", "beside"
 # Each lane's sections in order; a tuple inside a lane runs side by side. The loads overlap; live
 # traffic keeps its 100 events a second beside the backfill alone; then poison and hostile wait out
 # their windows beside the loads, and take their turns alone; then credits and the sending side,
-# while the backfill's reads finish.
-LANES = (("backfill",), ("live", ("crowd", "poison", "hostile"), "credits", "sending"))
+# while the backfill's reads and the swarm's window finish.
+LANES = (("backfill", "swarm"), ("live", ("crowd", "poison", "hostile"), "credits", "sending"))
 LAST = ("coldstart",)  # alone, after every lane: fresh processes time their own import
 
 

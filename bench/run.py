@@ -47,6 +47,7 @@ RUN_BEGIN = "<!-- the last full run: rendered by make bench from bench/results/l
 RUN_END = "<!-- end of the last full run -->"
 TENANT = "bench"
 LIVE_TENANT = "live"
+LIVE_RUNS = 3  # the live section's runs (its figures are the median run's)
 CROWD_TENANT = "crowd"  # the 10x-population data set
 WINDOWS = (1, 7, 30)  # the data set spans 30 days
 TARGET_EVENTS_PER_SECOND = 10_000
@@ -114,15 +115,16 @@ class Bench:
             time.sleep(0.5)
         return time.perf_counter() - started
 
-    def live(self, seconds: int, per_second: int) -> dict[str, Any]:
+    def live(self, seconds: int, per_second: int, tenant: str = LIVE_TENANT) -> dict[str, Any]:
         """One tenant's live traffic through the HTTP API, aggregated with the template's settings."""
         from local.gateway import Gateway
         from tools.admin import create_key
 
-        gateway, token = Gateway(self.stack), create_key(LIVE_TENANT, ["ingest", "read"], rate_limit=0)
-        self._reads_local_days(LIVE_TENANT)
+        gateway, token = Gateway(self.stack), create_key(tenant, ["ingest", "read"], rate_limit=0)
+        self._reads_local_days(tenant)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         traffic, reads = LiveTraffic(self.seed), 0
+        before = self._counted()
         stop, thread = self._aggregating()
         self.meter.reset()
         started = time.perf_counter()
@@ -141,7 +143,7 @@ class Bench:
             reads += 2
             time.sleep(max(0.0, started + second + 1 - time.perf_counter()))
         sending = time.perf_counter() - started
-        caught_up = self._wait_counted(traffic.sent, timeout=self.source.tumbling_seconds + 120)
+        caught_up = self._wait_counted(before + traffic.sent, timeout=self.source.tumbling_seconds + 120)
         stop.set()
         thread.join(timeout=30)
         events = traffic.sent
@@ -575,6 +577,39 @@ def _writes_report(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _live_runs_line(runs: list[dict[str, Any]]) -> list[str]:
+    """The live figures of every run, the median's being the ones reported (nothing for a single run)."""
+    if len(runs) < 2:
+        return []
+    each = "; ".join(f"{run['wcu_per_event']} WCU/event, hottest key {run['hottest_wcu_per_s']} WCU/s" for run in runs)
+    median = f"The live figures are the median of {len(runs)} runs of the same traffic, each on a tenant of its own"
+    return [f"{median}: {each}.", ""]
+
+
+def _swarm_report(results: dict[str, Any]) -> list[str]:
+    """A tenant with thousands of agents at 10,000 events/s: its busiest keys, roster sharded."""
+    w = results["swarm"]
+    rows = [
+        ["busiest key of any kind", f"`{w['busiest']['key']}`", w["busiest"]["wcu_per_s"]],
+        [f"roster: busiest of its {w['roster_partitions']} partitions", f"`{w['roster_busiest']['key']}`",
+         w["roster_busiest"]["wcu_per_s"]],
+        ["roster: the same writes on one partition (unsharded)", "-", w["roster_unsharded_wcu_per_s"]],
+    ]  # fmt: skip
+    return [
+        f"## Hottest keys of a tenant with {w['agents']:,} active agents at {w['events_per_second']:,} events/s",
+        "",
+        f"One stream shard's {w['window_s']} s window of its traffic ({w['window_events']:,} events, "
+        f"{w['agents_in_window']:,} agents, {w['identifiers']:,} end users) went through the aggregator as the "
+        f"stream mapping delivers it ({w['aggregation_s']} s, {w['transactions']:,} transactions, "
+        f"{w['aggregation_wcu_per_event']} WCU per event for aggregation alone). A record "
+        f"costs {w['record_wcu']} WCU, so the Records table needs {w['stream_shards']} partition(s) and as many "
+        "stream shards, each with such a window: a key takes what the window wrote to it, times the shards, "
+        "per second of window.",
+        "",
+        *_table(rows, ["", "key", "WCU/s"]),
+    ]
+
+
 def _usd(workload: dict[str, Any]) -> float:
     return round(workload["wcu_per_event"] * USD_PER_MILLION_WRITE_UNITS, 3)
 
@@ -586,6 +621,7 @@ def _live_report(results: dict[str, Any]) -> list[str]:
         f"Live: aggregates caught up {live['aggregation_delay_s']} s after the last event was sent (the window is "
         f"{live['window_s']} s); {live['reads_per_second']} reads/s alongside.",
         "",
+        *_live_runs_line(results.get("live_runs", [])),
         "## Hottest partition key of each table and index, if one tenant sent 10,000 events/s with the live mix",
         "",
         f"Hottest overall: `{hottest['key']}`: {hottest['wcu_per_s']} WCU/s, {hottest['rcu_per_s']} RCU/s "
@@ -832,6 +868,7 @@ def _time_report(steps: dict[str, float]) -> list[str]:
 _RENDERERS: list[tuple[tuple[str, ...], Callable[[dict[str, Any]], list[str]]]] = [
     (("live", "backfill"), _writes_report),
     (("live",), _live_report),
+    (("swarm",), _swarm_report),
     (("credits",), _credits_report),
     (("sending",), _sending_report),
     (("rcu_per_query",), _reads_report),
@@ -865,7 +902,7 @@ def with_last_run(page: str, results: dict[str, Any]) -> str:
     return before + block + after
 
 
-SECTIONS = ("live", "backfill", "crowd", "poison", "hostile", "credits", "sending", "coldstart")
+SECTIONS = ("live", "backfill", "swarm", "crowd", "poison", "hostile", "credits", "sending", "coldstart")
 
 
 Step = tuple[str, str, Callable[[], dict[str, Any]]]  # name, how it uses the machine (bench.lanes), what it returns
@@ -875,8 +912,14 @@ def _steps(name: str, bench: Bench, quick: bool) -> list[Step]:
     """The steps of one section, in order, each with how it uses the machine (``bench.lanes``): a
     latency or commit time alone, loads and capacity units shared, window-bound delays beside."""
     runs = 5 if quick else 30
-    if name == "live":
-        return [("traffic", SHARED, lambda: _live_results(bench.live(15 if quick else 120, 100)))]
+    if name == "live":  # three runs (one quick), each on a tenant of its own: the median, and the spread
+        runs: list[dict[str, Any]] = []
+
+        def traffic(n: int) -> dict[str, Any]:
+            runs.append(bench.live(15 if quick else 120, 100, f"{LIVE_TENANT}{n}"))
+            return _live_results(runs)
+
+        return [(f"traffic {n}", SHARED, lambda n=n: traffic(n)) for n in range(1, 2 if quick else LIVE_RUNS + 1)]
     if name == "backfill":
         return [
             ("load", SHARED, lambda: _backfill_results(bench.backfill(Shape(events=3000 if quick else 100_000)))),
@@ -893,6 +936,11 @@ def _steps(name: str, bench: Bench, quick: bool) -> list[Step]:
             ("load", SHARED, lambda: {"backfill_10x_population": bench.backfill(shape, CROWD_TENANT)}),
             ("routes", ALONE, lambda: {"routes": {"10x": bench.routes(CROWD_TENANT, runs)}}),
         ]
+    if name == "swarm":  # thousands of agents at 10,000 events/s: one stream shard's window of it
+        from bench import swarm
+
+        load = (300, 200) if quick else (swarm.AGENTS, swarm.EVENTS_PER_SECOND)  # agents, events/s
+        return [("window", SHARED, lambda: {"swarm": swarm.busiest_keys(bench, *load)})]
     if name == "poison":
         return [
             ("delay", BESIDE, lambda: {"poison": bench.poison_delay()}),
@@ -920,11 +968,17 @@ def _steps(name: str, bench: Bench, quick: bool) -> list[Step]:
     raise ValueError(f"no bench section {name!r}: one of {', '.join(SECTIONS)}")
 
 
-def _live_results(live: dict[str, Any]) -> dict[str, Any]:
+def _live_results(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The live run of median write units per event stands for the section; every run's figures beside it."""
+    live = sorted(runs, key=lambda run: run["wcu_per_event"])[len(runs) // 2]
     return {
         "live": live,
         "wcu_per_event_live": live["wcu_per_event"],
         "hottest_key_at_10k_eps": _hottest(live["hot_keys_at_10k_eps"]),
+        "live_runs": [
+            {"wcu_per_event": r["wcu_per_event"], "hottest_wcu_per_s": _hottest(r["hot_keys_at_10k_eps"])["wcu_per_s"]}
+            for r in runs
+        ],
     }
 
 

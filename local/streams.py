@@ -291,6 +291,13 @@ class StreamMapping:
         if current is not None and batch:
             self._invoke_window(current, batch, final=False)
 
+    def deliver_window(self, shard: str, records: list[dict[str, Any]]) -> None:
+        """Deliver one shard's records (Lambda's shape, in sequence order) as this mapping would, then
+        close their windows: a load that DynamoDB Local's one stream shard cannot carry, fed as one
+        shard of a busier table (``bench.swarm``)."""
+        self._deliver_windowed(f"{records[0]['eventSourceARN']}|{shard}", records)
+        self.close_windows()
+
     def close_windows(self, now: float | None = None) -> int:
         """Give every open window whose end is at or before ``now`` (all, if None) its final invocation."""
         due = [key for key, window in self._windows.items() if now is None or window.end <= now]

@@ -1,0 +1,118 @@
+"""A tenant with 5,000 active agents sending 10,000 events/s: what its busiest keys would take.
+
+DynamoDB Local has one stream shard and takes a few hundred writes a second, so that rate is not
+run; one stream shard's share of it is. A table taking 10,000 record writes a second has at least
+one partition, and so one stream shard, per 1,000 of them (a partition's limit), and each shard's
+tumbling window holds its share of the events: every agent, several times. One such window goes
+through the aggregator as the template's stream mapping delivers it (its batch size, the state
+carried between invocations, a commit mid-window when the state grows), on DynamoDB Local,
+metered per partition key. What a key would take at the full rate is what that window wrote to
+it, times the shards, per second of window: every shard's window writes the same keys.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from typing import Any
+
+AGENTS, IDENTIFIERS, MODELS, EVENTS_PER_SECOND = 5_000, 1_000, 3, 10_000  # the live mix, with 5,000 agents
+PARTITION_WCU_PER_SECOND = 1_000
+TENANT = "swarm"
+
+
+def _record_wcu(bench: Any, record: Any) -> float:
+    """What storing one of these records costs, measured: a real put of it, metered."""
+    from meter.dal import store
+    from meter.dal.records import record_item
+
+    bench.meter.reset()
+    store.records().put_record(record_item(record))
+    return bench.meter.write_by[bench.stack.physical_name("RecordsTable")]
+
+
+def _records(count: int, agents: int, start_ms: int, spacing_ms: float) -> list[Any]:
+    """``count`` events of the tenant, ``spacing_ms`` apart: every agent among them, end users Zipf-like."""
+    from meter.dal.records import UsageRecord
+
+    rng = random.Random(7)
+    weights = [1 / rank for rank in range(1, IDENTIFIERS + 1)]
+    users = rng.choices(range(IDENTIFIERS), weights=weights, k=count)
+    found = []
+    for n in range(count):
+        agent = n % agents  # every agent, in turn
+        ts = start_ms + int(n * spacing_ms)
+        relations = {"identifier": f"user{users[n]:04d}", "agentId": f"agent-{agent:04d}",
+                     "model": f"model-{(agent + n // agents) % MODELS}"}  # fmt: skip
+        count, credits = 1 + n % 900, n % 20
+        found.append(UsageRecord(TENANT, f"swarm-{n}", "tokens.input", count, ts, credits, "event", ts, "", relations))
+    return found
+
+
+def _stream_records(records: list[Any], arn: str) -> list[dict[str, Any]]:
+    """The records as the stream delivers them to Lambda, in sequence order."""
+    from meter.dal import dynamo
+    from meter.dal.records import record_item
+
+    return [
+        {
+            "eventID": str(n),
+            "eventName": "INSERT",
+            "eventSource": "aws:dynamodb",
+            "dynamodb": {
+                "ApproximateCreationDateTime": record.ts // 1000,
+                "SequenceNumber": f"{n + 1:021d}",
+                "NewImage": dynamo.serialize(record_item(record)),
+            },
+            "eventSourceARN": arn,
+        }
+        for n, record in enumerate(records)
+    ]
+
+
+def busiest_keys(bench: Any, agents: int = AGENTS, events_per_second: int = EVENTS_PER_SECOND) -> dict[str, Any]:
+    """One stream shard's window of the tenant's traffic through the aggregator; each key's load at
+    the full rate, with the roster sharded (as the aggregator shards it on a busy commit) and as its
+    one unsharded partition would take the same writes."""
+    from meter.dal import store
+    from meter.dal.tenants import ensure_tenant
+
+    window_s = bench.source.tumbling_seconds
+    start = (int(time.time()) // 3600 * 3600 - 3600) * 1000  # a whole past hour: the window fits inside it
+    ensure_tenant(TENANT)
+    store.tenants().shard_roster(TENANT, start - 3_600_000)  # the aggregator sharded it an hour before
+    probe = _records(1, agents, start, 1.0)[0]
+    per_record = _record_wcu(bench, probe)
+    shards = math.ceil(events_per_second * per_record / PARTITION_WCU_PER_SECOND)
+    per_window = events_per_second // shards * window_s
+    records = _records(per_window, agents, start, window_s * 1000 / per_window)
+    mapping = bench._mapping()
+    stream = _stream_records(records, f"{bench.stack.physical_name('RecordsTable')}/stream/swarm")
+    bench.meter.reset()
+    began = time.perf_counter()
+    mapping.deliver_window("shardId-swarm-1", stream)
+    took = time.perf_counter() - began
+    scale = shards / window_s
+    table = bench.stack.physical_name("AggregatesTable")
+    on = {key: units for (place, key), units in bench.meter.write_on.items() if place == table}
+    roster = {key: units for key, units in on.items() if key == f"{TENANT}#AC" or key.startswith(f"{TENANT}#AC#")}
+    busiest, units = max(on.items(), key=lambda pair: pair[1])
+    roster_key, roster_units = max(roster.items(), key=lambda pair: pair[1])
+    return {
+        "agents": agents,
+        "identifiers": IDENTIFIERS,
+        "events_per_second": events_per_second,
+        "record_wcu": per_record,
+        "stream_shards": shards,
+        "window_events": per_window,
+        "window_s": window_s,
+        "aggregation_s": round(took, 1),
+        "transactions": bench.meter.calls["TransactWriteItems"],
+        "aggregation_wcu_per_event": round(bench.meter.write / per_window, 3),
+        "roster_partitions": len(roster),
+        "roster_busiest": {"key": roster_key, "wcu_per_s": round(roster_units * scale, 1)},
+        "roster_unsharded_wcu_per_s": round(sum(roster.values()) * scale, 1),
+        "busiest": {"key": busiest, "wcu_per_s": round(units * scale, 1)},
+        "agents_in_window": len({r.agent_id for r in records}),
+    }
