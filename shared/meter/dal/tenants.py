@@ -132,19 +132,18 @@ def layout(name: str) -> Layout:
 
 
 ROSTER_SHARD_AT = 256  # agents of one tenant in one commit that shard its roster
-HOUR_MS = 3_600_000
 
 
 def shard_roster(name: str, now: int) -> None:
-    """Shard the tenant's roster for events from the first whole hour that no container can still
-    be writing or reading unsharded: past every cached copy of its settings, a minute more, and
-    the accepted clock skew of event times (no event before then can be timestamped after it). A
-    roster is sharded once; later calls change nothing."""
+    """Shard the tenant's roster for events from a moment no container can still be writing or
+    reading it unsharded: past every cached copy of its settings, a minute more, and the accepted
+    clock skew of event times (no event before then can be timestamped after it), about 7 minutes
+    on. A roster is sharded once; later calls change nothing."""
     if layout(name).roster_sharded_from is not None:
         return
     settings = get_settings()
     wait_ms = (settings.rate_card_cache_seconds + 60 + settings.max_future_skew_seconds) * 1000
-    store.tenants().shard_roster(name, -(-(now + wait_ms) // HOUR_MS) * HOUR_MS)
+    store.tenants().shard_roster(name, now + wait_ms)
     forget_tenant_settings(name)
 
 
