@@ -29,7 +29,7 @@ class Tenant:
     """A tenant: its rate card (credits per unit of each event type), billing anchor day, how its
     CloudEvents types map to usage events where the default mapping does not fit, and the day cuts
     its queries' time zones need (``meter.dal.dimensions``), and from when its agents' roster is
-    sharded (``meter.dal.tenants.roster_shard_of``)."""
+    sharded (``meter.dal.tenants.Layout``)."""
 
     name: str
     created_at: int
