@@ -151,11 +151,23 @@ def test_reconciliation_recounts_a_sharded_roster_and_repairs_a_lost_entry(shard
     assert stored_aggregates(dynamo.client(), table, "acme") == recount(_records("acme"))
 
 
-def test_a_commit_with_many_agents_shards_its_tenants_roster_past_every_cached_setting(gateway, tokens, monkeypatch):
+def _live_events(prefix: str, agents: list[str]) -> list[dict]:
+    moment = datetime.now(UTC) - timedelta(minutes=1)
+    return [
+        {"id": f"{prefix}-{agent}", "type": "message", "count": 1, "credits": 2, "agentId": agent,
+         "timestamp": iso(moment)}
+        for agent in agents
+    ]  # fmt: skip
+
+
+def test_a_commit_with_live_traffic_from_many_agents_shards_its_tenants_roster_past_every_cached_setting(
+    gateway, tokens, monkeypatch
+):
     monkeypatch.setattr(tenants, "ROSTER_SHARD_AT", 4)
+    _send(gateway, tokens["globex"], _events("history", AGENTS))  # many agents, two days ago: a backfill
+    _send(gateway, tokens["globex"], _live_events("calm", AGENTS[:3]))
     sent_at = now_ms()
-    _send(gateway, tokens["acme"], _events("busy", AGENTS[:4]))
-    _send(gateway, tokens["globex"], _events("calm", AGENTS[:3]))
+    _send(gateway, tokens["acme"], _live_events("busy", AGENTS[:4]))
     tenants.forget_tenant_settings("acme")
     tenants.forget_tenant_settings("globex")
 

@@ -52,7 +52,7 @@ from botocore.exceptions import ClientError
 
 from meter.alerts import rules
 from meter.core.logs import logger, metrics
-from meter.core.timerange import now_ms
+from meter.core.timerange import HOUR_MS, now_ms
 from meter.counting import distinct, set_aside
 from meter.credits.booking import Book
 from meter.dal import dynamo, keys, store, tenants, transactions
@@ -386,15 +386,18 @@ def handle_window(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _shard_busy_rosters(counters: dict[AggregateKey, Counter]) -> None:
-    """Shard the roster of every tenant with ``ROSTER_SHARD_AT`` agents or more in one commit: at a
-    window a minute, thousands of agents' entries across many stream shards would pass a partition's
-    1,000 writes/s. A failure is logged: the next busy commit tries again."""
-    agents: dict[str, set[str]] = defaultdict(set)
+    """Shard the roster of every tenant whose commit writes ``ROSTER_SHARD_AT`` or more entries for
+    the current and the last hour: live traffic from that many agents in one stream shard's window
+    puts, across a table's many stream shards, more writes on one partition than it takes. A
+    backfill does not count (its entries stay where its events' time puts them). A failure is
+    logged: the next busy commit tries again."""
+    recent = keys.hour_sk(keys.hour_key(now_ms() - HOUR_MS))
+    entries: Counter[str] = Counter()
     for pk, sk in counters:
         tenant, code = keys.owner_of_aggregate(pk)
-        if code == keys.ROSTER_CODE:
-            agents[tenant].add(keys.roster_agent(sk))
-    for tenant in (tenant for tenant, seen in agents.items() if len(seen) >= tenants.ROSTER_SHARD_AT):
+        if code == keys.ROSTER_CODE and keys.is_hour_sk(sk) and sk >= recent:
+            entries[tenant] += 1
+    for tenant in (tenant for tenant, count in entries.items() if count >= tenants.ROSTER_SHARD_AT):
         try:
             tenants.shard_roster(tenant, now_ms())
         except Exception:

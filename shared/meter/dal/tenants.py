@@ -131,7 +131,7 @@ def layout(name: str) -> Layout:
     return Layout(settings.day_cuts, settings.roster_sharded_from)
 
 
-ROSTER_SHARD_AT = 256  # agents of one tenant in one commit that shard its roster
+ROSTER_SHARD_AT = 500  # a tenant's roster entries of the last two hours in one commit that shard it
 
 
 def shard_roster(name: str, now: int) -> None:
