@@ -913,11 +913,11 @@ def _steps(name: str, bench: Bench, quick: bool) -> list[Step]:
     latency or commit time alone, loads and capacity units shared, window-bound delays beside."""
     runs = 5 if quick else 30
     if name == "live":  # three runs (one quick), each on a tenant of its own: the median, and the spread
-        runs: list[dict[str, Any]] = []
+        done: list[dict[str, Any]] = []
 
         def traffic(n: int) -> dict[str, Any]:
-            runs.append(bench.live(15 if quick else 120, 100, f"{LIVE_TENANT}{n}"))
-            return _live_results(runs)
+            done.append(bench.live(15 if quick else 120, 100, f"{LIVE_TENANT}{n}"))
+            return _live_results(done)
 
         return [(f"traffic {n}", SHARED, lambda n=n: traffic(n)) for n in range(1, 2 if quick else LIVE_RUNS + 1)]
     if name == "backfill":
