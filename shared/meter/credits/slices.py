@@ -39,10 +39,10 @@ is then the tenant's balance at the instant the account was read.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from meter.credits.rules import FOREVER, balance, instance_at, life_end
+from meter.dal.keys import stable_shard
 from meter.dal.models import CreditAccount, CreditSlice
 
 SLICES = 64  # 10,000 reservations/s (a hold and its release, 2 WCU each) = 625 WCU/s per slice
@@ -53,8 +53,7 @@ SHORT_TTL_MS, SHORT_BUCKET_MS, BUCKET_MS = 60_000, 1_000, 10_000
 
 def slice_of(reservation_id: str) -> int:
     """Which slice a reservation holds on (stable: the aggregator finds it again by the id)."""
-    digest = hashlib.blake2b(reservation_id.encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "big") % SLICES
+    return stable_shard(reservation_id, SLICES)
 
 
 def bucket_end(now: int, ttl_ms: int) -> int:

@@ -46,9 +46,14 @@ def record_pk(tenant: str, event_id: str) -> str:
     return f"{tenant}#{event_id}"
 
 
+def stable_shard(text: str, shards: int) -> int:
+    """Which of ``shards`` a string falls in: the same for the same string in every process, uniform."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "big") % shards
+
+
 def tenant_shard(event_id: str) -> int:
     """Which ``ByTenant`` partition an event's record is indexed under (stable, uniform)."""
-    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=4).digest(), "big") % TENANT_SHARDS
+    return stable_shard(event_id, TENANT_SHARDS)
 
 
 def tenant_index_key(tenant: str, shard: int) -> str:
@@ -157,7 +162,7 @@ def roster_pks(tenant: str) -> list[str]:
 
 def roster_shard(agent: str) -> int:
     """Which partition of a sharded roster holds an agent's entries (stable, uniform)."""
-    return int.from_bytes(hashlib.blake2b(agent.encode(), digest_size=4).digest(), "big") % ROSTER_SHARDS
+    return stable_shard(agent, ROSTER_SHARDS)
 
 
 def roster_sk(bucket_sk: str, agent: str) -> str:
