@@ -80,6 +80,11 @@ def test_all_time_ascending_without_zero_days(api):
         (timedelta(hours=0), timedelta(days=4)),
         (timedelta(hours=23, minutes=59, seconds=59, milliseconds=1), timedelta(days=3, hours=5, minutes=1)),
         (timedelta(days=1, hours=0, minutes=0), timedelta(days=1, hours=12, minutes=29, seconds=59)),
+        # quarter hours of one hour item, alone and beside a raw slice
+        (timedelta(hours=1), timedelta(hours=1, minutes=44, seconds=59, milliseconds=999)),
+        (timedelta(hours=1, minutes=15), timedelta(hours=1, minutes=50)),
+        (timedelta(hours=1, minutes=45), timedelta(days=1, hours=12, minutes=29, seconds=59, milliseconds=999)),
+        (timedelta(hours=1, minutes=11), timedelta(days=3, hours=5, minutes=14, seconds=59, milliseconds=999)),
     ],
 )
 def test_ranges_are_exact_at_any_boundary(api, start, end):
@@ -122,7 +127,7 @@ def test_bad_dates_are_400_naming_the_parameter(api, query, param):
     assert response.status == 400 and f"'{param}'" in response.json()["error"]
 
 
-def test_raw_records_are_read_only_for_the_ragged_edges(api):
+def _queries_of(api, low: datetime, high: datetime) -> list[dict]:
     queries: list[dict] = []
     real = dynamo.client().query
 
@@ -130,16 +135,28 @@ def test_raw_records_are_read_only_for_the_ragged_edges(api):
         queries.append(kwargs)
         return real(**kwargs)
 
-    low, high = DAY0 + timedelta(hours=1, minutes=30), DAY0 + timedelta(days=3, hours=5, minutes=30)
     with mock.patch.object(dynamo.client(), "query", side_effect=spy):
         api("user@example.com", **{"from": iso(low), "to": iso(high)})
+    return queries
+
+
+def test_raw_records_are_read_only_for_the_ragged_edges(api):
+    low, high = DAY0 + timedelta(hours=1, minutes=37), DAY0 + timedelta(days=3, hours=5, minutes=22)
+    queries = _queries_of(api, low, high)
     raw = [q for q in queries if q.get("IndexName")]
     edges = {_between(q) for q in raw}
     assert len(edges) == 2 and len(raw) == 2 * keys.TENANT_SHARDS  # each edge from every shard of the tenant
     for low_ord, high_ord in edges:
-        assert int(high_ord[:13]) - int(low_ord[:13]) < 3_600_000
+        assert int(high_ord[:13]) - int(low_ord[:13]) < 15 * 60_000  # the hour items hold their quarters
     assert all(_filtered_to(q) == {"identifier": "user@example.com"} for q in raw)
     assert len(queries) == 3 + len(raw)  # days, head hours, tail hours, then the raw edges
+
+
+def test_edges_on_quarter_hours_read_no_raw_records(api):
+    to = DAY0 + timedelta(days=3, hours=5, minutes=44, seconds=59, milliseconds=999)  # inclusive: up to 05:45
+    queries = _queries_of(api, DAY0 + timedelta(hours=1, minutes=30), to)
+    assert not [q for q in queries if q.get("IndexName")]
+    assert len(queries) == 3  # days, head hours, tail hours
 
 
 def _between(query: dict) -> tuple[str, str]:

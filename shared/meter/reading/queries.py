@@ -11,22 +11,24 @@ from itertools import chain, islice
 from typing import Any
 
 from meter.core.logs import with_log_keys
-from meter.core.timerange import DAY_MS, now_ms
+from meter.core.timerange import DAY_MS, HOUR_MS, now_ms
 from meter.dal import keys, store
 from meter.dal.dimensions import (
     AGENT,
     AGENT_MODEL,
     AGENT_TYPE,
     IDENTIFIER,
+    QUARTER_MS,
     TENANT,
     Dimension,
     contribution_of,
     is_part_counter,
+    quarter_counter,
 )
 from meter.dal.keys import day_key
 from meter.dal.records import UsageRecord
 from meter.dal.tenants import layout
-from meter.reading.plan import ReadPlan, plan_range
+from meter.reading.plan import ReadPlan, plan_range, split
 
 Totals = Counter[str]
 
@@ -115,14 +117,37 @@ def _read_plan(start: int | None, end: int | None) -> ReadPlan:
     return plan_range(0 if start is None else start, open_end if end is None else end)
 
 
+def hour_part(item: dict[str, Any], first: int, last: int) -> Totals:
+    """What an hour item holds in its quarters ``first..last-1`` (0-3), per counter."""
+    whole = counters(item)
+    if (first, last) == (0, 4):
+        return whole
+    part: Totals = Counter()
+    for name, n in whole.items():
+        parts = [item.get(quarter_counter(name, q), 0) for q in (1, 2, 3)]
+        part[name] = sum([n - sum(parts), *parts][first:last])
+    return +part
+
+
+def _runs(hours: Iterable[int]) -> list[tuple[int, int]]:
+    """Consecutive hour starts as (first, last) runs, each one Query."""
+    runs: list[list[int]] = []
+    for hour in sorted(hours):
+        if runs and hour == runs[-1][1] + HOUR_MS:
+            runs[-1][1] = hour
+        else:
+            runs.append([hour, hour])
+    return [(first, last) for first, last in runs]
+
+
 def daily_totals(
     tenant: str, dimension: Dimension, value: str, start: int | None, end: int | None
 ) -> dict[str, Totals]:
     """Per-day totals of one dimension value over ``[start, end)`` (None = open), exact.
 
-    Whole days come from day items, whole hours from hour items, and only the partial hours at
-    the edges from raw records. An open end includes events timestamped up to 5 minutes ahead
-    (the accepted clock skew).
+    Whole days come from day items, whole quarter hours from hour items (which hold their
+    quarters), and only the part of a quarter hour at a ragged ``from`` or ``to`` from raw records.
+    An open end includes events timestamped up to 5 minutes ahead (the accepted clock skew).
     """
     pk = dimension.pk(tenant, value)
     days: dict[str, Totals] = defaultdict(Counter)
@@ -130,14 +155,18 @@ def daily_totals(
         for item in aggregate_items(pk, keys.DAY_PREFIX, keys.day_sk("~")):
             days[keys.bucket_day(item["sk"])].update(counters(item))
         return days
-    plan = _read_plan(start, end)
-    if plan.days:
-        for item in aggregate_items(pk, keys.day_sk(plan.days[0]), keys.day_sk(plan.days[1])):
+    open_end = (now_ms() // DAY_MS + 1) * DAY_MS
+    cut = split(0 if start is None else start, open_end if end is None else end, QUARTER_MS)
+    if cut.days:
+        low, high = (keys.day_sk(day_key(day)) for day in (cut.days[0], cut.days[-1]))
+        for item in aggregate_items(pk, low, high):
             days[keys.bucket_day(item["sk"])].update(counters(item))
-    for low, high in plan.hours:
-        for item in aggregate_items(pk, keys.hour_sk(low), keys.hour_sk(high)):
-            days[keys.bucket_day(item["sk"])].update(counters(item))
-    for low, high in plan.raw:
+    slots = {hour: (first, last) for hour, first, last in cut.hours}
+    for low, high in _runs(slots):
+        for item in aggregate_items(pk, keys.hour_sk(keys.hour_key(low)), keys.hour_sk(keys.hour_key(high))):
+            hour = keys.parse_aggregate(pk, item["sk"]).bucket_start
+            days[keys.bucket_day(item["sk"])].update(hour_part(item, *slots[hour]))
+    for low, high in cut.raw:
         for record in _raw_edge(tenant, dimension, value, low, high):
             days[day_key(record.ts)].update(record_totals(record))
     return days

@@ -18,7 +18,6 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from meter.core.errors import BadRequest
@@ -38,13 +37,12 @@ from meter.dal.dimensions import (
     complete_cuts,
     cut_counter,
     has_own_items,
-    quarter_counter,
     type_counter,
 )
 from meter.dal.records import UsageRecord
 from meter.dal.tenants import keep_zone_cuts
 from meter.reading.plan import Piece, Slice, Split, signed_pieces, split
-from meter.reading.queries import in_parallel, listed_values, record_totals, tenant_records
+from meter.reading.queries import hour_part, in_parallel, listed_values, record_totals, tenant_records
 
 MAX_ROWS = 10_000  # rows of one answer (windows x groups with a value)
 # Raw records one answer may sum (combinations no aggregate holds): 100,000 did not finish within
@@ -188,13 +186,6 @@ def _hours(piece: Piece) -> list[int]:
     return [hour for hour, _, _ in _on_quarters(piece).hours]
 
 
-def _quarters(item: dict[str, Any], counter: str, first: int, last: int) -> int:
-    """The counter's sum over quarters ``first..last-1`` of an hour item."""
-    parts = [item.get(quarter_counter(counter, q), 0) for q in (1, 2, 3)]
-    every = [item.get(counter, 0) - sum(parts), *parts]
-    return sum(every[first:last])
-
-
 class SeriesReader:
     """Reads one series' items once and answers any window of it."""
 
@@ -302,7 +293,7 @@ class SeriesReader:
                 continue
             cut = _on_quarters(piece)
             part = sum(
-                _quarters(self.hour_items.get(hour, {}), self.counter, first, last) for hour, first, last in cut.hours
+                hour_part(self.hour_items.get(hour, {}), first, last)[self.counter] for hour, first, last in cut.hours
             )
             for raw_slice in cut.raw:
                 part += sum(measure_of(self.query, record) for record in self.raw[raw_slice])
