@@ -41,7 +41,8 @@ from meter.credits.rules import credit_time, held
 from meter.dal import dynamo
 from meter.dal.credits import credits
 from meter.dal.models import TENANT_SUBJECT, Grant, GrantTerms, Subject
-from meter.dal.records import UsageRecord, record_item
+from meter.dal.records import UsageRecord
+from meter.dal.tenants import placed_record_item
 from tests.conftest import create_tables, reset_caches
 from tests.credits_oracle import recount
 from tests.integration.test_exactly_once import Faults, invocations, invoke_until_done, reconcile_quietly, stream_record
@@ -104,7 +105,7 @@ def use(world: World, rid: str | None, who: str | None, amount: int) -> None:
     record = UsageRecord(
         "acme", f"e{n}", "message", 1, world.clock - n % 3, amount, "event", world.clock, "f", relations
     )
-    dynamo.client().put_item(TableName=os.environ["RECORDS_TABLE"], Item=dynamo.serialize(record_item(record)))
+    dynamo.client().put_item(TableName=os.environ["RECORDS_TABLE"], Item=dynamo.serialize(placed_record_item(record)))
     world.pending.append(record)
 
 

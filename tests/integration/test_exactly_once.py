@@ -45,7 +45,8 @@ from meter.counting.distinct import seen_since
 from meter.counting.reconcile import HORIZON_MS, reconcile_window
 from meter.dal import dynamo, store
 from meter.dal.keys import day_key
-from meter.dal.records import UsageRecord, record_item
+from meter.dal.records import UsageRecord
+from meter.dal.tenants import placed_record_item
 from tests.conftest import create_tables, reset_caches
 from tests.helpers import distinct_since, recount, stored_aggregates
 
@@ -195,7 +196,7 @@ class Faults:
 def stream_record(sequence: int, record: UsageRecord) -> dict:
     return {
         "eventName": "INSERT",
-        "dynamodb": {"SequenceNumber": str(sequence), "NewImage": dynamo.serialize(record_item(record))},
+        "dynamodb": {"SequenceNumber": str(sequence), "NewImage": dynamo.serialize(placed_record_item(record))},
     }
 
 
@@ -266,7 +267,7 @@ def test_any_delivery_any_fault_counts_every_event_exactly_once(
         store_alerts()
         for record in records:
             dynamo.client().put_item(
-                TableName=stack.physical_name("RecordsTable"), Item=dynamo.serialize(record_item(record))
+                TableName=stack.physical_name("RecordsTable"), Item=dynamo.serialize(placed_record_item(record))
             )
         injected = Faults(faults)
         dynamo.client().meta.events.register("before-call.dynamodb.*", injected.before)
@@ -343,7 +344,9 @@ def test_a_commit_abandoned_mid_way_is_voided_after_reconciliation_never_finishe
     ]
     records = [UsageRecord(**{**r.__dict__, "received_at": received}) for r in records]
     for record in records:
-        dynamo.client().put_item(TableName=os.environ["RECORDS_TABLE"], Item=dynamo.serialize(record_item(record)))
+        dynamo.client().put_item(
+            TableName=os.environ["RECORDS_TABLE"], Item=dynamo.serialize(placed_record_item(record))
+        )
     applied = []
     commit_chunk = aggregation._commit_chunk
 

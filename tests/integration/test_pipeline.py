@@ -149,6 +149,7 @@ def test_a_record_item_edited_by_hand_is_left_out_of_reads_and_counted_as_unread
     from meter.core.config import get_settings
     from meter.counting.reconcile import _records
     from meter.dal import dynamo, keys
+    from meter.dal.tenants import layout
 
     good = {"id": "ok-1", "type": "message", "count": 1, "credits": 3, "identifier": "ana", "timestamp": at(0)}
     assert call(gateway, "POST", "/v1/events", tokens["acme"], good).status == 200
@@ -159,7 +160,7 @@ def test_a_record_item_edited_by_hand_is_left_out_of_reads_and_counted_as_unread
         "count": {"S": "two"},
         "ts": {"N": str(ts)},
         "credits": {"N": "1"},
-        "tk": {"S": keys.tenant_index_key("acme", keys.tenant_shard("edited"))},
+        "tk": {"S": layout("acme").index_key("acme", "edited", ts)},
         "ord": {"S": keys.order_key(ts, "edited")},
     }
     dynamo.client().put_item(TableName=get_settings().records_table, Item=edited)

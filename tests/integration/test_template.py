@@ -105,7 +105,8 @@ def sample_data(tokens, queues):
     them, then aggregated)."""
     from meter.core.timerange import to_ms
     from meter.dal import keys, store
-    from meter.dal.records import UsageRecord, record_item
+    from meter.dal.records import UsageRecord
+    from meter.dal.tenants import placed_record_item
     from tools.admin import create_key
 
     create_key("demo", ["read"])
@@ -113,7 +114,7 @@ def sample_data(tokens, queues):
     relations = {"identifier": "user@example.com", "agentId": "support-bot", "model": "gpt-4o"}
     for n in range(2):
         record = UsageRecord("demo", f"sample-{n}", "tokens.input", 100, at + n, 3, "explicit", at, "f", relations)
-        assert store.records().put_record(record_item(record)) is None
+        assert store.records().put_record(placed_record_item(record)) is None
     aggregator(STACK).drain()
     grant_sample_credits("demo")
     alert = {"name": "sample", "subject": {}, "measure": "credits", "period": "month", "timeZone": "UTC"}

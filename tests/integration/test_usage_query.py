@@ -24,8 +24,8 @@ from meter.core.config import get_settings
 from meter.core.timerange import to_ms
 from meter.counting.aggregation import coalesce, listing_attributes
 from meter.dal import dynamo
-from meter.dal.records import UsageRecord, record_item
-from meter.dal.tenants import Layout
+from meter.dal.records import UsageRecord
+from meter.dal.tenants import Layout, placed_record_item
 from meter.reading.series import MAX_ROWS
 
 ZONES = ["UTC", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Adelaide", "America/St_Johns", "America/New_York"]
@@ -91,7 +91,7 @@ def counted(gateway, tokens, request) -> list[UsageRecord]:
     records = _records()
     settings = get_settings()
     listing = {key: value for record in records for key, value in listing_attributes(record).items()}
-    items = [record_item(record) for record in records]
+    items = [placed_record_item(record) for record in records]
     totals = coalesce(records, lambda tenant: Layout() if cuts == "uncut" else Layout(CUTS))
     totals = _partly(totals) if cuts == "partly cut" else totals
     items += [{"pk": pk, "sk": sk, **added, **listing.get((pk, sk), {})} for (pk, sk), added in totals.items()]

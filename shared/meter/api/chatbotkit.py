@@ -18,7 +18,7 @@ from meter.dal.cursors import decode_cursor, encode_cursor
 from meter.dal.dimensions import ABILITY, AGENT, DATASET, SKILLSET, TENANT, TYPE
 from meter.dal.keys import day_key
 from meter.dal.records import UsageRecord
-from meter.dal.tenants import current_period_start
+from meter.dal.tenants import current_period_start, layout
 from meter.reading.queries import (
     Totals,
     aggregate_items,
@@ -189,7 +189,7 @@ def _scanned_records(
         partitions = [keys.conversation_index_key(tenant, c) for c in wanted.pop("conversationId")]
         page = take + 1
     else:  # the tenant's shards, each read a little at a time: the merge pulls only what it needs
-        index, partitions = "ByTenant", keys.tenant_index_keys(tenant)
+        index, partitions = "ByTenant", layout(tenant).index_keys(tenant)
         page = FILTERED_SHARD_PAGE if filtered else max(4, (take + 1) // len(partitions) + 2)
     records = store.records()
     sources = concurrently([records.after(index, key, after, ascending, page) for key in partitions], page)

@@ -29,7 +29,7 @@ class Tenant:
     """A tenant: its rate card (credits per unit of each event type), billing anchor day, how its
     CloudEvents types map to usage events where the default mapping does not fit, and the day cuts
     its queries' time zones need (``meter.dal.dimensions``), and from when its agents' roster is
-    sharded (``meter.dal.tenants.Layout``)."""
+    sharded, and from when its records are (``meter.dal.tenants.Layout``)."""
 
     name: str
     created_at: int
@@ -38,6 +38,8 @@ class Tenant:
     cloudevent_mappings: dict[str, Any] = field(default_factory=dict)
     day_cuts: frozenset[int] = frozenset()  # quarters of the UTC day its day items are cut at
     roster_sharded_from: int | None = None  # events at or after this instant (ms) go to a sharded roster
+    records_sharded_from: int | None = 0  # records received from this instant on spread over the
+    # ByTenant shards; None: all on one (a new tenant's); 0: always spread (a tenant made before)
 
 
 @dataclass(frozen=True)

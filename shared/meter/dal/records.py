@@ -86,8 +86,9 @@ class UsageRecord:
         return self.relations.get("agentId")
 
 
-def record_item(record: UsageRecord) -> dict[str, Any]:
-    """The Records-table item of a record (with the index keys its lookups need)."""
+def record_item(record: UsageRecord, tenant_index_key: str) -> dict[str, Any]:
+    """The Records-table item of a record (with the index keys its lookups need: its ``ByTenant``
+    partition as the tenant's layout places it)."""
     item = {
         "pk": keys.record_pk(record.tenant, record.id),
         "tenant": record.tenant,
@@ -102,7 +103,7 @@ def record_item(record: UsageRecord) -> dict[str, Any]:
         "meta": record.meta or None,
         **record.relations,
     }
-    item["tk"] = keys.tenant_index_key(record.tenant, keys.tenant_shard(record.id))
+    item["tk"] = tenant_index_key
     item["ord"] = keys.order_key(record.ts, record.id)
     if "conversationId" in record.relations:
         item["ck"] = keys.conversation_index_key(record.tenant, record.relations["conversationId"])

@@ -467,8 +467,9 @@ class Tenants(Table):
         return self.put_new(item)
 
     def add_tenant(self, name: str, at: int) -> bool:
-        """Register a tenant; False if it exists."""
-        return self.put_new({"pk": keys.tenant_pk(name), "tenant": name, "createdAt": at})
+        """Register a tenant, its records on one ``ByTenant`` partition until it shards them; False
+        if it exists."""
+        return self.put_new({"pk": keys.tenant_pk(name), "tenant": name, "createdAt": at, "recordsOnOneShard": True})
 
     def tenant_names(self) -> list[str]:
         """Every registered tenant's name (a scan: the table is small)."""
@@ -487,6 +488,7 @@ class Tenants(Table):
             cloudevent_mappings=item.get("cloudEventMappings", {}),
             day_cuts=frozenset(int(cut) for cut in item.get("dayCuts", ())),
             roster_sharded_from=int(item["rosterShardedFrom"]) if "rosterShardedFrom" in item else None,
+            records_sharded_from=_records_sharded_from(item),
         )
 
     def _update_existing(self, pk: str, change: Update) -> bool:
@@ -518,9 +520,25 @@ class Tenants(Table):
         change, unset = Update().set("rosterShardedFrom", start), attr("rosterShardedFrom").absent()
         return self.update(_by_pk(keys.tenant_pk(tenant)), change, attr("pk").exists() & unset) is not None
 
+    def shard_records(self, tenant: str, start: int) -> bool:
+        """Spread the tenant's records received from ``start`` on over the ``ByTenant`` shards, unless
+        they already are (the first ``start`` stands); False if they were, or for an unknown tenant."""
+        change, unset = Update().set("recordsShardedFrom", start), attr("recordsShardedFrom").absent()
+        return (
+            self.update(_by_pk(keys.tenant_pk(tenant)), change, attr("recordsOnOneShard").exists() & unset) is not None
+        )
+
     def set_billing_anchor(self, tenant: str, day: int) -> bool:
         """Set the day of month a tenant's billing period starts; False for an unknown tenant."""
         return self._update_existing(keys.tenant_pk(tenant), Update().set("billingAnchorDay", day))
+
+
+def _records_sharded_from(item: dict[str, Any]) -> int | None:
+    """From when a tenant's records spread over the ``ByTenant`` shards: always (0) for a tenant
+    registered before tenants started on one partition, never yet (None), or an instant."""
+    if "recordsOnOneShard" not in item:
+        return 0
+    return int(item["recordsShardedFrom"]) if "recordsShardedFrom" in item else None
 
 
 class Alerts(Table):

@@ -23,6 +23,7 @@ from meter.core.localtime import midnight_quarters
 from meter.core.timerange import now_ms, to_ms
 from meter.dal import keys, store
 from meter.dal.models import Tenant
+from meter.dal.records import UsageRecord, record_item
 
 TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 SCOPES = ("ingest", "read", "admin")
@@ -106,13 +107,29 @@ def keep_zone_cuts(name: str, zone: ZoneInfo) -> None:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where the aggregator puts what one tenant's events add: its day items' cuts, and from which
-    event time its agents' roster is sharded (an entry is then in one of ``keys.ROSTER_SHARDS``
-    partitions, chosen by the agent). Both follow from the event alone, so the aggregator,
-    reconciliation and readers agree on where every entry is."""
+    """Where one tenant's data goes. The aggregates: its day items' cuts, and from which event time
+    its agents' roster is sharded (an entry is then in one of ``keys.ROSTER_SHARDS`` partitions,
+    chosen by the agent); both follow from the event alone, so the aggregator, reconciliation and
+    readers agree on where every entry is. The records: from which receipt time they spread over
+    the ``ByTenant`` shards (None: never yet, all on shard 0; 0: always)."""
 
     cuts: frozenset[int] = frozenset()
     roster_sharded_from: int | None = None
+    records_sharded_from: int | None = 0
+
+    def index_key(self, tenant: str, record_id: str, received_at: int) -> str:
+        """The ``ByTenant`` partition of a record received at ``received_at``."""
+        sharded = self.records_sharded_from is not None and received_at >= self.records_sharded_from
+        return keys.tenant_index_key(tenant, keys.tenant_shard(record_id) if sharded else 0)
+
+    def index_keys(self, tenant: str) -> list[str]:
+        """The ``ByTenant`` partitions holding the tenant's records: one until they are sharded (a
+        record received late may carry any time, so once sharded, every range reads them all)."""
+        return (
+            keys.tenant_index_keys(tenant)
+            if self.records_sharded_from is not None
+            else [keys.tenant_index_key(tenant, 0)]
+        )
 
     def roster_pk(self, tenant: str, agent: str, ts: int) -> str:
         """The roster partition of an agent's entry for an event at ``ts``."""
@@ -128,7 +145,7 @@ class Layout:
 def layout(name: str) -> Layout:
     """The tenant's layout (cached like its other settings)."""
     settings = _tenant_settings(name)
-    return Layout(settings.day_cuts, settings.roster_sharded_from)
+    return Layout(settings.day_cuts, settings.roster_sharded_from, settings.records_sharded_from)
 
 
 ROSTER_SHARD_AT = 500  # a tenant's roster entries of the last two hours in one commit that shard it
@@ -144,6 +161,24 @@ def shard_roster(name: str, now: int) -> None:
     settings = get_settings()
     wait_ms = (settings.rate_card_cache_seconds + 60 + settings.max_future_skew_seconds) * 1000
     store.tenants().shard_roster(name, now + wait_ms)
+    forget_tenant_settings(name)
+
+
+def placed_record_item(record: UsageRecord) -> dict[str, Any]:
+    """A record's Records-table item, on the ``ByTenant`` partition its tenant's layout places it."""
+    return record_item(record, layout(record.tenant).index_key(record.tenant, record.id, record.received_at))
+
+
+RECORDS_SHARD_AT = 400  # events a second into one partition (of its 1,000 WCU/s) that shard a tenant's records
+
+
+def shard_records(name: str, now: int) -> None:
+    """Spread the tenant's records over the ``ByTenant`` shards from when every container will know
+    to read them all: past every cached copy of its settings and a minute more (placement is by
+    receipt time, so event times do not matter). Until then they stay on one partition. Once only."""
+    if layout(name).records_sharded_from is not None:
+        return
+    store.tenants().shard_records(name, now + (get_settings().rate_card_cache_seconds + 60) * 1000)
     forget_tenant_settings(name)
 
 

@@ -7,6 +7,7 @@ record, so only new events are ever aggregated.
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,12 +22,41 @@ from meter.core.logs import with_log_keys
 from meter.core.timerange import DAY_MS, now_ms, to_ms
 from meter.dal import store
 from meter.dal.arrivals import note_late_arrivals
-from meter.dal.records import RELATION_FIELDS, UsageRecord, record_item
-from meter.dal.tenants import credits_for, rate_card
+from meter.dal.records import RELATION_FIELDS, UsageRecord
+from meter.dal.tenants import RECORDS_SHARD_AT, credits_for, placed_record_item, rate_card, shard_records
 from meter.ingest.models import UsageEvent
 
 MAX_BATCH_EVENTS = 500
 _PUT_WORKERS = 16
+
+
+class Traffic:
+    """Each tenant's records stored by this container in the current span of ``SPAN_MS``: a tenant
+    storing ``RECORDS_SHARD_AT`` a second over a span here spreads its records over the shards
+    before its one ``ByTenant`` partition nears a key's write limit. A container sees only its own
+    share of the traffic, so this errs late by the number of containers ingesting for the tenant
+    at once (few: one takes a batch of 500 in well under a second)."""
+
+    SPAN_MS = 10_000
+
+    def __init__(self) -> None:
+        self._spans: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def note(self, tenant: str, stored: int, now: int) -> None:
+        """Count ``stored`` new records of the tenant; shard its records once they come fast."""
+        span = now // self.SPAN_MS
+        with self._lock:
+            if len(self._spans) > 10_000:  # forget other tenants' past spans
+                self._spans = {t: seen for t, seen in self._spans.items() if seen[0] == span}
+            seen_span, seen = self._spans.get(tenant, (span, 0))
+            total = stored + (seen if seen_span == span else 0)
+            self._spans[tenant] = (span, total)
+        if total >= RECORDS_SHARD_AT * self.SPAN_MS // 1000:
+            shard_records(tenant, now)
+
+
+traffic = Traffic()
 
 
 @dataclass
@@ -134,7 +164,7 @@ def to_record(tenant: str, event: UsageEvent, card: dict[str, Any], received_at:
 
 def _store(record: UsageRecord) -> str:
     """Put one record unless its id exists; the outcome as a result status."""
-    stored_fingerprint = store.records().put_record(record_item(record))
+    stored_fingerprint = store.records().put_record(placed_record_item(record))
     if stored_fingerprint is None:
         return "accepted"
     return "duplicate" if stored_fingerprint == record.fingerprint else "conflict"
@@ -160,6 +190,7 @@ def ingest(tenant: str, events: list[UsageEvent]) -> IngestResult:
             f"Storage refused the batch ({failed.response['Error']['Code']}); resend it: "
             "events already stored will come back as duplicates"
         ) from None
+    traffic.note(tenant, statuses.count("accepted"), received_at)
     status_by_id = dict(zip(first_by_id, statuses, strict=False))
     result, seen = IngestResult(), set()
     for event in events:

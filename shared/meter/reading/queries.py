@@ -65,7 +65,7 @@ def tenant_records(
     records = store.records()
     shards = [
         records.created_between("ByTenant", key, start, end, where, unreadable)
-        for key in keys.tenant_index_keys(tenant)
+        for key in layout(tenant).index_keys(tenant)
     ]
     return list(heapq.merge(*concurrently(shards), key=lambda record: record.position))
 
