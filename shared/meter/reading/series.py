@@ -40,7 +40,7 @@ from meter.dal.dimensions import (
     type_counter,
 )
 from meter.dal.records import UsageRecord
-from meter.dal.tenants import keep_zone_cuts
+from meter.dal.tenants import keep_zone_cuts, layout
 from meter.reading.plan import Piece, Slice, Split, signed_pieces, split
 from meter.reading.queries import hour_part, in_parallel, listed_values, record_totals, tenant_records
 
@@ -391,7 +391,8 @@ def _raw_is_cheaper(query: UsageQuery, series: list[Series], plans: list[Plan]) 
     pieces = {(a, b) for _, window_pieces in plans for _, a, b in window_pieces}  # each: one hour Query at most
     by_items = len(series) * 0.5 * (1 + len(pieces))
     events = _events_within(query)
-    by_records = max(keys.TENANT_SHARDS * 0.5, events * RAW_RECORD_BYTES / 4096 * 0.5)
+    partitions = len(layout(query.tenant).index_keys(query.tenant))
+    by_records = max(partitions * 0.5, events * RAW_RECORD_BYTES / 4096 * 0.5)
     return events <= MAX_RAW_RECORDS and by_records < by_items
 
 
