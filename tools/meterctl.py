@@ -214,12 +214,13 @@ def run(argv: list[str]) -> int:
             found = tenants.get_tenant(tenants.validate_tenant_name(args.tenant))
             if not found:
                 raise MeterError(f"Unknown tenant '{args.tenant}'")
-            sharded = found.roster_sharded_from
+            sharded, spread = found.roster_sharded_from, found.records_sharded_from
             shown = {"tenant": found.name, "createdAt": found.created_at, "rateCard": found.rate_card,
                      "billingAnchorDay": found.billing_anchor_day,
                      "cloudEventMappings": found.cloudevent_mappings,
                      "dayCuts": admin.cut_times(found.day_cuts),
-                     "rosterShardedFrom": iso(sharded) if sharded is not None else None}  # fmt: skip
+                     "rosterShardedFrom": iso(sharded) if sharded is not None else None,
+                     "recordsShardedFrom": iso(spread) if spread is not None else None}  # fmt: skip
             print(json.dumps(shown, default=str, indent=2))
         elif args.command == "redrive":
             report = _redrive(args.which)

@@ -70,14 +70,20 @@ def test_a_kept_zone_cuts_day_items_at_its_local_midnights(aws, capsys):
     assert shown["dayCuts"] == ["04:00Z", "05:00Z"] and shown["rosterShardedFrom"] is None
 
 
-def test_show_tenant_says_from_when_its_roster_is_sharded(aws, capsys):
+def test_show_tenant_says_from_when_its_roster_and_records_are_sharded(aws, capsys):
     from meter.dal import store
 
     run(["create-tenant", "acme"])
-    assert store.tenants().shard_roster("acme", 1_796_000_400_000)
     capsys.readouterr()
     assert run(["show-tenant", "acme"]) == 0
-    assert json.loads(capsys.readouterr().out)["rosterShardedFrom"] == "2026-11-30T01:00:00Z"
+    assert json.loads(capsys.readouterr().out)["recordsShardedFrom"] is None  # a new tenant: one partition
+    assert store.tenants().shard_roster("acme", 1_796_000_400_000)
+    assert store.tenants().shard_records("acme", 1_796_000_460_000)
+    capsys.readouterr()
+    assert run(["show-tenant", "acme"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["rosterShardedFrom"] == "2026-11-30T01:00:00Z"
+    assert shown["recordsShardedFrom"] == "2026-11-30T01:01:00Z"
 
 
 def test_billing_anchor_moves_the_snapshot_period(aws, capsys):
