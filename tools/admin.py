@@ -20,6 +20,8 @@ from meter.dal.tenants import (
     ensure_tenant,
     forget_tenant_settings,
     keep_zone_cuts,
+    layout,
+    shard_records,
     validate_tenant_name,
 )
 
@@ -127,6 +129,16 @@ def set_billing_anchor(name: str, day: int) -> None:
 def cut_times(cuts: frozenset[int]) -> list[str]:
     """Day cuts as the UTC times they fall at (``18:30Z``)."""
     return [f"{quarter // 4:02d}:{quarter % 4 * 15:02d}Z" for quarter in sorted(cuts)]
+
+
+def spread_records(name: str) -> int:
+    """Spread the tenant's records over the ``ByTenant`` shards from about two minutes on, as its
+    traffic would once it stores 400 events a second (before a known burst: a quiet tenant's one
+    partition takes at most 1,000 writes a second); when they are spread, as Unix ms."""
+    if store.tenants().tenant(validate_tenant_name(name)) is None:
+        raise _unknown(name)
+    shard_records(name, now_ms())
+    return layout(name).records_sharded_from or 0
 
 
 def keep_zone(name: str, zone_name: str) -> list[str]:

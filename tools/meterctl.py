@@ -3,8 +3,8 @@
     python tools/meterctl.py [--endpoint-url URL | --stack NAME] COMMAND ...
 
 Commands: create-key, list-keys, revoke-key, create-tenant, set-rate-card, set-cloudevents-mapping,
-set-billing-anchor, keep-zone, show-tenant, redrive, reconcile. ``create-key`` prints the new token ``pk_…:sk_…``
-as the last line of its output.
+set-billing-anchor, keep-zone, spread-records, show-tenant, redrive, reconcile. ``create-key`` prints
+the new token ``pk_…:sk_…`` as the last line of its output.
 ``redrive aggregation`` counts the stream batches the aggregator gave up on; ``redrive ingest``
 moves the ingest dead letters and parked messages back to the ingest queue; ``redrive alerts`` gives
 firings whose delivery was given up on a fresh day of retries. All are safe to
@@ -140,6 +140,11 @@ def _parser() -> argparse.ArgumentParser:
     zone.add_argument("--tenant", required=True)
     zone.add_argument("zone", help="an IANA time zone, e.g. Asia/Kolkata")
 
+    spread = commands.add_parser(
+        "spread-records", help="spread a tenant's records over the ByTenant shards (before a burst of traffic)"
+    )
+    spread.add_argument("--tenant", required=True)
+
     show = commands.add_parser("show-tenant", help="show a tenant and its rate card")
     show.add_argument("tenant")
 
@@ -210,6 +215,8 @@ def run(argv: list[str]) -> int:
         elif args.command == "keep-zone":
             cuts = admin.keep_zone(args.tenant, args.zone)
             print(json.dumps({"tenant": args.tenant, "dayCuts": cuts}))
+        elif args.command == "spread-records":
+            print(json.dumps({"tenant": args.tenant, "recordsShardedFrom": iso(admin.spread_records(args.tenant))}))
         elif args.command == "show-tenant":
             found = tenants.get_tenant(tenants.validate_tenant_name(args.tenant))
             if not found:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from meter.api.auth import authenticate
 from meter.dal.tenants import rate_card
@@ -84,6 +85,21 @@ def test_show_tenant_says_from_when_its_roster_and_records_are_sharded(aws, caps
     shown = json.loads(capsys.readouterr().out)
     assert shown["rosterShardedFrom"] == "2026-11-30T01:00:00Z"
     assert shown["recordsShardedFrom"] == "2026-11-30T01:01:00Z"
+
+
+def test_spread_records_before_a_burst(aws, capsys):
+    from meter.core.timerange import now_ms
+    from meter.dal.tenants import layout
+
+    run(["create-tenant", "acme"])
+    capsys.readouterr()
+    before = now_ms()
+    assert run(["spread-records", "--tenant", "acme"]) == 0
+    start = layout("acme").records_sharded_from
+    assert start is not None and before + 120_000 <= start <= now_ms() + 120_000
+    shown = datetime.fromisoformat(json.loads(capsys.readouterr().out)["recordsShardedFrom"])
+    assert int(shown.timestamp()) == start // 1000
+    assert run(["spread-records", "--tenant", "ghost"]) == 1
 
 
 def test_billing_anchor_moves_the_snapshot_period(aws, capsys):
