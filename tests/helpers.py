@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from unittest import mock
 from urllib.parse import quote, urlencode
 
 from local.gateway import Gateway, Response
@@ -30,6 +32,20 @@ def call(
         headers["Authorization"] = f"Bearer {token}"
     payload = raw_body if raw_body is not None else (json.dumps(body).encode() if body is not None else b"")
     return gateway.handle(method, path, urlencode(query or {}), headers, payload)
+
+
+def queries_made(read: Callable[[], Any]) -> list[dict[str, Any]]:
+    """The parameters of every DynamoDB Query ``read()`` makes, in order (each still answered)."""
+    made: list[dict[str, Any]] = []
+    real = dynamo.client().query
+
+    def spy(**kwargs: Any) -> Any:
+        made.append(kwargs)
+        return real(**kwargs)
+
+    with mock.patch.object(dynamo.client(), "query", side_effect=spy):
+        read()
+    return made
 
 
 def sample_event_name(logical_id: str) -> str:

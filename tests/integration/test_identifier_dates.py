@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from unittest import mock
 
 import pytest
 
-from meter.dal import dynamo
 from tests.conftest import STACK
-from tests.helpers import aggregator, call, identifier_path
+from tests.helpers import aggregator, call, identifier_path, queries_made
 
 DAY0 = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=5)
 
@@ -128,16 +126,7 @@ def test_bad_dates_are_400_naming_the_parameter(api, query, param):
 
 
 def _queries_of(api, low: datetime, high: datetime) -> list[dict]:
-    queries: list[dict] = []
-    real = dynamo.client().query
-
-    def spy(**kwargs):
-        queries.append(kwargs)
-        return real(**kwargs)
-
-    with mock.patch.object(dynamo.client(), "query", side_effect=spy):
-        api("user@example.com", **{"from": iso(low), "to": iso(high)})
-    return queries
+    return queries_made(lambda: api("user@example.com", **{"from": iso(low), "to": iso(high)}))
 
 
 def test_raw_records_are_read_only_for_the_ragged_edges(api):

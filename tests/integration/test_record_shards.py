@@ -16,7 +16,7 @@ from meter.dal import dynamo, keys, store, tenants
 from meter.ingest import batch
 from meter.ingest.batch import Traffic
 from tests.conftest import STACK
-from tests.helpers import aggregator, call, identifier_path
+from tests.helpers import aggregator, call, identifier_path, queries_made
 
 HOUR_MS, DAY_MS = 3_600_000, 86_400_000
 
@@ -53,18 +53,9 @@ def _placed(tenant: str) -> dict[str, str]:
 
 def _partitions_read(read) -> list[str]:
     """The ``ByTenant`` partition of each Query ``read`` makes."""
-    made: list[dict] = []
-    real = dynamo.client().query
-
-    def spy(**kwargs):
-        made.append(kwargs)
-        return real(**kwargs)
-
-    with mock.patch.object(dynamo.client(), "query", side_effect=spy):
-        read()
     return [
         value["S"]
-        for q in made
+        for q in queries_made(read)
         if q.get("IndexName") == "ByTenant"
         for value in q["ExpressionAttributeValues"].values()
         if value.get("S", "").startswith("acme#") and len(value["S"]) == len("acme#00")
