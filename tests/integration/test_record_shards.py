@@ -147,3 +147,16 @@ def test_a_container_storing_fast_shards_the_tenants_records(tokens, hour):
     wait = (get_settings().rate_card_cache_seconds + 60) * 1000
     assert tenants.layout("acme").records_sharded_from == span + Traffic.SPAN_MS + 5 + wait
     assert store.tenants().tenant("globex").records_sharded_from is None  # only the fast tenant
+
+
+def test_a_refused_spread_leaves_the_batch_stored_and_answered(gateway, tokens, hour, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    def refused(*_):
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "UpdateItem")
+
+    monkeypatch.setattr(batch, "RECORDS_SHARD_AT", 1)
+    monkeypatch.setattr(batch, "shard_records", refused)
+    events = _events("kept", 20, hour)
+    _send(gateway, tokens["acme"], events, hour + 60_000)
+    assert set(_placed("acme")) == {e["id"] for e in events}

@@ -41,8 +41,9 @@ ALERT_WRITERS = {"CreateAlertFunction", "UpdateAlertFunction", "DeleteAlertFunct
 ALERT_WRITERS |= {"AggregateStreamFunction", "ReconcileFunction", "CheckAlertsFunction"}
 ALERT_WRITERS |= {"CreateGrantFunction", "VoidGrantFunction", "CreateReservationFunction"}  # balance alerts
 # Who changes a tenant's layout: its day cuts (the zones its queries and alerts read local days
-# in), and its roster's sharding (the aggregator, on a commit with many agents).
-LAYOUT_KEEPERS = {"UsageQueryFunction", "CreateAlertFunction", "AggregateStreamFunction"}
+# in), its roster's sharding (the aggregator, on a commit with many agents), and the spread of its
+# records (ingestion, once a container stores its events fast).
+LAYOUT_KEEPERS = {"UsageQueryFunction", "CreateAlertFunction", "AggregateStreamFunction", *INGESTERS}
 VERBS = {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchGetItem", "Scan", "ConditionCheckItem"}
 
 

@@ -6,7 +6,7 @@ from meter.api.shapes import AgentsCredits, DailyCredits, ModelsCredits, Organiz
 from meter.core.errors import NotFound
 from meter.core.timerange import iso, now_ms, parse_range
 from meter.dal.dimensions import AGENT, AGENT_MODEL, IDENTIFIER, TENANT, Dimension, agent_scoped_key
-from meter.reading.queries import agent_credits, daily_totals, listed_values, total
+from meter.reading.queries import agent_credits, daily_totals, for_each_value, listed_values, total
 
 
 def _range(params: dict[str, str]) -> tuple[int | None, int | None]:
@@ -39,12 +39,16 @@ def agent_models(tenant: str, agent_id: str, params: dict[str, str]) -> ModelsCr
     most credits first.
     """
     start, end = _range(params)
-    models = listed_values(tenant, AGENT_MODEL, start, end, scope=agent_id)
-    rows = []
-    for model in models.values():
-        credits = total(daily_totals(tenant, AGENT_MODEL, agent_scoped_key(agent_id, model), start, end))["credits"]
-        if credits:
-            rows.append({"model_id": model, "name": model, "total_credits": credits})
+    models = sorted(listed_values(tenant, AGENT_MODEL, start, end, scope=agent_id).values())
+
+    def credits_of(model: str) -> int:
+        return total(daily_totals(tenant, AGENT_MODEL, agent_scoped_key(agent_id, model), start, end))["credits"]
+
+    rows = [
+        {"model_id": model, "name": model, "total_credits": credits}
+        for model, credits in zip(models, for_each_value(credits_of, models), strict=True)
+        if credits
+    ]
     if not rows:
         raise NotFound("No consumption data found for this agent")
     return {"data": sorted(rows, key=lambda r: (-r["total_credits"], r["model_id"]))}

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from meter.core.config import get_settings
 from meter.core.errors import BadRequest, PayloadTooLarge, Unavailable
 from meter.core.json_body import decode_json
-from meter.core.logs import with_log_keys
+from meter.core.logs import logger, with_log_keys
 from meter.core.timerange import DAY_MS, now_ms, to_ms
 from meter.dal import store
 from meter.dal.arrivals import note_late_arrivals
@@ -53,7 +53,10 @@ class Traffic:
             total = stored + (seen if seen_span == span else 0)
             self._spans[tenant] = (span, total)
         if total >= RECORDS_SHARD_AT * self.SPAN_MS // 1000:
-            shard_records(tenant, now)
+            try:
+                shard_records(tenant, now)
+            except ClientError as refused:  # the batch is stored; the next fast span tries again
+                logger.warning("records not spread", extra={"tenant": tenant, "error": str(refused)[:300]})
 
 
 traffic = Traffic()

@@ -47,6 +47,15 @@ def in_parallel(read: Callable[[Any], list[dict]], arguments: Iterable[Any]) -> 
     return list(_shard_readers.map(with_log_keys(read), arguments))
 
 
+_value_readers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="value-reader")
+
+
+def for_each_value(read: Callable[[Any], Any], values: Iterable[Any]) -> list[Any]:
+    """``read`` of each of a few dimension values at once, for reads that may use ``in_parallel``
+    themselves (a pool of their own, so an outer read never waits on a pool it fills); never nest it."""
+    return list(_value_readers.map(with_log_keys(read), values))
+
+
 def concurrently(sources: list[Iterator[dict]], first: int | None = None) -> list[Iterator[dict]]:
     """Start reading every source at once: each one's first ``first`` items (all, if None) are fetched
     in parallel, so a tenant's shards cost one round trip's wait instead of one per shard."""
