@@ -309,7 +309,7 @@ class Bench:
     def reads(self) -> dict[str, dict[str, dict[str, float]]]:
         """RCU per query: ours, the floor (the aggregate items the answer needs), naive (raw records)."""
         from meter.api import agentsgt, chatbotkit, gradient
-        from meter.core.timerange import DAY_MS, iso, now_ms
+        from meter.core.timerange import DAY_MS, now_ms
         from meter.dal import keys
         from meter.dal.dimensions import AGENT, IDENTIFIER
         from meter.dal.dimensions import TENANT as WHOLE
@@ -331,14 +331,14 @@ class Bench:
             "bot_usage": (AGENT, lambda q: chatbotkit.bot_snapshot(TENANT, top_agent, q)),
         }
         result: dict[str, dict[str, dict[str, float]]] = {name: {} for name in endpoints}
-        result["identifier_dates_rolling"] = {}
+        naive_by_window: dict[int, float] = {}
         for days in WINDOWS:
             # Whole days, as AgentsGT documents its queries: from=…T00:00:00Z&to=…T23:59:59Z.
             start = (end // DAY_MS - days + 1) * DAY_MS
             stop = (end // DAY_MS + 1) * DAY_MS
             query = {"from": f"{day_key(start)}T00:00:00Z", "to": f"{day_key(end)}T23:59:59Z"}
             # Naive: no aggregates, every raw record of the window (any filter still reads them all).
-            naive = self.rcu(lambda start=start, stop=stop: tenant_records(TENANT, start, stop))
+            naive = naive_by_window[days] = self.rcu(lambda start=start, stop=stop: tenant_records(TENANT, start, stop))
             floor = {
                 d: self.rcu(
                     lambda d=d, start=start: aggregate_items(
@@ -353,13 +353,7 @@ class Bench:
                     "floor": floor[dimension],
                     "naive": naive,
                 }
-            # The same user over the last N*24 hours to this millisecond: ragged edges read raw records.
-            rolling = {"from": iso(end - days * DAY_MS)}
-            result["identifier_dates_rolling"][f"{days}d"] = {
-                "ours": self.rcu(lambda q=rolling: agentsgt.identifier_dates(TENANT, top_user, q)),
-                "floor": floor[IDENTIFIER],
-                "naive": naive,
-            }
+        result["identifier_dates_rolling"] = self.rolling_reads(TENANT, naive_by_window)
         result["usage_series"] = {
             "90d": {
                 "ours": self.rcu(lambda: chatbotkit.series(TENANT)),
@@ -381,6 +375,31 @@ class Bench:
             }
         }
         return result
+
+    def rolling_reads(self, tenant: str, naive: dict[int, float] | None = None) -> dict[str, dict[str, float]]:
+        """The top end user over the last N*24 hours to this millisecond (a ragged ``from``: raw records
+        for the part of its quarter hour): ours, the floor (the user's day items of those days) and
+        naive (the tenant's raw records of those days, unless given)."""
+        from meter.api import agentsgt
+        from meter.core.timerange import DAY_MS, iso, now_ms
+        from meter.dal import keys
+        from meter.dal.dimensions import IDENTIFIER
+        from meter.dal.keys import day_key
+        from meter.reading.queries import aggregate_items, tenant_records
+
+        user, end, found = identifier(1), now_ms(), {}
+        for days in WINDOWS:
+            start, stop = (end // DAY_MS - days + 1) * DAY_MS, (end // DAY_MS + 1) * DAY_MS
+            low, high = keys.day_sk(day_key(start)), keys.day_sk(day_key(end))
+            found[f"{days}d"] = {
+                "ours": self.rcu(
+                    lambda d=days: agentsgt.identifier_dates(tenant, user, {"from": iso(end - d * DAY_MS)})
+                ),
+                "floor": self.rcu(lambda low=low, high=high: aggregate_items(IDENTIFIER.pk(tenant, user), low, high)),
+                "naive": (naive or {}).get(days)
+                or self.rcu(lambda start=start, stop=stop: tenant_records(tenant, start, stop)),
+            }
+        return found
 
     def native_queries(self) -> dict[str, dict[str, float]]:
         """``GET /v1/usage/query`` over the last 30 local days in Asia/Kolkata (+05:30), DAY windows:
@@ -650,43 +669,47 @@ def _live_report(results: dict[str, Any]) -> list[str]:
 
 
 def _reads_report(results: dict[str, Any]) -> list[str]:
-    """Read units of the all-in query, every platform endpoint, the native query and alert status."""
-    all_in = results["rcu_equivalent_all_in"]
-    lines = [
-        "## A 30-day identifier query, all in (authentication, rate limit, query)",
-        "",
-        f"{all_in['identifier_dates_30d']} read-unit equivalents per call ({all_in['rcu_per_call']} RCU + "
-        f"{all_in['wcu_per_call']} WCU x {RCU_PER_WCU}), at {all_in['calls_per_second']} calls/s on one key.",
-        "",
-        "## Read capacity per query (RCU, backfill data set)",
-        "",
-    ]
-    rows = []
-    for endpoint, windows in results["rcu_per_query"].items():
-        for window, f in windows.items():
-            ratio = round(f["naive"] / f["ours"], 1) if f["ours"] else "-"
-            rows.append([endpoint, window, f["ours"], f["floor"], f["naive"], ratio])
-    lines += _table(rows, ["endpoint", "window", "ours", "floor", "naive", "naive / ours"])
-    lines += [
-        "",
-        "## Native query API: 30 local days in Asia/Kolkata, DAY windows (backfill data set)",
-        "",
-        "Measured RCU; billed: what AWS would charge (at least 0.5 per read call; DynamoDB Local reports",
-        "0 for an empty one); naive: reading the raw events of those 30 days.",
-        "",
-    ]
-    lines += _table(
-        [
-            [q, f["rcu"], f["rcu_billed"], f["read_calls"], f["rows"], f["naive_rcu"]]
-            for q, f in results["native_query_rcu"].items()
-        ],
-        ["query", "RCU", "RCU billed", "read calls", "rows", "naive RCU"],
-    )
-    lines += ["", "## Alert status: the current period's exact value (backfill data set)", ""]
-    lines += _table(
-        [[q, f["rcu"], f["rcu_billed"], f["read_calls"]] for q, f in results["alert_status_rcu"].items()],
-        ["alert", "RCU", "RCU billed", "read calls"],
-    )
+    """Read units of the all-in query, every platform endpoint, the native query and alert status
+    (each that ran: a section alone may have run only some)."""
+    lines: list[str] = []
+    if "rcu_equivalent_all_in" in results:
+        all_in = results["rcu_equivalent_all_in"]
+        lines += [
+            "## A 30-day identifier query, all in (authentication, rate limit, query)",
+            "",
+            f"{all_in['identifier_dates_30d']} read-unit equivalents per call ({all_in['rcu_per_call']} RCU + "
+            f"{all_in['wcu_per_call']} WCU x {RCU_PER_WCU}), at {all_in['calls_per_second']} calls/s on one key.",
+            "",
+        ]
+    if "rcu_per_query" in results:
+        lines += ["## Read capacity per query (RCU, backfill data set; rows ending in _10x: the 10x population's)", ""]
+        rows = []
+        for endpoint, windows in results["rcu_per_query"].items():
+            for window, f in windows.items():
+                ratio = round(f["naive"] / f["ours"], 1) if f["ours"] else "-"
+                rows.append([endpoint, window, f["ours"], f["floor"], f["naive"], ratio])
+        lines += [*_table(rows, ["endpoint", "window", "ours", "floor", "naive", "naive / ours"]), ""]
+    if "native_query_rcu" in results:
+        lines += [
+            "## Native query API: 30 local days in Asia/Kolkata, DAY windows (backfill data set)",
+            "",
+            "Measured RCU; billed: what AWS would charge (at least 0.5 per read call; DynamoDB Local reports",
+            "0 for an empty one); naive: reading the raw events of those 30 days.",
+            "",
+        ]
+        lines += _table(
+            [
+                [q, f["rcu"], f["rcu_billed"], f["read_calls"], f["rows"], f["naive_rcu"]]
+                for q, f in results["native_query_rcu"].items()
+            ],
+            ["query", "RCU", "RCU billed", "read calls", "rows", "naive RCU"],
+        )
+    if "alert_status_rcu" in results:
+        lines += ["", "## Alert status: the current period's exact value (backfill data set)", ""]
+        lines += _table(
+            [[q, f["rcu"], f["rcu_billed"], f["read_calls"]] for q, f in results["alert_status_rcu"].items()],
+            ["alert", "RCU", "RCU billed", "read calls"],
+        )
     return lines
 
 
@@ -943,8 +966,17 @@ def _steps(name: str, bench: Bench, quick: bool) -> list[Step]:
         ]
     if name == "crowd":  # the same reads over 10x the end users and agents: what grows with the population
         shape = Shape(events=500 if quick else 50_000, identifiers=10 * Shape.identifiers, agents=10 * Shape.agents)
+
+        def crowd_rolling() -> dict[str, dict[str, float]]:
+            return bench.rolling_reads(CROWD_TENANT)
+
         return [
             ("load", SHARED, lambda: {"backfill_10x_population": bench.backfill(shape, CROWD_TENANT)}),
+            (
+                "rolling reads",
+                SHARED,
+                lambda: {"rcu_per_query": {"identifier_dates_rolling_10x": bench.rolling_reads(CROWD_TENANT)}},
+            ),
             ("routes", ALONE, lambda: {"routes": {"10x": bench.routes(CROWD_TENANT, runs)}}),
         ]
     if name == "swarm":  # thousands of agents at 10,000 events/s: one stream shard's window of it
