@@ -10,15 +10,13 @@ from unittest import mock
 import pytest
 
 from meter.core.config import get_settings
-from meter.core.timerange import now_ms
+from meter.core.timerange import DAY_MS, HOUR_MS, now_ms
 from meter.counting.reconcile import HORIZON_MS, reconcile_window
 from meter.dal import dynamo, keys, store, tenants
 from meter.ingest import batch
 from meter.ingest.batch import Traffic
 from tests.conftest import STACK
 from tests.helpers import aggregator, call, identifier_path, queries_made
-
-HOUR_MS, DAY_MS = 3_600_000, 86_400_000
 
 
 def _events(prefix: str, count: int, ts: int) -> list[dict]:
