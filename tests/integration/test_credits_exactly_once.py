@@ -169,7 +169,10 @@ def check(world: World) -> None:
             assert (shown.state, shown.held, shown.consumed) == ("released", 0, world.settled_at_release[rid])
             continue
         for subject in (s for s in subjects if s != TENANT_SUBJECT):
-            hold = credits().account("acme", subject, consistent=True).holds[rid]
+            hold = credits().account("acme", subject, consistent=True).holds.get(rid)
+            if hold is None:  # dropped with a later hold on the account: only once ended for that long
+                assert world.holds[rid][2] < world.clock - reservations.KEEP_ENDED_MS, (rid, subject)
+                continue
             assert hold.settled == settled, (rid, subject)
             expected_held = max(0, amount - settled) if world.open(rid) else 0
             assert held(hold, world.clock) == expected_held, (rid, subject)
@@ -204,7 +207,8 @@ def test_reservations_never_over_admit_and_settle_exactly_once(steps, monkeypatc
     with mock_aws():
         reset_caches()
         stack = Stack(table_prefix=f"cr{next(_examples)}")
-        os.environ.update(stack.environment())
+        for name, value in stack.environment().items():  # given back even when an example fails
+            monkeypatch.setenv(name, value)
         reset_caches()
         create_tables(stack)
         for module in (grant_cases, reservations):
@@ -252,5 +256,4 @@ def test_reservations_never_over_admit_and_settle_exactly_once(steps, monkeypatc
             check(world)
         count(world, set(), False, True, {})
         check(world)
-    os.environ.update(Stack().environment())
     reset_caches()
