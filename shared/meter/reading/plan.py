@@ -10,7 +10,7 @@ hours outside the window may read fewer hours than the hours inside it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from meter.core.timerange import DAY_MS, HOUR_MS
@@ -66,18 +66,23 @@ class ReadPlan:
     raw: list[Slice] = field(default_factory=list)
 
 
+def hour_runs(hours: Iterable[int]) -> list[tuple[int, int]]:
+    """Hour starts as runs of consecutive hours, (first, last) each: one Query a run."""
+    runs: list[list[int]] = []
+    for hour in sorted(hours):
+        if runs and hour == runs[-1][1] + HOUR_MS:
+            runs[-1][1] = hour
+        else:
+            runs.append([hour, hour])
+    return [(first, last) for first, last in runs]
+
+
 def plan_range(start: int, end: int) -> ReadPlan:
     """How to read ``[start, end)`` exactly from day items, hour items and raw records at the edges."""
     cut = split(start, end)
-    runs: list[list[int]] = []
-    for hour, _, _ in cut.hours:
-        if runs and hour == runs[-1][-1] + HOUR_MS:
-            runs[-1].append(hour)
-        else:
-            runs.append([hour])
     return ReadPlan(
         days=(day_key(cut.days[0]), day_key(cut.days[-1])) if cut.days else None,
-        hours=[(hour_key(run[0]), hour_key(run[-1])) for run in runs],
+        hours=[(hour_key(first), hour_key(last)) for first, last in hour_runs(hour for hour, _, _ in cut.hours)],
         raw=cut.raw,
     )
 

@@ -11,7 +11,7 @@ from itertools import chain, islice
 from typing import Any
 
 from meter.core.logs import with_log_keys
-from meter.core.timerange import DAY_MS, HOUR_MS, now_ms
+from meter.core.timerange import DAY_MS, now_ms
 from meter.dal import keys, store
 from meter.dal.dimensions import (
     AGENT,
@@ -28,7 +28,7 @@ from meter.dal.dimensions import (
 from meter.dal.keys import day_key
 from meter.dal.records import UsageRecord
 from meter.dal.tenants import layout
-from meter.reading.plan import ReadPlan, plan_range, split
+from meter.reading.plan import ReadPlan, hour_runs, plan_range, split
 
 Totals = Counter[str]
 
@@ -126,27 +126,18 @@ def _read_plan(start: int | None, end: int | None) -> ReadPlan:
     return plan_range(0 if start is None else start, open_end if end is None else end)
 
 
+def quarter_sum(item: dict[str, Any], counter: str, first: int, last: int) -> int:
+    """One counter's sum over quarters ``first..last-1`` (0-3) of an hour item."""
+    parts = [item.get(quarter_counter(counter, q), 0) for q in (1, 2, 3)]
+    return sum([item.get(counter, 0) - sum(parts), *parts][first:last])
+
+
 def hour_part(item: dict[str, Any], first: int, last: int) -> Totals:
     """What an hour item holds in its quarters ``first..last-1`` (0-3), per counter."""
     whole = counters(item)
     if (first, last) == (0, 4):
         return whole
-    part: Totals = Counter()
-    for name, n in whole.items():
-        parts = [item.get(quarter_counter(name, q), 0) for q in (1, 2, 3)]
-        part[name] = sum([n - sum(parts), *parts][first:last])
-    return +part
-
-
-def _runs(hours: Iterable[int]) -> list[tuple[int, int]]:
-    """Consecutive hour starts as (first, last) runs, each one Query."""
-    runs: list[list[int]] = []
-    for hour in sorted(hours):
-        if runs and hour == runs[-1][1] + HOUR_MS:
-            runs[-1][1] = hour
-        else:
-            runs.append([hour, hour])
-    return [(first, last) for first, last in runs]
+    return +Counter({name: quarter_sum(item, name, first, last) for name in whole})
 
 
 def daily_totals(
@@ -171,7 +162,7 @@ def daily_totals(
         for item in aggregate_items(pk, low, high):
             days[keys.bucket_day(item["sk"])].update(counters(item))
     slots = {hour: (first, last) for hour, first, last in cut.hours}
-    for low, high in _runs(slots):
+    for low, high in hour_runs(slots):
         for item in aggregate_items(pk, keys.hour_sk(keys.hour_key(low)), keys.hour_sk(keys.hour_key(high))):
             hour = keys.parse_aggregate(pk, item["sk"]).bucket_start
             days[keys.bucket_day(item["sk"])].update(hour_part(item, *slots[hour]))

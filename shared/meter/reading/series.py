@@ -42,7 +42,7 @@ from meter.dal.dimensions import (
 from meter.dal.records import UsageRecord
 from meter.dal.tenants import keep_zone_cuts, layout
 from meter.reading.plan import Piece, Slice, Split, signed_pieces, split
-from meter.reading.queries import hour_part, in_parallel, listed_values, record_totals, tenant_records
+from meter.reading.queries import in_parallel, listed_values, quarter_sum, record_totals, tenant_records
 
 MAX_ROWS = 10_000  # rows of one answer (windows x groups with a value)
 # Raw records one answer may sum (combinations no aggregate holds): 100,000 did not finish within
@@ -293,7 +293,7 @@ class SeriesReader:
                 continue
             cut = _on_quarters(piece)
             part = sum(
-                hour_part(self.hour_items.get(hour, {}), first, last)[self.counter] for hour, first, last in cut.hours
+                quarter_sum(self.hour_items.get(hour, {}), self.counter, first, last) for hour, first, last in cut.hours
             )
             for raw_slice in cut.raw:
                 part += sum(measure_of(self.query, record) for record in self.raw[raw_slice])
