@@ -84,8 +84,41 @@ def _copy_each_table_once_per_moto_transaction() -> None:
     models.DynamoDBBackend.transact_write_items = transact_write_items
 
 
+def _make_moto_updates_all_or_nothing() -> None:
+    """moto applies an UpdateExpression to the stored item clause by clause, so a clause DynamoDB
+    refuses (an ``ADD`` to a counter stored as a string) leaves the clauses before it applied.
+    DynamoDB applies all of an update or none: give the item back as it was when moto raises."""
+    import copy
+
+    from moto.dynamodb import models
+    from moto.dynamodb.exceptions import ConditionalCheckFailed
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    original = models.DynamoDBBackend.update_item
+
+    def update_item(self, table_name, key, *args, **kwargs):
+        table = self.get_table(table_name)
+        hash_value = DynamoType(key[table.hash_key_attr])
+        range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr in key else None
+        before = table.get_item(hash_value, range_value)
+        attrs = copy.deepcopy(before.attrs) if before is not None else None
+        try:
+            return original(self, table_name, key, *args, **kwargs)
+        except ConditionalCheckFailed:
+            raise
+        except Exception:
+            if attrs is None:
+                table.delete_item(hash_value, range_value)
+            else:
+                table.get_item(hash_value, range_value).attrs = attrs
+            raise
+
+    models.DynamoDBBackend.update_item = update_item
+
+
 _serialize_moto_stream_appends()
 _copy_each_table_once_per_moto_transaction()
+_make_moto_updates_all_or_nothing()
 os.environ.update(STACK.environment())
 
 

@@ -4,7 +4,8 @@ Each example stores random records, spreads them over two stream shards, and del
 the way a tumbling-window mapping does (random window and batch boundaries, state handed from
 invocation to invocation, a final invocation per window, some windows ended early), while it:
 
-* crashes the aggregator before or after any write (transactions, the pending item, the ledger),
+* crashes the aggregator before or after any write (an item's, the pending item, the ledger, a
+  commit slot, a distinct mark's transaction),
 * throws throttling and transaction conflicts at any write (as ``ClientError``s),
 * retries every failed invocation with the same input state and records, as Lambda does,
 * replays earlier invocations after later ones succeeded (at-least-once delivery),
@@ -185,6 +186,9 @@ class Faults:
         if fault == "conflict" and model.name == "TransactWriteItems":
             error = {"Code": "TransactionCanceledException", "Message": "conflict"}
             raise ClientError({"Error": error, "CancellationReasons": [{"Code": "TransactionConflict"}]}, model.name)
+        if fault == "conflict":  # a single write that met a transaction on its item
+            error = {"Code": "TransactionConflictException", "Message": "conflict"}
+            raise ClientError({"Error": error}, model.name)
         self.after = fault
 
     def after_call(self, model, **_):
@@ -272,8 +276,9 @@ def test_any_delivery_any_fault_counts_every_event_exactly_once(
         injected = Faults(faults)
         dynamo.client().meta.events.register("before-call.dynamodb.*", injected.before)
         dynamo.client().meta.events.register("after-call.dynamodb.*", injected.after_call)
-        limit = aggregation.MAX_STATE_ITEMS
+        limit, threads = aggregation.MAX_STATE_ITEMS, aggregation.APPLY_THREADS
         aggregation.MAX_STATE_ITEMS = 30 if small_state else limit
+        aggregation.APPLY_THREADS = 1  # the n-th write is the same write in every run of an example
 
         # The stream carries what was received recently; dropped records never reach it.
         live = [(i, r) for i, r in enumerate(records) if r.received_at == NOW]
@@ -323,7 +328,7 @@ def test_any_delivery_any_fault_counts_every_event_exactly_once(
                 for tenant in ("acme", "globex"):
                     reconcile_quietly(tenant, day, day + DAY_MS, NOW + HORIZON_MS + 1)
         finally:
-            aggregation.MAX_STATE_ITEMS = limit
+            aggregation.MAX_STATE_ITEMS, aggregation.APPLY_THREADS = limit, threads
 
         assert stored_aggregates(dynamo.client(), stack.physical_name("AggregatesTable")) == recount(records)
         check_firings(records)
@@ -335,35 +340,34 @@ def test_any_delivery_any_fault_counts_every_event_exactly_once(
 
 
 def test_a_commit_abandoned_mid_way_is_voided_after_reconciliation_never_finished_twice(aws, monkeypatch):
-    """A crash between a pending commit's chunks, the shard quiet, reconciliation (past the
+    """A crash between a pending commit's item writes, the shard quiet, reconciliation (past the
     horizon) raising the buckets it left, then a new record on the shard: counted once each."""
     received = NOW - HORIZON_MS - 1
     records = [
         _record(n, "acme", f"user-{n}", "bot", "m", None, None, None, "message", 1, 2, n % 50, False)
-        for n in range(150)  # 150 end users: well past one transaction's 100 actions
+        for n in range(150)  # 150 end users: some of their items written, some not
     ]
     records = [UsageRecord(**{**r.__dict__, "received_at": received}) for r in records]
     for record in records:
         dynamo.client().put_item(
             TableName=os.environ["RECORDS_TABLE"], Item=dynamo.serialize(placed_record_item(record))
         )
-    applied = []
-    commit_chunk = aggregation._commit_chunk
+    applied = itertools.count()
+    add_once = aggregation.add_once
 
-    def crash_after_the_first_chunk(*args, **kwargs):
-        if applied:
-            raise Crash("crash between chunks")
-        commit_chunk(*args, **kwargs)
-        applied.append(1)
+    def crash_after_100_items(*args, **kwargs):
+        if next(applied) >= 100:
+            raise Crash("crash between item writes")
+        return add_once(*args, **kwargs)
 
-    monkeypatch.setattr(aggregation, "_commit_chunk", crash_after_the_first_chunk)
+    monkeypatch.setattr(aggregation, "add_once", crash_after_100_items)
     monkeypatch.setattr(aggregation, "now_ms", lambda: received + 60_000)
     stream = [stream_record(1000 + i, r) for i, r in enumerate(records)]
     event = {"Records": stream, "shardId": "shard-a", "state": {}, "isFinalInvokeForWindow": True}
     with contextlib.suppress(Crash):
         handle_window(event)
-    assert aggregation.read_ledger("shard-a").pending_last  # half applied, and the shard goes quiet
-    monkeypatch.setattr(aggregation, "_commit_chunk", commit_chunk)
+    assert aggregation.read_ledger("shard-a").pending_last  # partly applied, and the shard goes quiet
+    monkeypatch.setattr(aggregation, "add_once", add_once)
     day = to_ms(BASE)
     reconcile_window("acme", day, day + DAY_MS, NOW)  # past the horizon: raises what the crash left
     assert stored_aggregates(dynamo.client(), os.environ["AGGREGATES_TABLE"]) == recount(records)

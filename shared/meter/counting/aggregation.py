@@ -45,7 +45,8 @@ import json
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -60,17 +61,21 @@ from meter.dal.credits import credits
 from meter.dal.dimensions import DIMENSIONS, contribution_of, cut_parts, display_value, quartered
 from meter.dal.models import Ledger, PendingCommit
 from meter.dal.records import UsageRecord, record_from_item
+from meter.dal.store import adding
 from meter.dal.tenants import Layout
 from meter.dal.transactions import Refused
 
-MAX_TRANSACT_ACTIONS = 100
-CHUNK_ITEMS = MAX_TRANSACT_ACTIONS - 1  # the ledger update is the 100th action
 MAX_STATE_ITEMS = 20_000  # commit mid-window past this many items (about 250 KB compressed)
 # ...or past this size of compressed deltas (base64), whatever the keys' lengths: the state then stays
 # below Lambda's 1 MB, and the pending item (the same bytes, unencoded) below DynamoDB's 400 KB.
 MAX_STATE_CHARS = 400_000
 MAX_ATTEMPTS = 8  # invocation-level rounds when the ledger moves under a commit
 PENDING_VOID_AFTER_MS = 5 * 60_000  # finished until then; voided after (reconciliation counts the rest)
+APPLY_UNTIL_MS = PENDING_VOID_AFTER_MS - 60_000  # a commit's writers stop a minute before it can be voided
+# A lease older than this is free: its commit was voided or finished (writers stop at APPLY_UNTIL_MS,
+# an invocation at its 120 s timeout), so no write under its token can still land.
+SLOT_STALE_MS = PENDING_VOID_AFTER_MS + 3 * 60_000
+APPLY_THREADS = 8  # item writes of one commit at a time
 
 AggregateKey = tuple[str, str]
 UNSHARDED = Layout()  # no day cuts, one roster partition: a tenant's layout until it keeps either
@@ -201,22 +206,11 @@ class Deltas:
         blob = base64.b64decode(state["deltas"])
         return cls.decompressed(state["first"], state["last"], int(state["events"]), blob)
 
-    def chunks(self) -> list[list[AggregateKey]]:
-        """The items in a fixed order, cut into transactions (the same cut for the same deltas)."""
-        ordered = sorted(k for k, c in self.counters.items() if +c)
-        return [ordered[i : i + CHUNK_ITEMS] for i in range(0, len(ordered), CHUNK_ITEMS)] or [[]]
 
-
-# -- the shard ledger --------------------------------------------------------------------------
+# -- the shard ledger and the commit -----------------------------------------------------------
 def read_ledger(shard: str) -> Ledger:
     """The shard's ledger, strongly consistent."""
     return store.control().ledger(shard)
-
-
-def _counter_action(key: AggregateKey, added: Counter[str], listing: dict[str, str] | None) -> dict[str, Any]:
-    if keys.is_credit_pk(key[0]):
-        return credits().add_counters(store.Aggregates.key(*key), dict(added))
-    return store.aggregates().add_counters(store.Aggregates.key(*key), dict(added), listing)
 
 
 def transact(actions: list[dict[str, Any]]) -> None:
@@ -238,26 +232,13 @@ def transact_retrying(actions: list[dict[str, Any]]) -> None:
         raise
 
 
-def _chunk_actions(deltas: Deltas, chunk: list[AggregateKey]) -> list[dict[str, Any]]:
-    return [_counter_action(key, +deltas.counters[key], deltas.listing.get(key)) for key in chunk]
-
-
-def _commit_chunk(shard: str, deltas: Deltas, chunk: list[AggregateKey], ledger_update: dict[str, Any]) -> None:
-    """One chunk's counters and the ledger's move in one transaction. Items DynamoDB refuses for
-    good are set aside (durably, first) and the chunk commits without them."""
-    chunk = list(chunk)
-    while True:
-        try:
-            transact_retrying([*_chunk_actions(deltas, chunk), ledger_update])
-            return
-        except Refused as refused:
-            if len(chunk) in refused.indexes:
-                raise CommitFailed(f"shard {shard}: the ledger's own update was refused: {refused.reason}") from None
-            left_out = [chunk[i] for i in refused.indexes]
-            set_aside.refused_items(
-                shard, deltas.first, deltas.last, [(*k, _day_of(k)) for k in left_out], refused.reason
-            )
-            chunk = [key for key in chunk if key not in left_out]
+def add_once(key: AggregateKey, added: Counter[str], listing: dict[str, str] | None, mark: str, token: str) -> bool:
+    """Add one item's deltas unless it holds ``token`` in ``mark`` already (a seam tests use);
+    False if it did."""
+    if keys.is_credit_pk(key[0]):
+        return credits().apply_once(store.Aggregates.key(*key), adding(dict(added)), mark, token)
+    change = store.Aggregates.adding_counters(dict(added), listing)
+    return store.aggregates().apply_once(store.Aggregates.key(*key), change, mark, token)
 
 
 def _day_of(key: AggregateKey) -> str:
@@ -266,21 +247,58 @@ def _day_of(key: AggregateKey) -> str:
     return keys.day_key(keys.parse_aggregate(*key).bucket_start)
 
 
+def _take_slot(shard: str) -> tuple[int, str]:
+    for attempt in range(MAX_ATTEMPTS):
+        lease = store.control().take_slot(shard, now_ms(), now_ms() - SLOT_STALE_MS)
+        if lease is not None:
+            return lease
+        transactions.backoff(attempt)
+    raise CommitFailed(f"shard {shard}: every commit slot is held")
+
+
 def commit(shard: str, deltas: Deltas, ledger: Ledger) -> None:
     """Add ``deltas`` (records after ``ledger.seq`` up to ``deltas.last``) and move the ledger there."""
     if not deltas.events:
         return
     # Distinct values first: marking is idempotent, so a commit that fails after it only repeats it.
     distinct.note_latest(distinct.latest_of_items(deltas.counters), transact=transact_retrying)
-    chunks = deltas.chunks()
-    if len(chunks) == 1:
-        _commit_chunk(shard, deltas, chunks[0], store.control().advance(ledger, deltas.last, deltas.events))
-        return
+    slot, token = _take_slot(shard)
     pending = PendingCommit(deltas.first, deltas.last, deltas.events, deltas.compressed(), now_ms())
     store.control().write_pending(shard, pending)
-    if not store.control().point_at_pending(ledger, deltas.first, deltas.last):
+    if not store.control().point_at_pending(ledger, deltas.first, deltas.last, slot, token):
         raise LedgerMoved
-    _apply_pending(shard, deltas, 0)
+    pointed = replace(ledger, pending_first=deltas.first, pending_last=deltas.last, slot=slot, token=token)
+    _finish(pointed, deltas, pending.written_at)
+
+
+def _finish(ledger: Ledger, deltas: Deltas, written_at: int) -> None:
+    """Apply the pending commit the ledger points at, move the ledger past it, free its slot."""
+    _apply(ledger, deltas, written_at)
+    if not store.control().pending_done(ledger, deltas.events):
+        raise LedgerMoved
+    store.control().release_slot(ledger.slot, ledger.shard, ledger.token)
+
+
+def _apply(ledger: Ledger, deltas: Deltas, written_at: int) -> None:
+    """Add every item's deltas once, under the commit's token, several at a time. Items DynamoDB
+    refuses for good are set aside (durably, before the ledger moves) and left out."""
+    mark, refused = keys.commit_mark(ledger.slot), defaultdict(list)
+
+    def add(key: AggregateKey) -> None:
+        if now_ms() - written_at > APPLY_UNTIL_MS:  # past it, the commit may be voided: write nothing
+            raise CommitFailed(f"shard {ledger.shard}: a commit ran past its time; it is voided next")
+        try:
+            added, listing = +deltas.counters[key], deltas.listing.get(key)
+            transactions.writing(lambda: add_once(key, added, listing, mark, ledger.token))
+        except Refused as error:
+            refused[error.reason].append(key)
+        except transactions.NotCommitted as error:
+            raise CommitFailed(str(error)) from None
+
+    with ThreadPoolExecutor(APPLY_THREADS) as pool:
+        list(pool.map(add, sorted(key for key, added in deltas.counters.items() if +added)))
+    for reason, left_out in sorted(refused.items()):
+        set_aside.refused_items(ledger.shard, deltas.first, deltas.last, [(*k, _day_of(k)) for k in left_out], reason)
 
 
 def _read_pending(ledger: Ledger) -> tuple[Deltas, int]:
@@ -292,35 +310,30 @@ def _read_pending(ledger: Ledger) -> tuple[Deltas, int]:
     return deltas, pending.written_at
 
 
-def _apply_pending(shard: str, deltas: Deltas, done: int) -> None:
-    """Apply chunks ``done``.. of a pending commit, each moving the ledger's chunk counter."""
-    chunks = deltas.chunks()
-    for index in range(done, len(chunks)):
-        final = deltas.events if index == len(chunks) - 1 else None
-        _commit_chunk(shard, deltas, chunks[index], store.control().chunk_applied(shard, deltas.last, index, final))
-
-
 def finish_pending(ledger: Ledger) -> Ledger:
     """Complete a commit a previous invocation started, or void it if it is older than
-    ``PENDING_VOID_AFTER_MS``; the ledger after it."""
+    ``PENDING_VOID_AFTER_MS`` (or was written by an earlier version, without a token); the ledger after it."""
     while ledger.pending_last:
         deltas, written = _read_pending(ledger)
-        with contextlib.suppress(LedgerMoved):  # another copy advanced it: read where it stands
-            if now_ms() - written > PENDING_VOID_AFTER_MS:
-                _void_pending(ledger, len(deltas.chunks()))
+        with contextlib.suppress(LedgerMoved):  # another copy moved it: read where it stands
+            if not ledger.token or now_ms() - written > PENDING_VOID_AFTER_MS:
+                _void_pending(ledger, len(deltas.counters))
             else:
-                _apply_pending(ledger.shard, deltas, ledger.chunks_done)
+                _finish(ledger, deltas, written)
         ledger = read_ledger(ledger.shard)
     return ledger
 
 
-def _void_pending(ledger: Ledger, chunks: int) -> None:
-    """Move the ledger past an abandoned commit without applying its remaining chunks."""
+def _void_pending(ledger: Ledger, items: int) -> None:
+    """Move the ledger past an abandoned commit without applying what it left (no write of it can
+    still land: its writers stop at ``APPLY_UNTIL_MS``), and free its slot."""
     if not store.control().void_pending(ledger):
         raise LedgerMoved
+    if ledger.token:
+        store.control().release_slot(ledger.slot, ledger.shard, ledger.token)
     logger.error(
         "abandoned commit voided; reconciliation counts what it left",
-        extra={"shard": ledger.shard, "chunksApplied": ledger.chunks_done, "chunks": chunks},
+        extra={"shard": ledger.shard, "items": items, "slot": ledger.slot},
     )
     metrics.add_metric(name="PendingCommitsVoided", unit="Count", value=1)
 

@@ -55,7 +55,7 @@ STREAM_MAX_AGE_MS = 3_600_000  # the stream mapping's MaximumRecordAgeInSeconds 
 HORIZON_MS = STREAM_MAX_AGE_MS + 15 * 60_000  # plus the longest tumbling window and its commit
 DUE_AFTER_MS = HOUR_MS + LATE_AFTER_MS + HORIZON_MS  # from an hour's start until it is reconciled
 MAX_HOURS_PER_RUN = 48  # a run that has fallen behind catches up in steps
-NOT_COUNTERS = {"pk", "sk", "lk", "v"}  # every other attribute of a bucket item is a number
+NOT_COUNTERS = {"pk", "sk", "lk", "v"}  # every other attribute of a bucket item but commit marks is a number
 
 AggregateKey = tuple[str, str]
 
@@ -137,7 +137,7 @@ def _stored(wanted: set[AggregateKey]) -> tuple[dict[AggregateKey, Counter], set
     malformed = {
         (item["pk"], item["sk"])
         for item in items
-        if any(not isinstance(v, int) for k, v in item.items() if k not in NOT_COUNTERS)
+        if any(not isinstance(v, int) for k, v in item.items() if k not in NOT_COUNTERS and not keys.is_commit_mark(k))
     }
     return {key: +found.get(key, Counter()) for key in ordered}, malformed
 

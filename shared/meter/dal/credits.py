@@ -21,7 +21,7 @@ from meter.core.config import get_settings
 from meter.dal import keys
 from meter.dal.expressions import Update, attr
 from meter.dal.models import TENANT_SUBJECT, CreditAccount, CreditSlice, Grant, GrantTerms, Hold, Reservation, Subject
-from meter.dal.store import ItemKey, Table, adding
+from meter.dal.store import ItemKey, Table
 
 VERSION = "v"
 _GRANTS, _CONSUMED, _HOLD, _SETTLED = "g", "c:", "h:", "s:"
@@ -129,10 +129,6 @@ class Credits(Table):
     def _granting(self, tenant: str) -> dict[str, Any]:
         item = {"pk": keys.account_pk(tenant, "tenant"), "sk": keys.GRANTING_SK, "tenant": tenant}
         return self.put_action(item)
-
-    def add_counters(self, key: ItemKey, added: dict[str, int]) -> dict[str, Any]:
-        """Transaction action: add counted credits (and settlements) to an account."""
-        return self.action(key, adding(added))
 
     # -- accounts --------------------------------------------------------------------------
     def account(self, tenant: str, subject: Subject, consistent: bool = False) -> CreditAccount | None:

@@ -71,6 +71,9 @@ class attr:  # lower case: it reads as the attribute it names, attr("seq").eq(se
     def eq(self, value: Any) -> Condition:
         return self._compare("=", value)
 
+    def ne(self, value: Any) -> Condition:
+        return self._compare("<>", value)
+
     def gt(self, value: Any) -> Condition:
         return self._compare(">", value)
 

@@ -12,10 +12,12 @@ a value's last-seen mark (its own partition, ``SEEN``) and the tenant's tally of
 last-seen day (``<tenant>#SEEN``, ``M#YYYY-MM``).
 
 Control: the aggregator's per-shard ledger (``SHARD#<shard>``), its pending commits
-(``PENDING#<shard>#<first>#<last>``), late arrivals by received hour (``LATE#<hour ms>#<shard>``),
-reconciliation's checkpoint and retries (``RECONCILE#…``), the probe key that is never written
-(``PROBE#never-written``), rate-limit windows (``RATE#<key>#<second>``) and the cursor
-and API-key signing secrets. Tenants: ``TENANT#<name>`` and ``KEY#<public id>``.
+(``PENDING#<shard>#<first>#<last>``), the commit slots it leases (``COMMITSLOT#<nn>``; a commit
+marks each item it adds to with its token in the slot's attribute ``~<n>``), late arrivals by
+received hour (``LATE#<hour ms>#<shard>``), reconciliation's checkpoint and retries
+(``RECONCILE#…``), the probe key that is never written (``PROBE#never-written``), rate-limit
+windows (``RATE#<key>#<second>``) and the cursor and API-key signing secrets.
+Tenants: ``TENANT#<name>`` and ``KEY#<public id>``.
 
 Credits (``pk``, ``sk``): a subject's account (``<tenant>#CR``, ``<tenant>#CR#i#<identifier>`` or
 ``<tenant>#CR#a#<agent>``; ``ACCOUNT``), a slice of the tenant's budget (``<tenant>#CR#s#<nn>``,
@@ -323,6 +325,26 @@ def ledger_pk(shard_id: str) -> str:
 def pending_pk(shard_id: str, first: str, last: str) -> str:
     """A write-ahead copy of one multi-transaction commit."""
     return f"PENDING#{shard_id}#{first}#{last}"
+
+
+COMMIT_SLOTS = 16  # commits applying at once, across every stream shard (meter.counting.aggregation)
+COMMIT_MARK = "~"
+
+
+def commit_slot_pk(slot: int) -> str:
+    """One of the ``COMMIT_SLOTS`` leases a commit holds while it applies its items."""
+    return f"COMMITSLOT#{slot:02d}"
+
+
+def commit_mark(slot: int) -> str:
+    """The attribute of an aggregate item holding the token of the last commit of ``slot`` that
+    added to it (a string, never a counter)."""
+    return f"{COMMIT_MARK}{slot}"
+
+
+def is_commit_mark(name: str) -> bool:
+    """Whether an item's attribute is a commit mark rather than data."""
+    return name.startswith(COMMIT_MARK)
 
 
 def parked_pk(message_id: str) -> str:

@@ -45,19 +45,21 @@ class Tenant:
 @dataclass(frozen=True)
 class Ledger:
     """What one stream shard has committed (``seq``, a sequence key, and ``events`` in all), and
-    the commit in progress, if any: its records ``(pending_first, pending_last]`` and its chunks applied."""
+    the commit in progress, if any: its records ``(pending_first, pending_last]``, and the commit
+    slot and token it applies its items under (none for a commit written by an earlier version)."""
 
     shard: str
     seq: str = ""
     events: int = 0
     pending_first: str = ""
     pending_last: str = ""
-    chunks_done: int = 0
+    slot: int = -1
+    token: str = ""
 
 
 @dataclass(frozen=True)
 class PendingCommit:
-    """A multi-transaction commit written ahead (``meter.counting.aggregation``): its deltas, encoded."""
+    """A commit written ahead of its item writes (``meter.counting.aggregation``): its deltas, encoded."""
 
     first: str
     last: str

@@ -9,6 +9,7 @@ paginators). Use cases ask them for records, aggregates, ledgers, windows, tenan
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -82,6 +83,12 @@ class Table:
                 return None
             raise
         return dynamo.deserialize(done.get("Attributes", {}))
+
+    def apply_once(self, key: ItemKey, change: Update, mark: str, token: str) -> bool:
+        """Apply ``change`` and set ``mark`` to ``token``, unless the item already holds that token
+        there (the change was applied before); False if it did."""
+        unapplied = attr(mark).absent() | attr(mark).ne(token)
+        return self.update(key, change.set(mark, token), unapplied) is not None
 
     def action(self, key: ItemKey, change: Update, condition: Condition | None = None) -> dict[str, Any]:
         """The same update as one action of a TransactWriteItems."""
@@ -236,13 +243,14 @@ class Aggregates(Table):
         items = found.get("Items") or []
         return dynamo.deserialize(items[0]) if items else None
 
-    def add_counters(self, key: ItemKey, added: dict[str, int], listing: dict[str, str] | None) -> dict[str, Any]:
-        """Transaction action: add to an item's counters; ``listing`` (``lk``, ``v``) puts a new day
-        item of a listed dimension on ``ByList``."""
+    @staticmethod
+    def adding_counters(added: dict[str, int], listing: dict[str, str] | None) -> Update:
+        """The change adding to an item's counters; ``listing`` (``lk``, ``v``) puts a new day item
+        of a listed dimension on ``ByList``."""
         change = adding(added)
         if listing:
             change.set_if_absent("lk", listing["lk"]).set_if_absent("v", listing["v"])
-        return self.action(key, change)
+        return change
 
     def raise_to(
         self, key: ItemKey, seen: dict[str, int], raised: dict[str, int], listing: dict[str, str] | None = None
@@ -290,8 +298,8 @@ class Control(Table):
     PENDING_KEPT_DAYS = 7  # pending commits expire by TTL long after they finished
 
     # A ledger item: seq (the last committed sequence key), events (committed in all), and while a
-    # commit of several transactions is under way pf/pl (its first and last sequence keys) and pd
-    # (its chunks applied).
+    # commit is under way pf/pl (its first and last sequence keys) and ps/pt (the commit slot it
+    # holds and its token there).
     def ledger(self, shard: str) -> Ledger:
         """One shard's ledger (empty if the shard has committed nothing), strongly consistent."""
         item = self.get(self._ledger_key(shard), consistent=True) or {}
@@ -301,7 +309,8 @@ class Control(Table):
             events=int(item.get("events", 0)),
             pending_first=item.get("pf", ""),
             pending_last=item.get("pl", ""),
-            chunks_done=int(item.get("pd", 0)),
+            slot=int(item.get("ps", -1)),
+            token=item.get("pt", ""),
         )
 
     @staticmethod
@@ -314,34 +323,42 @@ class Control(Table):
         held = attr("seq").eq(ledger.seq) if ledger.seq else attr("seq").absent()
         return held & attr("pl").absent()
 
-    def advance(self, ledger: Ledger, last: str, events: int) -> dict[str, Any]:
-        """Transaction action: the ledger moves to ``last`` with ``events`` more, if unchanged since read."""
-        return self.action(
-            self._ledger_key(ledger.shard), Update().set("seq", last).add("events", events), self._unchanged(ledger)
-        )
-
-    def point_at_pending(self, ledger: Ledger, first: str, last: str) -> bool:
-        """Point the ledger at a pending commit of ``(first, last]``, no chunk applied, if unchanged
-        since read; False if it moved."""
-        change = Update().set("pf", first).set("pl", last).set("pd", 0)
+    def point_at_pending(self, ledger: Ledger, first: str, last: str, slot: int, token: str) -> bool:
+        """Point the ledger at a pending commit of ``(first, last]`` applied under ``token`` in
+        ``slot``, if unchanged since read; False if it moved."""
+        change = Update().set("pf", first).set("pl", last).set("ps", slot).set("pt", token)
         return self.update(self._ledger_key(ledger.shard), change, self._unchanged(ledger)) is not None
 
-    def chunk_applied(self, shard: str, last: str, index: int, final_events: int | None) -> dict[str, Any]:
-        """Transaction action: chunk ``index`` of the pending commit ending at ``last`` is applied, if
-        the ledger still expects that chunk. The last chunk (``final_events``, the commit's events)
-        moves ``seq`` to ``last`` and clears the pending commit; another moves the chunk counter on."""
-        if final_events is None:
-            change = Update().set("pd", index + 1)
-        else:
-            change = Update().set("seq", last).add("events", final_events).remove("pf", "pl", "pd")
-        return self.action(self._ledger_key(shard), change, attr("pl").eq(last) & attr("pd").eq(index))
+    def pending_done(self, ledger: Ledger, events: int) -> bool:
+        """Move the ledger past its pending commit, adding its ``events``, if that commit still
+        stands; False if it moved (another copy finished or voided it)."""
+        change = Update().set("seq", ledger.pending_last).add("events", events).remove("pf", "pl", "pd", "ps", "pt")
+        return self.update(self._ledger_key(ledger.shard), change, attr("pl").eq(ledger.pending_last)) is not None
 
     def void_pending(self, ledger: Ledger) -> bool:
-        """Move the ledger past its pending commit without the chunks left, if it still stands where it
+        """Move the ledger past its pending commit without counting it, if it still stands where it
         was read; False if it moved."""
-        change = Update().set("seq", ledger.pending_last).remove("pf", "pl", "pd")
-        unmoved = attr("pl").eq(ledger.pending_last) & attr("pd").eq(ledger.chunks_done)
-        return self.update(self._ledger_key(ledger.shard), change, unmoved) is not None
+        change = Update().set("seq", ledger.pending_last).remove("pf", "pl", "pd", "ps", "pt")
+        return self.update(self._ledger_key(ledger.shard), change, attr("pl").eq(ledger.pending_last)) is not None
+
+    def take_slot(self, shard: str, now: int, stale_before: int) -> tuple[int, str] | None:
+        """Lease a commit slot for ``shard``: the one it holds or its own by hash first, then any
+        free one, or one whose holder took it before ``stale_before``. The slot, and a token no
+        earlier lease of it had; None if another shard holds each."""
+        first = zlib.crc32(shard.encode()) % keys.COMMIT_SLOTS
+        free = attr("holder").absent() | attr("holder").eq(shard) | attr("since").lt(stale_before)
+        for step in range(keys.COMMIT_SLOTS):
+            slot = (first + step) % keys.COMMIT_SLOTS
+            change = Update().set("holder", shard).set("since", now).add("n", 1)
+            taken = self.update(_by_pk(keys.commit_slot_pk(slot)), change, free, returns="UPDATED_NEW")
+            if taken is not None:
+                return slot, str(taken["n"])
+        return None
+
+    def release_slot(self, slot: int, shard: str, token: str) -> None:
+        """Free a slot, if ``shard`` still holds it under ``token`` (a later lease keeps it)."""
+        held = attr("holder").eq(shard) & attr("n").eq(int(token))
+        self.update(_by_pk(keys.commit_slot_pk(slot)), Update().remove("holder"), held)
 
     def write_pending(self, shard: str, pending: PendingCommit) -> None:
         """Store a commit's deltas ahead of its transactions (kept ``PENDING_KEPT_DAYS``)."""

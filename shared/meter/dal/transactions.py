@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -31,6 +31,7 @@ RETRYABLE = {"TransactionConflictException"}
 RETRYABLE_REASONS = {"TransactionConflict", "ThrottlingError"}
 
 Transact = Callable[[list[dict[str, Any]]], None]
+T = TypeVar("T")
 
 
 class Refused(Exception):
@@ -62,7 +63,8 @@ def _is_retryable(error: ClientError) -> bool:
     return code in RETRYABLE or bool(RETRYABLE_REASONS & set(reasons_of(error)))
 
 
-def _backoff(attempt: int) -> None:
+def backoff(attempt: int) -> None:
+    """Sleep before retry ``attempt`` (jittered, growing, at most 2 s)."""
     time.sleep(min(2.0, 0.05 * 2**attempt) * random.random())
 
 
@@ -81,8 +83,23 @@ def retrying(actions: list[dict[str, Any]], transact: Transact = store.transact)
                 raise Refused(refused_actions(actions, error, transact), _message(error)) from None
             if not _is_retryable(error):
                 raise
-            _backoff(attempt)
+            backoff(attempt)
     raise NotCommitted(f"transaction not committed after {MAX_ATTEMPTS} attempts")
+
+
+def writing(write: Callable[[], T]) -> T:
+    """Make one write, retrying a conflict with a transaction on its item; ``Refused`` (naming action
+    0) when DynamoDB refuses it for good, ``NotCommitted`` when retries run out."""
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            return write()
+        except ClientError as error:
+            if is_refusal(error):
+                raise Refused([0], _message(error)) from None
+            if not _is_retryable(error):
+                raise
+            backoff(attempt)
+    raise NotCommitted(f"write not made after {MAX_ATTEMPTS} attempts")
 
 
 def _message(error: ClientError) -> str:
@@ -118,7 +135,7 @@ def _probe_refuses(actions: list[dict[str, Any]], transact: Transact) -> bool:
             if is_refusal(error):
                 return True
             if _is_retryable(error):
-                _backoff(attempt)
+                backoff(attempt)
                 continue
             if set(reasons_of(error)) <= {"None", "ConditionalCheckFailed"}:
                 return False
