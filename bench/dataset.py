@@ -93,23 +93,25 @@ class LiveTraffic:
 
     def batch(self, size: int) -> list[dict]:
         """The next ``size`` events."""
-        result = []
-        for _ in range(size):
-            user = self.user()
-            conversation, bot = self._conversation(user)
-            kind, _, scale = TYPES[self.rng.choices(range(len(TYPES)), cum_weights=self.kinds)[0]]
-            result.append(
-                {
-                    "id": f"live-{self.seed}-{self.sent}",
-                    "type": kind,
-                    "count": max(1, int(self.rng.expovariate(1 / scale))),
-                    "credits": self.rng.randrange(0, 20),
-                    "identifier": identifier(user),
-                    "agentId": agent(bot),
-                    "model": f"model-{(bot + self.rng.randrange(3)) % 3}",
-                    "conversationId": conversation,
-                    "meta": {"channel": self.rng.choice(["web", "api"])},
-                }
-            )
-            self.sent += 1
-        return result
+        return [self._event(self.user()) for _ in range(size)]
+
+    def firsts(self) -> list[dict]:
+        """One event of every end user: the day's first of each, whatever the traffic after it."""
+        return [self._event(user) for user in range(1, self.shape.identifiers + 1)]
+
+    def _event(self, user: int) -> dict:
+        conversation, bot = self._conversation(user)
+        kind, _, scale = TYPES[self.rng.choices(range(len(TYPES)), cum_weights=self.kinds)[0]]
+        event = {
+            "id": f"live-{self.seed}-{self.sent}",
+            "type": kind,
+            "count": max(1, int(self.rng.expovariate(1 / scale))),
+            "credits": self.rng.randrange(0, 20),
+            "identifier": identifier(user),
+            "agentId": agent(bot),
+            "model": f"model-{(bot + self.rng.randrange(3)) % 3}",
+            "conversationId": conversation,
+            "meta": {"channel": self.rng.choice(["web", "api"])},
+        }
+        self.sent += 1
+        return event
