@@ -6,23 +6,29 @@ into that state (coalesced deltas per aggregate item); the window's final invoca
 
 Exactness rests on the shard's **ledger** (one small Control item per shard): ``seq`` is the last
 sequence number whose record is committed. A shard delivers its records in sequence order, so
-"committed" is always a prefix of the shard. A commit adds the deltas of the records
-``(ledger.seq, last]`` and moves ``seq`` to ``last`` *in the same transaction*, conditional on the
-ledger still holding the ``seq`` it was read with; every invocation drops records at or below
-``seq`` before folding. A replay, a retried window, a crash between any two writes, or a second
-copy of an invocation therefore adds each record once.
+"committed" is always a prefix of the shard, and every invocation drops records at or below
+``seq`` before folding.
 
-A commit that touches more than 99 items needs several transactions. It first writes the whole
-set of deltas as a **pending** item (write-ahead) and points the ledger at it; each transaction
-then applies one fixed chunk and advances the ledger's chunk counter under a condition on it; the
-last one moves ``seq``. Whoever finds a pending commit (the retry, the next window) finishes it
-from the pending item, never from its own records, so a crash mid-commit is completed with
-exactly the deltas it started with, if it is found within ``PENDING_VOID_AFTER_MS``. Found later
-(the shard went quiet after the crash), it is **voided**: the ledger moves past it and its
-unapplied chunks are left to reconciliation, which may already have raised those buckets to
-their recount (it recounts a window once its records are past the stream's horizon, never
-sooner than 13 minutes after a commit that holds them began), so finishing it then could count
-them twice.
+A commit leases a **commit slot** (one of ``keys.COMMIT_SLOTS`` Control items) with a token no
+earlier lease of it had, writes its deltas ahead as a **pending** item, and points the ledger at
+it (slot and token included) under a condition on the ledger; then it adds each item's deltas
+with one plain conditional write that also sets the item's mark of that slot to the token,
+unless the item holds the token already; then it moves ``seq`` past the commit and frees the
+slot. Whoever finds a pending commit (the retry, the next window) finishes it from the pending
+item with the same token, never from its own records: what the crashed attempt wrote is
+skipped, the rest written. No other commit writes a slot's mark while the slot is leased, so
+an item holds the token exactly when this commit added to it. A replay, a retried window, a
+crash between any two writes, or a second copy of an invocation therefore adds each record once,
+at one write unit per item where a transaction costs two; and an item carries at most
+``COMMIT_SLOTS`` marks, however many stream shards write it.
+
+A commit's writers stop ``APPLY_UNTIL_MS`` after its pending item was written. Found later than
+``PENDING_VOID_AFTER_MS`` (the shard went quiet after a crash), a pending commit is **voided**:
+the ledger moves past it and what it left is left to reconciliation, which may already have
+raised those buckets to their recount (it recounts a window once its records are past the
+stream's horizon, never sooner than 13 minutes after a commit that holds them began), so
+finishing it then could count them twice. A slot leased longer ago than ``SLOT_STALE_MS`` is
+free to any shard: its commit was finished or voided, and no write of it can still land.
 
 Credits ride along (``meter.credits.booking``): what a record adds to its subjects' credit
 accounts is folded into the same deltas, so it is committed exactly once with the counts.
@@ -31,9 +37,9 @@ Before a commit, the distinct values of its deltas move their last-seen marks (`
 an idempotent maximum, so a commit that fails after it only repeats it.
 
 Nothing one tenant's data holds can stall the shard (``meter.counting.set_aside``): a record that is not a
-usage record is set aside as it is read, and items DynamoDB refuses to write for good (too large,
-a counter of another type) are found at once (``meter.dal.transactions``), set aside, and left out of
-their chunk, which then commits with the ledger's move as any other. Only retrying what retrying
+usage record is set aside as it is read, and an item DynamoDB refuses to write for good (too large,
+a counter of another type) is named by its own write's refusal, set aside, and left out of the
+commit, which then moves the ledger as any other. Only retrying what retrying
 can fix (throttling, conflicts) takes time; an invocation fails only when storage itself fails.
 """
 

@@ -1,0 +1,137 @@
+"""A commit writes each item once under a leased slot's token: what the slots and marks promise.
+
+The property test (``test_exactly_once.py``) proves the counts under any crash, retry and replay;
+these pin what it cannot see: the write a commit costs per item, that an item's marks stay bounded
+however many commits and shards write it, how slots are leased and freed, and what happens to a
+pending commit left by the previous version (chunks of transactions, no token).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from meter.counting import aggregation
+from meter.counting.aggregation import CommitFailed, handle_window
+from meter.dal import dynamo, keys, store
+from meter.dal.models import PendingCommit
+from tests.helpers import recount, stored_aggregates
+from tests.integration.test_exactly_once import NOW, _record, stream_record
+
+
+def _window(shard: str, records: list, first_sequence: int) -> None:
+    stream = [stream_record(first_sequence + i, r) for i, r in enumerate(records)]
+    handle_window({"Records": stream, "shardId": shard, "state": {}, "isFinalInvokeForWindow": True})
+
+
+def _records(first: int, n: int, users: int = 3) -> list:
+    return [
+        _record(first + i, "acme", f"user-{i % users}", "bot", "m", None, None, None, "message", 1, 2, 30, False)
+        for i in range(n)
+    ]
+
+
+def _transactions(monkeypatch) -> list[list[dict]]:
+    """The actions of every transaction made from now on (each still made)."""
+    made: list[list[dict]] = []
+    client = dynamo.client()
+    real = client.transact_write_items
+
+    def spy(**kwargs):
+        made.append(kwargs["TransactItems"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(client, "transact_write_items", spy)
+    return made
+
+
+def _marks(pk: str, sk: str) -> dict:
+    item = store.aggregates().get(store.Aggregates.key(pk, sk), consistent=True)
+    return {name: value for name, value in item.items() if keys.is_commit_mark(name)}
+
+
+def test_a_commit_writes_its_items_outside_transactions_and_marks_each_with_its_token(aws, monkeypatch):
+    records = _records(0, 6)
+    made = _transactions(monkeypatch)
+    _window("shard-a", records, 1000)
+    assert stored_aggregates(dynamo.client(), os.environ["AGGREGATES_TABLE"]) == recount(records)
+    # Only the distinct marks move in a transaction (a mark and its tally together); no counter does.
+    written = [next(iter(action.values()))["Key"] for actions in made for action in actions]
+    assert written and all(k["sk"]["S"] == keys.SEEN_SK or k["pk"]["S"] == keys.seen_tally_pk("acme") for k in written)
+    ledger = aggregation.read_ledger("shard-a")
+    assert ledger.seq == keys.sequence_key("1005") and not ledger.pending_last and not ledger.token
+    day = keys.day_sk(keys.day_key(records[0].ts))
+    assert list(_marks("acme#I#user-0", day).values()) == ["1"]  # the first lease of its slot
+
+
+def test_an_items_marks_stay_one_per_slot_however_many_commits_and_shards_write_it(aws):
+    records, sequence = [], 1000
+    for _ in range(5):
+        for shard in ("shard-a", "shard-b", "shard-c"):
+            batch = _records(100 * len(records) + 1, 4, users=1)
+            _window(shard, batch, sequence)
+            records += batch
+            sequence += 10
+    assert stored_aggregates(dynamo.client(), os.environ["AGGREGATES_TABLE"]) == recount(records)
+    day = keys.day_sk(keys.day_key(records[0].ts))
+    marks = _marks("acme#I#user-0", day)
+    # Each shard leases its own slot again and again: the item holds one mark per shard that wrote
+    # it, never one per commit (15 commits here), and never more than the slots.
+    assert 1 <= len(marks) <= 3 <= keys.COMMIT_SLOTS
+
+
+def _holder(slot: int) -> str | None:
+    return (store.control().get({"pk": {"S": keys.commit_slot_pk(slot)}}, consistent=True) or {}).get("holder")
+
+
+def test_a_slot_is_leased_to_one_shard_at_a_time_freed_by_its_last_lease_and_taken_over_when_stale(aws):
+    control, stale = store.control(), NOW - aggregation.SLOT_STALE_MS
+    slot, first = control.take_slot("shard-a", NOW, stale)
+    again = control.take_slot("shard-a", NOW, stale)
+    assert again == (slot, str(int(first) + 1))  # its own slot again, with a token never handed out
+    others = [control.take_slot(f"shard-{n}", NOW, stale) for n in range(40)]
+    assert slot not in {lease[0] for lease in others if lease}  # held: no other shard gets it
+    assert others.count(None) == 40 - (keys.COMMIT_SLOTS - 1)  # 16 slots: the pool runs out
+    control.release_slot(slot, "shard-a", first)  # an older lease's release: the slot stays held
+    assert _holder(slot) == "shard-a"
+    control.release_slot(slot, "shard-a", again[1])
+    assert _holder(slot) is None
+    later = NOW + aggregation.SLOT_STALE_MS + 1
+    taken = control.take_slot("shard-new", later, later - aggregation.SLOT_STALE_MS)
+    assert taken is not None and _holder(taken[0]) == "shard-new"
+
+
+def test_a_commit_waits_for_a_slot_and_fails_if_none_frees(aws, monkeypatch):
+    for n in range(keys.COMMIT_SLOTS * 3):  # every slot held by some other shard
+        store.control().take_slot(f"busy-{n}", aggregation.now_ms(), 0)
+    monkeypatch.setattr(aggregation.transactions, "backoff", lambda attempt: None)
+    with pytest.raises(CommitFailed, match="every commit slot is held"):
+        _window("shard-a", _records(0, 2), 1000)
+    assert not aggregation.read_ledger("shard-a").seq  # nothing committed: Lambda retries the window
+
+
+def test_a_pending_commit_of_the_previous_version_is_voided_and_left_to_reconciliation(aws, caplog):
+    records = _records(0, 4)
+    deltas = aggregation.Deltas()
+    for i, record in enumerate(records):
+        deltas.add(keys.sequence_key(str(1000 + i)), record)
+    ledger = aggregation.read_ledger("shard-a")
+    pending = PendingCommit(deltas.first, deltas.last, deltas.events, deltas.compressed(), NOW)
+    store.control().write_pending("shard-a", pending)
+    # The previous version pointed the ledger at its pending commit with a chunk counter, no token.
+    dynamo.client().update_item(
+        TableName=os.environ["CONTROL_TABLE"],
+        Key={"pk": {"S": keys.ledger_pk("shard-a")}},
+        UpdateExpression="SET pf = :f, pl = :l, pd = :d",
+        ExpressionAttributeValues={":f": {"S": deltas.first}, ":l": {"S": deltas.last}, ":d": {"N": "0"}},
+    )
+    assert aggregation.read_ledger("shard-a").pending_last == deltas.last
+    assert not aggregation.read_ledger("shard-a").token
+    later = _records(100, 2)
+    _window("shard-a", later, 2000)
+    after = aggregation.read_ledger("shard-a")
+    assert not after.pending_last and after.seq == keys.sequence_key("2001")
+    assert after.events == ledger.events + len(later)  # the voided commit's events are reconciliation's
+    assert stored_aggregates(dynamo.client(), os.environ["AGGREGATES_TABLE"]) == recount(later)
+    assert "abandoned commit voided" in caplog.text
