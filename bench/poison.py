@@ -5,9 +5,11 @@ the local SQS endpoint holding what is set aside.
 Poison is real DynamoDB refusals on the poisoned tenant's items, prepared by writing them around
 the service (no event the API accepts refuses a write by itself):
 
-* **a counter of another type** (``events`` stored as a string): DynamoDB Local names no action,
-  so the refused item is found by no-write probes (``meter.dal.transactions``), the slower path;
-* **an item at 400 KB**: the refusal's cancellation reasons name the item at once.
+* **a counter of another type** (``events`` stored as a string);
+* **an item at 400 KB**.
+
+A commit writes each item on its own, so DynamoDB's refusal names the item at once either way;
+the transactions counted are the distinct marks' (a value's first event of a day).
 """
 
 from __future__ import annotations
