@@ -52,6 +52,9 @@ def test_stream_mapping_is_insert_only_windowed_bounded_and_dead_lettered():
     assert [json.loads(f) for f in source.filters] == [{"eventName": ["INSERT"]}]
     assert 0 < source.tumbling_seconds <= 900 and not source.bisect_on_error
     assert 0 <= source.max_retries <= 10 and source.on_failure == "AggregationFailuresQueue"
+    events = STACK.functions()["AggregateStreamFunction"].events.values()
+    (mapping,) = [event["Properties"] for event in events if event["Type"] == "DynamoDB"]
+    assert mapping["ParallelizationFactor"] == 1  # one invocation per shard at a time: exactness rests on it
 
 
 def test_alert_delivery_receives_only_new_firings_and_dead_letters_what_it_cannot_record():
