@@ -26,7 +26,7 @@ A commit's writers stop ``APPLY_UNTIL_MS`` after its pending item was written. F
 ``PENDING_VOID_AFTER_MS`` (the shard went quiet after a crash), a pending commit is **voided**:
 the ledger moves past it and what it left is left to reconciliation, which may already have
 raised those buckets to their recount (it recounts a window once its records are past the
-stream's horizon, never sooner than 13 minutes after a commit that holds them began), so
+stream's horizon, never sooner than 9 minutes after a commit that holds them began), so
 finishing it then could count them twice. A slot leased longer ago than ``SLOT_STALE_MS`` is
 free to any shard: its commit was finished or voided, and no write of it can still land.
 
@@ -76,12 +76,15 @@ MAX_STATE_ITEMS = 20_000  # commit mid-window past this many items (about 250 KB
 # below Lambda's 1 MB, and the pending item (the same bytes, unencoded) below DynamoDB's 400 KB.
 MAX_STATE_CHARS = 400_000
 MAX_ATTEMPTS = 8  # invocation-level rounds when the ledger moves under a commit
-PENDING_VOID_AFTER_MS = 5 * 60_000  # finished until then; voided after (reconciliation counts the rest)
-APPLY_UNTIL_MS = PENDING_VOID_AFTER_MS - 60_000  # a commit's writers stop a minute before it can be voided
+# A commit's writers stop APPLY_UNTIL_MS after its pending item was written, a minute before it can
+# be voided; reconciliation's horizon (a record's maximum age, the window, and this) keeps any write
+# of a commit ahead of a recount of its buckets (tests/integration/test_template.py checks the sum).
+APPLY_UNTIL_MS = 8 * 60_000
+PENDING_VOID_AFTER_MS = APPLY_UNTIL_MS + 60_000  # finished until then; voided after (reconciliation counts the rest)
 # A lease older than this is free: its commit was voided or finished (writers stop at APPLY_UNTIL_MS,
 # an invocation at its 120 s timeout), so no write under its token can still land.
 SLOT_STALE_MS = PENDING_VOID_AFTER_MS + 3 * 60_000
-APPLY_THREADS = 8  # item writes of one commit at a time
+APPLY_THREADS = 16  # item writes of one commit at a time (meter.dal.dynamo keeps enough connections)
 
 AggregateKey = tuple[str, str]
 UNSHARDED = Layout()  # no day cuts, one roster partition: a tenant's layout until it keeps either

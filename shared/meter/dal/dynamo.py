@@ -28,7 +28,13 @@ def client() -> Any:
         "dynamodb",
         # DynamoDB validates every request itself; botocore's client-side pass over large
         # transactions costs the aggregator CPU for nothing.
-        config=Config(retries={"mode": "standard", "max_attempts": 5}, tcp_keepalive=True, parameter_validation=False),
+        # 32 connections: the aggregator writes a commit's items 16 at a time, beside other threads.
+        config=Config(
+            retries={"mode": "standard", "max_attempts": 5},
+            tcp_keepalive=True,
+            parameter_validation=False,
+            max_pool_connections=32,
+        ),
     )
 
 
