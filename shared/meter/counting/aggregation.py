@@ -283,7 +283,7 @@ def commit(shard: str, deltas: Deltas, ledger: Ledger) -> None:
 def _finish(ledger: Ledger, deltas: Deltas, written_at: int) -> None:
     """Apply the pending commit the ledger points at, move the ledger past it, free its slot."""
     _apply(ledger, deltas, written_at)
-    if not store.control().pending_done(ledger, deltas.events):
+    if not store.control().move_past_pending(ledger, deltas.events):
         raise LedgerMoved
     store.control().release_slot(ledger.slot, ledger.shard, ledger.token)
 
@@ -336,7 +336,7 @@ def finish_pending(ledger: Ledger) -> Ledger:
 def _void_pending(ledger: Ledger, items: int) -> None:
     """Move the ledger past an abandoned commit without applying what it left (no write of it can
     still land: its writers stop at ``APPLY_UNTIL_MS``), and free its slot."""
-    if not store.control().void_pending(ledger):
+    if not store.control().move_past_pending(ledger, 0):
         raise LedgerMoved
     if ledger.token:
         store.control().release_slot(ledger.slot, ledger.shard, ledger.token)

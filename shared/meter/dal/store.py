@@ -329,16 +329,10 @@ class Control(Table):
         change = Update().set("pf", first).set("pl", last).set("ps", slot).set("pt", token)
         return self.update(self._ledger_key(ledger.shard), change, self._unchanged(ledger)) is not None
 
-    def pending_done(self, ledger: Ledger, events: int) -> bool:
-        """Move the ledger past its pending commit, adding its ``events``, if that commit still
-        stands; False if it moved (another copy finished or voided it)."""
+    def move_past_pending(self, ledger: Ledger, events: int) -> bool:
+        """Move the ledger past its pending commit, adding ``events`` (0 for a commit voided), if
+        that commit still stands; False if it moved (another copy finished or voided it)."""
         change = Update().set("seq", ledger.pending_last).add("events", events).remove("pf", "pl", "pd", "ps", "pt")
-        return self.update(self._ledger_key(ledger.shard), change, attr("pl").eq(ledger.pending_last)) is not None
-
-    def void_pending(self, ledger: Ledger) -> bool:
-        """Move the ledger past its pending commit without counting it, if it still stands where it
-        was read; False if it moved."""
-        change = Update().set("seq", ledger.pending_last).remove("pf", "pl", "pd", "ps", "pt")
         return self.update(self._ledger_key(ledger.shard), change, attr("pl").eq(ledger.pending_last)) is not None
 
     def take_slot(self, shard: str, now: int, stale_before: int) -> tuple[int, str] | None:

@@ -74,32 +74,24 @@ def retrying(actions: list[dict[str, Any]], transact: Transact = store.transact)
     Raises ``Refused`` at once when DynamoDB refuses actions for good (naming them), the
     ``ClientError`` itself when a condition failed, and ``NotCommitted`` when retries run out.
     """
-    for attempt in range(MAX_ATTEMPTS):
-        try:
-            transact(actions)
-            return
-        except ClientError as error:
-            if is_refusal(error):
-                raise Refused(refused_actions(actions, error, transact), _message(error)) from None
-            if not _is_retryable(error):
-                raise
-            backoff(attempt)
-    raise NotCommitted(f"transaction not committed after {MAX_ATTEMPTS} attempts")
+    writing(lambda: transact(actions), lambda error: refused_actions(actions, error, transact))
 
 
-def writing(write: Callable[[], T]) -> T:
-    """Make one write, retrying a conflict with a transaction on its item; ``Refused`` (naming action
-    0) when DynamoDB refuses it for good, ``NotCommitted`` when retries run out."""
+def writing(write: Callable[[], T], refused: Callable[[ClientError], list[int]] = lambda _: [0]) -> T:
+    """Make one write (or transaction), retrying a conflict with a transaction on its items;
+    ``Refused`` naming the ``refused`` actions when DynamoDB refuses it for good (action 0 of a
+    single write), the ``ClientError`` itself when a condition failed, ``NotCommitted`` when
+    retries run out."""
     for attempt in range(MAX_ATTEMPTS):
         try:
             return write()
         except ClientError as error:
             if is_refusal(error):
-                raise Refused([0], _message(error)) from None
+                raise Refused(refused(error), _message(error)) from None
             if not _is_retryable(error):
                 raise
             backoff(attempt)
-    raise NotCommitted(f"write not made after {MAX_ATTEMPTS} attempts")
+    raise NotCommitted(f"not written after {MAX_ATTEMPTS} attempts")
 
 
 def _message(error: ClientError) -> str:
