@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -32,6 +33,17 @@ def call(
         headers["Authorization"] = f"Bearer {token}"
     payload = raw_body if raw_body is not None else (json.dumps(body).encode() if body is not None else b"")
     return gateway.handle(method, path, urlencode(query or {}), headers, payload)
+
+
+def clock_at_midday(monkeypatch: Any) -> int:
+    """Move this process's clock to 12:00 UTC of today (it keeps running from there), so a test whose
+    answer depends on the current day cannot straddle midnight; the new now, in ms."""
+    real = time.time_ns
+    midday_ns = (real() // 86_400_000_000_000) * 86_400_000_000_000 + 43_200_000_000_000
+    shift_ns = midday_ns - real()
+    monkeypatch.setattr(time, "time_ns", lambda: real() + shift_ns)
+    monkeypatch.setattr(time, "time", lambda: (real() + shift_ns) / 1e9)
+    return midday_ns // 1_000_000
 
 
 def queries_made(read: Callable[[], Any]) -> list[dict[str, Any]]:
