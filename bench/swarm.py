@@ -40,9 +40,11 @@ def _index_key(record: Any) -> str:
 
 
 def _records(count: int, agents: int, start_ms: int, spacing_ms: float) -> list[Any]:
-    """``count`` events of the tenant, ``spacing_ms`` apart: every agent among them, end users Zipf-like."""
+    """``count`` events of the tenant, ``spacing_ms`` apart: every agent among them, end users Zipf-like,
+    received now (a commit writes until reconciliation's horizon from its oldest receipt)."""
     from meter.dal.records import UsageRecord
 
+    received = int(time.time() * 1000)
     rng = random.Random(7)
     weights = [1 / rank for rank in range(1, IDENTIFIERS + 1)]
     users = rng.choices(range(IDENTIFIERS), weights=weights, k=count)
@@ -53,7 +55,9 @@ def _records(count: int, agents: int, start_ms: int, spacing_ms: float) -> list[
         relations = {"identifier": f"user{users[n]:04d}", "agentId": f"agent-{agent:04d}",
                      "model": f"model-{(agent + n // agents) % MODELS}"}  # fmt: skip
         count, credits = 1 + n % 900, n % 20
-        found.append(UsageRecord(TENANT, f"swarm-{n}", "tokens.input", count, ts, credits, "event", ts, "", relations))
+        found.append(
+            UsageRecord(TENANT, f"swarm-{n}", "tokens.input", count, ts, credits, "event", received, "", relations)
+        )
     return found
 
 

@@ -15,9 +15,17 @@ import pytest
 from meter.counting import aggregation
 from meter.counting.aggregation import CommitFailed, handle_window
 from meter.dal import dynamo, keys, store
+from meter.dal.expressions import Update
 from meter.dal.models import PendingCommit
+from meter.dal.records import UsageRecord
 from tests.helpers import recount, stored_aggregates
-from tests.integration.test_exactly_once import NOW, _record, stream_record
+from tests.integration.test_exactly_once import NOW, Crash, _record, crash_after, stream_record
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch) -> None:
+    """The aggregator's clock is the records' world: they were received just now (``NOW``)."""
+    monkeypatch.setattr(aggregation, "now_ms", lambda: NOW + 60_000)
 
 
 def _window(shard: str, records: list, first_sequence: int) -> None:
@@ -85,26 +93,39 @@ def _holder(slot: int) -> str | None:
     return (store.control().get({"pk": {"S": keys.commit_slot_pk(slot)}}, consistent=True) or {}).get("holder")
 
 
-def test_a_slot_is_leased_to_one_shard_at_a_time_freed_by_its_last_lease_and_taken_over_when_stale(aws):
-    control, stale = store.control(), NOW - aggregation.SLOT_STALE_MS
-    slot, first = control.take_slot("shard-a", NOW, stale)
-    again = control.take_slot("shard-a", NOW, stale)
+def test_a_slot_is_leased_to_one_shard_at_a_time_freed_by_its_last_lease_and_taken_over_when_its_lease_ends(aws):
+    control, ends, stale = store.control(), NOW + 10 * 60_000, NOW - aggregation.EARLIER_STALE_MS
+    slot, first = control.take_slot("shard-a", NOW, ends, stale)
+    again = control.take_slot("shard-a", NOW, ends, stale)
     assert again == (slot, str(int(first) + 1))  # its own slot again, with a token never handed out
-    others = [control.take_slot(f"shard-{n}", NOW, stale) for n in range(40)]
+    others = [control.take_slot(f"shard-{n}", NOW, ends, stale) for n in range(40)]
     assert slot not in {lease[0] for lease in others if lease}  # held: no other shard gets it
     assert others.count(None) == 40 - (keys.COMMIT_SLOTS - 1)  # 16 slots: the pool runs out
     control.release_slot(slot, "shard-a", first)  # an older lease's release: the slot stays held
     assert _holder(slot) == "shard-a"
     control.release_slot(slot, "shard-a", again[1])
     assert _holder(slot) is None
-    later = NOW + aggregation.SLOT_STALE_MS + 1
-    taken = control.take_slot("shard-new", later, later - aggregation.SLOT_STALE_MS)
+    assert control.take_slot("shard-a", NOW, ends, stale)[0] == slot  # every slot held again, until `ends`
+    assert control.take_slot("shard-new", ends, ends + 60_000, ends - aggregation.EARLIER_STALE_MS) is None
+    taken = control.take_slot("shard-new", ends + 1, ends + 60_000, ends + 1 - aggregation.EARLIER_STALE_MS)
     assert taken is not None and _holder(taken[0]) == "shard-new"
+
+
+def test_a_lease_of_the_previous_version_without_an_end_is_taken_over_when_stale(aws):
+    for slot in range(keys.COMMIT_SLOTS):  # every slot held the previous version's way: since, no end
+        store.control().update(
+            {"pk": {"S": keys.commit_slot_pk(slot)}},
+            Update().set("holder", f"old-{slot}").set("since", NOW).add("n", 1),
+        )
+    control, stale = store.control(), NOW + aggregation.EARLIER_STALE_MS
+    assert control.take_slot("shard-a", stale, stale + 60_000, stale - aggregation.EARLIER_STALE_MS) is None
+    taken = control.take_slot("shard-a", stale + 1, stale + 60_000, stale + 1 - aggregation.EARLIER_STALE_MS)
+    assert taken is not None and _holder(taken[0]) == "shard-a"
 
 
 def test_a_commit_waits_for_a_slot_and_fails_if_none_frees(aws, monkeypatch):
     for n in range(keys.COMMIT_SLOTS * 3):  # every slot held by some other shard
-        store.control().take_slot(f"busy-{n}", aggregation.now_ms(), 0)
+        store.control().take_slot(f"busy-{n}", aggregation.now_ms(), aggregation.now_ms() + 600_000, 0)
     monkeypatch.setattr(aggregation.transactions, "backoff", lambda attempt: None)
     with pytest.raises(CommitFailed, match="every commit slot is held"):
         _window("shard-a", _records(0, 2), 1000)
@@ -135,3 +156,45 @@ def test_a_pending_commit_of_the_previous_version_is_voided_and_left_to_reconcil
     assert after.events == ledger.events + len(later)  # the voided commit's events are reconciliation's
     assert stored_aggregates(dynamo.client(), os.environ["AGGREGATES_TABLE"]) == recount(later)
     assert "abandoned commit voided" in caplog.text
+
+
+def _at(monkeypatch, ms: int) -> None:
+    monkeypatch.setattr(aggregation, "now_ms", lambda: ms)
+
+
+def test_a_crashed_commit_is_finished_by_whoever_finds_it_until_its_writers_stop(aws, monkeypatch):
+    """Its writers stop by its oldest record's receipt, not by when it began: found 40 minutes
+    later, it is finished with its token (no item twice), never voided."""
+    records = _records(0, 12, users=6)
+    real = crash_after(monkeypatch, 5)
+    with pytest.raises(Crash):
+        _window("shard-a", records, 1000)
+    assert aggregation.read_ledger("shard-a").pending_last
+    monkeypatch.setattr(aggregation, "add_once", real)
+    _at(monkeypatch, NOW + 40 * 60_000)
+    later = _records(100, 1)
+    _window("shard-a", later, 2000)
+    ledger = aggregation.read_ledger("shard-a")
+    assert not ledger.pending_last and ledger.events == len(records) + len(later)  # a void adds none
+    assert stored_aggregates(dynamo.client(), os.environ["AGGREGATES_TABLE"]) == recount([*records, later[0]])
+
+
+def test_a_commit_past_its_writers_stop_writes_nothing_and_is_voided_after(aws, monkeypatch):
+    records = _records(0, 12, users=6)
+    real = crash_after(monkeypatch, 5)
+    with pytest.raises(Crash):
+        _window("shard-a", records, 1000)
+    written = stored_aggregates(dynamo.client(), os.environ["AGGREGATES_TABLE"])
+    monkeypatch.setattr(aggregation, "add_once", real)
+    stop = NOW + aggregation.HORIZON_MS - aggregation.WRITE_MARGIN_MS  # the records were received at NOW
+    _at(monkeypatch, stop + 1)
+    with pytest.raises(CommitFailed, match="ran past its time"):
+        _window("shard-a", _records(100, 1), 2000)  # finishing it is not allowed, voiding it not yet
+    assert stored_aggregates(dynamo.client(), os.environ["AGGREGATES_TABLE"]) == written
+    voiding = stop + aggregation.VOID_AFTER_MS + 1
+    _at(monkeypatch, voiding)
+    (later,) = _records(100, 1)
+    _window("shard-a", [UsageRecord(**{**later.__dict__, "received_at": voiding})], 2000)
+    ledger = aggregation.read_ledger("shard-a")
+    assert not ledger.pending_last and ledger.events == 1  # voided: reconciliation counts what it left
+    assert ledger.seq == keys.sequence_key("2000")

@@ -35,6 +35,7 @@ from moto import mock_aws
 
 from local.template import Stack
 from meter.core.timerange import HOUR_MS, to_ms
+from meter.counting import aggregation
 from meter.credits import grants as grant_cases
 from meter.credits import reservations, slices
 from meter.credits.rules import credit_time, held
@@ -43,7 +44,7 @@ from meter.dal.credits import credits
 from meter.dal.models import TENANT_SUBJECT, Grant, GrantTerms, Subject
 from meter.dal.records import UsageRecord
 from meter.dal.tenants import placed_record_item
-from tests.conftest import create_tables, reset_caches
+from tests.conftest import STACK, create_tables, reset_caches
 from tests.credits_oracle import recount
 from tests.integration.test_exactly_once import Faults, invocations, invoke_until_done, reconcile_quietly, stream_record
 
@@ -206,12 +207,12 @@ def test_reservations_never_over_admit_and_settle_exactly_once(steps, monkeypatc
     world = World()
     with mock_aws():
         reset_caches()
-        stack = Stack(table_prefix=f"cr{next(_examples)}")
+        stack = Stack(STACK.template, table_prefix=f"cr{next(_examples)}")
         for name, value in stack.environment().items():  # given back even when an example fails
             monkeypatch.setenv(name, value)
         reset_caches()
         create_tables(stack)
-        for module in (grant_cases, reservations):
+        for module in (grant_cases, reservations, aggregation):  # records are received on the world's clock
             monkeypatch.setattr(module, "now_ms", lambda: world.clock)
         for module in (slices, reservations, grant_cases):  # few slices: they run short and rebalance often
             monkeypatch.setattr(module, "SLICES", 3)

@@ -30,7 +30,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 from botocore.exceptions import ClientError
@@ -48,7 +50,7 @@ from meter.dal import dynamo, store
 from meter.dal.keys import day_key
 from meter.dal.records import UsageRecord
 from meter.dal.tenants import placed_record_item
-from tests.conftest import create_tables, reset_caches
+from tests.conftest import STACK, create_tables, reset_caches
 from tests.helpers import distinct_since, recount, stored_aggregates
 
 BASE = datetime(2026, 3, 1, tzinfo=UTC)
@@ -262,9 +264,10 @@ def reconcile_quietly(tenant: str, start: int, end: int, now: int) -> None:
 def test_any_delivery_any_fault_counts_every_event_exactly_once(
     records, shard_of, cuts, window_cuts, early, carry, small_state, replays, doubled, faults, reconcile_at
 ):
-    with mock_aws():
+    # The aggregator's clock is the run's: its live records were received just now.
+    with mock_aws(), mock.patch.object(aggregation, "now_ms", lambda: NOW + 60_000):
         reset_caches()
-        stack = Stack(table_prefix=f"x{next(_examples)}")
+        stack = Stack(STACK.template, table_prefix=f"x{next(_examples)}")
         os.environ.update(stack.environment())
         reset_caches()
         create_tables(stack)
@@ -335,8 +338,21 @@ def test_any_delivery_any_fault_counts_every_event_exactly_once(
         for day in range(to_ms(BASE) - DAY_MS, to_ms(BASE) + 5 * DAY_MS, DAY_MS):
             for tenant in ("acme", "globex"):
                 assert seen_since(tenant, day_key(day)) == distinct_since(records, tenant, day), (tenant, day)
-    os.environ.update(Stack().environment())
+    os.environ.update(STACK.environment())
     reset_caches()
+
+
+def crash_after(monkeypatch, items: int) -> Callable[..., bool]:
+    """Make the aggregator crash after writing ``items`` items; the real ``add_once``, to put back."""
+    written, real = itertools.count(), aggregation.add_once
+
+    def add_once(*args, **kwargs):
+        if next(written) >= items:
+            raise Crash("crash between item writes")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(aggregation, "add_once", add_once)
+    return real
 
 
 def test_a_commit_abandoned_mid_way_is_voided_after_reconciliation_never_finished_twice(aws, monkeypatch):
@@ -352,15 +368,7 @@ def test_a_commit_abandoned_mid_way_is_voided_after_reconciliation_never_finishe
         dynamo.client().put_item(
             TableName=os.environ["RECORDS_TABLE"], Item=dynamo.serialize(placed_record_item(record))
         )
-    applied = itertools.count()
-    add_once = aggregation.add_once
-
-    def crash_after_100_items(*args, **kwargs):
-        if next(applied) >= 100:
-            raise Crash("crash between item writes")
-        return add_once(*args, **kwargs)
-
-    monkeypatch.setattr(aggregation, "add_once", crash_after_100_items)
+    add_once = crash_after(monkeypatch, 100)
     monkeypatch.setattr(aggregation, "now_ms", lambda: received + 60_000)
     stream = [stream_record(1000 + i, r) for i, r in enumerate(records)]
     event = {"Records": stream, "shardId": "shard-a", "state": {}, "isFinalInvokeForWindow": True}

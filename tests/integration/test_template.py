@@ -68,17 +68,15 @@ def test_alert_delivery_receives_only_new_firings_and_dead_letters_what_it_canno
 
 
 def test_reconciliation_waits_past_the_record_age_the_stream_mapping_gives_up_at():
-    from meter.counting.reconcile import HORIZON_MS, STREAM_MAX_AGE_MS
+    from meter.counting.aggregation import HORIZON_MS, MAX_WINDOW_MS, STREAM_MAX_AGE_MS, WRITE_MARGIN_MS
 
     props = STACK.resources["AggregateStreamFunction"]["Properties"]["Events"]["Records"]["Properties"]
     assert props["MaximumRecordAgeInSeconds"] * 1000 == STREAM_MAX_AGE_MS
-    from meter.counting.aggregation import APPLY_UNTIL_MS
-
-    longest_window = STACK.template["Parameters"]["AggregationWindowSeconds"]["MaxValue"] * 1000
-    held = longest_window + props["MaximumBatchingWindowInSeconds"] * 1000
-    # A record is read before its maximum age, held by its window, and written by a commit within
-    # APPLY_UNTIL_MS: all of it before reconciliation may recount the record's buckets.
-    assert STREAM_MAX_AGE_MS + held + APPLY_UNTIL_MS <= HORIZON_MS
+    assert STACK.template["Parameters"]["AggregationWindowSeconds"]["MaxValue"] * 1000 == MAX_WINDOW_MS
+    held = MAX_WINDOW_MS + props["MaximumBatchingWindowInSeconds"] * 1000
+    # A record is read before its maximum age and held by its window; its commit's writers stop
+    # WRITE_MARGIN_MS before reconciliation may recount its buckets: that leaves them minutes, at worst.
+    assert HORIZON_MS - WRITE_MARGIN_MS - STREAM_MAX_AGE_MS - held >= 6 * 60_000
 
 
 def test_reconciliation_runs_hourly_on_a_schedule():
@@ -111,7 +109,7 @@ def sample_data(tokens, queues):
     """Tenant ``demo`` with what the samples ask about: an alert, a grant and a reservation, and
     usage of user@example.com on agent support-bot, counted (records written as ingestion stores
     them, then aggregated)."""
-    from meter.core.timerange import to_ms
+    from meter.core.timerange import now_ms, to_ms
     from meter.dal import keys, store
     from meter.dal.records import UsageRecord
     from meter.dal.tenants import placed_record_item
@@ -120,8 +118,10 @@ def sample_data(tokens, queues):
     create_key("demo", ["read"])
     at = to_ms(SAMPLE_DAY)
     relations = {"identifier": "user@example.com", "agentId": "support-bot", "model": "gpt-4o"}
-    for n in range(2):
-        record = UsageRecord("demo", f"sample-{n}", "tokens.input", 100, at + n, 3, "explicit", at, "f", relations)
+    for n in range(2):  # received now, as ingestion receives them (the aggregator writes by their receipt)
+        record = UsageRecord(
+            "demo", f"sample-{n}", "tokens.input", 100, at + n, 3, "explicit", now_ms(), "f", relations
+        )
         assert store.records().put_record(placed_record_item(record)) is None
     aggregator(STACK).drain()
     grant_sample_credits("demo")

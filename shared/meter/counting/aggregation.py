@@ -22,13 +22,15 @@ crash between any two writes, or a second copy of an invocation therefore adds e
 at one write unit per item where a transaction costs two; and an item carries at most
 ``COMMIT_SLOTS`` marks, however many stream shards write it.
 
-A commit's writers stop ``APPLY_UNTIL_MS`` after its pending item was written. Found later than
-``PENDING_VOID_AFTER_MS`` (the shard went quiet after a crash), a pending commit is **voided**:
-the ledger moves past it and what it left is left to reconciliation, which may already have
-raised those buckets to their recount (it recounts a window once its records are past the
-stream's horizon, never sooner than 9 minutes after a commit that holds them began), so
-finishing it then could count them twice. A slot leased longer ago than ``SLOT_STALE_MS`` is
-free to any shard: its commit was finished or voided, and no write of it can still land.
+A commit's writers stop ``WRITE_MARGIN_MS`` before reconciliation may recount the buckets of its
+oldest record (``HORIZON_MS`` after that record was received): about 70 minutes for live traffic,
+never less than about 7 (the stream delivers nothing older than ``STREAM_MAX_AGE_MS``, and a window
+holds it ``MAX_WINDOW_MS`` more at most). Every bucket a commit writes holds one of its records, so
+none is recounted before then. Until then whoever finds the pending commit finishes it. Found later
+(the shard went quiet after a crash), it is **voided**: the ledger moves past it and what it left is
+left to reconciliation, which may have raised those buckets to their recount by then, so finishing
+it could count them twice. The slot's lease ends a few minutes after the writers' stop, and the slot
+is free to any shard: no write under its token can still land.
 
 Credits ride along (``meter.credits.booking``): what a record adds to its subjects' credit
 accounts is folded into the same deltas, so it is committed exactly once with the counts.
@@ -76,14 +78,21 @@ MAX_STATE_ITEMS = 20_000  # commit mid-window past this many items (about 250 KB
 # below Lambda's 1 MB, and the pending item (the same bytes, unencoded) below DynamoDB's 400 KB.
 MAX_STATE_CHARS = 400_000
 MAX_ATTEMPTS = 8  # invocation-level rounds when the ledger moves under a commit
-# A commit's writers stop APPLY_UNTIL_MS after its pending item was written, a minute before it can
-# be voided; reconciliation's horizon (a record's maximum age, the window, and this) keeps any write
-# of a commit ahead of a recount of its buckets (tests/integration/test_template.py checks the sum).
-APPLY_UNTIL_MS = 8 * 60_000
-PENDING_VOID_AFTER_MS = APPLY_UNTIL_MS + 60_000  # finished until then; voided after (reconciliation counts the rest)
-# A lease older than this is free: its commit was voided or finished (writers stop at APPLY_UNTIL_MS,
-# an invocation at its 120 s timeout), so no write under its token can still land.
-SLOT_STALE_MS = PENDING_VOID_AFTER_MS + 3 * 60_000
+# The stream counts a record only while it is younger than the mapping's MaximumRecordAgeInSeconds
+# (template.yaml); reconciliation recounts a bucket only once every record in it is older than
+# HORIZON_MS (meter.counting.reconcile), so no commit of the stream can still add to it.
+STREAM_MAX_AGE_MS = 3_600_000
+MAX_WINDOW_MS = 300_000  # the longest tumbling window (AggregationWindowSeconds' MaxValue)
+HORIZON_MS = STREAM_MAX_AGE_MS + 15 * 60_000  # plus the longest tumbling window and its commit's writes
+# A commit's writers stop WRITE_MARGIN_MS before reconciliation may recount the buckets of its
+# oldest record (received HORIZON_MS before that): a write started by then has landed (retries and
+# clock skew included) before any recount, so no event is counted by both.
+WRITE_MARGIN_MS = 3 * 60_000
+VOID_AFTER_MS = 60_000  # a pending commit found this long past its writers' stop is voided, not finished
+SLOT_FREE_AFTER_MS = 3 * 60_000  # ...and its slot is free to any shard this long after it
+# What an earlier version left: a pending commit with a token but no stop (its writers stopped 8
+# minutes after writing it), a slot lease with no end (stale after 12), a window state with no oldest receipt.
+EARLIER_STOP_MS, EARLIER_STALE_MS = 8 * 60_000, 12 * 60_000
 APPLY_THREADS = 16  # item writes of one commit at a time (meter.dal.dynamo keeps enough connections)
 
 AggregateKey = tuple[str, str]
@@ -171,6 +180,7 @@ class Deltas:
     events: int = 0
     counters: dict[AggregateKey, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     listing: dict[AggregateKey, dict[str, str]] = field(default_factory=dict)
+    oldest: int = 0  # the earliest receipt (ms) among the records: it bounds when a commit may write
 
     def add(self, sequence: str, record: UsageRecord, booked: Book | None = None) -> None:
         """Fold one record in (records arrive in sequence order), with what it adds to the credit
@@ -181,6 +191,7 @@ class Deltas:
         self.first = self.first or sequence
         self.last = sequence
         self.events += 1
+        self.oldest = min(self.oldest or record.received_at, record.received_at)
         for key, counters in added:
             self.counters[key].update(counters)
         self.listing.update(listing)
@@ -205,7 +216,13 @@ class Deltas:
         if not self.events:
             return {}
         deltas = base64.b64encode(self.compressed()).decode()
-        return {"first": self.first, "last": self.last, "events": str(self.events), "deltas": deltas}
+        return {
+            "first": self.first,
+            "last": self.last,
+            "events": str(self.events),
+            "oldest": str(self.oldest),
+            "deltas": deltas,
+        }
 
     @classmethod
     def decode(cls, state: dict[str, Any] | None) -> Deltas:
@@ -213,7 +230,16 @@ class Deltas:
         if not state or not state.get("deltas"):
             return cls()
         blob = base64.b64decode(state["deltas"])
-        return cls.decompressed(state["first"], state["last"], int(state["events"]), blob)
+        deltas = cls.decompressed(state["first"], state["last"], int(state["events"]), blob)
+        deltas.oldest = int(state.get("oldest", 0))
+        return deltas
+
+    def writers_stop(self, now: int) -> int:
+        """When a commit of these deltas must stop writing: ``WRITE_MARGIN_MS`` before reconciliation
+        may recount the buckets of the oldest record. A receipt older than the stream ever delivers
+        (a sample event, an earlier version's state that does not say) counts as that old."""
+        oldest = max(self.oldest, now - STREAM_MAX_AGE_MS - MAX_WINDOW_MS)
+        return oldest + HORIZON_MS - WRITE_MARGIN_MS
 
 
 # -- the shard ledger and the commit -----------------------------------------------------------
@@ -256,9 +282,9 @@ def _day_of(key: AggregateKey) -> str:
     return keys.day_key(keys.parse_aggregate(*key).bucket_start)
 
 
-def _take_slot(shard: str) -> tuple[int, str]:
+def _take_slot(shard: str, until: int) -> tuple[int, str]:
     for attempt in range(MAX_ATTEMPTS):
-        lease = store.control().take_slot(shard, now_ms(), now_ms() - SLOT_STALE_MS)
+        lease = store.control().take_slot(shard, now_ms(), until + SLOT_FREE_AFTER_MS, now_ms() - EARLIER_STALE_MS)
         if lease is not None:
             return lease
         transactions.backoff(attempt)
@@ -271,30 +297,31 @@ def commit(shard: str, deltas: Deltas, ledger: Ledger) -> None:
         return
     # Distinct values first: marking is idempotent, so a commit that fails after it only repeats it.
     distinct.note_latest(distinct.latest_of_items(deltas.counters), transact=transact_retrying)
-    slot, token = _take_slot(shard)
-    pending = PendingCommit(deltas.first, deltas.last, deltas.events, deltas.compressed(), now_ms())
+    until = deltas.writers_stop(now_ms())
+    slot, token = _take_slot(shard, until)
+    pending = PendingCommit(deltas.first, deltas.last, deltas.events, deltas.compressed(), now_ms(), until)
     store.control().write_pending(shard, pending)
     if not store.control().point_at_pending(ledger, deltas.first, deltas.last, slot, token):
         raise LedgerMoved
     pointed = replace(ledger, pending_first=deltas.first, pending_last=deltas.last, slot=slot, token=token)
-    _finish(pointed, deltas, pending.written_at)
+    _finish(pointed, deltas, until)
 
 
-def _finish(ledger: Ledger, deltas: Deltas, written_at: int) -> None:
+def _finish(ledger: Ledger, deltas: Deltas, until: int) -> None:
     """Apply the pending commit the ledger points at, move the ledger past it, free its slot."""
-    _apply(ledger, deltas, written_at)
+    _apply(ledger, deltas, until)
     if not store.control().move_past_pending(ledger, deltas.events):
         raise LedgerMoved
     store.control().release_slot(ledger.slot, ledger.shard, ledger.token)
 
 
-def _apply(ledger: Ledger, deltas: Deltas, written_at: int) -> None:
-    """Add every item's deltas once, under the commit's token, several at a time. Items DynamoDB
-    refuses for good are set aside (durably, before the ledger moves) and left out."""
+def _apply(ledger: Ledger, deltas: Deltas, until: int) -> None:
+    """Add every item's deltas once, under the commit's token, several at a time, until ``until``.
+    Items DynamoDB refuses for good are set aside (durably, before the ledger moves) and left out."""
     mark, refused = keys.commit_mark(ledger.slot), defaultdict(list)
 
     def add(key: AggregateKey) -> None:
-        if now_ms() - written_at > APPLY_UNTIL_MS:  # past it, the commit may be voided: write nothing
+        if now_ms() > until:  # past it, reconciliation may soon recount, and the commit is voided: write nothing
             raise CommitFailed(f"shard {ledger.shard}: a commit ran past its time; it is voided next")
         try:
             added, listing = +deltas.counters[key], deltas.listing.get(key)
@@ -311,31 +338,31 @@ def _apply(ledger: Ledger, deltas: Deltas, written_at: int) -> None:
 
 
 def _read_pending(ledger: Ledger) -> tuple[Deltas, int]:
-    """A pending commit's deltas, and when it was written (ms)."""
+    """A pending commit's deltas, and when its writers stop (ms)."""
     pending = store.control().pending(ledger)
     if pending is None:
         raise CommitFailed(f"pending commit of shard {ledger.shard} is missing")
     deltas = Deltas.decompressed(pending.first, pending.last, pending.events, pending.deltas)
-    return deltas, pending.written_at
+    return deltas, pending.until if pending.until is not None else pending.written_at + EARLIER_STOP_MS
 
 
 def finish_pending(ledger: Ledger) -> Ledger:
-    """Complete a commit a previous invocation started, or void it if it is older than
-    ``PENDING_VOID_AFTER_MS`` (or was written by an earlier version, without a token); the ledger after it."""
+    """Complete a commit a previous invocation started, or void it if found ``VOID_AFTER_MS`` past
+    its writers' stop (or written by an earlier version, without a token); the ledger after it."""
     while ledger.pending_last:
-        deltas, written = _read_pending(ledger)
+        deltas, until = _read_pending(ledger)
         with contextlib.suppress(LedgerMoved):  # another copy moved it: read where it stands
-            if not ledger.token or now_ms() - written > PENDING_VOID_AFTER_MS:
+            if not ledger.token or now_ms() > until + VOID_AFTER_MS:
                 _void_pending(ledger, len(deltas.counters))
             else:
-                _finish(ledger, deltas, written)
+                _finish(ledger, deltas, until)
         ledger = read_ledger(ledger.shard)
     return ledger
 
 
 def _void_pending(ledger: Ledger, items: int) -> None:
     """Move the ledger past an abandoned commit without applying what it left (no write of it can
-    still land: its writers stop at ``APPLY_UNTIL_MS``), and free its slot."""
+    still land: its writers stopped a minute ago at least), and free its slot."""
     if not store.control().move_past_pending(ledger, 0):
         raise LedgerMoved
     if ledger.token:

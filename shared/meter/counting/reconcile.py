@@ -41,7 +41,7 @@ from meter.alerts import rules
 from meter.core.logs import logger
 from meter.core.timerange import DAY_MS, HOUR_MS
 from meter.counting import distinct
-from meter.counting.aggregation import coalesce, listing_attributes
+from meter.counting.aggregation import HORIZON_MS, coalesce, listing_attributes
 from meter.dal import keys, store
 from meter.dal.arrivals import LATE_AFTER_MS
 from meter.dal.dimensions import AGENT, AGENT_SCOPED, DIMENSIONS, TENANT, Dimension
@@ -51,8 +51,6 @@ from meter.dal.tenants import forget_tenant_settings, layout
 from meter.dal.transactions import is_refusal
 from meter.reading.queries import counters, listed_items, tenant_records
 
-STREAM_MAX_AGE_MS = 3_600_000  # the stream mapping's MaximumRecordAgeInSeconds (template.yaml)
-HORIZON_MS = STREAM_MAX_AGE_MS + 15 * 60_000  # plus the longest tumbling window and its commit
 DUE_AFTER_MS = HOUR_MS + LATE_AFTER_MS + HORIZON_MS  # from an hour's start until it is reconciled
 MAX_HOURS_PER_RUN = 48  # a run that has fallen behind catches up in steps
 NOT_COUNTERS = {"pk", "sk", "lk", "v"}  # every other attribute of a bucket item but commit marks is a number

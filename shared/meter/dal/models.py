@@ -59,13 +59,15 @@ class Ledger:
 
 @dataclass(frozen=True)
 class PendingCommit:
-    """A commit written ahead of its item writes (``meter.counting.aggregation``): its deltas, encoded."""
+    """A commit written ahead of its item writes (``meter.counting.aggregation``): its deltas,
+    encoded, and the instant its writers stop (None for a commit of an earlier version)."""
 
     first: str
     last: str
     events: int
     deltas: bytes
     written_at: int
+    until: int | None = None
 
 
 @dataclass(frozen=True)

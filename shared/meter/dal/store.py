@@ -335,15 +335,17 @@ class Control(Table):
         change = Update().set("seq", ledger.pending_last).add("events", events).remove("pf", "pl", "pd", "ps", "pt")
         return self.update(self._ledger_key(ledger.shard), change, attr("pl").eq(ledger.pending_last)) is not None
 
-    def take_slot(self, shard: str, now: int, stale_before: int) -> tuple[int, str] | None:
-        """Lease a commit slot for ``shard``: the one it holds or its own by hash first, then any
-        free one, or one whose holder took it before ``stale_before``. The slot, and a token no
-        earlier lease of it had; None if another shard holds each."""
+    def take_slot(self, shard: str, now: int, free_at: int, stale_before: int) -> tuple[int, str] | None:
+        """Lease a commit slot for ``shard`` until ``free_at`` at the latest: the one it holds or its
+        own by hash first, then any free one, or one whose lease has run out (a lease without an end,
+        of an earlier version: taken before ``stale_before``). The slot, and a token no earlier lease
+        of it had; None if another shard holds each."""
         first = zlib.crc32(shard.encode()) % keys.COMMIT_SLOTS
-        free = attr("holder").absent() | attr("holder").eq(shard) | attr("since").lt(stale_before)
+        ran_out = attr("freeAt").lt(now) | (attr("freeAt").absent() & attr("since").lt(stale_before))
+        free = attr("holder").absent() | attr("holder").eq(shard) | ran_out
         for step in range(keys.COMMIT_SLOTS):
             slot = (first + step) % keys.COMMIT_SLOTS
-            change = Update().set("holder", shard).set("since", now).add("n", 1)
+            change = Update().set("holder", shard).set("since", now).set("freeAt", free_at).add("n", 1)
             taken = self.update(_by_pk(keys.commit_slot_pk(slot)), change, free, returns="UPDATED_NEW")
             if taken is not None:
                 return slot, str(taken["n"])
@@ -365,6 +367,8 @@ class Control(Table):
             "writtenAt": pending.written_at,
             "expiresAt": pending.written_at // 1000 + self.PENDING_KEPT_DAYS * 86_400,
         }
+        if pending.until is not None:
+            item["until"] = pending.until
         self.put(item)
 
     def pending(self, ledger: Ledger) -> PendingCommit | None:
@@ -380,6 +384,7 @@ class Control(Table):
             events=int(item["events"]),
             deltas=item["deltas"],
             written_at=int(item.get("writtenAt", (expires - self.PENDING_KEPT_DAYS * 86_400) * 1000)),
+            until=int(item["until"]) if "until" in item else None,
         )
 
     def add_to_window(self, key_id: str, second: int, step: int) -> int:
