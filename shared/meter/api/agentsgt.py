@@ -6,7 +6,7 @@ from meter.api.shapes import AgentsCredits, DailyCredits, ModelsCredits, Organiz
 from meter.core.errors import NotFound
 from meter.core.timerange import iso, now_ms, parse_range
 from meter.dal.dimensions import AGENT, AGENT_MODEL, IDENTIFIER, TENANT, Dimension, agent_scoped_key
-from meter.reading.queries import agent_credits, daily_totals, for_each_value, listed_values, total
+from meter.reading.queries import agent_credits, daily_totals, daily_totals_of, listed_values, total
 
 
 def _range(params: dict[str, str]) -> tuple[int | None, int | None]:
@@ -39,15 +39,13 @@ def agent_models(tenant: str, agent_id: str, params: dict[str, str]) -> ModelsCr
     most credits first.
     """
     start, end = _range(params)
-    models = sorted(listed_values(tenant, AGENT_MODEL, start, end, scope=agent_id).values())
-
-    def credits_of(model: str) -> int:
-        return total(daily_totals(tenant, AGENT_MODEL, agent_scoped_key(agent_id, model), start, end))["credits"]
-
+    listed = listed_values(tenant, AGENT_MODEL, start, end, scope=agent_id).values()
+    models = {agent_scoped_key(agent_id, model): model for model in listed}
+    totals = daily_totals_of(tenant, AGENT_MODEL, sorted(models), start, end)
     rows = [
         {"model_id": model, "name": model, "total_credits": credits}
-        for model, credits in zip(models, for_each_value(credits_of, models), strict=True)
-        if credits
+        for key, model in models.items()
+        if (credits := total(totals[key])["credits"])
     ]
     if not rows:
         raise NotFound("No consumption data found for this agent")

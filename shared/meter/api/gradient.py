@@ -13,7 +13,7 @@ from meter.core.errors import NotFound
 from meter.core.timerange import iso, now_ms, parse_range
 from meter.dal.dimensions import AGENT, AGENT_TYPE, TYPE_PREFIX
 from meter.dal.keys import agent_scoped_key
-from meter.reading.queries import daily_totals, for_each_value, has_any, listed_values, total
+from meter.reading.queries import daily_totals, daily_totals_of, has_any, listed_values, total
 
 GROUPS = {"tokens": "usage", "log_insights": "log_insights_usage"}
 
@@ -35,12 +35,10 @@ def agent_usage(tenant: str, agent_uuid: str, params: dict[str, str]) -> AgentUs
         for name, value in total(daily_totals(tenant, AGENT, agent_uuid, start, end)).items()
         if name.startswith(TYPE_PREFIX)
     }
-    types = sorted(listed_values(tenant, AGENT_TYPE, start, end, scope=agent_uuid).values())
-
-    def count_of(event_type: str) -> int:
-        return total(daily_totals(tenant, AGENT_TYPE, agent_scoped_key(agent_uuid, event_type), start, end))["count"]
-
-    per_type.update(zip(types, for_each_value(count_of, types), strict=True))
+    listed = listed_values(tenant, AGENT_TYPE, start, end, scope=agent_uuid).values()
+    types = {agent_scoped_key(agent_uuid, event_type): event_type for event_type in listed}
+    counted = daily_totals_of(tenant, AGENT_TYPE, sorted(types), start, end)
+    per_type.update({event_type: total(counted[key])["count"] for key, event_type in types.items()})
     sums: dict[str, dict[str, int]] = {group: {} for group in GROUPS.values()}
     for event_type, tokens in per_type.items():
         placed = _usage_type(event_type)

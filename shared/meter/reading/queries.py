@@ -41,19 +41,17 @@ def aggregate_items(pk: str, low: str, high: str) -> list[dict[str, Any]]:
 _shard_readers = ThreadPoolExecutor(max_workers=keys.TENANT_SHARDS, thread_name_prefix="shard-reader")
 
 
+def started(read: Callable[[Any], list[dict]], arguments: Iterable[Any]) -> Callable[[], list[list[dict]]]:
+    """Start ``read`` of each argument at once, for reads that do not themselves read in parallel;
+    call what it returns for their answers, in order (the caller may read something else meanwhile)."""
+    futures = [_shard_readers.submit(with_log_keys(read), argument) for argument in arguments]
+    return lambda: [future.result() for future in futures]
+
+
 def in_parallel(read: Callable[[Any], list[dict]], arguments: Iterable[Any]) -> list[list[dict]]:
     """``read`` of each argument, all at once (independent reads wait for one round trip, not one
     each); for reads that do not themselves read in parallel."""
-    return list(_shard_readers.map(with_log_keys(read), arguments))
-
-
-_value_readers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="value-reader")
-
-
-def for_each_value(read: Callable[[Any], Any], values: Iterable[Any]) -> list[Any]:
-    """``read`` of each of a few dimension values at once, for reads that may use ``in_parallel``
-    themselves (a pool of their own, so an outer read never waits on a pool it fills); never nest it."""
-    return list(_value_readers.map(with_log_keys(read), values))
+    return started(read, arguments)()
 
 
 def concurrently(sources: list[Iterator[dict]], first: int | None = None) -> list[Iterator[dict]]:
@@ -103,19 +101,18 @@ def record_totals(record: UsageRecord) -> Totals:
     return contribution_of(record.type, record.count, record.credits)
 
 
-def _raw_edge(tenant: str, dimension: Dimension, value: str, start: int, end: int) -> Iterable[UsageRecord]:
+def _edge_where(dimension: Dimension, values: list[str]) -> dict[str, str]:
+    """The record fields all of ``values`` share, to read the raw records at a range's edges by."""
     if dimension is TENANT:
-        return tenant_records(tenant, start, end)
-    if dimension is IDENTIFIER:
-        return tenant_records(tenant, start, end, {"identifier": value})
-    if dimension is AGENT:
-        return tenant_records(tenant, start, end, {"agentId": value})
-    if dimension is AGENT_MODEL:
-        agent, model = keys.split_agent_scoped_key(value)
-        return tenant_records(tenant, start, end, {"agentId": agent, "model": model})
-    if dimension is AGENT_TYPE:
-        agent, event_type = keys.split_agent_scoped_key(value)
-        return tenant_records(tenant, start, end, {"agentId": agent, "type": event_type})
+        return {}
+    if dimension in (IDENTIFIER, AGENT):
+        return {("identifier" if dimension is IDENTIFIER else "agentId"): values[0]} if len(values) == 1 else {}
+    if dimension in (AGENT_MODEL, AGENT_TYPE):
+        scoped = [keys.split_agent_scoped_key(value) for value in values]
+        where = {"agentId": scoped[0][0]} if len({agent for agent, _ in scoped}) == 1 else {}
+        if len(values) == 1 and where:
+            where["model" if dimension is AGENT_MODEL else "type"] = scoped[0][1]
+        return where
     raise ValueError(f"dimension {dimension.code} has no hourly items")
 
 
@@ -149,27 +146,39 @@ def daily_totals(
     quarters), and only the part of a quarter hour at a ragged ``from`` or ``to`` from raw records.
     An open end includes events timestamped up to 5 minutes ahead (the accepted clock skew).
     """
-    pk = dimension.pk(tenant, value)
-    days: dict[str, Totals] = defaultdict(Counter)
+    return daily_totals_of(tenant, dimension, [value], start, end)[value]
+
+
+def daily_totals_of(
+    tenant: str, dimension: Dimension, values: list[str], start: int | None, end: int | None
+) -> dict[str, dict[str, Totals]]:
+    """``daily_totals`` of each of a few values of one dimension: their items read at once, and the
+    raw records at the edges once for all (the models of one agent share its records)."""
+    found: dict[str, dict[str, Totals]] = {value: defaultdict(Counter) for value in values}
     if start is None and end is None:
-        for item in aggregate_items(pk, keys.DAY_PREFIX, keys.day_sk("~")):
-            days[keys.bucket_day(item["sk"])].update(counters(item))
-        return days
-    open_end = (now_ms() // DAY_MS + 1) * DAY_MS
-    cut = split(0 if start is None else start, open_end if end is None else end, QUARTER_MS)
-    if cut.days:
-        low, high = (keys.day_sk(day_key(day)) for day in (cut.days[0], cut.days[-1]))
-        for item in aggregate_items(pk, low, high):
-            days[keys.bucket_day(item["sk"])].update(counters(item))
-    slots = {hour: (first, last) for hour, first, last in cut.hours}
-    for low, high in hour_runs(slots):
-        for item in aggregate_items(pk, keys.hour_sk(keys.hour_key(low)), keys.hour_sk(keys.hour_key(high))):
-            hour = keys.parse_aggregate(pk, item["sk"]).bucket_start
-            days[keys.bucket_day(item["sk"])].update(hour_part(item, *slots[hour]))
-    for low, high in cut.raw:
-        for record in _raw_edge(tenant, dimension, value, low, high):
-            days[day_key(record.ts)].update(record_totals(record))
-    return days
+        spans, cut, slots = [(keys.DAY_PREFIX, keys.day_sk("~"))], None, {}
+    else:
+        open_end = (now_ms() // DAY_MS + 1) * DAY_MS
+        cut = split(0 if start is None else start, open_end if end is None else end, QUARTER_MS)
+        slots = {hour: (first, last) for hour, first, last in cut.hours}
+        spans = [tuple(keys.day_sk(day_key(day)) for day in (cut.days[0], cut.days[-1]))] if cut.days else []
+        spans += [
+            (keys.hour_sk(keys.hour_key(low)), keys.hour_sk(keys.hour_key(high))) for low, high in hour_runs(slots)
+        ]
+    reads = [(dimension.pk(tenant, value), value, span) for value in values for span in spans]
+    answers = started(lambda read: aggregate_items(read[0], *read[2]), reads)  # items and raw edges at once
+    for low, high in cut.raw if cut and values else []:
+        for record in tenant_records(tenant, low, high, _edge_where(dimension, values)):
+            if dimension.value_of(record) in found:
+                found[dimension.value_of(record)][day_key(record.ts)].update(record_totals(record))
+    for (pk, value, _), items in zip(reads, answers(), strict=True):
+        for item in items:
+            if keys.is_hour_sk(item["sk"]):
+                hour = keys.parse_aggregate(pk, item["sk"]).bucket_start
+                found[value][keys.bucket_day(item["sk"])].update(hour_part(item, *slots[hour]))
+            else:
+                found[value][keys.bucket_day(item["sk"])].update(counters(item))
+    return found
 
 
 def agent_credits(tenant: str, start: int | None, end: int | None) -> Counter[str]:
@@ -181,13 +190,14 @@ def agent_credits(tenant: str, start: int | None, end: int | None) -> Counter[st
     partitions = layout(tenant).roster_pks(tenant, end)
     reads = [(pk, *keys.roster_bounds(low, high)) for pk in partitions for low, high in spans]
     credits: Counter[str] = Counter()
-    for items in in_parallel(lambda read: store.aggregates().between(*read), reads):
-        for item in items:  # an agent's entry of a bucket may be in two partitions (sharded mid-bucket)
-            credits[keys.roster_agent(item["sk"])] += item.get("credits", 0)
+    answers = started(lambda read: store.aggregates().between(*read), reads)  # the entries and the raw edges at once
     for low, high in plan.raw:
         for record in tenant_records(tenant, low, high):
             if record.agent_id is not None:
                 credits[record.agent_id] += record.credits
+    for items in answers():
+        for item in items:  # an agent's entry of a bucket may be in two partitions (sharded mid-bucket)
+            credits[keys.roster_agent(item["sk"])] += item.get("credits", 0)
     return +credits
 
 
