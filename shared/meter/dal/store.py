@@ -213,15 +213,18 @@ class Aggregates(Table):
         return {"pk": {"S": pk}, "sk": {"S": sk}}
 
     def between(
-        self, pk: str, low: str, high: str, index: str | None = None, consistent: bool = False
+        self, pk: str, low: str, high: str, index: str | None = None, consistent: bool = False, only: str = ""
     ) -> list[dict[str, Any]]:
-        """Items of one partition with ``low <= sk <= high`` (of the table, or of ``ByList`` by ``lk``)."""
+        """Items of one partition with ``low <= sk <= high`` (of the table, or of ``ByList`` by ``lk``),
+        with ``only`` their sort key and that attribute if given (the same read units, less to parse)."""
         if low > high:
             return []
         attribute = "lk" if index else "pk"
+        projection = {"ProjectionExpression": f"sk, {only}"} if only else {}
         return list(
             self.query(
                 **({"IndexName": index} if index else {"ConsistentRead": consistent}),
+                **projection,
                 **request(key=attr(attribute).eq(pk) & attr("sk").between(low, high)),
             )
         )

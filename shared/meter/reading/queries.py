@@ -190,7 +190,7 @@ def agent_credits(tenant: str, start: int | None, end: int | None) -> Counter[st
     partitions = layout(tenant).roster_pks(tenant, end)
     reads = [(pk, *keys.roster_bounds(low, high)) for pk in partitions for low, high in spans]
     credits: Counter[str] = Counter()
-    answers = started(lambda read: store.aggregates().between(*read), reads)  # the entries and the raw edges at once
+    answers = started(lambda read: store.aggregates().between(*read, only="credits"), reads)  # entries, edges at once
     for low, high in plan.raw:
         for record in tenant_records(tenant, low, high):
             if record.agent_id is not None:
