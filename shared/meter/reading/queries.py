@@ -167,10 +167,11 @@ def daily_totals_of(
         ]
     reads = [(dimension.pk(tenant, value), value, span) for value in values for span in spans]
     answers = started(lambda read: aggregate_items(read[0], *read[2]), reads)  # items and raw edges at once
-    for low, high in cut.raw if cut and values else []:
+    edges = cut.raw if cut is not None and values else []
+    for low, high in edges:
         for record in tenant_records(tenant, low, high, _edge_where(dimension, values)):
-            if dimension.value_of(record) in found:
-                found[dimension.value_of(record)][day_key(record.ts)].update(record_totals(record))
+            if (value := dimension.value_of(record)) in found:
+                found[value][day_key(record.ts)].update(record_totals(record))
     for (pk, value, _), items in zip(reads, answers(), strict=True):
         for item in items:
             if keys.is_hour_sk(item["sk"]):
