@@ -14,6 +14,7 @@ from urllib.parse import quote, urlencode
 from local.gateway import Gateway, Response
 from local.streams import StreamMapping
 from local.template import Stack
+from meter.core.timerange import DAY_MS, now_ms
 from meter.dal import dynamo
 from meter.dal.records import UsageRecord
 
@@ -39,11 +40,11 @@ def clock_at_midday(monkeypatch: Any) -> int:
     """Move this process's clock to 12:00 UTC of today (it keeps running from there), so a test whose
     answer depends on the current day cannot straddle midnight; the new now, in ms."""
     real = time.time_ns
-    midday_ns = (real() // 86_400_000_000_000) * 86_400_000_000_000 + 43_200_000_000_000
-    shift_ns = midday_ns - real()
+    midday = now_ms() // DAY_MS * DAY_MS + DAY_MS // 2
+    shift_ns = midday * 1_000_000 - real()
     monkeypatch.setattr(time, "time_ns", lambda: real() + shift_ns)
     monkeypatch.setattr(time, "time", lambda: (real() + shift_ns) / 1e9)
-    return midday_ns // 1_000_000
+    return midday
 
 
 def queries_made(read: Callable[[], Any]) -> list[dict[str, Any]]:
