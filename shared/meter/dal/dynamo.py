@@ -2,29 +2,51 @@
 
 The low-level client keeps cold starts short (no resource model to load). boto3 honours
 ``AWS_ENDPOINT_URL_DYNAMODB``, which is how tests and the local runner point it elsewhere.
+
+Its responses leave items as the JSON DynamoDB sent: botocore would walk every attribute of every
+item through its shape model (most of a large Query's time, boto/boto3#2928), only for
+``deserialize`` to walk them again. The one difference is binary values, still base64 text.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import TypeSerializer
 from botocore.config import Config
+from botocore.parsers import JSONParser, ResponseParserFactory
 
 from meter.core.caches import memoized
 
 _serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
+
+
+class _ItemsAsSent(JSONParser):
+    """botocore's JSON parser, except that an attribute map (an item, a key) is kept as sent."""
+
+    def _handle_map(self, shape: Any, value: dict[str, Any]) -> dict[str, Any]:
+        if shape.value.name == "AttributeValue":
+            return value
+        return super()._handle_map(shape, value)
+
+
+class _Parsers(ResponseParserFactory):
+    def create_parser(self, protocol_name: str) -> Any:
+        return _ItemsAsSent(**self._defaults) if protocol_name == "json" else super().create_parser(protocol_name)
 
 
 @memoized(1)
 def client() -> Any:
     """The process-wide DynamoDB client (created on first use)."""
     import boto3
+    import botocore.session
 
-    return boto3.client(
+    session = botocore.session.get_session()
+    session.register_component("response_parser_factory", _Parsers())
+    return boto3.session.Session(botocore_session=session).client(
         "dynamodb",
         # DynamoDB validates every request itself; botocore's client-side pass over large
         # transactions costs the aggregator CPU for nothing.
@@ -53,16 +75,40 @@ def _to_dynamo(value: Any) -> Any:
     return value
 
 
-def _from_dynamo(value: Any) -> Any:
-    if isinstance(value, Binary):
-        return value.value
-    if isinstance(value, Decimal):
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        value = Decimal(text)
         return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _from_dynamo(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_dynamo(v) for v in value]
-    return value
+
+
+def _binary(value: str | bytes) -> bytes:
+    return base64.b64decode(value) if isinstance(value, str) else bytes(value)
+
+
+def _plain(value: dict[str, Any]) -> Any:
+    """One attribute value as sent (``{"N": "12"}``) as a plain Python value."""
+    ((kind, raw),) = value.items()
+    if kind == "S" or kind == "BOOL":
+        return raw
+    if kind == "N":
+        return _number(raw)
+    if kind == "M":
+        return {k: _plain(v) for k, v in raw.items()}
+    if kind == "L":
+        return [_plain(v) for v in raw]
+    if kind == "B":
+        return _binary(raw)
+    if kind == "NULL":
+        return None
+    if kind == "SS":
+        return set(raw)
+    if kind == "NS":
+        return {_number(n) for n in raw}
+    if kind == "BS":
+        return {_binary(b) for b in raw}
+    raise ValueError(f"unknown DynamoDB type {kind!r}")
 
 
 def serialize(item: dict[str, Any]) -> dict[str, Any]:
@@ -71,8 +117,9 @@ def serialize(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def deserialize(item: dict[str, Any]) -> dict[str, Any]:
-    """A DynamoDB attribute map as a plain dict with ints and floats instead of Decimals."""
-    return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
+    """A DynamoDB attribute map as a plain dict with ints and floats instead of Decimals, bytes for
+    binary values (base64 text, as sent, or bytes)."""
+    return {k: _plain(v) for k, v in item.items()}
 
 
 def paginate(operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
