@@ -13,7 +13,7 @@ from meter.core.errors import NotFound
 from meter.core.timerange import iso, now_ms, parse_range
 from meter.dal.dimensions import AGENT, AGENT_TYPE, TYPE_PREFIX
 from meter.dal.keys import agent_scoped_key
-from meter.reading.queries import daily_totals, daily_totals_of, has_any, listed_values, total
+from meter.reading.queries import daily_totals, daily_totals_of, has_any, listed_values, started, total
 
 GROUPS = {"tokens": "usage", "log_insights": "log_insights_usage"}
 
@@ -30,13 +30,15 @@ def agent_usage(tenant: str, agent_uuid: str, params: dict[str, str]) -> AgentUs
     start, end = parse_range("start", params.get("start"), "stop", params.get("stop"), default_end=now_ms() + 1)
     if not has_any(tenant, AGENT, agent_uuid):
         raise NotFound(f"Agent {agent_uuid} not found")
+    # the well-known types are counters of the agent's own items, read here while its other types are listed
+    listing = started(lambda scope: listed_values(tenant, AGENT_TYPE, start, end, scope=scope), [agent_uuid])
     per_type = {
         name.removeprefix(TYPE_PREFIX): value
         for name, value in total(daily_totals(tenant, AGENT, agent_uuid, start, end)).items()
         if name.startswith(TYPE_PREFIX)
     }
-    listed = listed_values(tenant, AGENT_TYPE, start, end, scope=agent_uuid).values()
-    types = {agent_scoped_key(agent_uuid, event_type): event_type for event_type in listed}
+    (listed,) = listing()
+    types = {agent_scoped_key(agent_uuid, event_type): event_type for event_type in listed.values()}
     counted = daily_totals_of(tenant, AGENT_TYPE, sorted(types), start, end)
     per_type.update({event_type: total(counted[key])["count"] for key, event_type in types.items()})
     sums: dict[str, dict[str, int]] = {group: {} for group in GROUPS.values()}
