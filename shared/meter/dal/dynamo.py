@@ -6,6 +6,8 @@ The low-level client keeps cold starts short (no resource model to load). boto3 
 Its responses leave items as the JSON DynamoDB sent: botocore would walk every attribute of every
 item through its shape model (most of a large Query's time, boto/boto3#2928), only for
 ``deserialize`` to walk them again. The one difference is binary values, still base64 text.
+Lambda's own botocore runs this; an answer in any protocol other than DynamoDB's JSON is parsed by
+botocore as before, and ``deserialize`` reads that form too.
 """
 
 from __future__ import annotations
