@@ -21,15 +21,13 @@ from dataclasses import replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import boto3
-
 from meter.alerts import webhooks
 from meter.alerts.rules import shown_trigger, subject_of
 from meter.core.caches import memoized
 from meter.core.config import get_settings
 from meter.core.logs import logger, metrics, with_log_keys
 from meter.core.timerange import DAY_MS, now_ms
-from meter.dal import sqs, store
+from meter.dal import aws, sqs, store
 from meter.dal.models import Alert, Delivery, Trigger
 
 EVENT_SOURCE = "usage-meter"
@@ -73,7 +71,7 @@ def notification(trigger: Trigger, alert: Alert | None) -> dict[str, Any]:
 
 @memoized(1)
 def _events() -> Any:
-    return boto3.client("events")
+    return aws.session().client("events")
 
 
 def publish(body: dict[str, Any]) -> None:

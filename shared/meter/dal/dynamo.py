@@ -3,11 +3,8 @@
 The low-level client keeps cold starts short (no resource model to load). boto3 honours
 ``AWS_ENDPOINT_URL_DYNAMODB``, which is how tests and the local runner point it elsewhere.
 
-Its responses leave items as the JSON DynamoDB sent: botocore would walk every attribute of every
-item through its shape model (most of a large Query's time, boto/boto3#2928), only for
-``deserialize`` to walk them again. The one difference is binary values, still base64 text.
-Lambda's own botocore runs this; an answer in any protocol other than DynamoDB's JSON is parsed by
-botocore as before, and ``deserialize`` reads that form too.
+Its answers leave items as DynamoDB sent them (``meter.dal.aws``), and ``deserialize`` decodes
+each once.
 """
 
 from __future__ import annotations
@@ -19,36 +16,17 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
 from botocore.config import Config
-from botocore.parsers import JSONParser, ResponseParserFactory
 
 from meter.core.caches import memoized
+from meter.dal import aws
 
 _serializer = TypeSerializer()
-
-
-class _ItemsAsSent(JSONParser):
-    """botocore's JSON parser, except that an attribute map (an item, a key) is kept as sent."""
-
-    def _handle_map(self, shape: Any, value: dict[str, Any]) -> dict[str, Any]:
-        if shape.value.name == "AttributeValue":
-            return value
-        return super()._handle_map(shape, value)
-
-
-class _Parsers(ResponseParserFactory):
-    def create_parser(self, protocol_name: str) -> Any:
-        return _ItemsAsSent(**self._defaults) if protocol_name == "json" else super().create_parser(protocol_name)
 
 
 @memoized(1)
 def client() -> Any:
     """The process-wide DynamoDB client (created on first use)."""
-    import boto3
-    import botocore.session
-
-    session = botocore.session.get_session()
-    session.register_component("response_parser_factory", _Parsers())
-    return boto3.session.Session(botocore_session=session).client(
+    return aws.session().client(
         "dynamodb",
         # DynamoDB validates every request itself; botocore's client-side pass over large
         # transactions costs the aggregator CPU for nothing.

@@ -6,14 +6,13 @@ import os
 from typing import Any
 
 from meter.core.caches import memoized
+from meter.dal import aws
 
 
 @memoized(1)
 def client() -> Any:
     """The process-wide SQS client (created on first use)."""
-    import boto3
-
-    return boto3.client("sqs")
+    return aws.session().client("sqs")
 
 
 @memoized(16)
