@@ -125,10 +125,11 @@ def stored_records(skip_unreadable: bool = False) -> list[UsageRecord]:
     return found
 
 
-Bucket = tuple[str, str, Any, str, int]  # tenant, dimension, value, "day" | "hour", bucket start (ms)
+Bucket = tuple[str, str, Any, str, int]  # tenant, dimension, value, "day" | "hour" | "month", bucket start (ms)
 _DIMENSION_NAMES = {"T": "tenant", "I": "identifier", "A": "agent", "M": "agent model",
                     "AY": "agent type", "TY": "type", "DS": "dataset", "SK": "skillset", "AB": "ability",
                     "AC": "agent credits"}  # fmt: skip
+BOARDS = {"I": "end user board", "M": "agent model board"}
 
 
 def recount(records: list[UsageRecord], cuts: frozenset[int] = frozenset()) -> dict[Bucket, dict[str, int]]:
@@ -180,7 +181,26 @@ def recount(records: list[UsageRecord], cuts: frozenset[int] = frozenset()) -> d
         if relation("agentId"):
             totals[(r.tenant, "agent credits", relation("agentId"), "day", day)]["credits"] += r.credits
             totals[(r.tenant, "agent credits", relation("agentId"), "hour", hour)]["credits"] += r.credits
+        _board(totals, r, day, quarter_of_day, cuts)
     return {key: {k: v for k, v in c.items() if v} for key, c in totals.items() if +c}
+
+
+def _board(totals: dict[Bucket, Counter], r: UsageRecord, day: int, quarter: int, cuts: frozenset[int]) -> None:
+    """A tenant's boards hold, per UTC day and month, all its events (``events``) and each end user's
+    credits, and each agent's model's, under ``=<value>`` (an agent's model: ``<len(agent)>:<agent>#<model>``).
+    A day board also holds ``>q`` (events) and ``q=<value>`` (credits from quarter q of the day on)
+    for each day cut q."""
+    agent, model = r.relations.get("agentId"), r.relations.get("model")
+    values = {"end user board": r.relations.get("identifier"),
+              "agent model board": f"{len(agent)}:{agent}#{model}" if agent and model else None}  # fmt: skip
+    moment = datetime.fromtimestamp(r.ts / 1000, UTC)
+    month = int(datetime(moment.year, moment.month, 1, tzinfo=UTC).timestamp() * 1000)
+    for board, value in values.items():
+        credited = Counter({f"={value}": r.credits}) if value else Counter()
+        totals[(r.tenant, board, None, "month", month)].update(Counter(events=1) + credited)
+        in_day = Counter(events=1) + credited + Counter({f">{q}": 1 for q in cuts})
+        in_day += Counter({f"{q}={value}": r.credits for q in cuts if value and quarter >= q})
+        totals[(r.tenant, board, None, "day", day)].update(in_day)
 
 
 def _length_prefixed(value: str) -> tuple[str, str]:
@@ -195,6 +215,11 @@ def meaning(pk: str, sk: str) -> Bucket:
     format still fail): ``pk = <tenant>#<code>[#<value>]``; ``sk = D#YYYY-MM-DD`` or
     ``H#YYYY-MM-DDTHH``, and for the roster (code ``AC``) that bucket, ``#``, the agent."""
     tenant, code, *rest = pk.split("#", 2)
+    if code == "BOARD":  # a board: D#YYYY-MM-DD or M#YYYY-MM, '#', a bucket (every bucket of a period sums)
+        period, _, _ = sk[2:].partition("#")
+        moment = datetime.strptime(period, "%Y-%m-%d" if sk.startswith("D#") else "%Y-%m")
+        granularity = "day" if sk.startswith("D#") else "month"
+        return (tenant, BOARDS[rest[0]], None, granularity, int(moment.replace(tzinfo=UTC).timestamp() * 1000))
     daily = sk.startswith("D#")
     bucket, _, roster_agent = sk[2:].partition("#")
     moment = datetime.strptime(bucket, "%Y-%m-%d" if daily else "%Y-%m-%dT%H").replace(tzinfo=UTC)
@@ -213,13 +238,18 @@ def stored_aggregates(client: Any, table: str, tenant: str | None = None) -> dic
     items = [dynamo.deserialize(item) for page in pages for item in page["Items"]]
     found: dict[Bucket, Counter] = defaultdict(Counter)
     for item in items:
-        if not item["sk"].startswith(("D#", "H#")):
+        if not item["sk"].startswith(("D#", "H#", "M#")) or item["pk"].endswith("#SEEN"):
             continue  # a last-seen mark or a tally of distinct values (see distinct_counts)
         bucket = meaning(item.pop("pk"), item.pop("sk"))
         counters = {k: v for k, v in item.items() if v and isinstance(v, int)}
         if (tenant is None or bucket[0] == tenant) and counters:
             found[bucket].update(counters)
     return {bucket: dict(counters) for bucket, counters in found.items()}
+
+
+def without_boards(buckets: dict[Bucket, dict[str, int]]) -> dict[Bucket, dict[str, int]]:
+    """Every bucket but the boards' (reconciliation leaves boards as the stream wrote them)."""
+    return {bucket: totals for bucket, totals in buckets.items() if bucket[1] not in BOARDS.values()}
 
 
 def distinct_since(records: list[UsageRecord], tenant: str, day_start: int) -> dict[str, int]:

@@ -170,3 +170,31 @@ def test_a_record_item_edited_by_hand_is_left_out_of_reads_and_counted_as_unread
     day = ts // 86_400_000 * 86_400_000
     records, unreadable = _records("acme", day, day + 86_400_000)
     assert [r.id for r in records] == ["ok-1"] and unreadable == 1
+
+
+def test_a_board_item_a_window_would_overfill_is_spread_and_sums_exactly(gateway, tokens, monkeypatch):
+    """A window adding more values to one board item than one write's expression holds spreads
+    them over sub-items of the item; a period's items still sum to every value's credits."""
+    from meter.core.config import get_settings
+    from meter.dal import boards, dynamo
+    from tests.helpers import recount, stored_aggregates, stored_records
+
+    monkeypatch.setattr(boards, "MAX_ENTRIES", 4)
+    events = [
+        {"id": f"s-{n}", "type": "message", "count": 1, "credits": n + 1, "identifier": f"user-{n}", "timestamp": at(0)}
+        for n in range(80)
+    ]
+    assert call(gateway, "POST", "/v1/events", tokens["acme"], {"events": events}).status == 200
+    aggregator(STACK).drain()
+
+    client, settings = dynamo.client(), get_settings()
+    assert stored_aggregates(client, settings.aggregates_table, "acme") == recount(stored_records())
+    items = client.query(
+        TableName=settings.aggregates_table, KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "acme#BOARD#I"}},
+    )["Items"]  # fmt: skip
+    entries = [[name for name in item if name.startswith("=")] for item in items]
+    assert max(len(names) for names in entries) <= 4 and any("." in item["sk"]["S"] for item in items)
+    ranked = call(gateway, "GET", "/v1/usage/query", tokens["acme"],
+                  query={"groupBy": "identifier", "from": at(0)[:10]}).json()["data"]  # fmt: skip
+    assert {row["groupBy"]["identifier"]: row["value"] for row in ranked} == {f"user-{n}": n + 1 for n in range(80)}

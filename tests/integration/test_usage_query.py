@@ -343,3 +343,74 @@ def test_windows_off_the_quarter_hour_grid_are_refused_naming_the_zone(gateway, 
     assert hourly.status == 400 and "'timeZone'" in hourly.json()["error"], hourly.json()
     assert whole.status == 200 and whole.json()["data"] == []
     assert len(record_reads) <= 2 * 16  # the two edges' raw slices at most, never one per window
+
+
+def _ranking_query(rng: random.Random) -> tuple[list[tuple[str, str]], dict]:
+    """A ranking of credits (by end user, or by agent and model) over local dates, a day to two months."""
+    zone = rng.choice(["UTC", "Asia/Kolkata", "America/New_York", "Asia/Kathmandu"])
+    first = rng.choice(STRETCHES).date() - timedelta(days=rng.choice([0, 1, 3, 20, 40]))
+    last = first + timedelta(days=rng.choice([1, 3, 30, 45, 62]))
+    size = rng.choice([None, None, "MONTH", "DAY"] if (last - first).days < 40 else [None, "MONTH"])
+    group_by = rng.choice([["identifier"], ["agentId", "model"]])
+    start, end = (to_ms(datetime.combine(day, datetime.min.time(), ZoneInfo(zone))) for day in (first, last))
+    params = [("from", first.isoformat()), ("to", last.isoformat()), ("timeZone", zone), ("measure", "credits")]
+    params += [("windowSize", size)] if size else []
+    params += [("groupBy", g) for g in group_by]
+    expected = dict(zone=ZoneInfo(zone), size=size, start=start, end=end, measure="credits", group_by=group_by,
+                    filters={})  # fmt: skip
+    return params, expected
+
+
+@pytest.mark.parametrize("counted", ["uncut", "cut", "partly cut"], indirect=True)
+def test_rankings_of_credits_read_from_boards_equal_the_brute_force_sum(gateway, tokens, counted, monkeypatch):
+    from meter.reading import series
+
+    boarded, real = [], series.board_sums
+    monkeypatch.setattr(series, "board_sums", lambda *a: boarded.append(real(*a) is not None) or real(*a))
+    rng = random.Random(3)
+    for _ in range(40):
+        params, q = _ranking_query(rng)
+        response = get(gateway, tokens["acme"], params)
+        assert response.status == 200, (params, response.body)
+        assert answered(response.json(), q["zone"], q["size"]) == oracle(counted, **q), params
+    assert True in boarded  # UTC days, and the local days of the cuts the boards keep for every event
+    assert False in boarded  # a zone whose local midnights the boards are not cut at: value by value
+
+
+@pytest.fixture
+def read_items():
+    """(pk, sk) of every item a Query returns while the test runs."""
+    seen: list[tuple[str, str]] = []
+
+    def note(parsed, model, **_):
+        seen.extend((item["pk"]["S"], item["sk"]["S"]) for item in parsed.get("Items", []) if "pk" in item)
+
+    events = dynamo.client().meta.events
+    events.register("after-call.dynamodb.Query", note)
+    yield seen
+    events.unregister("after-call.dynamodb.Query", note)
+
+
+def test_a_board_missing_events_is_not_read(gateway, tokens, counted, read_items):
+    params = [("from", "2026-03-01"), ("to", "2026-05-01"), ("groupBy", "identifier"), ("measure", "credits")]
+    expected = oracle(counted, zone=ZoneInfo("UTC"), size=None, start=to_ms(datetime(2026, 3, 1, tzinfo=UTC)),
+                      end=to_ms(datetime(2026, 5, 1, tzinfo=UTC)), measure="credits", group_by=["identifier"],
+                      filters={})  # fmt: skip
+    assert answered(get(gateway, tokens["acme"], params).json(), ZoneInfo("UTC"), None) == expected
+    boards = {sk[:2] for pk, sk in read_items if pk == "acme#BOARD#I"}
+    assert boards == {"M#"} and not any(pk.startswith("acme#I#") for pk, _ in read_items)  # two months' boards
+
+    table = get_settings().aggregates_table
+    month = dynamo.client().query(  # a month's board misses an event (as after a repair): read by its days
+        TableName=table, KeyConditionExpression="pk = :pk AND begins_with(sk, :m)",
+        ExpressionAttributeValues={":pk": {"S": "acme#BOARD#I"}, ":m": {"S": "M#2026-03#"}},
+    )["Items"][0]  # fmt: skip
+    dynamo.client().delete_item(TableName=table, Key={"pk": month["pk"], "sk": month["sk"]})
+    read_items.clear()
+    assert answered(get(gateway, tokens["acme"], params).json(), ZoneInfo("UTC"), None) == expected
+    assert {sk[:2] for pk, sk in read_items if pk == "acme#BOARD#I"} == {"M#", "D#"}  # April's board, March's days
+    day = next(sk for pk, sk in read_items if pk == "acme#BOARD#I" and sk.startswith("D#2026-03"))
+    dynamo.client().delete_item(TableName=table, Key={"pk": {"S": "acme#BOARD#I"}, "sk": {"S": day}})
+    read_items.clear()  # and a day's board misses one too: value by value
+    assert answered(get(gateway, tokens["acme"], params).json(), ZoneInfo("UTC"), None) == expected
+    assert any(pk.startswith("acme#I#") for pk, _ in read_items)

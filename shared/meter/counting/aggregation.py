@@ -64,7 +64,7 @@ from meter.core.logs import logger, metrics
 from meter.core.timerange import HOUR_MS, now_ms
 from meter.counting import distinct, set_aside
 from meter.credits.booking import Book
-from meter.dal import dynamo, keys, store, tenants, transactions
+from meter.dal import boards, dynamo, keys, store, tenants, transactions
 from meter.dal.credits import credits
 from meter.dal.dimensions import DIMENSIONS, contribution_of, cut_parts, display_value, quartered
 from meter.dal.models import Ledger, PendingCommit
@@ -148,14 +148,15 @@ def roster_additions(record: UsageRecord, layout: Layout = UNSHARDED) -> list[tu
 
 def additions(record: UsageRecord, layout: Layout = UNSHARDED) -> list[tuple[AggregateKey, Counter[str]]]:
     """What one record adds to each of its aggregates: hour items also under its quarter, day items
-    of hourly dimensions also under the day cuts of its tenant's ``layout`` it falls after."""
+    of hourly dimensions also under the day cuts of its tenant's ``layout`` it falls after; and to
+    its tenant's boards (``meter.dal.boards``)."""
     daily = contribution_of(record.type, record.count, record.credits)
     hourly = quartered(daily, record.ts)
     cut = cut_parts(daily, record.ts, layout.cuts)
     own = []
     for key, hourly_dimension in aggregate_keys(record):
         own.append((key, hourly if keys.is_hour_sk(key[1]) else cut if hourly_dimension else daily))
-    return own + roster_additions(record, layout)
+    return own + roster_additions(record, layout) + boards.additions(record, layout.cuts)
 
 
 def coalesce(
@@ -279,6 +280,8 @@ def add_once(key: AggregateKey, added: Counter[str], listing: dict[str, str] | N
 def _day_of(key: AggregateKey) -> str:
     if keys.is_credit_pk(key[0]):  # credits have no bucket: the day it was refused
         return keys.day_key(now_ms())
+    if keys.is_board_pk(key[0]):
+        return keys.board_day(key[1])
     return keys.day_key(keys.parse_aggregate(*key).bucket_start)
 
 
@@ -319,12 +322,13 @@ def _apply(ledger: Ledger, deltas: Deltas, until: int) -> None:
     """Add every item's deltas once, under the commit's token, several at a time, until ``until``.
     Items DynamoDB refuses for good are set aside (durably, before the ledger moves) and left out."""
     mark, refused = keys.commit_mark(ledger.slot), defaultdict(list)
+    written = boards.spread(deltas.counters)
 
     def add(key: AggregateKey) -> None:
         if now_ms() > until:  # past it, reconciliation may soon recount, and the commit is voided: write nothing
             raise CommitFailed(f"shard {ledger.shard}: a commit ran past its time; it is voided next")
         try:
-            added, listing = +deltas.counters[key], deltas.listing.get(key)
+            added, listing = +written[key], deltas.listing.get(key)
             transactions.writing(lambda: add_once(key, added, listing, mark, ledger.token))
         except Refused as error:
             refused[error.reason].append(key)
@@ -332,7 +336,7 @@ def _apply(ledger: Ledger, deltas: Deltas, until: int) -> None:
             raise CommitFailed(str(error)) from None
 
     with ThreadPoolExecutor(APPLY_THREADS) as pool:
-        list(pool.map(add, sorted(key for key, added in deltas.counters.items() if +added)))
+        list(pool.map(add, sorted(key for key, added in written.items() if +added)))
     for reason, left_out in sorted(refused.items()):
         set_aside.refused_items(ledger.shard, deltas.first, deltas.last, [(*k, _day_of(k)) for k in left_out], reason)
 

@@ -8,6 +8,7 @@ key ``ord = <13-digit ms>#<id>`` shared by both.
 Aggregates (``pk = <tenant>#<dimension code>[#<value>]``, ``sk = D#YYYY-MM-DD`` or
 ``H#YYYY-MM-DDTHH``); ``lk`` lists a dimension's values on the ``ByList`` index. The agents'
 credits roster (``<tenant>#AC``, once sharded also ``<tenant>#AC#<shard>``; ``<bucket sk>#<agent>``);
+a dimension's boards (``<tenant>#BOARD#<code>``; ``D#YYYY-MM-DD#<bucket>`` or ``M#YYYY-MM#<bucket>``);
 a value's last-seen mark (its own partition, ``SEEN``) and the tenant's tally of values per
 last-seen day (``<tenant>#SEEN``, ``M#YYYY-MM``).
 
@@ -192,6 +193,47 @@ def owner_of_aggregate(pk: str) -> tuple[str, str]:
     """(tenant, dimension code) of an aggregate partition, without parsing its bucket."""
     tenant, _, rest = pk.partition("#")
     return tenant, rest.partition("#")[0]
+
+
+# -- boards: every value's credits of one day or month in a few items (meter.dal.boards) ---------
+BOARD_CODE = "BOARD"
+MONTH_PREFIX = "M#"
+
+
+def board_pk(tenant: str, code: str) -> str:
+    """The partition of a tenant's boards of one dimension (``code``: the dimension's)."""
+    return f"{tenant}#{BOARD_CODE}#{code}"
+
+
+def is_board_pk(pk: str) -> bool:
+    """Whether an aggregate partition holds boards."""
+    return owner_of_aggregate(pk)[1] == BOARD_CODE
+
+
+def month_sk(ms: int) -> str:
+    """``M#YYYY-MM`` of the UTC month holding ``ms``: a month board's period."""
+    return MONTH_PREFIX + day_key(ms)[:7]
+
+
+def board_sk(period_sk: str, bucket: str) -> str:
+    """One item of a board (``period_sk`` a day's or month's sort key)."""
+    return f"{period_sk}#{bucket}"
+
+
+def board_period(sk: str) -> str:
+    """The period (``D#YYYY-MM-DD`` or ``M#YYYY-MM``) a board item's sort key holds."""
+    return sk[: sk.index("#", 2)]
+
+
+def board_bounds(low_period_sk: str, high_period_sk: str) -> tuple[str, str]:
+    """Inclusive sort-key bounds of every item of the periods ``low..high`` (days, or months)."""
+    return f"{low_period_sk}#", f"{high_period_sk}$"  # '$' sorts right after the '#' before the bucket
+
+
+def board_day(sk: str) -> str:
+    """The first ``YYYY-MM-DD`` of a board item's period."""
+    period = board_period(sk)
+    return period[2:] if period.startswith(DAY_PREFIX) else f"{period[2:]}-01"
 
 
 # -- distinct values: each value's last-seen day, and the tally of values per last-seen day ----

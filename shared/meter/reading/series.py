@@ -43,6 +43,7 @@ from meter.dal.records import UsageRecord
 from meter.dal.tenants import keep_zone_cuts, layout
 from meter.reading.plan import Piece, Slice, Split, signed_pieces, split
 from meter.reading.queries import in_parallel, listed_values, quarter_sum, record_totals, tenant_records
+from meter.reading.ranking import board_sums
 
 MAX_ROWS = 10_000  # rows of one answer (windows x groups with a value)
 # Raw records one answer may sum (combinations no aggregate holds): 100,000 did not finish within
@@ -359,9 +360,24 @@ def run_query(query: UsageQuery) -> list[tuple[int, int, tuple[tuple[str, str], 
         return []
     if query.size != HOUR:
         keep_zone_cuts(query.tenant, query.zone)  # the next reads of its local days: day items alone
+    boarded = board_sums(query, spans)  # a ranking of credits: a few boards, not a Query per value
+    sums: dict[tuple[int, tuple], int] = defaultdict(int, boarded or {})
+    if boarded is None:
+        _sum_series(query, spans, sums)
+    rows = [(spans[i][0], spans[i][1], group, v) for (i, group), v in sums.items() if v]
+    if len(rows) > MAX_ROWS:
+        raise BadRequest(
+            f"Invalid 'groupBy' parameter: the answer has more than {MAX_ROWS:,} rows; "
+            "filter, group by fewer fields, or use a larger window"
+        )
+    return sorted(rows, key=lambda row: (row[0], row[2]))
+
+
+def _sum_series(query: UsageQuery, spans: list[tuple[int, int]], sums: dict) -> None:
+    """Sum each group's series (or the raw events, where no aggregate holds the combination or
+    they read less) into ``sums`` by (window index, group)."""
     series = plan_series(query)
     plans = [signed_pieces(a, b) for a, b in spans]
-    sums: dict[tuple[int, tuple], int] = defaultdict(int)
     if series is None or (len(series) > RAW_CHECK_SERIES and _raw_is_cheaper(query, series, plans)):
         _sum_raw(query, spans, sums)
     elif series:
@@ -373,13 +389,6 @@ def run_query(query: UsageQuery) -> list[tuple[int, int, tuple[tuple[str, str], 
         for reader in readers:
             for index in range(len(spans)):
                 sums[(index, reader.series.group)] += reader.value(index)
-    rows = [(spans[i][0], spans[i][1], group, v) for (i, group), v in sums.items() if v]
-    if len(rows) > MAX_ROWS:
-        raise BadRequest(
-            f"Invalid 'groupBy' parameter: the answer has more than {MAX_ROWS:,} rows; "
-            "filter, group by fewer fields, or use a larger window"
-        )
-    return sorted(rows, key=lambda row: (row[0], row[2]))
 
 
 def _raw_is_cheaper(query: UsageQuery, series: list[Series], plans: list[Plan]) -> bool:
