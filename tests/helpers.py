@@ -129,7 +129,7 @@ Bucket = tuple[str, str, Any, str, int]  # tenant, dimension, value, "day" | "ho
 _DIMENSION_NAMES = {"T": "tenant", "I": "identifier", "A": "agent", "M": "agent model",
                     "AY": "agent type", "TY": "type", "DS": "dataset", "SK": "skillset", "AB": "ability",
                     "AC": "agent credits"}  # fmt: skip
-BOARDS = {"I": "end user board", "M": "agent model board"}
+BOARDS = {"I": "end user board", "A": "agent board", "M": "agent model board"}
 
 
 def recount(records: list[UsageRecord], cuts: frozenset[int] = frozenset()) -> dict[Bucket, dict[str, int]]:
@@ -187,11 +187,11 @@ def recount(records: list[UsageRecord], cuts: frozenset[int] = frozenset()) -> d
 
 def _board(totals: dict[Bucket, Counter], r: UsageRecord, day: int, quarter: int, cuts: frozenset[int]) -> None:
     """A tenant's boards hold, per UTC day and month, all its events (``events``) and each end user's
-    credits, and each agent's model's, under ``=<value>`` (an agent's model: ``<len(agent)>:<agent>#<model>``).
-    A day board also holds ``>q`` (events) and ``q=<value>`` (credits from quarter q of the day on)
-    for each day cut q."""
+    credits, each agent's, and each agent's model's, under ``=<value>`` (an agent's model:
+    ``<len(agent)>:<agent>#<model>``). A day board also holds ``>q`` (events) and ``q=<value>``
+    (credits from quarter q of the day on) for each day cut q."""
     agent, model = r.relations.get("agentId"), r.relations.get("model")
-    values = {"end user board": r.relations.get("identifier"),
+    values = {"end user board": r.relations.get("identifier"), "agent board": agent,
               "agent model board": f"{len(agent)}:{agent}#{model}" if agent and model else None}  # fmt: skip
     moment = datetime.fromtimestamp(r.ts / 1000, UTC)
     month = int(datetime(moment.year, moment.month, 1, tzinfo=UTC).timestamp() * 1000)
@@ -250,6 +250,12 @@ def stored_aggregates(client: Any, table: str, tenant: str | None = None) -> dic
 def without_boards(buckets: dict[Bucket, dict[str, int]]) -> dict[Bucket, dict[str, int]]:
     """Every bucket but the boards' (reconciliation leaves boards as the stream wrote them)."""
     return {bucket: totals for bucket, totals in buckets.items() if bucket[1] not in BOARDS.values()}
+
+
+def boards_within(stored: dict[Bucket, dict[str, int]], recounted: dict[Bucket, dict[str, int]]) -> bool:
+    """Whether every stored board counter is at most its recount (what the stream wrote of it)."""
+    boards = [(bucket, totals) for bucket, totals in stored.items() if bucket[1] in BOARDS.values()]
+    return all(n <= recounted.get(bucket, {}).get(name, 0) for bucket, totals in boards for name, n in totals.items())
 
 
 def distinct_since(records: list[UsageRecord], tenant: str, day_start: int) -> dict[str, int]:

@@ -51,7 +51,7 @@ from meter.dal.keys import day_key
 from meter.dal.records import UsageRecord
 from meter.dal.tenants import placed_record_item
 from tests.conftest import STACK, create_tables, reset_caches
-from tests.helpers import distinct_since, recount, stored_aggregates
+from tests.helpers import boards_within, distinct_since, recount, stored_aggregates, without_boards
 
 BASE = datetime(2026, 3, 1, tzinfo=UTC)
 NOW = to_ms(BASE) + 10 * DAY_MS  # the clock of the run: "live" records were received just now
@@ -333,7 +333,10 @@ def test_any_delivery_any_fault_counts_every_event_exactly_once(
         finally:
             aggregation.MAX_STATE_ITEMS, aggregation.APPLY_THREADS = limit, threads
 
-        assert stored_aggregates(dynamo.client(), stack.physical_name("AggregatesTable")) == recount(records)
+        # Reconciliation raised what the stream dropped; boards keep what the stream counted.
+        boards = {bucket: found for bucket, found in expected.items() if bucket not in without_boards(expected)}
+        stored = stored_aggregates(dynamo.client(), stack.physical_name("AggregatesTable"))
+        assert stored == {**without_boards(recount(records)), **boards}
         check_firings(records)
         for day in range(to_ms(BASE) - DAY_MS, to_ms(BASE) + 5 * DAY_MS, DAY_MS):
             for tenant in ("acme", "globex"):
@@ -378,10 +381,14 @@ def test_a_commit_abandoned_mid_way_is_voided_after_reconciliation_never_finishe
     monkeypatch.setattr(aggregation, "add_once", add_once)
     day = to_ms(BASE)
     reconcile_window("acme", day, day + DAY_MS, NOW)  # past the horizon: raises what the crash left
-    assert stored_aggregates(dynamo.client(), os.environ["AGGREGATES_TABLE"]) == recount(records)
+    stored = stored_aggregates(dynamo.client(), os.environ["AGGREGATES_TABLE"])
+    assert without_boards(stored) == without_boards(recount(records))
+    assert boards_within(stored, recount(records))  # boards keep what the commit wrote before its crash
 
     later = _record(999, "acme", "user-0", "bot", "m", None, None, None, "message", 1, 5, 30, False)
     monkeypatch.setattr(aggregation, "now_ms", lambda: NOW)
     handle_window({**event, "Records": [stream_record(5000, later)]})
     assert not aggregation.read_ledger("shard-a").pending_last
-    assert stored_aggregates(dynamo.client(), os.environ["AGGREGATES_TABLE"]) == recount([*records, later])
+    stored = stored_aggregates(dynamo.client(), os.environ["AGGREGATES_TABLE"])
+    assert without_boards(stored) == without_boards(recount([*records, later]))
+    assert boards_within(stored, recount([*records, later]))

@@ -346,12 +346,12 @@ def test_windows_off_the_quarter_hour_grid_are_refused_naming_the_zone(gateway, 
 
 
 def _ranking_query(rng: random.Random) -> tuple[list[tuple[str, str]], dict]:
-    """A ranking of credits (by end user, or by agent and model) over local dates, a day to two months."""
+    """A ranking of credits (by end user, agent, or agent and model) over local dates, a day to two months."""
     zone = rng.choice(["UTC", "Asia/Kolkata", "America/New_York", "Asia/Kathmandu"])
     first = rng.choice(STRETCHES).date() - timedelta(days=rng.choice([0, 1, 3, 20, 40]))
     last = first + timedelta(days=rng.choice([1, 3, 30, 45, 62]))
     size = rng.choice([None, None, "MONTH", "DAY"] if (last - first).days < 40 else [None, "MONTH"])
-    group_by = rng.choice([["identifier"], ["agentId", "model"]])
+    group_by = rng.choice([["identifier"], ["agentId"], ["agentId", "model"]])
     start, end = (to_ms(datetime.combine(day, datetime.min.time(), ZoneInfo(zone))) for day in (first, last))
     params = [("from", first.isoformat()), ("to", last.isoformat()), ("timeZone", zone), ("measure", "credits")]
     params += [("windowSize", size)] if size else []

@@ -1,6 +1,6 @@
 """Boards: every value's credits of one UTC day or month, for one tenant, in a few items.
 
-A ranking (the native query's ``groupBy=identifier``, or ``agentId`` and ``model``, of credits)
+A ranking (the native query's ``groupBy=identifier``, ``agentId``, or ``agentId`` and ``model``, of credits)
 needs every value's total over its range. Read value by value, that is a Query per end user; a
 board holds the credits of all of a tenant's values of one period in ``BUCKETS`` items of one
 partition, so a range is a few Queries: its months, and the days at its ends.
@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from meter.dal import keys
-from meter.dal.dimensions import AGENT_MODEL, CUT_MARK, IDENTIFIER, Dimension, cut_marker, quarter_of_day
+from meter.dal.dimensions import AGENT, AGENT_MODEL, CUT_MARK, IDENTIFIER, Dimension, cut_marker, quarter_of_day
 
 if TYPE_CHECKING:
     from meter.dal.records import UsageRecord
 
-BUCKETS = {IDENTIFIER: 32, AGENT_MODEL: 8}  # about 1 KB items for 1,000 end users or 150 agents' models
+BUCKETS = {IDENTIFIER: 32, AGENT: 8, AGENT_MODEL: 8}  # about 1 KB items for 1,000 end users, 150 agents' models
 BOARDED = tuple(BUCKETS)
 MAX_ENTRIES = 200  # value entries one write adds to one item (each about 12 characters of expression)
 ENTRY_MARK = "="

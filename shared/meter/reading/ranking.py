@@ -1,8 +1,8 @@
 """Rankings from boards: every value's credits over local windows in a few Queries.
 
-``board_sums`` answers the native query's ``groupBy=identifier`` (or ``agentId`` and ``model``)
-of credits from the tenant's boards (``meter.dal.boards``) when it can, else says None and the
-query reads value by value. A window is a sum of signed *terms*: a UTC day's board, or its part
+``board_sums`` answers the native query's ``groupBy=identifier`` (``agentId``, or ``agentId``
+and ``model``) of credits from the tenant's boards (``meter.dal.boards``) when it can, else says
+None and the query reads value by value. A window is a sum of signed *terms*: a UTC day's board, or its part
 from a day cut on (a local midnight the tenant's day items are cut at), and a UTC month's board
 minus the days of the month the window leaves out, where that reads fewer boards. Every board
 read must hold all of the tenant's events of its period (its ``events`` against the tenant's own
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from meter.core.timerange import DAY_MS, now_ms
 from meter.dal import boards, keys, store
-from meter.dal.dimensions import AGENT_MODEL, IDENTIFIER, QUARTER_MS, TENANT, Dimension
+from meter.dal.dimensions import AGENT, AGENT_MODEL, IDENTIFIER, QUARTER_MS, TENANT, Dimension
 from meter.dal.tenants import layout
 from meter.reading.plan import signed_pieces
 from meter.reading.queries import in_parallel
@@ -33,8 +33,9 @@ def _boarded(query: UsageQuery) -> Dimension | None:
     """The board that answers the query, if one does."""
     if query.measure != "credits" or query.filters or query.size == "HOUR":
         return None
-    fields = set(query.group_by)
-    return IDENTIFIER if fields == {"identifier"} else AGENT_MODEL if fields == {"agentId", "model"} else None
+    return {("identifier",): IDENTIFIER, ("agentId",): AGENT, ("agentId", "model"): AGENT_MODEL}.get(
+        tuple(sorted(query.group_by))
+    )
 
 
 def _day_terms(start: int, end: int, cuts: frozenset[int]) -> Counter[Term] | None:
@@ -108,8 +109,8 @@ def _tenant_events(tenant: str, periods: set[str]) -> dict[str, int]:
 
 
 def _group(dimension: Dimension, value: str) -> Group:
-    if dimension is IDENTIFIER:
-        return (("identifier", value),)
+    if dimension is not AGENT_MODEL:
+        return (("identifier" if dimension is IDENTIFIER else "agentId", value),)
     agent, model = keys.split_agent_scoped_key(value)
     return (("agentId", agent), ("model", model))
 
