@@ -114,6 +114,21 @@ def test_organization_agents_equal_the_events_in_any_range(gateway, tokens, shar
     assert response.json()["data"] == [{"agent_id": a, "total_credits": n} for a, n in ranked]
 
 
+def test_organization_agents_read_the_roster_days_where_a_board_misses_events(gateway, tokens, sharded):
+    table = get_settings().aggregates_table
+    pages = (
+        dynamo.client()
+        .get_paginator("query")
+        .paginate(
+            TableName=table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "acme#BOARD#A"}}
+        )
+    )
+    items = [item for page in pages for item in page["Items"]]
+    day_board = next(item for item in items if item["sk"]["S"].startswith("D#" + DAY.strftime("%Y-%m-%d")))
+    dynamo.client().delete_item(TableName=table, Key={"pk": day_board["pk"], "sk": day_board["sk"]})
+    test_organization_agents_equal_the_events_in_any_range(gateway, tokens, sharded, timedelta(0), timedelta(days=2))
+
+
 def test_a_range_before_the_start_reads_one_partition(gateway, tokens, sharded):
     queried: list[str] = []
 

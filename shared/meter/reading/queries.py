@@ -116,7 +116,7 @@ def _edge_where(dimension: Dimension, values: list[str]) -> dict[str, str]:
     raise ValueError(f"dimension {dimension.code} has no hourly items")
 
 
-def _read_plan(start: int | None, end: int | None) -> ReadPlan:
+def read_plan(start: int | None, end: int | None) -> ReadPlan:
     """How to read ``[start, end)`` (None = open) exactly. An open end reads whole day items up to
     today's: they hold everything aggregated so far."""
     open_end = (now_ms() // DAY_MS + 1) * DAY_MS
@@ -180,26 +180,6 @@ def daily_totals_of(
             else:
                 found[value][keys.bucket_day(item["sk"])].update(counters(item))
     return found
-
-
-def agent_credits(tenant: str, start: int | None, end: int | None) -> Counter[str]:
-    """Credits per agent over ``[start, end)`` (None = open), exact: the roster's day and hour
-    entries (every agent of a bucket in one read), raw records only at ragged edges."""
-    plan = _read_plan(start, end)
-    spans = [(keys.day_sk(plan.days[0]), keys.day_sk(plan.days[1]))] if plan.days else []
-    spans += [(keys.hour_sk(low), keys.hour_sk(high)) for low, high in plan.hours]
-    partitions = layout(tenant).roster_pks(tenant, end)
-    reads = [(pk, *keys.roster_bounds(low, high)) for pk in partitions for low, high in spans]
-    credits: Counter[str] = Counter()
-    answers = started(lambda read: store.aggregates().between(*read, only="credits"), reads)  # entries, edges at once
-    for low, high in plan.raw:
-        for record in tenant_records(tenant, low, high):
-            if record.agent_id is not None:
-                credits[record.agent_id] += record.credits
-    for items in answers():
-        for item in items:  # an agent's entry of a bucket may be in two partitions (sharded mid-bucket)
-            credits[keys.roster_agent(item["sk"])] += item.get("credits", 0)
-    return +credits
 
 
 def total(days: dict[str, Totals]) -> Totals:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import calendar
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from meter.core.timerange import DAY_MS, now_ms
@@ -20,7 +21,7 @@ from meter.dal import boards, keys, store
 from meter.dal.dimensions import AGENT, AGENT_MODEL, IDENTIFIER, QUARTER_MS, TENANT, Dimension
 from meter.dal.tenants import layout
 from meter.reading.plan import signed_pieces
-from meter.reading.queries import in_parallel
+from meter.reading.queries import in_parallel, read_plan, started, tenant_records
 
 if TYPE_CHECKING:
     from meter.reading.series import UsageQuery
@@ -117,21 +118,67 @@ def _group(dimension: Dimension, value: str) -> Group:
 
 def board_sums(query: UsageQuery, spans: list[tuple[int, int]]) -> dict[tuple[int, Group], int] | None:
     """Every value's credits in each window (``spans``) from the boards, by (window index, group);
-    None when no board answers the query or a day board it needs is incomplete (a month's board
-    that is, the month is read by its days)."""
+    None when no board answers the query, or a day's board it needs misses some of the tenant's
+    events (a month's board that does is read around by its days)."""
     dimension = _boarded(query)
     if dimension is None or not spans:
         return None
-    cuts, today = layout(query.tenant).cuts, keys.day_sk(keys.day_key(now_ms()))
+    cuts = layout(query.tenant).cuts
     days = [_day_terms(start, end, cuts) for start, end in spans]
     if any(terms is None for terms in days):
         return None
-    incomplete: set[str] = set()
+    by_window = _credits(query.tenant, dimension, [terms for terms in days if terms is not None])
+    if by_window is None:
+        return None
+    return {
+        (index, _group(dimension, value)): n for index, values in enumerate(by_window) for value, n in values.items()
+    }
+
+
+def agent_credits(tenant: str, start: int | None, end: int | None) -> Counter[str]:
+    """Credits per agent over ``[start, end)`` (None = open), exact: its whole days from the agents'
+    boards (the roster's day entries where a board misses events, or for all time), the hours at
+    ragged edges from the roster (every agent of a bucket in one read), raw records only off the hour
+    grid."""
+    plan, partitions = read_plan(start, end), layout(tenant).roster_pks(tenant, end)
+
+    def roster(spans: list[tuple[str, str]]) -> Callable[[], list[list[dict]]]:
+        reads = [(pk, *keys.roster_bounds(low, high)) for pk in partitions for low, high in spans]
+        return started(lambda read: store.aggregates().between(*read, only="credits"), reads)
+
+    hours = roster([(keys.hour_sk(low), keys.hour_sk(high)) for low, high in plan.hours])  # while the days are read
+    credits: Counter[str] = Counter()
+    boarded = None
+    if plan.days and start is not None:
+        first, last = (keys.day_start(day) for day in plan.days)
+        boarded = days_credits(tenant, AGENT, first, last + DAY_MS)
+    days = roster([(keys.day_sk(plan.days[0]), keys.day_sk(plan.days[1]))] if plan.days and boarded is None else [])
+    credits.update(boarded or {})
+    for low, high in plan.raw:
+        for record in tenant_records(tenant, low, high):
+            if record.agent_id is not None:
+                credits[record.agent_id] += record.credits
+    for items in [*hours(), *days()]:
+        for item in items:  # an agent's entry of a bucket may be in two partitions (sharded mid-bucket)
+            credits[keys.roster_agent(item["sk"])] += item.get("credits", 0)
+    return +credits
+
+
+def days_credits(tenant: str, dimension: Dimension, first_day: int, end_day: int) -> Counter[str] | None:
+    """Every value's credits over the whole UTC days ``[first_day, end_day)`` from the boards; None
+    when a day's board it needs misses some of the tenant's events."""
+    found = _credits(tenant, dimension, [Counter(_day_terms(first_day, end_day, frozenset()))])
+    return None if found is None else found[0]
+
+
+def _credits(tenant: str, dimension: Dimension, days: list[Counter[Term]]) -> list[Counter[str]] | None:
+    """Each window's (its day terms') credits per value, months' boards read where they save reads."""
+    today, incomplete = keys.day_sk(keys.day_key(now_ms())), set()
     while True:
-        windows = [_with_months(Counter(terms), today, incomplete) for terms in days if terms is not None]
-        totals, wrong = _read_boards(query.tenant, dimension, windows)
+        windows = [_with_months(Counter(terms), today, incomplete) for terms in days]
+        totals, wrong = _read_boards(tenant, dimension, windows)
         if not wrong:
-            return _summed_windows(dimension, windows, totals)
+            return [_summed(terms, totals) for terms in windows]
         if any(period.startswith(keys.DAY_PREFIX) for period in wrong):
             return None  # counted before boards existed, or raised by reconciliation: read value by value
         incomplete |= wrong
@@ -143,6 +190,8 @@ def _read_boards(
     """The boards of every period the windows read, and the periods whose boards miss some of the
     tenant's events, or a cut part the windows read."""
     periods = {period for terms in windows for period, _ in terms}
+    if not periods:
+        return {}, set()
     pk = keys.board_pk(tenant, dimension.code)
     runs = _runs(list(periods), keys.DAY_PREFIX) + _runs(list(periods), keys.MONTH_PREFIX)
     reads = [lambda run=run: store.aggregates().between(pk, *keys.board_bounds(*run)) for run in runs]
@@ -155,13 +204,10 @@ def _read_boards(
     return totals, wrong
 
 
-def _summed_windows(
-    dimension: Dimension, windows: list[Counter[Term]], totals: dict[str, boards.PeriodTotals]
-) -> dict[tuple[int, Group], int]:
-    sums: dict[tuple[int, Group], int] = defaultdict(int)
-    for index, terms in enumerate(windows):
-        for (period, cut), sign in terms.items():
-            board = totals[period]
-            for value, n in (board.credits if cut is None else board.after[cut]).items():
-                sums[(index, _group(dimension, value))] += sign * n
+def _summed(terms: Counter[Term], totals: dict[str, boards.PeriodTotals]) -> Counter[str]:
+    sums: Counter[str] = Counter()
+    for (period, cut), sign in terms.items():
+        board = totals[period]
+        for value, n in (board.credits if cut is None else board.after[cut]).items():
+            sums[value] += sign * n
     return sums
