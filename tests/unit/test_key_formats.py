@@ -52,3 +52,19 @@ def test_a_day_key_and_its_start_are_inverse_and_a_bucket_names_its_granularity(
         assert keys.day_start(day) <= instant < keys.day_start(day) + 86_400_000
     assert keys.granularity_of(keys.day_sk("2026-11-01")) == "day"
     assert keys.granularity_of(keys.hour_sk(keys.hour_key(0))) == "hour"
+
+
+@given(ms=st.integers(0, 4_102_444_799_999), other=st.integers(0, 4_102_444_799_999), part=st.integers(0, 99))
+def test_a_board_item_names_its_period_and_a_range_of_periods_holds_exactly_its_items(ms, other, part):
+    day, month = keys.day_sk(keys.day_key(ms)), keys.month_sk(ms)
+    for period in (day, month):
+        for bucket in (f"{part % 32:02d}", f"{part % 32:02d}.{part}"):  # a bucket, or one of its sub-items
+            sk = keys.board_sk(period, bucket)
+            assert keys.board_period(sk) == period
+            assert keys.board_day(sk) == (day[2:] if period == day else day[2:9] + "-01")
+    low, high = sorted((ms, other))
+    first, last = keys.day_sk(keys.day_key(low)), keys.day_sk(keys.day_key(high))
+    bounds = keys.board_bounds(first, last)
+    inside = bounds[0] <= keys.board_sk(day, f"{part % 32:02d}") <= bounds[1]
+    assert inside == (first <= day <= last)
+    assert keys.is_board_pk(keys.board_pk("acme", "I")) and not keys.is_board_pk(keys.aggregate_pk("acme", "I", "x"))

@@ -2,11 +2,12 @@
 
 ``board_sums`` answers the native query's ``groupBy=identifier`` (``agentId``, or ``agentId``
 and ``model``) of credits from the tenant's boards (``meter.dal.boards``) when it can, else says
-None and the query reads value by value. A window is a sum of signed *terms*: a UTC day's board, or its part
-from a day cut on (a local midnight the tenant's day items are cut at), and a UTC month's board
-minus the days of the month the window leaves out, where that reads fewer boards. Every board
-read must hold all of the tenant's events of its period (its ``events`` against the tenant's own
-day items), and every cut its part is read from must be kept for all of them.
+None and the query reads value by value; ``agent_credits`` (AgentsGT's organization agents) reads
+its whole days from the agents' boards. A window is a sum of signed *terms*: a UTC day's board,
+or its part from a day cut on (a local midnight the tenant's day items are cut at), and a UTC
+month's board less the days of the month the window leaves out, where that reads fewer boards.
+Every board read must hold all of the tenant's events of its period (its ``events`` against the
+tenant's own day items), and every cut its part is read from must be kept for all of them.
 """
 
 from __future__ import annotations
