@@ -132,7 +132,9 @@ _DIMENSION_NAMES = {"T": "tenant", "I": "identifier", "A": "agent", "M": "agent 
 BOARDS = {"I": "end user board", "A": "agent board", "M": "agent model board"}
 
 
-def recount(records: list[UsageRecord], cuts: frozenset[int] = frozenset()) -> dict[Bucket, dict[str, int]]:
+def recount(
+    records: list[UsageRecord], cuts: frozenset[int] = frozenset(), roster_sharded_from: int | None = None
+) -> dict[Bucket, dict[str, int]]:
     """What every aggregate must hold, from the rules alone (never from storage key strings).
 
     Every event counts for its tenant, its end user, its agent, its agent's model (agent and model
@@ -181,21 +183,27 @@ def recount(records: list[UsageRecord], cuts: frozenset[int] = frozenset()) -> d
         if relation("agentId"):
             totals[(r.tenant, "agent credits", relation("agentId"), "day", day)]["credits"] += r.credits
             totals[(r.tenant, "agent credits", relation("agentId"), "hour", hour)]["credits"] += r.credits
-        _board(totals, r, day, quarter_of_day, cuts)
+        agents_boarded = roster_sharded_from is None or r.ts < roster_sharded_from
+        _board(totals, r, day, quarter_of_day, cuts, agents_boarded)
     return {key: {k: v for k, v in c.items() if v} for key, c in totals.items() if +c}
 
 
-def _board(totals: dict[Bucket, Counter], r: UsageRecord, day: int, quarter: int, cuts: frozenset[int]) -> None:
+def _board(
+    totals: dict[Bucket, Counter], r: UsageRecord, day: int, quarter: int, cuts: frozenset[int], agents: bool
+) -> None:
     """A tenant's boards hold, per UTC day and month, all its events (``events``) and each end user's
     credits, each agent's, and each agent's model's, under ``=<value>`` (an agent's model:
     ``<len(agent)>:<agent>#<model>``). A day board also holds ``>q`` (events) and ``q=<value>``
-    (credits from quarter q of the day on) for each day cut q."""
+    (credits from quarter q of the day on) for each day cut q. Events from the start of a tenant's
+    sharded roster on add to its end users' board only."""
     agent, model = r.relations.get("agentId"), r.relations.get("model")
     values = {"end user board": r.relations.get("identifier"), "agent board": agent,
               "agent model board": f"{len(agent)}:{agent}#{model}" if agent and model else None}  # fmt: skip
     moment = datetime.fromtimestamp(r.ts / 1000, UTC)
     month = int(datetime(moment.year, moment.month, 1, tzinfo=UTC).timestamp() * 1000)
     for board, value in values.items():
+        if board != "end user board" and not agents:
+            continue
         credited = Counter({f"={value}": r.credits}) if value else Counter()
         totals[(r.tenant, board, None, "month", month)].update(Counter(events=1) + credited)
         in_day = Counter(events=1) + credited + Counter({f">{q}": 1 for q in cuts})

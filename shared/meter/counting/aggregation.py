@@ -156,7 +156,7 @@ def additions(record: UsageRecord, layout: Layout = UNSHARDED) -> list[tuple[Agg
     own = []
     for key, hourly_dimension in aggregate_keys(record):
         own.append((key, hourly if keys.is_hour_sk(key[1]) else cut if hourly_dimension else daily))
-    return own + roster_additions(record, layout) + boards.additions(record, layout.cuts)
+    return own + roster_additions(record, layout) + boards.additions(record, layout)
 
 
 def coalesce(

@@ -16,6 +16,10 @@ period ``D#YYYY-MM-DD`` or ``M#YYYY-MM`` and the bucket a hash of the value. Att
   day items' is complete: readers use no other (a board misses what was counted before boards
   existed, and what reconciliation raised on the tenant's items; readers then read value by value).
 
+A tenant whose agents' roster is sharded (``meter.dal.tenants``: hundreds of agents live) keeps no
+agent or agent-model boards for events from the roster's start on: readers find those periods
+incomplete and read the roster, or every model's items.
+
 A window that adds more than ``MAX_ENTRIES`` entries to one item spreads them over sub-items
 (``<bucket>.<n>``), so no write's expression outgrows DynamoDB's 4 KB. Readers sum every item
 of a period, whatever its bucket.
@@ -33,6 +37,7 @@ from meter.dal.dimensions import AGENT, AGENT_MODEL, CUT_MARK, IDENTIFIER, Dimen
 
 if TYPE_CHECKING:
     from meter.dal.records import UsageRecord
+    from meter.dal.tenants import Layout
 
 BUCKETS = {IDENTIFIER: 32, AGENT: 8, AGENT_MODEL: 8}  # about 1 KB items for 1,000 end users, 150 agents' models
 BOARDED = tuple(BUCKETS)
@@ -59,11 +64,19 @@ def _bucket(dimension: Dimension, value: str | None) -> str:
     return f"{keys.stable_shard(value, BUCKETS[dimension]) if value else 0:02d}"
 
 
-def additions(record: UsageRecord, cuts: frozenset[int]) -> list[tuple[AggregateKey, Counter[str]]]:
-    """What one record adds to its tenant's boards: its day's (with the day cuts) and its month's."""
-    quarter, found = quarter_of_day(record.ts), []
+def boarded(record: UsageRecord, layout: Layout) -> tuple[Dimension, ...]:
+    """The boards a record adds to: not its agents' once its tenant's roster is sharded (hundreds of
+    agents live: every commit would rewrite boards of thousands of agents on one partition)."""
+    sharded = layout.roster_sharded_from is not None and record.ts >= layout.roster_sharded_from
+    return (IDENTIFIER,) if sharded else BOARDED
+
+
+def additions(record: UsageRecord, layout: Layout) -> list[tuple[AggregateKey, Counter[str]]]:
+    """What one record adds to its tenant's boards: its day's (with the ``layout``'s day cuts) and
+    its month's."""
+    quarter, found, cuts = quarter_of_day(record.ts), [], layout.cuts
     day, month = keys.day_sk(keys.day_key(record.ts)), keys.month_sk(record.ts)
-    for dimension in BOARDED:
+    for dimension in boarded(record, layout):
         value = dimension.value_of(record)
         pk, bucket = keys.board_pk(record.tenant, dimension.code), _bucket(dimension, value)
         monthly = Counter(events=1)
