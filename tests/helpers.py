@@ -221,7 +221,8 @@ def meaning(pk: str, sk: str) -> Bucket:
     """What an aggregate item is the total of, decoded from the documented key formats alone
     (never through the store layer's parser, so a builder and parser that agree on a wrong
     format still fail): ``pk = <tenant>#<code>[#<value>]``; ``sk = D#YYYY-MM-DD`` or
-    ``H#YYYY-MM-DDTHH``, and for the roster (code ``AC``) that bucket, ``#``, the agent."""
+    ``H#YYYY-MM-DDTHH``, and for the roster (code ``AC``) that bucket, ``#``, the agent; a board
+    (``<tenant>#BOARD#<code>``) is its period (``D#YYYY-MM-DD`` or ``M#YYYY-MM``), ``#``, a bucket."""
     tenant, code, *rest = pk.split("#", 2)
     if code == "BOARD":  # a board: D#YYYY-MM-DD or M#YYYY-MM, '#', a bucket (every bucket of a period sums)
         period, _, _ = sk[2:].partition("#")
