@@ -56,7 +56,7 @@ def test_a_day_key_and_its_start_are_inverse_and_a_bucket_names_its_granularity(
 
 @given(ms=st.integers(0, 4_102_444_799_999), other=st.integers(0, 4_102_444_799_999), part=st.integers(0, 99))
 def test_a_board_item_names_its_period_and_a_range_of_periods_holds_exactly_its_items(ms, other, part):
-    day, month = keys.day_sk(keys.day_key(ms)), keys.month_sk(ms)
+    day, month = keys.day_sk(keys.day_key(ms)), keys.month_sk(keys.day_key(ms))
     for period in (day, month):
         for bucket in (f"{part % 32:02d}", f"{part % 32:02d}.{part}"):  # a bucket, or one of its sub-items
             sk = keys.board_sk(period, bucket)

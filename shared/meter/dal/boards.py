@@ -75,7 +75,8 @@ def additions(record: UsageRecord, layout: Layout) -> list[tuple[AggregateKey, C
     """What one record adds to its tenant's boards: its day's (with the ``layout``'s day cuts) and
     its month's."""
     quarter, found, cuts = quarter_of_day(record.ts), [], layout.cuts
-    day, month = keys.day_sk(keys.day_key(record.ts)), keys.month_sk(record.ts)
+    date = keys.day_key(record.ts)
+    day, month = keys.day_sk(date), keys.month_sk(date)
     for dimension in boarded(record, layout):
         value = dimension.value_of(record)
         pk, bucket = keys.board_pk(record.tenant, dimension.code), _bucket(dimension, value)
@@ -96,8 +97,8 @@ def spread(counters: dict[AggregateKey, Counter[str]]) -> dict[AggregateKey, Cou
     the same items)."""
     written: dict[AggregateKey, Counter[str]] = {}
     for (pk, sk), added in counters.items():
-        entries = sorted(name for name in added if ENTRY_MARK in name)
-        if len(entries) <= MAX_ENTRIES or not keys.is_board_pk(pk):
+        entries = sorted(name for name in added if ENTRY_MARK in name) if keys.is_board_pk(pk) else []
+        if len(entries) <= MAX_ENTRIES:
             written[(pk, sk)] = added
             continue
         written[(pk, sk)] = Counter({name: n for name, n in added.items() if ENTRY_MARK not in name})

@@ -210,9 +210,9 @@ def is_board_pk(pk: str) -> bool:
     return owner_of_aggregate(pk)[1] == BOARD_CODE
 
 
-def month_sk(ms: int) -> str:
-    """``M#YYYY-MM`` of the UTC month holding ``ms``: a month board's period."""
-    return MONTH_PREFIX + day_key(ms)[:7]
+def month_sk(day: str) -> str:
+    """``M#YYYY-MM`` of the UTC month holding ``day`` (``YYYY-MM-DD``): a month board's period."""
+    return MONTH_PREFIX + day[:7]
 
 
 def board_sk(period_sk: str, bucket: str) -> str:
