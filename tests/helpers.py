@@ -144,7 +144,8 @@ def recount(
     count to tokens (types starting with ``tokens``), files (``file``…), messages (``message``) or
     conversations (``conversation``). An hour also holds each of these under ``<name>@1``, ``@2``
     or ``@3`` when the event fell in its second, third or fourth quarter (minute 15, 30, 45 on).
-    The tenant's roster of agent credits holds, per UTC hour and day, each agent's credits alone.
+    From the start of a tenant's sharded roster on, the roster holds, per UTC hour and day, each
+    agent's credits alone.
     A day of an hourly dimension also holds, for each of the tenant's day ``cuts`` q (a quarter of
     the UTC day), ``>q``: its events, and each of these under ``<name>>q`` when the event fell in
     quarter q of its UTC day or later.
@@ -180,22 +181,24 @@ def recount(
         for name, value in daily:
             if value is not None:
                 totals[(r.tenant, name, value, "day", day)].update(added)
-        if relation("agentId"):
+        agents_boarded = roster_sharded_from is None or r.ts < roster_sharded_from
+        if relation("agentId") and not agents_boarded:
             totals[(r.tenant, "agent credits", relation("agentId"), "day", day)]["credits"] += r.credits
             totals[(r.tenant, "agent credits", relation("agentId"), "hour", hour)]["credits"] += r.credits
-        agents_boarded = roster_sharded_from is None or r.ts < roster_sharded_from
-        _board(totals, r, day, quarter_of_day, cuts, agents_boarded)
+        _board(totals, r, (day, hour), quarter_of_day, cuts, agents_boarded)
     return {key: {k: v for k, v in c.items() if v} for key, c in totals.items() if +c}
 
 
 def _board(
-    totals: dict[Bucket, Counter], r: UsageRecord, day: int, quarter: int, cuts: frozenset[int], agents: bool
-) -> None:
+    totals: dict[Bucket, Counter], r: UsageRecord, buckets: tuple[int, int], quarter: int, cuts: frozenset[int],
+    agents: bool,
+) -> None:  # fmt: skip
     """A tenant's boards hold, per UTC day and month, all its events (``events``) and each end user's
     credits, each agent's, and each agent's model's, under ``=<value>`` (an agent's model:
-    ``<len(agent)>:<agent>#<model>``). A day board also holds ``>q`` (events) and ``q=<value>``
-    (credits from quarter q of the day on) for each day cut q. Events from the start of a tenant's
-    sharded roster on add to its end users' board only."""
+    ``<len(agent)>:<agent>#<model>``); the agents' board also per UTC hour. A day board also holds
+    ``>q`` (events) and ``q=<value>`` (credits from quarter q of the day on) for each day cut q.
+    Events from the start of a tenant's sharded roster on add to its end users' board only."""
+    day, hour = buckets
     agent, model = r.relations.get("agentId"), r.relations.get("model")
     values = {"end user board": r.relations.get("identifier"), "agent board": agent,
               "agent model board": f"{len(agent)}:{agent}#{model}" if agent and model else None}  # fmt: skip
@@ -209,6 +212,8 @@ def _board(
         in_day = Counter(events=1) + credited + Counter({f">{q}": 1 for q in cuts})
         in_day += Counter({f"{q}={value}": r.credits for q in cuts if value and quarter >= q})
         totals[(r.tenant, board, None, "day", day)].update(in_day)
+        if board == "agent board":
+            totals[(r.tenant, board, None, "hour", hour)].update(Counter(events=1) + credited)
 
 
 def _length_prefixed(value: str) -> tuple[str, str]:
@@ -222,12 +227,13 @@ def meaning(pk: str, sk: str) -> Bucket:
     (never through the store layer's parser, so a builder and parser that agree on a wrong
     format still fail): ``pk = <tenant>#<code>[#<value>]``; ``sk = D#YYYY-MM-DD`` or
     ``H#YYYY-MM-DDTHH``, and for the roster (code ``AC``) that bucket, ``#``, the agent; a board
-    (``<tenant>#BOARD#<code>``) is its period (``D#YYYY-MM-DD`` or ``M#YYYY-MM``), ``#``, a bucket."""
+    (``<tenant>#BOARD#<code>``) is its period (``D#YYYY-MM-DD``, ``M#YYYY-MM`` or
+    ``H#YYYY-MM-DDTHH``), ``#``, a bucket."""
     tenant, code, *rest = pk.split("#", 2)
-    if code == "BOARD":  # a board: D#YYYY-MM-DD or M#YYYY-MM, '#', a bucket (every bucket of a period sums)
+    if code == "BOARD":  # a board: its period, '#', a bucket (every bucket of a period sums)
         period, _, _ = sk[2:].partition("#")
-        moment = datetime.strptime(period, "%Y-%m-%d" if sk.startswith("D#") else "%Y-%m")
-        granularity = "day" if sk.startswith("D#") else "month"
+        granularity = {"D": "day", "M": "month", "H": "hour"}[sk[0]]
+        moment = datetime.strptime(period, {"day": "%Y-%m-%d", "month": "%Y-%m", "hour": "%Y-%m-%dT%H"}[granularity])
         return (tenant, BOARDS[rest[0]], None, granularity, int(moment.replace(tzinfo=UTC).timestamp() * 1000))
     daily = sk.startswith("D#")
     bucket, _, roster_agent = sk[2:].partition("#")

@@ -1,6 +1,7 @@
-"""A sharded agents' roster: a tenant with thousands of agents spreads its roster entries over
-several partitions from an event time on, and every total stays the brute-force sum of the raw
-events: the stored buckets, organization agents over any range, and reconciliation's recount."""
+"""A sharded agents' roster: a tenant with thousands of agents moves its agents' credits from its
+boards to a roster spread over several partitions, from an event time on, and every total stays
+the brute-force sum of the raw events: the stored buckets, organization agents over any range
+(whatever boards miss), and reconciliation's recount."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from meter.core.timerange import DAY_MS, now_ms, to_ms
 from meter.counting.reconcile import HORIZON_MS, reconcile_window
 from meter.dal import dynamo, store, tenants
 from meter.dal.records import record_from_item
+from meter.reading import agents
 from tests.conftest import STACK
 from tests.helpers import aggregator, call, recount, stored_aggregates
 
@@ -82,12 +84,10 @@ def test_a_sharded_roster_holds_the_rules_totals_spread_from_its_start(sharded):
     assert stored == recount(_records("acme"), roster_sharded_from=to_ms(SHARDED_FROM))  # no agent boards from then
 
     partitions = _roster_partitions("acme")
-    hours_before = [sk for sk in partitions if sk.startswith("H#") and sk[2:15] < SHARDED_FROM.strftime("%Y-%m-%dT%H")]
-    assert hours_before and all(partitions[sk] == {"acme#AC"} for sk in hours_before)  # before: the one partition
+    assert partitions and all(sk >= SHARDED_FROM.strftime("H#%Y-%m-%dT%H") or sk.startswith("D#") for sk in partitions)
     for bucket in (SHARDED_FROM.strftime("H#%Y-%m-%dT%H#"), DAY.strftime("D#%Y-%m-%d#")):
         holding = [sk for sk in partitions if sk.startswith(bucket)]
-        assert any(len(partitions[sk]) == 2 for sk in holding)  # before and after the start: two partitions
-        assert len({pk for sk in holding for pk in partitions[sk]}) > 2  # spread by agent after it
+        assert len({pk for sk in holding for pk in partitions[sk]}) > 2  # spread by agent
     next_day = [sk for sk in partitions if sk.startswith("D#" + (DAY + timedelta(days=1)).strftime("%Y-%m-%d#"))]
     assert len({pk for sk in next_day for pk in partitions[sk]}) > 1
 
@@ -103,50 +103,67 @@ def test_a_sharded_roster_holds_the_rules_totals_spread_from_its_start(sharded):
     ],
 )
 def test_organization_agents_equal_the_events_in_any_range(gateway, tokens, sharded, start, end):
+    _agents_in("acme", tokens["acme"], gateway, sharded, start, end)
+
+
+def _delete_board_items(tenant: str, prefix: str) -> int:
+    table = get_settings().aggregates_table
+    query = {"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": {"S": f"{tenant}#BOARD#A"}}}
+    pages = dynamo.client().get_paginator("query").paginate(TableName=table, **query)
+    items = [item for page in pages for item in page["Items"] if item["sk"]["S"].startswith(prefix)]
+    for item in items:
+        dynamo.client().delete_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]})
+    return len(items)
+
+
+def _agents_in(tenant: str, token: str, gateway, events: list[dict], start: timedelta, end: timedelta) -> None:
+    """Organization agents over ``[DAY + start, DAY + end)`` equal the events' sums."""
     low, high = DAY + start, DAY + end
     want: Counter[str] = Counter()
-    for e in sharded:
+    for e in events:
         if low <= datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")) < high:
             want[e["agentId"]] += e["credits"]
     query = {"from": iso(low), "to": iso(high - timedelta(milliseconds=1))}
-    response = call(gateway, "GET", "/api/v1/consumption/organization/acme/agents", tokens["acme"], query=query)
+    response = call(gateway, "GET", f"/api/v1/consumption/organization/{tenant}/agents", token, query=query)
     assert response.status == 200, response.body
     ranked = sorted(want.items(), key=lambda pair: (-pair[1], pair[0]))
     assert response.json()["data"] == [{"agent_id": a, "total_credits": n} for a, n in ranked]
 
 
-def test_organization_agents_read_the_roster_days_where_a_board_misses_events(gateway, tokens, sharded):
-    table = get_settings().aggregates_table
-    pages = (
-        dynamo.client()
-        .get_paginator("query")
-        .paginate(
-            TableName=table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "acme#BOARD#A"}}
-        )
+@pytest.mark.parametrize("board", ["D#", "H#"])
+def test_organization_agents_read_every_agent_where_a_board_misses_events(gateway, tokens, monkeypatch, board):
+    events = _events("g", AGENTS[:6])
+    _send(gateway, tokens["globex"], events)  # a tenant whose roster is not sharded: its agents are on boards
+    start, end = (
+        (timedelta(0), timedelta(days=2)) if board == "D#" else (timedelta(hours=1, minutes=7), timedelta(hours=13))
     )
-    items = [item for page in pages for item in page["Items"]]
-    day_board = next(item for item in items if item["sk"]["S"].startswith("D#" + DAY.strftime("%Y-%m-%d")))
-    dynamo.client().delete_item(TableName=table, Key={"pk": day_board["pk"], "sk": day_board["sk"]})
-    test_organization_agents_equal_the_events_in_any_range(gateway, tokens, sharded, timedelta(0), timedelta(days=2))
+    spans: list[tuple[int, int]] = []
+    every_agent = agents._every_agent
+    monkeypatch.setattr(agents, "_every_agent", lambda tenant, span: spans.append(span) or every_agent(tenant, span))
+    _agents_in("globex", tokens["globex"], gateway, events, start, end)
+    assert not spans  # every board holds all of the tenant's events
+    assert _delete_board_items("globex", DAY.strftime("D#%Y-%m-%d" if board == "D#" else "H#%Y-%m-%dT02")) > 0
+    _agents_in("globex", tokens["globex"], gateway, events, start, end)
+    assert spans  # the boards' part was read agent by agent
 
 
-def test_a_range_before_the_start_reads_one_partition(gateway, tokens, sharded):
+def test_organization_agents_read_boards_before_the_start_and_the_roster_after(gateway, tokens, sharded):
     queried: list[str] = []
 
     def note(params, **_):
         values = params.get("ExpressionAttributeValues", {}).values()
-        queried.extend(value["S"] for value in values if value.get("S", "").startswith("acme#AC"))
+        queried.extend(value["S"] for value in values if value.get("S", "").startswith("acme#"))
 
     events = dynamo.client().meta.events
     events.register("provide-client-params.dynamodb.Query", note)
     try:
-        query = {"from": iso(DAY), "to": iso(SHARDED_FROM - timedelta(milliseconds=1))}
+        query = {"from": iso(DAY + timedelta(hours=1)), "to": iso(SHARDED_FROM - timedelta(minutes=20, milliseconds=1))}
         call(gateway, "GET", "/api/v1/consumption/organization/acme/agents", tokens["acme"], query=query)
-        assert queried and set(queried) == {"acme#AC"}
+        assert "acme#BOARD#A" in queried and not any(pk.startswith("acme#AC") for pk in queried)
         queried.clear()
-        query = {"from": iso(DAY), "to": iso(SHARDED_FROM + timedelta(hours=1))}
+        query = {"from": iso(SHARDED_FROM + timedelta(minutes=40)), "to": iso(DAY + timedelta(days=1, hours=4))}
         call(gateway, "GET", "/api/v1/consumption/organization/acme/agents", tokens["acme"], query=query)
-        assert len(set(queried)) > 1
+        assert len({pk for pk in queried if pk.startswith("acme#AC")}) > 1 and "acme#BOARD#A" not in queried
     finally:
         events.unregister("provide-client-params.dynamodb.Query", note)
 
@@ -157,10 +174,9 @@ def test_reconciliation_recounts_a_sharded_roster_and_repairs_a_lost_entry(shard
     assert reconcile_window("acme", day, day + DAY_MS, later).drifted == 0
 
     partitions = _roster_partitions("acme")
-    split = next(sk for sk in partitions if sk.startswith("D#") and len(partitions[sk]) == 2)
-    sharded_pk = next(pk for pk in partitions[split] if pk != "acme#AC")
+    entry = next(sk for sk in sorted(partitions) if sk.startswith("D#"))
     table = get_settings().aggregates_table
-    dynamo.client().delete_item(TableName=table, Key={"pk": {"S": sharded_pk}, "sk": {"S": split}})
+    dynamo.client().delete_item(TableName=table, Key={"pk": {"S": min(partitions[entry])}, "sk": {"S": entry}})
 
     report = reconcile_window("acme", day, day + DAY_MS, later)
     assert report.repaired == 1 and report.overcounted == 0

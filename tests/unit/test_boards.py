@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from meter.dal import boards, keys
+from meter.reading.agents import _eras
 
 values = st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=12)
 
@@ -41,3 +43,18 @@ def test_spreading_keeps_every_entry_once_and_no_write_adds_more_than_the_limit(
 def test_an_entry_names_its_value_and_cut_whatever_the_value_holds(value, cut):
     assert boards.parse_entry(boards.entry_name(value, cut)) == (cut, value)
     assert boards.parse_entry("events") is None and boards.parse_entry(">74") is None
+
+
+HOUR_MS = 3_600_000
+
+
+@given(first=st.integers(0, 10**6), hours=st.integers(1, 200), at=st.one_of(st.none(), st.integers(0, 10**6 * HOUR_MS)))
+def test_a_range_splits_once_into_boarded_hours_the_hour_holding_the_rosters_start_and_rostered_hours(first, hours, at):
+    low, high = first * HOUR_MS, (first + hours) * HOUR_MS
+    before, holding, after = parts = _eras(low, high, at)
+    spans = [span for span in parts if span]
+    assert spans[0][0] == low and spans[-1][1] == high  # the whole range, in order, each instant once
+    assert all(a[1] == b[0] for a, b in pairwise(spans)) and all(a < b for a, b in spans)
+    assert before is None or at is None or before[1] <= at  # boards hold only events before the start
+    assert after is None or after[0] >= at  # the roster only events from it on
+    assert holding is None or (holding[0] < at < holding[1] and holding[1] - holding[0] == HOUR_MS)

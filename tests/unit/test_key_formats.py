@@ -56,12 +56,13 @@ def test_a_day_key_and_its_start_are_inverse_and_a_bucket_names_its_granularity(
 
 @given(ms=st.integers(0, 4_102_444_799_999), other=st.integers(0, 4_102_444_799_999), part=st.integers(0, 99))
 def test_a_board_item_names_its_period_and_a_range_of_periods_holds_exactly_its_items(ms, other, part):
-    day, month = keys.day_sk(keys.day_key(ms)), keys.month_sk(keys.day_key(ms))
-    for period in (day, month):
+    day, month, hour = keys.day_sk(keys.day_key(ms)), keys.month_sk(keys.day_key(ms)), keys.hour_sk(keys.hour_key(ms))
+    for period in (day, month, hour):
         for bucket in (f"{part % 32:02d}", f"{part % 32:02d}.{part}"):  # a bucket, or one of its sub-items
             sk = keys.board_sk(period, bucket)
             assert keys.board_period(sk) == period
-            assert keys.board_day(sk) == (day[2:] if period == day else day[2:9] + "-01")
+            assert keys.board_day(sk) == (day[2:9] + "-01" if period == month else day[2:])
+    assert keys.hour_key(keys.hour_start(keys.hour_key(ms))) == keys.hour_key(ms) and keys.hour_start(hour[2:]) <= ms
     low, high = sorted((ms, other))
     first, last = keys.day_sk(keys.day_key(low)), keys.day_sk(keys.day_key(high))
     bounds = keys.board_bounds(first, last)

@@ -6,8 +6,8 @@ from meter.api.shapes import AgentsCredits, DailyCredits, ModelsCredits, Organiz
 from meter.core.errors import NotFound
 from meter.core.timerange import iso, now_ms, parse_range
 from meter.dal.dimensions import AGENT, AGENT_MODEL, IDENTIFIER, TENANT, Dimension, agent_scoped_key
+from meter.reading.agents import agent_credits
 from meter.reading.queries import daily_totals, daily_totals_of, listed_values, total
-from meter.reading.ranking import agent_credits
 
 
 def _range(params: dict[str, str]) -> tuple[int | None, int | None]:

@@ -66,7 +66,7 @@ from meter.counting import distinct, set_aside
 from meter.credits.booking import Book
 from meter.dal import boards, dynamo, keys, store, tenants, transactions
 from meter.dal.credits import credits
-from meter.dal.dimensions import DIMENSIONS, contribution_of, cut_parts, display_value, quartered
+from meter.dal.dimensions import AGENT, DIMENSIONS, contribution_of, cut_parts, display_value, quartered
 from meter.dal.models import Ledger, PendingCommit
 from meter.dal.records import UsageRecord, record_from_item
 from meter.dal.store import adding
@@ -96,7 +96,7 @@ EARLIER_STOP_MS, EARLIER_STALE_MS = 8 * 60_000, 12 * 60_000
 APPLY_THREADS = 16  # item writes of one commit at a time (meter.dal.dynamo keeps enough connections)
 
 AggregateKey = tuple[str, str]
-UNSHARDED = Layout()  # no day cuts, one roster partition: a tenant's layout until it keeps either
+UNSHARDED = Layout()  # no day cuts, no roster: a tenant's layout until it keeps either
 
 
 class LedgerMoved(Exception):
@@ -138,10 +138,12 @@ def listing_attributes(record: UsageRecord) -> dict[AggregateKey, dict[str, str]
 
 
 def roster_additions(record: UsageRecord, layout: Layout = UNSHARDED) -> list[tuple[AggregateKey, Counter[str]]]:
-    """The record's credits in its agent's entries of the tenant's roster (its day and its hour)."""
-    if record.agent_id is None or not record.credits:
+    """The record's credits in its agent's entries of the tenant's roster (its day and its hour), once
+    the roster is sharded (before that, the agents' boards hold them)."""
+    if record.agent_id is None or not record.credits or not layout.rostered(record.ts):
         return []
-    pk, credits = layout.roster_pk(record.tenant, record.agent_id, record.ts), Counter(credits=record.credits)
+    pk = keys.roster_pk(record.tenant, keys.roster_shard(record.agent_id))
+    credits = Counter(credits=record.credits)
     buckets = keys.day_sk(keys.day_key(record.ts)), keys.hour_sk(keys.hour_key(record.ts))
     return [((pk, keys.roster_sk(bucket, record.agent_id)), credits) for bucket in buckets]
 
@@ -439,16 +441,16 @@ def handle_window(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _shard_busy_rosters(counters: dict[AggregateKey, Counter]) -> None:
-    """Shard the roster of every tenant whose commit writes ``ROSTER_SHARD_AT`` or more entries for
-    the current and the last hour: live traffic from that many agents in one stream shard's window
-    puts, across a table's many stream shards, more writes on one partition than it takes. A
-    backfill does not count (its entries stay where its events' time puts them). A failure is
-    logged: the next busy commit tries again."""
+    """Shard the roster of every tenant whose commit writes the hour items of ``ROSTER_SHARD_AT`` or
+    more agents for the current and the last hour: live traffic from that many agents in one stream
+    shard's window puts, across a table's many stream shards, more writes on the agents' boards than
+    one partition takes. A backfill does not count (its entries stay where its events' time puts
+    them). A failure is logged: the next busy commit tries again."""
     recent = keys.hour_sk(keys.hour_key(now_ms() - HOUR_MS))
     entries: Counter[str] = Counter()
     for pk, sk in counters:
         tenant, code = keys.owner_of_aggregate(pk)
-        if code == keys.ROSTER_CODE and keys.is_hour_sk(sk) and sk >= recent:
+        if code == AGENT.code and keys.is_hour_sk(sk) and sk >= recent:
             entries[tenant] += 1
     for tenant in (tenant for tenant, count in entries.items() if count >= tenants.ROSTER_SHARD_AT):
         try:

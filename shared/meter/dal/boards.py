@@ -3,10 +3,12 @@
 A ranking (the native query's ``groupBy=identifier``, ``agentId``, or ``agentId`` and ``model``, of credits)
 needs every value's total over its range. Read value by value, that is a Query per end user; a
 board holds the credits of all of a tenant's values of one period in ``BUCKETS`` items of one
-partition, so a range is a few Queries: its months, and the days at its ends.
+partition, so a range is a few Queries: its months, and the days at its ends. Agents also have
+hour boards (one bucket): organization agents read a range's ragged hours from them.
 
 Items (``meter.dal.keys``): ``pk = <tenant>#BOARD#<code>``, ``sk = <period>#<bucket>`` with the
-period ``D#YYYY-MM-DD`` or ``M#YYYY-MM`` and the bucket a hash of the value. Attributes:
+period ``D#YYYY-MM-DD``, ``M#YYYY-MM`` or ``H#YYYY-MM-DDTHH`` and the bucket a hash of the value.
+Attributes:
 
 * ``=<value>``: the value's credits in the period;
 * on day boards, ``<q>=<value>``: its credits from quarter ``q`` of the UTC day on, for each of
@@ -16,9 +18,9 @@ period ``D#YYYY-MM-DD`` or ``M#YYYY-MM`` and the bucket a hash of the value. Att
   day items' is complete: readers use no other (a board misses what was counted before boards
   existed, and what reconciliation raised on the tenant's items; readers then read value by value).
 
-A tenant whose agents' roster is sharded (``meter.dal.tenants``: hundreds of agents live) keeps no
-agent or agent-model boards for events from the roster's start on: readers find those periods
-incomplete and read the roster, or every model's items.
+A tenant's agents' credits are on its boards alone until it gets a roster (``meter.dal.tenants``:
+hundreds of agents live); from the roster's start on, its events add to no agent or agent-model
+board: readers find those periods incomplete and read the roster, or every model's items.
 
 A window that adds more than ``MAX_ENTRIES`` entries to one item spreads them over sub-items
 (``<bucket>.<n>``), so no write's expression outgrows DynamoDB's 4 KB. Readers sum every item
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 
 BUCKETS = {IDENTIFIER: 32, AGENT: 8, AGENT_MODEL: 8}  # about 1 KB items for 1,000 end users, 150 agents' models
 BOARDED = tuple(BUCKETS)
+HOURLY = (AGENT,)  # hour boards: one item per hour (spread past MAX_ENTRIES agents)
+HOUR_BUCKET = "00"
 MAX_ENTRIES = 200  # value entries one write adds to one item (each about 12 characters of expression)
 ENTRY_MARK = "="
 
@@ -67,13 +71,12 @@ def _bucket(dimension: Dimension, value: str | None) -> str:
 def boarded(record: UsageRecord, layout: Layout) -> tuple[Dimension, ...]:
     """The boards a record adds to: not its agents' once its tenant's roster is sharded (hundreds of
     agents live: every commit would rewrite boards of thousands of agents on one partition)."""
-    sharded = layout.roster_sharded_from is not None and record.ts >= layout.roster_sharded_from
-    return (IDENTIFIER,) if sharded else BOARDED
+    return (IDENTIFIER,) if layout.rostered(record.ts) else BOARDED
 
 
 def additions(record: UsageRecord, layout: Layout) -> list[tuple[AggregateKey, Counter[str]]]:
     """What one record adds to its tenant's boards: its day's (with the ``layout``'s day cuts) and
-    its month's."""
+    its month's, and its hour's for an agent."""
     quarter, found, cuts = quarter_of_day(record.ts), [], layout.cuts
     date = keys.day_key(record.ts)
     day, month = keys.day_sk(date), keys.month_sk(date)
@@ -87,6 +90,8 @@ def additions(record: UsageRecord, layout: Layout) -> list[tuple[AggregateKey, C
         if value is not None and record.credits:
             daily.update({entry_name(value, cut): record.credits for cut in cuts if quarter >= cut})
         found += [((pk, keys.board_sk(day, bucket)), daily), ((pk, keys.board_sk(month, bucket)), monthly)]
+        if dimension in HOURLY:
+            found.append(((pk, keys.board_sk(keys.hour_sk(keys.hour_key(record.ts)), HOUR_BUCKET)), monthly))
     return found
 
 
@@ -134,7 +139,7 @@ class PeriodTotals:
 
 
 def summed(items: Iterable[dict]) -> dict[str, PeriodTotals]:
-    """Board items by period (``D#YYYY-MM-DD`` or ``M#YYYY-MM``), summed."""
+    """Board items by period (``D#YYYY-MM-DD``, ``M#YYYY-MM`` or ``H#YYYY-MM-DDTHH``), summed."""
     periods: dict[str, PeriodTotals] = defaultdict(PeriodTotals)
     for item in items:
         periods[keys.board_period(item["sk"])].add(item)

@@ -7,9 +7,9 @@ key ``ord = <13-digit ms>#<id>`` shared by both.
 
 Aggregates (``pk = <tenant>#<dimension code>[#<value>]``, ``sk = D#YYYY-MM-DD`` or
 ``H#YYYY-MM-DDTHH``); ``lk`` lists a dimension's values on the ``ByList`` index. The agents'
-credits roster (``<tenant>#AC``, once sharded also ``<tenant>#AC#<shard>``; ``<bucket sk>#<agent>``);
-a dimension's boards (``<tenant>#BOARD#<code>``; ``D#YYYY-MM-DD#<bucket>`` or ``M#YYYY-MM#<bucket>``);
-a value's last-seen mark (its own partition, ``SEEN``) and the tenant's tally of values per
+credits roster of a tenant whose roster is sharded (``<tenant>#AC[#<shard>]``; ``<bucket sk>#<agent>``);
+a dimension's boards (``<tenant>#BOARD#<code>``; ``<period sk>#<bucket>``, the period a day's, an
+hour's or ``M#YYYY-MM``); a value's last-seen mark (its own partition, ``SEEN``) and the tenant's tally of values per
 last-seen day (``<tenant>#SEEN``, ``M#YYYY-MM``).
 
 Control: the aggregator's per-shard ledger (``SHARD#<shard>``), its pending commits
@@ -110,6 +110,11 @@ def hour_key(ms: int) -> str:
     return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H")
 
 
+def hour_start(hour: str) -> int:
+    """The instant (Unix ms) a ``YYYY-MM-DDTHH`` UTC hour starts: ``hour_key`` back."""
+    return int(datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=UTC).timestamp() * 1000)
+
+
 def day_sk(day: str) -> str:
     """Sort key of a day item (``day`` as ``YYYY-MM-DD``)."""
     return DAY_PREFIX + day
@@ -152,9 +157,9 @@ ROSTER_SHARDS = 64  # a tenant with thousands of agents spreads its roster over 
 
 
 def roster_pk(tenant: str, shard: int = 0) -> str:
-    """A partition of every agent's credits per day and hour (sort key: bucket, then agent): the
-    tenant's one partition, or one of ``ROSTER_SHARDS`` once its roster is sharded (shard 0 is
-    the unsharded partition, so entries written before sharding stay where readers look)."""
+    """One of the ``ROSTER_SHARDS`` partitions of every agent's credits per day and hour (sort key:
+    bucket, then agent) of a tenant whose roster is sharded (shard 0 is ``<tenant>#AC``, the one
+    partition an earlier version kept every tenant's roster in)."""
     return f"{tenant}#{ROSTER_CODE}" + (f"#{shard}" if shard else "")
 
 
@@ -216,24 +221,24 @@ def month_sk(day: str) -> str:
 
 
 def board_sk(period_sk: str, bucket: str) -> str:
-    """One item of a board (``period_sk`` a day's or month's sort key)."""
+    """One item of a board (``period_sk`` a day's, month's or hour's sort key)."""
     return f"{period_sk}#{bucket}"
 
 
 def board_period(sk: str) -> str:
-    """The period (``D#YYYY-MM-DD`` or ``M#YYYY-MM``) a board item's sort key holds."""
+    """The period (``D#YYYY-MM-DD``, ``M#YYYY-MM`` or ``H#YYYY-MM-DDTHH``) a board item's sort key holds."""
     return sk[: sk.index("#", 2)]
 
 
 def board_bounds(low_period_sk: str, high_period_sk: str) -> tuple[str, str]:
-    """Inclusive sort-key bounds of every item of the periods ``low..high`` (days, or months)."""
+    """Inclusive sort-key bounds of every item of the periods ``low..high`` (of one kind)."""
     return f"{low_period_sk}#", f"{high_period_sk}$"  # '$' sorts right after the '#' before the bucket
 
 
 def board_day(sk: str) -> str:
     """The first ``YYYY-MM-DD`` of a board item's period."""
     period = board_period(sk)
-    return period[2:] if period.startswith(DAY_PREFIX) else f"{period[2:]}-01"
+    return f"{period[2:]}-01" if period.startswith(MONTH_PREFIX) else period[2:12]
 
 
 # -- distinct values: each value's last-seen day, and the tally of values per last-seen day ----

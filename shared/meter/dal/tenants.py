@@ -108,9 +108,9 @@ def keep_zone_cuts(name: str, zone: ZoneInfo) -> None:
 @dataclass(frozen=True)
 class Layout:
     """Where one tenant's data goes. The aggregates: its day items' cuts, and from which event time
-    its agents' roster is sharded (an entry is then in one of ``keys.ROSTER_SHARDS`` partitions,
-    chosen by the agent); both follow from the event alone, so the aggregator, reconciliation and
-    readers agree on where every entry is. The records: from which receipt time they spread over
+    its agents' credits go to a roster sharded over ``keys.ROSTER_SHARDS`` partitions (chosen by the
+    agent) instead of its agent boards; both follow from the event alone, so the aggregator,
+    reconciliation and readers agree on where every entry is. The records: from which receipt time they spread over
     the ``ByTenant`` shards (None: never yet, all on shard 0; 0: always)."""
 
     cuts: frozenset[int] = frozenset()
@@ -131,15 +131,10 @@ class Layout:
             else [keys.tenant_index_key(tenant, 0)]
         )
 
-    def roster_pk(self, tenant: str, agent: str, ts: int) -> str:
-        """The roster partition of an agent's entry for an event at ``ts``."""
-        sharded = self.roster_sharded_from is not None and ts >= self.roster_sharded_from
-        return keys.roster_pk(tenant, keys.roster_shard(agent) if sharded else 0)
-
-    def roster_pks(self, tenant: str, end: int | None) -> list[str]:
-        """The roster partitions holding entries of events before ``end`` (None: any time)."""
-        sharded = self.roster_sharded_from is not None and (end is None or end > self.roster_sharded_from)
-        return keys.roster_pks(tenant) if sharded else [keys.roster_pk(tenant)]
+    def rostered(self, ts: int) -> bool:
+        """Whether an event at ``ts`` goes to the agents' roster (from its sharding on), rather than to
+        the agents' boards (``meter.dal.boards``)."""
+        return self.roster_sharded_from is not None and ts >= self.roster_sharded_from
 
 
 def layout(name: str) -> Layout:
@@ -148,7 +143,7 @@ def layout(name: str) -> Layout:
     return Layout(settings.day_cuts, settings.roster_sharded_from, settings.records_sharded_from)
 
 
-ROSTER_SHARD_AT = 500  # a tenant's roster entries of the last two hours in one commit that shard it
+ROSTER_SHARD_AT = 500  # a tenant's agents of the last two hours, in one commit, that shard its roster
 
 
 def shard_roster(name: str, now: int) -> None:

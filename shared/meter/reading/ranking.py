@@ -2,32 +2,33 @@
 
 ``board_sums`` answers the native query's ``groupBy=identifier`` (``agentId``, or ``agentId``
 and ``model``) of credits from the tenant's boards (``meter.dal.boards``) when it can, else says
-None and the query reads value by value; ``agent_credits`` (AgentsGT's organization agents) reads
-its whole days from the agents' boards. A window is a sum of signed *terms*: a UTC day's board,
-or its part from a day cut on (a local midnight the tenant's day items are cut at), and a UTC
-month's board less the days of the month the window leaves out, where that reads fewer boards.
-Every board read must hold all of the tenant's events of its period (its ``events`` against the
-tenant's own day items), and every cut its part is read from must be kept for all of them.
+None and the query reads value by value; ``credits_between`` is the same over UTC days and hours
+(AGENTS.GT's organization agents, ``meter.reading.agents``). A window is a sum of signed *terms*: a
+UTC day's or hour's board, or a day's part from a day cut on (a local midnight the tenant's day
+items are cut at), and a UTC month's board less the days of the month the window leaves out, where
+that reads fewer boards. Every board read must hold all of the tenant's events of its period (its
+``events`` against the tenant's own day and hour items), and every cut its part is read from must
+be kept for all of them.
 """
 
 from __future__ import annotations
 
 import calendar
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from meter.core.timerange import DAY_MS, now_ms
+from meter.core.timerange import DAY_MS, HOUR_MS, now_ms
 from meter.dal import boards, keys, store
 from meter.dal.dimensions import AGENT, AGENT_MODEL, IDENTIFIER, QUARTER_MS, TENANT, Dimension
 from meter.dal.tenants import layout
-from meter.reading.plan import signed_pieces
-from meter.reading.queries import in_parallel, read_plan, started, tenant_records
+from meter.reading.plan import signed_pieces, split
+from meter.reading.queries import in_parallel
 
 if TYPE_CHECKING:
     from meter.reading.series import UsageQuery
 
-Term = tuple[str, int | None]  # a period (D#YYYY-MM-DD or M#YYYY-MM) and a day cut, or None for all of it
+Term = tuple[str, int | None]  # a period (a day's, hour's or month's sort key) and a day cut, or None for all of it
 Group = tuple[tuple[str, str], ...]
 
 
@@ -66,12 +67,14 @@ def _with_months(terms: Counter[Term], today: str, incomplete: set[str]) -> Coun
     """Whole days of a month as the month's board less its other days, where that reads fewer
     boards (days after ``today`` hold nothing yet: reading them costs nothing), unless the month's
     board is ``incomplete``."""
+    days = {term: n for term, n in terms.items() if term[0][:2] == keys.DAY_PREFIX}
     whole_by_month: dict[str, set[str]] = defaultdict(set)
-    for (period, cut), n in terms.items():
-        if cut is None and n == 1 and keys.MONTH_PREFIX + period[2:9] not in incomplete:
-            whole_by_month[keys.MONTH_PREFIX + period[2:9]].add(period)
+    for (period, cut), n in days.items():
+        month = keys.month_sk(period[2:])
+        if cut is None and n == 1 and month not in incomplete:
+            whole_by_month[month].add(period)
     for month, whole in whole_by_month.items():
-        read = {period for period, _ in terms if period[2:9] == month[2:]}  # this month's days, as they stand
+        read = {period for period, _ in days if period[2:9] == month[2:]}  # this month's days, as they stand
         others = [day for day in _month_days(month) if day not in whole]
         if 1 + len((read - whole) | {day for day in others if day <= today}) >= len(read):
             continue
@@ -81,10 +84,10 @@ def _with_months(terms: Counter[Term], today: str, incomplete: set[str]) -> Coun
     return Counter({term: n for term, n in terms.items() if n})
 
 
-def _runs(periods: list[str], prefix: str) -> list[tuple[str, str]]:
-    """Sorted periods of one kind as runs of consecutive ones (first, last): one Query a run."""
+def _runs(periods: Iterable[str]) -> list[tuple[str, str]]:
+    """Periods as runs of consecutive ones of one kind (first, last): one Query a run."""
     runs: list[list[str]] = []
-    for period in sorted(p for p in periods if p.startswith(prefix)):
+    for period in sorted(periods):
         if runs and _next(runs[-1][1]) == period:
             runs[-1][1] = period
         else:
@@ -95,19 +98,26 @@ def _runs(periods: list[str], prefix: str) -> list[tuple[str, str]]:
 def _next(period: str) -> str:
     if period.startswith(keys.DAY_PREFIX):
         return keys.day_sk(keys.day_key(keys.day_start(period[2:]) + DAY_MS))
+    if period.startswith(keys.HOUR_PREFIX):
+        return keys.hour_sk(keys.hour_key(keys.hour_start(period[2:]) + HOUR_MS))
     year, month = int(period[2:6]), int(period[7:9])
     return f"{keys.MONTH_PREFIX}{year + month // 12:04d}-{month % 12 + 1:02d}"
 
 
-def _tenant_events(tenant: str, periods: set[str]) -> dict[str, int]:
-    """The tenant's own events in each period (its day items; a month: its days' sum)."""
-    days = {day for p in periods for day in ([p] if p.startswith(keys.DAY_PREFIX) else _month_days(p))}
-    items = store.aggregates().between(TENANT.pk(tenant, ""), min(days), max(days), only="events")
-    by_day = {item["sk"]: int(item.get("events", 0)) for item in items}
-    return {
-        p: by_day.get(p, 0) if p.startswith(keys.DAY_PREFIX) else sum(by_day.get(d, 0) for d in _month_days(p))
-        for p in periods
-    }
+def _tenant_spans(periods: set[str]) -> list[tuple[str, str]]:
+    """Sort-key ranges of the tenant's own day and hour items that count the periods' events."""
+    days = [day for p in periods if p[:2] != keys.HOUR_PREFIX for day in (_month_days(p) if _is_month(p) else [p])]
+    return ([(min(days), max(days))] if days else []) + _runs(p for p in periods if p[:2] == keys.HOUR_PREFIX)
+
+
+def _tenant_events(periods: set[str], items: Iterable[dict]) -> dict[str, int]:
+    """The tenant's own events in each period, from its day and hour items (a month: its days' sum)."""
+    counted = {item["sk"]: int(item.get("events", 0)) for item in items}
+    return {p: sum(counted.get(d, 0) for d in _month_days(p)) if _is_month(p) else counted.get(p, 0) for p in periods}
+
+
+def _is_month(period: str) -> bool:
+    return period[:2] == keys.MONTH_PREFIX
 
 
 def _group(dimension: Dimension, value: str) -> Group:
@@ -136,39 +146,14 @@ def board_sums(query: UsageQuery, spans: list[tuple[int, int]]) -> dict[tuple[in
     }
 
 
-def agent_credits(tenant: str, start: int | None, end: int | None) -> Counter[str]:
-    """Credits per agent over ``[start, end)`` (None = open), exact: its whole days from the agents'
-    boards (the roster's day entries where a board misses events, or for all time), the hours at
-    ragged edges from the roster (every agent of a bucket in one read), raw records only off the hour
-    grid."""
-    plan, partitions = read_plan(start, end), layout(tenant).roster_pks(tenant, end)
-
-    def roster(spans: list[tuple[str, str]]) -> Callable[[], list[list[dict]]]:
-        reads = [(pk, *keys.roster_bounds(low, high)) for pk in partitions for low, high in spans]
-        return started(lambda read: store.aggregates().between(*read, only="credits"), reads)
-
-    hours = roster([(keys.hour_sk(low), keys.hour_sk(high)) for low, high in plan.hours])  # while the days are read
-    credits: Counter[str] = Counter()
-    boarded = None
-    if plan.days and start is not None:
-        first, last = (keys.day_start(day) for day in plan.days)
-        boarded = days_credits(tenant, AGENT, first, last + DAY_MS)
-    days = roster([(keys.day_sk(plan.days[0]), keys.day_sk(plan.days[1]))] if plan.days and boarded is None else [])
-    credits.update(boarded or {})
-    for low, high in plan.raw:
-        for record in tenant_records(tenant, low, high):
-            if record.agent_id is not None:
-                credits[record.agent_id] += record.credits
-    for items in [*hours(), *days()]:
-        for item in items:  # an agent's entry of a bucket may be in two partitions (sharded mid-bucket)
-            credits[keys.roster_agent(item["sk"])] += item.get("credits", 0)
-    return +credits
-
-
-def days_credits(tenant: str, dimension: Dimension, first_day: int, end_day: int) -> Counter[str] | None:
-    """Every value's credits over the whole UTC days ``[first_day, end_day)`` from the boards; None
-    when a day's board it needs misses some of the tenant's events."""
-    found = _credits(tenant, dimension, [Counter(_day_terms(first_day, end_day, frozenset()))])
+def credits_between(tenant: str, dimension: Dimension, low: int, high: int) -> Counter[str] | None:
+    """Every value's credits over ``[low, high)`` (on the hour grid) from the boards: whole UTC days
+    from day and month boards, the hours at its edges from hour boards; None when a board it needs
+    misses some of the tenant's events."""
+    cut = split(low, high)
+    terms = _day_terms(cut.days[0], cut.days[-1] + DAY_MS, frozenset()) if cut.days else Counter()
+    terms.update({(keys.hour_sk(keys.hour_key(hour)), None): 1 for hour, _, _ in cut.hours})
+    found = _credits(tenant, dimension, [terms])
     return None if found is None else found[0]
 
 
@@ -180,7 +165,7 @@ def _credits(tenant: str, dimension: Dimension, days: list[Counter[Term]]) -> li
         totals, wrong = _read_boards(tenant, dimension, windows)
         if not wrong:
             return [_summed(terms, totals) for terms in windows]
-        if any(period.startswith(keys.DAY_PREFIX) for period in wrong):
+        if any(not period.startswith(keys.MONTH_PREFIX) for period in wrong):
             return None  # counted before boards existed, or raised by reconciliation: read value by value
         incomplete |= wrong
 
@@ -193,12 +178,12 @@ def _read_boards(
     periods = {period for terms in windows for period, _ in terms}
     if not periods:
         return {}, set()
-    pk = keys.board_pk(tenant, dimension.code)
-    runs = _runs(list(periods), keys.DAY_PREFIX) + _runs(list(periods), keys.MONTH_PREFIX)
-    reads = [lambda run=run: store.aggregates().between(pk, *keys.board_bounds(*run)) for run in runs]
-    reads.append(lambda: [_tenant_events(tenant, periods)])
-    *found, (events,) = in_parallel(lambda read: read(), reads)
-    totals = boards.summed(item for items in found for item in items)
+    board, own = keys.board_pk(tenant, dimension.code), TENANT.pk(tenant, "")
+    on_boards = [(board, *keys.board_bounds(*run), "") for run in _runs(periods)]
+    reads = on_boards + [(own, *span, "events") for span in _tenant_spans(periods)]
+    found = in_parallel(lambda read: store.aggregates().between(*read[:3], only=read[3]), reads)
+    totals = boards.summed(item for items in found[: len(on_boards)] for item in items)
+    events = _tenant_events(periods, (item for items in found[len(on_boards) :] for item in items))
     wrong = {period for period in periods if totals[period].events != events[period]}
     read_from_cuts = {(period, cut) for terms in windows for period, cut in terms if cut is not None}
     wrong |= {period for period, cut in read_from_cuts if totals[period].kept[cut] != totals[period].events}
