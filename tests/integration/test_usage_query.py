@@ -414,3 +414,19 @@ def test_a_board_missing_events_is_not_read(gateway, tokens, counted, read_items
     read_items.clear()  # and a day's board misses one too: value by value
     assert answered(get(gateway, tokens["acme"], params).json(), ZoneInfo("UTC"), None) == expected
     assert any(pk.startswith("acme#I#") for pk, _ in read_items)
+
+
+@pytest.mark.parametrize("counted", ["uncut", "cut"], indirect=True)
+def test_a_ranking_ending_after_the_last_event_a_day_counts_reads_that_days_board(gateway, tokens, counted, read_items):
+    last = max(r.ts for r in counted)  # the tenant's last event: an open `to` is the same, a quarter hour after it
+    quarter = 15 * 60_000
+    quiet, busy = (last // quarter + 1) * quarter, last // quarter * quarter
+    start = to_ms(datetime(2026, 10, 1, tzinfo=UTC))
+    for end, from_boards in ((quiet, True), (busy, False)):
+        to = datetime.fromtimestamp(end / 1000, UTC).isoformat()
+        params = [("from", "2026-10-01"), ("to", to), ("groupBy", "identifier"), ("measure", "credits")]
+        expected = oracle(counted, zone=ZoneInfo("UTC"), size=None, start=start, end=end, measure="credits",
+                          group_by=["identifier"], filters={})  # fmt: skip
+        read_items.clear()
+        assert answered(get(gateway, tokens["acme"], params).json(), ZoneInfo("UTC"), None) == expected
+        assert any(pk.startswith("acme#I#") for pk, _ in read_items) is not from_boards  # else value by value

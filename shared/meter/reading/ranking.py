@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 
 from meter.core.timerange import DAY_MS, HOUR_MS, now_ms
 from meter.dal import boards, keys, store
-from meter.dal.dimensions import AGENT, AGENT_MODEL, IDENTIFIER, QUARTER_MS, TENANT, Dimension
+from meter.dal.dimensions import AGENT, AGENT_MODEL, IDENTIFIER, QUARTER_MS, TENANT, Dimension, quarter_of
 from meter.dal.tenants import layout
 from meter.reading.plan import signed_pieces, split
-from meter.reading.queries import in_parallel
+from meter.reading.queries import in_parallel, quarter_sum
 
 if TYPE_CHECKING:
     from meter.reading.series import UsageQuery
@@ -136,14 +136,31 @@ def board_sums(query: UsageQuery, spans: list[tuple[int, int]]) -> dict[tuple[in
         return None
     cuts = layout(query.tenant).cuts
     days = [_day_terms(start, end, cuts) for start, end in spans]
+    start, end = spans[-1]
+    quiet_from = None  # the last window read to its UTC day's end, if the tenant counted nothing after it
+    if days[-1] is None and end % QUARTER_MS == 0:  # an open end (the current quarter hour), say
+        days[-1], quiet_from = _day_terms(start, -(-end // DAY_MS) * DAY_MS, cuts), end
     if any(terms is None for terms in days):
         return None
     by_window = _credits(query.tenant, dimension, [terms for terms in days if terms is not None])
-    if by_window is None:
+    if by_window is None or (quiet_from is not None and _counted_from(query.tenant, quiet_from)):
         return None
     return {
         (index, _group(dimension, value)): n for index, values in enumerate(by_window) for value, n in values.items()
     }
+
+
+def _counted_from(tenant: str, moment: int) -> bool:
+    """Whether the tenant's own hour items count an event from ``moment`` (on the quarter grid) to
+    the end of its UTC day. Read after the boards, strongly consistent: counts only grow, so a board
+    read before holds no event there when this says none."""
+    first = keys.hour_sk(keys.hour_key(moment))
+    last = keys.hour_sk(keys.hour_key(moment // DAY_MS * DAY_MS + DAY_MS - 1))
+    items = store.aggregates().between(TENANT.pk(tenant, ""), first, last, consistent=True)
+    return any(
+        quarter_sum(item, "events", quarter_of(moment), 4) if item["sk"] == first else item.get("events", 0)
+        for item in items
+    )
 
 
 def credits_between(tenant: str, dimension: Dimension, low: int, high: int) -> Counter[str] | None:
