@@ -7,10 +7,10 @@ key ``ord = <13-digit ms>#<id>`` shared by both.
 
 Aggregates (``pk = <tenant>#<dimension code>[#<value>]``, ``sk = D#YYYY-MM-DD`` or
 ``H#YYYY-MM-DDTHH``); ``lk`` lists a dimension's values on the ``ByList`` index. The agents'
-credits roster of a tenant whose roster is sharded (``<tenant>#AC[#<shard>]``; ``<bucket sk>#<agent>``);
-a dimension's boards (``<tenant>#BOARD#<code>``; ``<period sk>#<bucket>``, the period a day's, an
-hour's or ``M#YYYY-MM``); a value's last-seen mark (its own partition, ``SEEN``) and the tenant's tally of values per
-last-seen day (``<tenant>#SEEN``, ``M#YYYY-MM``).
+credits roster of a tenant whose roster is sharded (``<tenant>#AC[#<shard>]``;
+``<bucket sk>#<agent>``); a dimension's boards (``<tenant>#BOARD#<code>``; ``<period sk>#<bucket>``,
+the period a day's, an hour's or ``M#YYYY-MM``); a value's last-seen mark (its own partition,
+``SEEN``) and the tenant's tally of values per last-seen day (``<tenant>#SEEN``, ``M#YYYY-MM``).
 
 Control: the aggregator's per-shard ledger (``SHARD#<shard>``), its pending commits
 (``PENDING#<shard>#<first>#<last>``), the commit slots it leases (``COMMITSLOT#<nn>``; a commit

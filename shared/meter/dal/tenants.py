@@ -110,8 +110,8 @@ class Layout:
     """Where one tenant's data goes. The aggregates: its day items' cuts, and from which event time
     its agents' credits go to a roster sharded over ``keys.ROSTER_SHARDS`` partitions (chosen by the
     agent) instead of its agent boards; both follow from the event alone, so the aggregator,
-    reconciliation and readers agree on where every entry is. The records: from which receipt time they spread over
-    the ``ByTenant`` shards (None: never yet, all on shard 0; 0: always)."""
+    reconciliation and readers agree on where every entry is. The records: from which receipt time
+    they spread over the ``ByTenant`` shards (None: never yet, all on shard 0; 0: always)."""
 
     cuts: frozenset[int] = frozenset()
     roster_sharded_from: int | None = None

@@ -42,8 +42,8 @@ def agent_credits(tenant: str, start: int | None, end: int | None) -> Counter[st
             if record.agent_id is not None:
                 credits[record.agent_id] += record.credits
     if low < high:
-        boarded, shifting, rostered = _eras(low, high, layout(tenant).roster_sharded_from)
-        for span, read in ((boarded, _from_boards), (shifting, _every_agent), (rostered, _from_roster)):
+        boarded, straddling, rostered = _eras(low, high, layout(tenant).roster_sharded_from)
+        for span, read in ((boarded, _from_boards), (straddling, _every_agent), (rostered, _from_roster)):
             credits.update(read(tenant, span) if span else {})
     return +credits
 

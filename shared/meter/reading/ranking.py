@@ -3,7 +3,7 @@
 ``board_sums`` answers the native query's ``groupBy=identifier`` (``agentId``, or ``agentId``
 and ``model``) of credits from the tenant's boards (``meter.dal.boards``) when it can, else says
 None and the query reads value by value; ``credits_between`` is the same over UTC days and hours
-(AGENTS.GT's organization agents, ``meter.reading.agents``). A window is a sum of signed *terms*: a
+(AgentsGT's organization agents, ``meter.reading.agents``). A window is a sum of signed *terms*: a
 UTC day's or hour's board, or a day's part from a day cut on (a local midnight the tenant's day
 items are cut at), and a UTC month's board less the days of the month the window leaves out, where
 that reads fewer boards. Every board read must hold all of the tenant's events of its period (its
@@ -130,7 +130,9 @@ def _group(dimension: Dimension, value: str) -> Group:
 def board_sums(query: UsageQuery, spans: list[tuple[int, int]]) -> dict[tuple[int, Group], int] | None:
     """Every value's credits in each window (``spans``) from the boards, by (window index, group);
     None when no board answers the query, or a day's board it needs misses some of the tenant's
-    events (a month's board that does is read around by its days)."""
+    events (a month's board that does is read around by its days). The last window may end off the
+    day's cuts (an open ``to``) if the tenant counted nothing from its end to the day's end: it then
+    reads the day's whole board."""
     dimension = _boarded(query)
     if dimension is None or not spans:
         return None
