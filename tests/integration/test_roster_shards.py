@@ -130,19 +130,21 @@ def _agents_in(tenant: str, token: str, gateway, events: list[dict], start: time
     assert response.json()["data"] == [{"agent_id": a, "total_credits": n} for a, n in ranked]
 
 
-@pytest.mark.parametrize("board", ["D#", "H#"])
-def test_organization_agents_read_every_agent_where_a_board_misses_events(gateway, tokens, monkeypatch, board):
+@pytest.mark.parametrize(
+    ("board", "start", "end"),
+    [("D#%Y-%m-%d", timedelta(0), timedelta(days=2)), ("H#%Y-%m-%dT02", timedelta(minutes=67), timedelta(hours=13))],
+)
+def test_organization_agents_read_every_agent_where_a_board_misses_events(
+    gateway, tokens, monkeypatch, board, start, end
+):
     events = _events("g", AGENTS[:6])
     _send(gateway, tokens["globex"], events)  # a tenant whose roster is not sharded: its agents are on boards
-    start, end = (
-        (timedelta(0), timedelta(days=2)) if board == "D#" else (timedelta(hours=1, minutes=7), timedelta(hours=13))
-    )
     spans: list[tuple[int, int]] = []
     every_agent = agents._every_agent
     monkeypatch.setattr(agents, "_every_agent", lambda tenant, span: spans.append(span) or every_agent(tenant, span))
     _agents_in("globex", tokens["globex"], gateway, events, start, end)
     assert not spans  # every board holds all of the tenant's events
-    assert _delete_board_items("globex", DAY.strftime("D#%Y-%m-%d" if board == "D#" else "H#%Y-%m-%dT02")) > 0
+    assert _delete_board_items("globex", DAY.strftime(board)) > 0  # a day's board, or an hour's
     _agents_in("globex", tokens["globex"], gateway, events, start, end)
     assert spans  # the boards' part was read agent by agent
 
