@@ -48,6 +48,7 @@ RUN_END = "<!-- end of the last full run -->"
 TENANT = "bench"
 LIVE_TENANT = "live"
 LIVE_RUNS = 3  # the live section's runs (its figures are the median run's)
+BACKFILL_RUNS = 3  # the backfill and crowd loads (write figures: the median run's; reads use the first's data)
 CROWD_TENANT = "crowd"  # the 10x-population data set
 WINDOWS = (1, 7, 30)  # the data set spans 30 days
 TARGET_EVENTS_PER_SECOND = 10_000
@@ -621,6 +622,7 @@ def _writes_report(results: dict[str, Any]) -> list[str]:
     lines += _table(
         [[name, *(spread.get(p, 0) for p in places)] for name, spread in by_table.items()], ["workload", *places]
     )
+    lines += _backfill_runs_line(results)
     first = results.get("live", {}).get("first_of_day")
     if first:
         lines += [
@@ -641,6 +643,19 @@ def _live_runs_line(runs: list[dict[str, Any]]) -> list[str]:
     each = "; ".join(f"{run['wcu_per_event']} WCU/event, hottest key {run['hottest_wcu_per_s']} WCU/s" for run in runs)
     median = f"The live figures are the median of {len(runs)} runs of the same traffic, each on a tenant of its own"
     return [f"{median}: {each}.", ""]
+
+
+def _backfill_runs_line(results: dict[str, Any]) -> list[str]:
+    """Every load's write units per event, the median's being the ones reported (nothing for single loads)."""
+    named = {"1x": results.get("backfill_runs", []), "10x": results.get("backfill_10x_population_runs", [])}
+    each = "; ".join(f"{size}: {', '.join(map(str, runs))}" for size, runs in named.items() if len(runs) > 1)
+    if not each:
+        return []
+    return [
+        "",
+        "The backfill figures are the median of loads of the same data set, each on a tenant of its own "
+        f"({each} WCU/event).",
+    ]
 
 
 def _swarm_report(results: dict[str, Any]) -> list[str]:
@@ -981,30 +996,43 @@ def _steps(name: str, bench: Bench, quick: bool) -> list[Step]:
             return _live_results(done)
 
         return [(f"traffic {n}", SHARED, lambda n=n: traffic(n)) for n in range(1, 2 if quick else LIVE_RUNS + 1)]
+    loads = range(2, 2 if quick else BACKFILL_RUNS + 1)  # after the reads: each on a tenant of its own
     if name == "backfill":
+        backfills: list[dict[str, Any]] = []
+
+        def backfill(n: int) -> dict[str, Any]:
+            backfills.append(
+                bench.backfill(Shape(events=3000 if quick else 100_000), f"{TENANT}{n}" if n > 1 else TENANT)
+            )
+            return _median_backfill("backfill", backfills)
+
         return [
-            ("load", SHARED, lambda: _backfill_results(bench.backfill(Shape(events=3000 if quick else 100_000)))),
+            ("load", SHARED, lambda: backfill(1)),
             ("all-in query", SHARED, lambda: {"rcu_equivalent_all_in": bench.all_in(40 if quick else 200, 50)}),
             ("platform reads", SHARED, lambda: {"rcu_per_query": bench.reads()}),
             ("native query", SHARED, lambda: {"native_query_rcu": bench.native_queries()}),
             ("alert status", SHARED, lambda: {"alert_status_rcu": bench.alert_status()}),
             ("hostile reads", SHARED, lambda: {"hostile": {"reads": bench.hostile_reads()}}),
             ("routes", ALONE, lambda: {"routes": {"1x": bench.routes(TENANT, runs)}}),
+            *[(f"load {n}", SHARED, lambda n=n: backfill(n)) for n in loads],
         ]
     if name == "crowd":  # the same reads over 10x the end users and agents: what grows with the population
         shape = Shape(events=500 if quick else 50_000, identifiers=10 * Shape.identifiers, agents=10 * Shape.agents)
+        crowds: list[dict[str, Any]] = []
 
-        def crowd_rolling() -> dict[str, dict[str, float]]:
-            return bench.rolling_reads(CROWD_TENANT)
+        def crowd(n: int) -> dict[str, Any]:
+            crowds.append(bench.backfill(shape, f"{CROWD_TENANT}{n}" if n > 1 else CROWD_TENANT))
+            return _median_backfill("backfill_10x_population", crowds)
 
         return [
-            ("load", SHARED, lambda: {"backfill_10x_population": bench.backfill(shape, CROWD_TENANT)}),
+            ("load", SHARED, lambda: crowd(1)),
             (
                 "rolling reads",
                 SHARED,
                 lambda: {"rcu_per_query": {"identifier_dates_rolling_10x": bench.rolling_reads(CROWD_TENANT)}},
             ),
             ("routes", ALONE, lambda: {"routes": {"10x": bench.routes(CROWD_TENANT, runs)}}),
+            *[(f"load {n}", SHARED, lambda n=n: crowd(n)) for n in loads],
         ]
     if name == "swarm":  # thousands of agents at 10,000 events/s: one stream shard's window of it
         from bench import swarm
@@ -1052,8 +1080,11 @@ def _live_results(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _backfill_results(backfill: dict[str, Any]) -> dict[str, Any]:
-    return {"backfill": backfill, "wcu_per_event_backfill": backfill["wcu_per_event"]}
+def _median_backfill(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The load of median write units per event stands for ``name``; every run's figure beside it."""
+    median = sorted(runs, key=lambda run: run["wcu_per_event"])[len(runs) // 2]
+    found = {name: median, f"{name}_runs": [run["wcu_per_event"] for run in runs]}
+    return {**found, "wcu_per_event_backfill": median["wcu_per_event"]} if name == "backfill" else found
 
 
 def _section(name: str, quick: bool, seed: int, stack: Stack, results: dict[str, Any]) -> None:
