@@ -1068,7 +1068,7 @@ def _steps(name: str, bench: Bench, quick: bool) -> list[Step]:
 
 def _live_results(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The live run of median write units per event stands for the section; every run's figures beside it."""
-    live = sorted(runs, key=lambda run: run["wcu_per_event"])[len(runs) // 2]
+    live = _median_run(runs)
     return {
         "live": live,
         "wcu_per_event_live": live["wcu_per_event"],
@@ -1080,9 +1080,14 @@ def _live_results(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median write units per event (the upper one of an even number)."""
+    return sorted(runs, key=lambda run: run["wcu_per_event"])[len(runs) // 2]
+
+
 def _median_backfill(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The load of median write units per event stands for ``name``; every run's figure beside it."""
-    median = sorted(runs, key=lambda run: run["wcu_per_event"])[len(runs) // 2]
+    median = _median_run(runs)
     found = {name: median, f"{name}_runs": [run["wcu_per_event"] for run in runs]}
     return {**found, "wcu_per_event_backfill": median["wcu_per_event"]} if name == "backfill" else found
 
