@@ -148,6 +148,31 @@ def test_edges_on_quarter_hours_read_no_raw_records(api):
     assert len(queries) == 3  # days, head hours, tail hours
 
 
+def test_a_day_less_its_other_hours_reads_only_those_hours(api):
+    low = DAY0 + timedelta(hours=1, minutes=37)  # 23 hours after it: its day less hours 00 and 01
+    high = DAY0 + timedelta(days=1, hours=22, minutes=22)  # 22 hours before it: its day less 22 and 23
+    hours = sorted(_between(q) for q in _queries_of(api, low, high) if not q.get("IndexName") and "H#" in str(q))
+    assert hours == [(f"H#{day(0)}T00", f"H#{day(0)}T01"), (f"H#{day(1)}T22", f"H#{day(1)}T23")]
+    assert api("user@example.com", **{"from": iso(low), "to": iso(high)}).json()["data"] == expected(
+        "user@example.com", low, high
+    )
+
+
+def test_an_event_outside_the_range_not_yet_counted_moves_no_answer(gateway, tokens, api):
+    """A late event in the quarter hour before a ragged ``from``, stored but not yet aggregated: the
+    platform route and the usage query (both reading ``from``'s day as its day item less the hours
+    before) answer what the aggregates hold, never less."""
+    low, high = DAY0 + timedelta(hours=1, minutes=37), DAY0 + timedelta(days=1, hours=12)
+    late = {"id": "late", "type": "message", "count": 1, "credits": 64, "identifier": "user@example.com",
+            "timestamp": iso(DAY0 + timedelta(hours=1, minutes=32))}  # fmt: skip
+    assert call(gateway, "POST", "/v1/events", tokens["acme"], {"events": [late]}).status == 200
+    want = expected("user@example.com", low, high)
+    assert api("user@example.com", **{"from": iso(low), "to": iso(high)}).json()["data"] == want
+    query = {"identifier": "user@example.com", "from": iso(low), "to": iso(high), "windowSize": "DAY"}
+    rows = call(gateway, "GET", "/v1/usage/query", tokens["acme"], query=query).json()["data"]
+    assert [row["value"] for row in rows] == [day["total_credits"] for day in want] == [6, 8]
+
+
 def _between(query: dict) -> tuple[str, str]:
     """The bounds of a Query's ``BETWEEN`` on its sort key, as sent."""
     low, high = re.search(r"BETWEEN (:\w+) AND (:\w+)", query["KeyConditionExpression"]).groups()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
@@ -11,7 +12,8 @@ from hypothesis import strategies as st
 
 from meter.core.errors import BadRequest
 from meter.core.timerange import DAY_MS, HOUR_MS, parse_instant, parse_range, to_ms
-from meter.reading.plan import plan_range, split
+from meter.dal.dimensions import QUARTER_MS
+from meter.reading.plan import plan_range, signed_pieces, split
 
 JAN15 = to_ms(datetime(2024, 1, 15, tzinfo=UTC))
 
@@ -112,3 +114,22 @@ def test_split_covers_the_range_exactly_once_on_either_grid(start, length, grid)
     assert all(a < b for a, b in pieces)
     assert all(b - a < grid for a, b in cut.raw) or cut.raw == [(start, start + length)]
     assert all(0 <= first < last <= HOUR_MS // grid for _, first, last in cut.hours)
+
+
+@given(st.integers(0, 400 * DAY_MS), st.integers(1, 3 * DAY_MS))
+def test_signed_pieces_count_the_range_once_and_take_away_only_items(start, length):
+    """Whole days and signed pieces add up to the range (each boundary's net change is the range's);
+    every piece taken away lies on the quarter grid, so no raw record is ever subtracted; and a
+    partial day never reads more hours than its part alone would."""
+    end = start + length
+    days, pieces = signed_pieces(start, end)
+    steps: Counter[int] = Counter()
+    for sign, low, high in [(1, day, day + DAY_MS) for day in days] + pieces:
+        steps[low] += sign
+        steps[high] -= sign
+    assert {moment: n for moment, n in steps.items() if n} == {start: 1, end: -1}
+    assert all(low % QUARTER_MS == high % QUARTER_MS == 0 for sign, low, high in pieces if sign < 0)
+    hours = Counter(low // DAY_MS for _, low, high in pieces for _ in split(low, high, QUARTER_MS).hours)
+    for day, read in hours.items():
+        part = (max(start, day * DAY_MS), min(end, (day + 1) * DAY_MS))
+        assert read <= len(split(*part, QUARTER_MS).hours)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from meter.core.timerange import DAY_MS, HOUR_MS
+from meter.dal.dimensions import QUARTER_MS
 from meter.dal.keys import day_key, hour_key
 
 Slice = tuple[int, int]
@@ -93,7 +94,12 @@ def _hours_in(start: int, end: int) -> int:
 
 def signed_pieces(start: int, end: int) -> tuple[list[int], list[Piece]]:
     """``[start, end)`` as whole UTC days (their starts) and signed sub-day pieces, choosing for
-    each partial day whichever of "the part" or "the day minus the rest" reads fewer hours."""
+    each partial day whichever of "the part" or "the day minus the rest" reads fewer hours.
+
+    Only items are ever taken away: the rest is on the quarter grid, and the part of a quarter hour
+    at a ragged edge is added from raw records (a record not yet counted in an item must not take
+    anything away from it, nor may an event outside the range move the answer).
+    """
     first_day, last_day = start // DAY_MS * DAY_MS, (end - 1) // DAY_MS * DAY_MS
     days, pieces = [], []
     for day in range(first_day, last_day + 1, DAY_MS):
@@ -103,6 +109,8 @@ def signed_pieces(start: int, end: int) -> tuple[list[int], list[Piece]]:
         elif _hours_in(low, high) <= _hours_in(day, low) + _hours_in(high, day + DAY_MS):
             pieces.append((1, low, high))
         else:
+            on_grid = _ceil(low, QUARTER_MS), high // QUARTER_MS * QUARTER_MS
             days.append(day)
-            pieces += [(-1, a, b) for a, b in ((day, low), (high, day + DAY_MS)) if a < b]
+            pieces += [(-1, a, b) for a, b in ((day, on_grid[0]), (on_grid[1], day + DAY_MS)) if a < b]
+            pieces += [(1, a, b) for a, b in ((low, on_grid[0]), (on_grid[1], high)) if a < b]
     return days, pieces

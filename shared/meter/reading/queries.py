@@ -28,7 +28,7 @@ from meter.dal.dimensions import (
 from meter.dal.keys import day_key
 from meter.dal.records import UsageRecord
 from meter.dal.tenants import layout
-from meter.reading.plan import ReadPlan, hour_runs, plan_range, split
+from meter.reading.plan import ReadPlan, Slice, hour_runs, plan_range, signed_pieces, split
 
 Totals = Counter[str]
 
@@ -142,9 +142,10 @@ def daily_totals(
 ) -> dict[str, Totals]:
     """Per-day totals of one dimension value over ``[start, end)`` (None = open), exact.
 
-    Whole days come from day items, whole quarter hours from hour items (which hold their
-    quarters), and only the part of a quarter hour at a ragged ``from`` or ``to`` from raw records.
-    An open end includes events timestamped up to 5 minutes ahead (the accepted clock skew).
+    Whole days come from day items; a partial day from its hour items (which hold their quarters),
+    or from its day item less the hour items outside the range, whichever reads fewer; only the
+    part of a quarter hour at a ragged ``from`` or ``to`` from raw records. An open end includes
+    events timestamped up to 5 minutes ahead (the accepted clock skew).
     """
     return daily_totals_of(tenant, dimension, [value], start, end)[value]
 
@@ -155,31 +156,47 @@ def daily_totals_of(
     """``daily_totals`` of each of a few values of one dimension: their items read at once, and the
     raw records at the edges once for all (the models of one agent share its records)."""
     found: dict[str, dict[str, Totals]] = {value: defaultdict(Counter) for value in values}
+    days, slots, edges = _day_plan(start, end)
     if start is None and end is None:
-        spans, cut, slots = [(keys.DAY_PREFIX, keys.day_sk("~"))], None, {}
+        spans = [(keys.DAY_PREFIX, keys.day_sk("~"))]
     else:
-        open_end = (now_ms() // DAY_MS + 1) * DAY_MS
-        cut = split(0 if start is None else start, open_end if end is None else end, QUARTER_MS)
-        slots = {hour: (first, last) for hour, first, last in cut.hours}
-        spans = [tuple(keys.day_sk(day_key(day)) for day in (cut.days[0], cut.days[-1]))] if cut.days else []
-        spans += [
-            (keys.hour_sk(keys.hour_key(low)), keys.hour_sk(keys.hour_key(high))) for low, high in hour_runs(slots)
-        ]
+        spans = [tuple(keys.day_sk(day_key(day)) for day in (min(days), max(days)))] if days else []
+    spans += [(keys.hour_sk(keys.hour_key(low)), keys.hour_sk(keys.hour_key(high))) for low, high in hour_runs(slots)]
     reads = [(dimension.pk(tenant, value), value, span) for value in values for span in spans]
     answers = started(lambda read: aggregate_items(read[0], *read[2]), reads)  # items and raw edges at once
-    edges = cut.raw if cut is not None and values else []
-    for low, high in edges:
+    for low, high in edges if values else []:
         for record in tenant_records(tenant, low, high, _edge_where(dimension, values)):
             if (value := dimension.value_of(record)) in found:
                 found[value][day_key(record.ts)].update(record_totals(record))
     for (pk, value, _), items in zip(reads, answers(), strict=True):
         for item in items:
             if keys.is_hour_sk(item["sk"]):
-                hour = keys.parse_aggregate(pk, item["sk"]).bucket_start
-                found[value][keys.bucket_day(item["sk"])].update(hour_part(item, *slots[hour]))
+                sign, first, last = slots[keys.parse_aggregate(pk, item["sk"]).bucket_start]
+                part = hour_part(item, first, last)
+                found[value][keys.bucket_day(item["sk"])].update({name: sign * n for name, n in part.items()})
             else:
                 found[value][keys.bucket_day(item["sk"])].update(counters(item))
-    return found
+    return {value: {day: _nonzero(t) for day, t in by_day.items()} for value, by_day in found.items()}
+
+
+def _day_plan(start: int | None, end: int | None) -> tuple[list[int], dict[int, tuple[int, int, int]], list[Slice]]:
+    """How ``daily_totals`` reads ``[start, end)`` (None = open): the days whose day items count,
+    each hour item's sign and quarters, and the raw slices to add. Fully open: every day item."""
+    if start is None and end is None:
+        return [], {}, []
+    open_end = (now_ms() // DAY_MS + 1) * DAY_MS
+    days, pieces = signed_pieces(0 if start is None else start, open_end if end is None else end)
+    slots, edges = {}, []
+    for sign, low, high in pieces:
+        cut = split(low, high, QUARTER_MS)
+        slots.update({hour: (sign, first, last) for hour, first, last in cut.hours})
+        edges += cut.raw  # always added: signed_pieces takes only items away
+    return days, slots, edges
+
+
+def _nonzero(totals: Totals) -> Totals:
+    """Totals without the counters that came to zero (a day item less the hours outside a range)."""
+    return Counter({name: n for name, n in totals.items() if n})
 
 
 def total(days: dict[str, Totals]) -> Totals:
