@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -69,3 +70,14 @@ def test_a_board_item_names_its_period_and_a_range_of_periods_holds_exactly_its_
     inside = bounds[0] <= keys.board_sk(day, f"{part % 32:02d}") <= bounds[1]
     assert inside == (first <= day <= last)
     assert keys.is_board_pk(keys.board_pk("acme", "I")) and not keys.is_board_pk(keys.aggregate_pk("acme", "I", "x"))
+
+
+@given(ms=st.integers(0, 10**13 - 1))
+def test_an_instants_periods_are_the_utc_day_hour_and_month_it_falls_in(ms):
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    periods = keys.periods(ms)
+    assert (periods.day, periods.hour, periods.month) == (
+        f"D#{moment:%Y-%m-%d}",
+        f"H#{moment:%Y-%m-%dT%H}",
+        f"M#{moment:%Y-%m}",
+    )

@@ -111,22 +111,22 @@ class CommitFailed(Exception):
 def aggregate_keys(record: UsageRecord) -> list[tuple[AggregateKey, bool]]:
     """Every (pk, sk) item the record adds to, each with whether its dimension keeps hours: a day
     item per dimension, an hour item where kept."""
-    day, hour = keys.day_sk(keys.day_key(record.ts)), keys.hour_sk(keys.hour_key(record.ts))
+    periods = keys.periods(record.ts)
     found = []
     for dimension in DIMENSIONS:
         value = dimension.value_of(record)
         if value is None:
             continue
         pk = dimension.pk(record.tenant, value)
-        found.append(((pk, day), dimension.hourly))
+        found.append(((pk, periods.day), dimension.hourly))
         if dimension.hourly:
-            found.append(((pk, hour), True))
+            found.append(((pk, periods.hour), True))
     return found
 
 
 def listing_attributes(record: UsageRecord) -> dict[AggregateKey, dict[str, str]]:
     """``lk`` and ``v`` of the record's day items in listed dimensions (what ByList indexes)."""
-    day = keys.day_sk(keys.day_key(record.ts))
+    day = keys.periods(record.ts).day
     attributes = {}
     for dimension in DIMENSIONS:
         value = dimension.value_of(record)
@@ -144,8 +144,8 @@ def roster_additions(record: UsageRecord, layout: Layout = UNSHARDED) -> list[tu
         return []
     pk = keys.roster_pk(record.tenant, keys.roster_shard(record.agent_id))
     credits = Counter(credits=record.credits)
-    buckets = keys.day_sk(keys.day_key(record.ts)), keys.hour_sk(keys.hour_key(record.ts))
-    return [((pk, keys.roster_sk(bucket, record.agent_id)), credits) for bucket in buckets]
+    periods = keys.periods(record.ts)
+    return [((pk, keys.roster_sk(period, record.agent_id)), credits) for period in (periods.day, periods.hour)]
 
 
 def additions(record: UsageRecord, layout: Layout = UNSHARDED) -> list[tuple[AggregateKey, Counter[str]]]:

@@ -78,8 +78,7 @@ def additions(record: UsageRecord, layout: Layout) -> list[tuple[AggregateKey, C
     """What one record adds to its tenant's boards: its day's (with the ``layout``'s day cuts) and
     its month's, and its hour's for an agent."""
     quarter, found, cuts = quarter_of_day(record.ts), [], layout.cuts
-    date = keys.day_key(record.ts)
-    day, month = keys.day_sk(date), keys.month_sk(date)
+    periods = keys.periods(record.ts)
     for dimension in boarded(record, layout):
         value = dimension.value_of(record)
         pk, bucket = keys.board_pk(record.tenant, dimension.code), _bucket(dimension, value)
@@ -89,9 +88,12 @@ def additions(record: UsageRecord, layout: Layout) -> list[tuple[AggregateKey, C
         daily = monthly + Counter({cut_marker(cut): 1 for cut in cuts})
         if value is not None and record.credits:
             daily.update({entry_name(value, cut): record.credits for cut in cuts if quarter >= cut})
-        found += [((pk, keys.board_sk(day, bucket)), daily), ((pk, keys.board_sk(month, bucket)), monthly)]
+        found += [
+            ((pk, keys.board_sk(periods.day, bucket)), daily),
+            ((pk, keys.board_sk(periods.month, bucket)), monthly),
+        ]
         if dimension in HOURLY:
-            found.append(((pk, keys.board_sk(keys.hour_sk(keys.hour_key(record.ts)), HOUR_BUCKET)), monthly))
+            found.append(((pk, keys.board_sk(periods.hour, HOUR_BUCKET)), monthly))
     return found
 
 

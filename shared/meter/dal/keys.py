@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 TENANT_SHARDS = 16
 DAY_PREFIX, HOUR_PREFIX = "D#", "H#"
@@ -218,6 +219,27 @@ def is_board_pk(pk: str) -> bool:
 def month_sk(day: str) -> str:
     """``M#YYYY-MM`` of the UTC month holding ``day`` (``YYYY-MM-DD``): a month board's period."""
     return MONTH_PREFIX + day[:7]
+
+
+@dataclass(frozen=True)
+class Periods:
+    """The sort keys of the UTC day, hour and month one instant falls in."""
+
+    day: str
+    hour: str
+    month: str
+
+
+def periods(ms: int) -> Periods:
+    """The day, hour and month sort keys of the instant ``ms`` (formatted once per hour: every item
+    an event adds to is keyed by them)."""
+    return _hour_periods(ms // _HOUR_MS)
+
+
+@lru_cache(maxsize=4096)
+def _hour_periods(hour: int) -> Periods:
+    start = hour * _HOUR_MS
+    return Periods(day_sk(day_key(start)), hour_sk(hour_key(start)), month_sk(day_key(start)))
 
 
 def board_sk(period_sk: str, bucket: str) -> str:
