@@ -679,6 +679,32 @@ def _swarm_report(results: dict[str, Any]) -> list[str]:
         "per second of window.",
         "",
         *_table(rows, ["", "key", "WCU/s"]),
+        *_swarm_crowd_report(results),
+    ]
+
+
+def _swarm_crowd_report(results: dict[str, Any]) -> list[str]:
+    """The same window over a crowd of end users, every one of them already on that day's items."""
+    if "swarm_crowd" not in results:
+        return []
+    c = results["swarm_crowd"]
+    rows = [
+        ["busiest key of any kind", f"`{c['busiest']['key']}`", c["busiest"]["wcu_per_s"]],
+        ["the end users' board", f"`{c['end_user_board']['key']}`", c["end_user_board"]["wcu_per_s"]],
+    ]
+    index = c["busiest_index"]
+    rows.append(
+        ["busiest index key", f"`{index['key']}`", index["wcu_per_s"]] if index else ["an index", "none written", 0]
+    )
+    return [
+        "",
+        f"The same window with {c['identifiers']:,} end users and {c['agents']:,} agents ({c['window_events']:,} "
+        f"events, {c['identifiers_in_window']:,} end users among them; {c['aggregation_s']} s, "
+        f"{c['aggregation_wcu_per_event']} WCU per event for aggregation alone), after a window that brought "
+        "every end user in that day already: their items and board entries exist, so the boards weigh what "
+        "they would by then and no listing entry is new.",
+        "",
+        *_table(rows, ["", "key", "WCU/s"]),
     ]
 
 
@@ -1038,7 +1064,11 @@ def _steps(name: str, bench: Bench, quick: bool) -> list[Step]:
         from bench import swarm
 
         load = (300, 200) if quick else (swarm.AGENTS, swarm.EVENTS_PER_SECOND)  # agents, events/s
-        return [("window", SHARED, lambda: {"swarm": swarm.busiest_keys(bench, *load)})]
+        crowd = (swarm.CROWD_AGENTS, load[1], 2_000 if quick else swarm.CROWD)  # agents, events/s, end users
+        return [
+            ("window", SHARED, lambda: {"swarm": swarm.busiest_keys(bench, *load)}),
+            ("crowd window", SHARED, lambda: {"swarm_crowd": swarm.busiest_keys(bench, *crowd, "swarmcrowd", True)}),
+        ]
     if name == "poison":
         return [
             ("delay", BESIDE, lambda: {"poison": bench.poison_delay()}),
