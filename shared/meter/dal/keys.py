@@ -239,7 +239,8 @@ def periods(ms: int) -> Periods:
 @lru_cache(maxsize=4096)
 def _hour_periods(hour: int) -> Periods:
     start = hour * _HOUR_MS
-    return Periods(day_sk(day_key(start)), hour_sk(hour_key(start)), month_sk(day_key(start)))
+    day = day_key(start)
+    return Periods(day_sk(day), hour_sk(hour_key(start)), month_sk(day))
 
 
 def board_sk(period_sk: str, bucket: str) -> str:
