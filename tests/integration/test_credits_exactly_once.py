@@ -136,6 +136,9 @@ def count(world: World, cuts: set[int], doubled: bool, replay: bool, faults: dic
             world.outside[subject] += 0 if within else record.credits
     world.counted += world.pending
     world.pending = []
+    # Counting takes time: a void or a grant made after it is made later than every credit it counted
+    # (the rules' premise, meter.credits.rules); on the world's frozen clock they could share a millisecond.
+    world.clock += 1
 
 
 def subjects_of(record: UsageRecord) -> list[Subject]:
