@@ -130,7 +130,7 @@ def _queries_of(api, low: datetime, high: datetime) -> list[dict]:
 
 
 def test_raw_records_are_read_only_for_the_ragged_edges(api):
-    low, high = DAY0 + timedelta(hours=1, minutes=37), DAY0 + timedelta(days=3, hours=5, minutes=22)
+    low, high = DAY0 + timedelta(hours=1, minutes=12), DAY0 + timedelta(days=3, hours=5, minutes=7)  # user's quarters
     queries = _queries_of(api, low, high)
     raw = [q for q in queries if q.get("IndexName")]
     edges = {_between(q) for q in raw}
@@ -139,6 +139,45 @@ def test_raw_records_are_read_only_for_the_ragged_edges(api):
         assert int(high_ord[:13]) - int(low_ord[:13]) < 15 * 60_000  # the hour items hold their quarters
     assert all(_filtered_to(q) == {"identifier": "user@example.com"} for q in raw)
     assert len(queries) == 3 + len(raw)  # days, head hours, tail hours, then the raw edges
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (timedelta(hours=1, minutes=37), timedelta(days=3, hours=5, minutes=22)),  # quarters without the user
+        (timedelta(days=1, hours=12, minutes=50), timedelta(days=3, hours=5, minutes=20)),  # an hour not otherwise read
+    ],
+)
+def test_settled_edges_in_quarters_without_the_users_events_read_no_raw_records(api, start, end):
+    low, high = DAY0 + start, DAY0 + end
+    assert not [q for q in _queries_of(api, low, high) if q.get("IndexName")]
+    assert api("user@example.com", **{"from": iso(low), "to": iso(high)}).json()["data"] == expected(
+        "user@example.com", low, high
+    )
+
+
+def test_a_late_event_in_a_settled_quarter_counts_once_aggregated(gateway, tokens, api):
+    """Like one in a whole quarter hour: a ragged edge in a quarter the aggregates hold nothing of
+    the user in reads no raw records, so a late event there counts from its aggregation on."""
+    low, high = DAY0 + timedelta(hours=1, minutes=37), DAY0 + timedelta(hours=23)
+    late = {"id": "late", "type": "message", "count": 1, "credits": 64, "identifier": "user@example.com",
+            "timestamp": iso(DAY0 + timedelta(hours=1, minutes=40))}  # fmt: skip
+    assert call(gateway, "POST", "/v1/events", tokens["acme"], {"events": [late]}).status == 200
+    query = {"from": iso(low), "to": iso(high)}
+    assert api("user@example.com", **query).json()["data"] == [{"date": day(0), "total_credits": 2}]
+    aggregator(STACK).drain()
+    assert api("user@example.com", **query).json()["data"] == [{"date": day(0), "total_credits": 66}]
+
+
+def test_a_recent_edge_reads_raw_records_before_aggregation(gateway, tokens, api):
+    """A ``from`` in a quarter hour not yet ``SETTLED_MS`` over still reads the tenant's records there:
+    an event sent a moment ago counts before the aggregator has run."""
+    now = datetime.now(UTC)
+    sent = {"id": "now", "type": "message", "count": 1, "credits": 3, "identifier": "fresh@example.com",
+            "timestamp": iso(now - timedelta(seconds=1))}  # fmt: skip
+    assert call(gateway, "POST", "/v1/events", tokens["acme"], {"events": [sent]}).status == 200
+    response = api("fresh@example.com", **{"from": iso(now - timedelta(seconds=2)), "to": iso(now)})
+    assert response.json()["data"] == [{"date": now.strftime("%Y-%m-%d"), "total_credits": 3}]
 
 
 def test_edges_on_quarter_hours_read_no_raw_records(api):

@@ -7,11 +7,12 @@ import heapq
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from itertools import chain, islice
 from typing import Any
 
 from meter.core.logs import with_log_keys
-from meter.core.timerange import DAY_MS, now_ms
+from meter.core.timerange import DAY_MS, HOUR_MS, now_ms
 from meter.dal import keys, store
 from meter.dal.dimensions import (
     AGENT,
@@ -31,6 +32,8 @@ from meter.dal.tenants import layout
 from meter.reading.plan import ReadPlan, Slice, hour_runs, plan_range, signed_pieces, split
 
 Totals = Counter[str]
+
+SETTLED_MS = HOUR_MS  # a quarter hour over this long ago has had its records counted, bar a late one
 
 
 def aggregate_items(pk: str, low: str, high: str) -> list[dict[str, Any]]:
@@ -154,29 +157,65 @@ def daily_totals_of(
     tenant: str, dimension: Dimension, values: list[str], start: int | None, end: int | None
 ) -> dict[str, dict[str, Totals]]:
     """``daily_totals`` of each of a few values of one dimension: their items read at once, and the
-    raw records at the edges once for all (the models of one agent share its records)."""
+    raw records at the edges once for all (the models of one agent share its records). A ragged edge
+    in a quarter hour over ``SETTLED_MS`` ago reads raw records only where its hour item holds an
+    event of theirs in that quarter: most values have none there, and the tenant's records of those
+    minutes would cost the read a Query per ``ByTenant`` shard."""
     found: dict[str, dict[str, Totals]] = {value: defaultdict(Counter) for value in values}
     days, slots, edges = _day_plan(start, end)
+    settled = _settled(edges) if values else []
+    for low, _ in settled:  # its hour item, read only to see whether that quarter holds anything
+        slots.setdefault(low - low % HOUR_MS, (0, 0, 0))
     if start is None and end is None:
         spans = [(keys.DAY_PREFIX, keys.day_sk("~"))]
     else:
         spans = [tuple(keys.day_sk(day_key(day)) for day in (min(days), max(days)))] if days else []
     spans += [(keys.hour_sk(keys.hour_key(low)), keys.hour_sk(keys.hour_key(high))) for low, high in hour_runs(slots)]
     reads = [(dimension.pk(tenant, value), value, span) for value in values for span in spans]
-    answers = started(lambda read: aggregate_items(read[0], *read[2]), reads)  # items and raw edges at once
-    for low, high in edges if values else []:
-        for record in tenant_records(tenant, low, high, _edge_where(dimension, values)):
-            if (value := dimension.value_of(record)) in found:
-                found[value][day_key(record.ts)].update(record_totals(record))
-    for (pk, value, _), items in zip(reads, answers(), strict=True):
+    answers = started(lambda read: aggregate_items(read[0], *read[2]), reads)  # items and fresh edges at once
+    add_edges = partial(_add_edge_records, found, tenant, dimension, _edge_where(dimension, values))
+    add_edges([edge for edge in edges if edge not in settled] if values else [])
+    items_read = answers()
+    busy = _busy_quarters(items_read)
+    add_edges([edge for edge in settled if edge[0] - edge[0] % QUARTER_MS in busy])
+    for (pk, value, _), items in zip(reads, items_read, strict=True):
         for item in items:
             if keys.is_hour_sk(item["sk"]):
                 sign, first, last = slots[keys.parse_aggregate(pk, item["sk"]).bucket_start]
-                part = hour_part(item, first, last)
-                found[value][keys.bucket_day(item["sk"])].update({name: sign * n for name, n in part.items()})
+                if first < last:
+                    part = hour_part(item, first, last)
+                    found[value][keys.bucket_day(item["sk"])].update({name: sign * n for name, n in part.items()})
             else:
                 found[value][keys.bucket_day(item["sk"])].update(counters(item))
     return {value: {day: _nonzero(t) for day, t in by_day.items()} for value, by_day in found.items()}
+
+
+def _settled(edges: list[Slice]) -> list[Slice]:
+    """The raw slices whose quarter hour ended ``SETTLED_MS`` or more ago."""
+    settled_before = now_ms() - SETTLED_MS
+    return [(low, high) for low, high in edges if low - low % QUARTER_MS + QUARTER_MS <= settled_before]
+
+
+def _busy_quarters(answers: list[list[dict[str, Any]]]) -> set[int]:
+    """The quarter hours (their starts) in which any hour item read counts an event."""
+    return {
+        keys.parse_aggregate(item["pk"], item["sk"]).bucket_start + quarter * QUARTER_MS
+        for items in answers
+        for item in items
+        if keys.is_hour_sk(item["sk"])
+        for quarter in range(4)
+        if quarter_sum(item, "events", quarter, quarter + 1)
+    }
+
+
+def _add_edge_records(
+    found: dict[str, dict[str, Totals]], tenant: str, dimension: Dimension, where: dict[str, str], edges: list[Slice]
+) -> None:
+    """Add the raw records of each slice to the day totals of the value they belong to."""
+    for low, high in edges:
+        for record in tenant_records(tenant, low, high, where):
+            if (value := dimension.value_of(record)) in found:
+                found[value][day_key(record.ts)].update(record_totals(record))
 
 
 def _day_plan(start: int | None, end: int | None) -> tuple[list[int], dict[int, tuple[int, int, int]], list[Slice]]:
