@@ -372,6 +372,7 @@ class Bench:
                     "naive": naive,
                 }
         result["identifier_dates_rolling"] = self.rolling_reads(TENANT, naive_by_window)
+        result["identifier_dates_rolling_100th_user"] = self.rolling_reads(TENANT, naive_by_window, rank=100)
         result["usage_series"] = {
             "90d": {
                 "ours": self.rcu(lambda: chatbotkit.series(TENANT)),
@@ -394,10 +395,13 @@ class Bench:
         }
         return result
 
-    def rolling_reads(self, tenant: str, naive: dict[int, float] | None = None) -> dict[str, dict[str, float]]:
-        """The top end user over the last N*24 hours to this millisecond (a ragged ``from``: raw records
-        for the part of its quarter hour): ours, the floor (the user's day items of those days) and
-        naive (the tenant's raw records of those days, unless given)."""
+    def rolling_reads(
+        self, tenant: str, naive: dict[int, float] | None = None, rank: int = 1
+    ) -> dict[str, dict[str, float]]:
+        """The end user of this rank (1: the top one) over the last N*24 hours to this millisecond (a
+        ragged ``from``: raw records for the part of its quarter hour, where the user's hour item counts
+        any there): ours, the floor (the user's day items of those days) and naive (the tenant's raw
+        records of those days, unless given)."""
         from meter.api import agentsgt
         from meter.core.timerange import DAY_MS, iso, now_ms
         from meter.dal import keys
@@ -405,7 +409,7 @@ class Bench:
         from meter.dal.keys import day_key
         from meter.reading.queries import aggregate_items, tenant_records
 
-        user, end, found = identifier(1), now_ms(), {}
+        user, end, found = identifier(rank), now_ms(), {}
         for days in WINDOWS:
             start, stop = (end // DAY_MS - days + 1) * DAY_MS, (end // DAY_MS + 1) * DAY_MS
             low, high = keys.day_sk(day_key(start)), keys.day_sk(day_key(end))
