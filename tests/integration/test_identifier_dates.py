@@ -6,6 +6,8 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import STACK
 from tests.helpers import aggregator, call, identifier_path, queries_made
@@ -83,6 +85,8 @@ def test_all_time_ascending_without_zero_days(api):
         (timedelta(hours=1, minutes=15), timedelta(hours=1, minutes=50)),
         (timedelta(hours=1, minutes=45), timedelta(days=1, hours=12, minutes=29, seconds=59, milliseconds=999)),
         (timedelta(hours=1, minutes=11), timedelta(days=3, hours=5, minutes=14, seconds=59, milliseconds=999)),
+        # one raw slice across a quarter hour line, the user's event in its second quarter only
+        (timedelta(hours=1, minutes=40), timedelta(hours=1, minutes=55)),
     ],
 )
 def test_ranges_are_exact_at_any_boundary(api, start, end):
@@ -90,6 +94,37 @@ def test_ranges_are_exact_at_any_boundary(api, start, end):
     response = api("user@example.com", **{"from": iso(low), "to": iso(high)})
     want = expected("user@example.com", low, high)
     assert (response.status, response.json()) == ((200, {"data": want}) if want else (404, response.json()))
+
+
+QUARTER, MINUTE = timedelta(minutes=15), timedelta(minutes=1)
+near_an_event = st.builds(  # a moment in the quarter hour of one of the user's events, or one of the two before
+    lambda at, quarters, minutes, ms: (
+        at.replace(minute=at.minute // 15 * 15, second=0)
+        + quarters * QUARTER
+        + minutes * MINUTE
+        + timedelta(milliseconds=ms)
+    ),
+    st.sampled_from([at for who, at, _ in EVENTS if who == "user@example.com"]),
+    st.integers(-2, 0),
+    st.integers(0, 14),
+    st.integers(0, 59_999),
+)
+lengths = st.builds(
+    lambda minutes, ms: minutes * MINUTE + timedelta(milliseconds=ms),
+    st.one_of(st.integers(0, 30), st.integers(0, 2 * 24 * 60)),
+    st.integers(0, 59_999),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(low=near_an_event, length=lengths)
+def test_any_range_near_the_events_is_exact(api, low, length):
+    """Ragged edges in the quarter hours of the user's events and the two before: a quarter with or
+    without their events, a raw slice within one quarter or across a quarter line, all settled."""
+    high = low + length
+    response = api("user@example.com", **{"from": iso(low), "to": iso(high)})
+    want = expected("user@example.com", low, high)
+    assert (response.status, response.json().get("data")) == ((200, want) if want else (404, None))
 
 
 def test_bare_dates_cover_whole_days(api):

@@ -164,8 +164,8 @@ def daily_totals_of(
     found: dict[str, dict[str, Totals]] = {value: defaultdict(Counter) for value in values}
     days, slots, edges = _day_plan(start, end)
     settled = _settled(edges) if values else []
-    for low, _ in settled:  # its hour item, read only to see whether that quarter holds anything
-        slots.setdefault(low - low % HOUR_MS, (0, 0, 0))
+    for quarter in {quarter for edge in settled for quarter in _quarters_of(edge)}:
+        slots.setdefault(quarter - quarter % HOUR_MS, (0, 0, 0))  # read only to see what the quarter holds
     if start is None and end is None:
         spans = [(keys.DAY_PREFIX, keys.day_sk("~"))]
     else:
@@ -177,7 +177,7 @@ def daily_totals_of(
     add_edges([edge for edge in edges if edge not in settled] if values else [])
     items_read = answers()
     busy = _busy_quarters(items_read)
-    add_edges([edge for edge in settled if edge[0] - edge[0] % QUARTER_MS in busy])
+    add_edges([edge for edge in settled if any(quarter in busy for quarter in _quarters_of(edge))])
     for (pk, value, _), items in zip(reads, items_read, strict=True):
         for item in items:
             if keys.is_hour_sk(item["sk"]):
@@ -190,10 +190,17 @@ def daily_totals_of(
     return {value: {day: _nonzero(t) for day, t in by_day.items()} for value, by_day in found.items()}
 
 
+def _quarters_of(edge: Slice) -> range:
+    """The quarter hours (their starts) a raw slice touches: one, or two where it crosses a quarter
+    line without reaching the next (``split`` of 12:10 to 12:20)."""
+    low, high = edge
+    return range(low - low % QUARTER_MS, high, QUARTER_MS)
+
+
 def _settled(edges: list[Slice]) -> list[Slice]:
-    """The raw slices whose quarter hour ended ``SETTLED_MS`` or more ago."""
+    """The raw slices whose last quarter hour ended ``SETTLED_MS`` or more ago."""
     settled_before = now_ms() - SETTLED_MS
-    return [(low, high) for low, high in edges if low - low % QUARTER_MS + QUARTER_MS <= settled_before]
+    return [edge for edge in edges if _quarters_of(edge)[-1] + QUARTER_MS <= settled_before]
 
 
 def _busy_quarters(answers: list[list[dict[str, Any]]]) -> set[int]:
