@@ -164,7 +164,8 @@ def daily_totals_of(
     found: dict[str, dict[str, Totals]] = {value: defaultdict(Counter) for value in values}
     days, slots, edges = _day_plan(start, end)
     settled = _settled(edges) if values else []
-    for quarter in {quarter for edge in settled for quarter in _quarters_of(edge)}:
+    watched = {quarter for edge in settled for quarter in _quarters_of(edge)}
+    for quarter in watched:
         slots.setdefault(quarter - quarter % HOUR_MS, (0, 0, 0))  # read only to see what the quarter holds
     if start is None and end is None:
         spans = [(keys.DAY_PREFIX, keys.day_sk("~"))]
@@ -176,7 +177,7 @@ def daily_totals_of(
     add_edges = partial(_add_edge_records, found, tenant, dimension, _edge_where(dimension, values))
     add_edges([edge for edge in edges if edge not in settled] if values else [])
     items_read = answers()
-    busy = _busy_quarters(items_read)
+    busy = _busy_quarters(items_read, watched)
     add_edges([edge for edge in settled if any(quarter in busy for quarter in _quarters_of(edge))])
     for (pk, value, _), items in zip(reads, items_read, strict=True):
         for item in items:
@@ -203,15 +204,16 @@ def _settled(edges: list[Slice]) -> list[Slice]:
     return [edge for edge in edges if _quarters_of(edge)[-1] + QUARTER_MS <= settled_before]
 
 
-def _busy_quarters(answers: list[list[dict[str, Any]]]) -> set[int]:
-    """The quarter hours (their starts) in which any hour item read counts an event."""
+def _busy_quarters(answers: list[list[dict[str, Any]]], watched: set[int]) -> set[int]:
+    """The ``watched`` quarter hours (their starts) in which any hour item read counts an event."""
+    hours = {keys.hour_sk(keys.hour_key(quarter)): quarter - quarter % HOUR_MS for quarter in watched}
     return {
-        keys.parse_aggregate(item["pk"], item["sk"]).bucket_start + quarter * QUARTER_MS
+        hours[item["sk"]] + index * QUARTER_MS
         for items in answers
         for item in items
-        if keys.is_hour_sk(item["sk"])
-        for quarter in range(4)
-        if quarter_sum(item, "events", quarter, quarter + 1)
+        if item["sk"] in hours
+        for index in range(4)
+        if hours[item["sk"]] + index * QUARTER_MS in watched and quarter_sum(item, "events", index, index + 1)
     }
 
 
