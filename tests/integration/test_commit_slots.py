@@ -15,6 +15,7 @@ import pytest
 from meter.counting import aggregation
 from meter.counting.aggregation import CommitFailed, handle_window
 from meter.dal import dynamo, keys, store
+from meter.dal.dimensions import AGENT, IDENTIFIER, ITEMIZED_CAP, each_member
 from meter.dal.expressions import Update
 from meter.dal.models import PendingCommit
 from meter.dal.records import UsageRecord
@@ -198,3 +199,21 @@ def test_a_commit_past_its_writers_stop_writes_nothing_and_is_voided_after(aws, 
     ledger = aggregation.read_ledger("shard-a")
     assert not ledger.pending_last and ledger.events == 1  # voided: reconciliation counts what it left
     assert ledger.seq == keys.sequence_key("2000")
+
+
+def test_a_commits_sets_stop_at_the_cap_and_survive_its_pending_form(aws):
+    """An end user's hour item gets one member per event of a quarter, none for a quarter with more
+    than a set holds; the deltas' compressed form (window state, pending commit) keeps them."""
+    deltas = aggregation.Deltas()
+    user = ("user-0", "bot", "m", None, None, None, "message")
+    busy = [_record(n, "acme", *user, n + 1, 2, 30, False) for n in range(ITEMIZED_CAP + 1)]  # minute 30
+    few = [_record(100 + n, "acme", *user, n + 1, 2, 47, False) for n in range(3)]  # minute 47
+    for sequence, record in enumerate(busy + few):
+        deltas.add(keys.sequence_key(str(1000 + sequence)), record)
+    hour = keys.periods(few[0].ts).hour
+    assert deltas.listed((IDENTIFIER.pk("acme", "user-0"), hour)) == {
+        3: {each_member(r.ts, r.type, r.count, r.credits) for r in few}
+    }
+    assert not deltas.listed((AGENT.pk("acme", "bot"), hour))  # agents' items list nothing
+    back = aggregation.Deltas.decompressed(deltas.first, deltas.last, deltas.events, deltas.compressed())
+    assert back.each == deltas.each and back.counters == deltas.counters

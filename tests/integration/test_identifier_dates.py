@@ -9,6 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from meter.dal import keys, store
+from meter.dal.dimensions import IDENTIFIER, ITEMIZED_CAP, each_attribute
 from tests.conftest import STACK
 from tests.helpers import aggregator, call, identifier_path, queries_made
 
@@ -164,16 +166,76 @@ def _queries_of(api, low: datetime, high: datetime) -> list[dict]:
     return queries_made(lambda: api("user@example.com", **{"from": iso(low), "to": iso(high)}))
 
 
-def test_raw_records_are_read_only_for_the_ragged_edges(api):
-    low, high = DAY0 + timedelta(hours=1, minutes=12), DAY0 + timedelta(days=3, hours=5, minutes=7)  # user's quarters
-    queries = _queries_of(api, low, high)
-    raw = [q for q in queries if q.get("IndexName")]
-    edges = {_between(q) for q in raw}
-    assert len(edges) == 2 and len(raw) == 2  # each edge from the tenant's one partition (its records are not sharded)
-    for low_ord, high_ord in edges:
-        assert int(high_ord[:13]) - int(low_ord[:13]) < 15 * 60_000  # the hour items hold their quarters
-    assert all(_filtered_to(q) == {"identifier": "user@example.com"} for q in raw)
-    assert len(queries) == 3 + len(raw)  # days, head hours, tail hours, then the raw edges
+def test_settled_ragged_edges_are_summed_from_the_hour_items_sets(api):
+    """The user's few events in each quarter hour are listed in its hour item: ragged edges in those
+    quarters (events before and after ``from``, and at ``to``) read no raw record, to the millisecond."""
+    for low, high in [
+        (DAY0 + timedelta(hours=1, minutes=12), DAY0 + timedelta(days=3, hours=5, minutes=7)),
+        (DAY0 + timedelta(hours=1, minutes=10, milliseconds=1), DAY0 + timedelta(days=3, hours=5, minutes=1)),
+    ]:
+        queries = _queries_of(api, low, high)
+        assert not [q for q in queries if q.get("IndexName")]
+        assert len(queries) == 3  # days, head hours, tail hours
+        want = expected("user@example.com", low, high)
+        assert api("user@example.com", **{"from": iso(low), "to": iso(high)}).json()["data"] == want
+
+
+def _send_and_count(gateway, tokens, who: str, moments: list[datetime], first: int = 0, credits: int = 1) -> None:
+    events = [{"id": f"{who}-{first + n}", "type": "tokens.input", "count": 10, "credits": credits, "identifier": who,
+               "timestamp": iso(at)} for n, at in enumerate(moments)]  # fmt: skip
+    assert call(gateway, "POST", "/v1/events", tokens["acme"], {"events": events}).status == 200
+    aggregator(STACK).drain()
+
+
+def _credits_by_day(who: str, moments: list[datetime], low: datetime, high: datetime, credits: int = 1) -> list:
+    days: dict[str, int] = {}
+    for at in (at for at in moments if low <= at <= high):
+        days[at.strftime("%Y-%m-%d")] = days.get(at.strftime("%Y-%m-%d"), 0) + credits
+    return [{"date": d, "total_credits": c} for d, c in sorted(days.items())]
+
+
+BUSY_QUARTER = DAY0 + timedelta(days=2, hours=7)
+
+
+@pytest.mark.parametrize(
+    "batches",
+    [
+        [ITEMIZED_CAP + 1],  # more than a set holds in one commit: none of them listed
+        [ITEMIZED_CAP - 2, 4],  # a second commit that would take the set past its cap adds no member
+    ],
+)
+def test_a_quarter_with_more_events_than_its_set_holds_reads_raw_records(gateway, tokens, api, batches):
+    who, sent, moments = "busy@example.com", 0, []
+    for size in batches:
+        batch = [BUSY_QUARTER + timedelta(seconds=37 * (sent + n) + 1) for n in range(size)]
+        _send_and_count(gateway, tokens, who, batch, first=sent)
+        sent, moments = sent + size, moments + batch
+    item = _hour_item(who, BUSY_QUARTER)
+    assert item["events"] == sent and len(item.get(each_attribute(0), ())) < sent <= ITEMIZED_CAP + 2
+    low, high = BUSY_QUARTER + timedelta(minutes=2, milliseconds=3), BUSY_QUARTER + timedelta(hours=30)
+    raw = [q for q in queries_made(lambda: api(who, **{"from": iso(low), "to": iso(high)})) if q.get("IndexName")]
+    assert len(raw) == 1 and _filtered_to(raw[0]) == {"identifier": who}
+    assert api(who, **{"from": iso(low), "to": iso(high)}).json()["data"] == _credits_by_day(who, moments, low, high)
+
+
+def test_identical_events_in_a_quarter_read_raw_records(gateway, tokens, api):
+    """Two events alike in every listed field are one set member: the set is short, so not used."""
+    who, at = "twins@example.com", BUSY_QUARTER + timedelta(minutes=5)
+    _send_and_count(gateway, tokens, who, [at, at, at + timedelta(minutes=1)], credits=2)
+    assert len(_hour_item(who, at)[each_attribute(0)]) == 2
+    low, high = at - timedelta(milliseconds=1), at + timedelta(days=1)
+    raw = [q for q in queries_made(lambda: api(who, **{"from": iso(low), "to": iso(high)})) if q.get("IndexName")]
+    assert len(raw) == 1
+    assert api(who, **{"from": iso(low), "to": iso(high)}).json()["data"] == [
+        {"date": at.strftime("%Y-%m-%d"), "total_credits": 6}
+    ]
+
+
+def _hour_item(who: str, at: datetime) -> dict:
+    ms = int(at.timestamp() * 1000)
+    item = store.aggregates().get(store.Aggregates.key(IDENTIFIER.pk("acme", who), keys.hour_sk(keys.hour_key(ms))))
+    assert item is not None
+    return item
 
 
 @pytest.mark.parametrize(

@@ -60,13 +60,24 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from meter.alerts import rules
+from meter.core import caches
 from meter.core.logs import logger, metrics
 from meter.core.timerange import HOUR_MS, now_ms
 from meter.counting import distinct, set_aside
 from meter.credits.booking import Book
 from meter.dal import boards, dynamo, keys, store, tenants, transactions
 from meter.dal.credits import credits
-from meter.dal.dimensions import AGENT, DIMENSIONS, contribution_of, cut_parts, display_value, quartered
+from meter.dal.dimensions import (
+    AGENT,
+    DIMENSIONS,
+    ITEMIZED_CAP,
+    contribution_of,
+    cut_parts,
+    display_value,
+    each_member,
+    quarter_of,
+    quartered,
+)
 from meter.dal.models import Ledger, PendingCommit
 from meter.dal.records import UsageRecord, record_from_item
 from meter.dal.store import adding
@@ -137,6 +148,19 @@ def listing_attributes(record: UsageRecord) -> dict[AggregateKey, dict[str, str]
     return attributes
 
 
+def itemized(record: UsageRecord) -> list[tuple[AggregateKey, int, str | None]]:
+    """The record's member of its quarter's set (``meter.dal.dimensions.each_member``) in its hour
+    item of each itemized dimension, with the quarter."""
+    hour, quarter = keys.periods(record.ts).hour, quarter_of(record.ts)
+    member = each_member(record.ts, record.type, record.count, record.credits)
+    found = []
+    for dimension in DIMENSIONS:
+        value = dimension.value_of(record) if dimension.itemized else None
+        if value is not None:
+            found.append(((dimension.pk(record.tenant, value), hour), quarter, member))
+    return found
+
+
 def roster_additions(record: UsageRecord, layout: Layout = UNSHARDED) -> list[tuple[AggregateKey, Counter[str]]]:
     """The record's credits in its agent's entries of the tenant's roster (its day and its hour), once
     the roster is sharded (before that, the agents' boards hold them)."""
@@ -184,11 +208,15 @@ class Deltas:
     counters: dict[AggregateKey, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     listing: dict[AggregateKey, dict[str, str]] = field(default_factory=dict)
     oldest: int = 0  # the earliest receipt (ms) among the records: it bounds when a commit may write
+    # Per hour item of an itemized dimension, per quarter: its events' set members, or None once
+    # the quarter has more than ITEMIZED_CAP here (its set would be short whatever this commit adds).
+    each: dict[AggregateKey, dict[int, set[str] | None]] = field(default_factory=lambda: defaultdict(dict))
 
     def add(self, sequence: str, record: UsageRecord, booked: Book | None = None) -> None:
         """Fold one record in (records arrive in sequence order), with what it adds to the credit
         accounts ``booked`` holds; nothing changes if it raises."""
         added, listing = additions(record, tenants.layout(record.tenant)), listing_attributes(record)
+        members = itemized(record)
         if booked is not None:
             added += booked.additions(record)
         self.first = self.first or sequence
@@ -198,21 +226,46 @@ class Deltas:
         for key, counters in added:
             self.counters[key].update(counters)
         self.listing.update(listing)
+        for key, quarter, member in members:
+            self._list(key, quarter, member)
+
+    def _list(self, key: AggregateKey, quarter: int, member: str | None) -> None:
+        quarters = self.each[key]
+        listed = quarters.get(quarter, set())
+        if listed is None:
+            return
+        listed.add(member or "")
+        quarters[quarter] = listed if member is not None and len(listed) <= ITEMIZED_CAP else None
 
     def compressed(self) -> bytes:
         """The counters and listings, compressed (the window's state and a pending commit hold them)."""
-        rows = [[pk, sk, dict(c), self.listing.get((pk, sk))] for (pk, sk), c in sorted(self.counters.items())]
+        rows = [
+            [pk, sk, dict(c), self.listing.get((pk, sk)), *self._each_row((pk, sk))]
+            for (pk, sk), c in sorted(self.counters.items())
+        ]
         return zlib.compress(json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode(), 6)
+
+    def _each_row(self, key: AggregateKey) -> list[dict[str, list[str] | None]]:
+        """An item's sets as a row's optional last column (none for an item with no sets)."""
+        if key not in self.each:
+            return []
+        return [{str(q): None if m is None else sorted(m) for q, m in self.each[key].items()}]
 
     @classmethod
     def decompressed(cls, first: str, last: str, events: int, blob: bytes) -> Deltas:
         """The deltas of ``(first, last]`` back from ``compressed``'s bytes."""
         deltas = cls(first=first, last=last, events=events)
-        for pk, sk, counters, listing in json.loads(zlib.decompress(blob)):
+        for pk, sk, counters, listing, *each in json.loads(zlib.decompress(blob)):
             deltas.counters[(pk, sk)] = Counter(counters)
             if listing:
                 deltas.listing[(pk, sk)] = listing
+            for quarter, members in (each[0] if each else {}).items():
+                deltas.each[(pk, sk)][int(quarter)] = None if members is None else set(members)
         return deltas
+
+    def listed(self, key: AggregateKey) -> dict[int, set[str]]:
+        """The set members this commit adds to an item, per quarter (none where the quarter has too many)."""
+        return {quarter: members for quarter, members in self.each.get(key, {}).items() if members}
 
     def encode(self) -> dict[str, str]:
         """A compact JSON-safe form (Lambda keeps the state between invocations of a window)."""
@@ -270,13 +323,31 @@ def transact_retrying(actions: list[dict[str, Any]]) -> None:
         raise
 
 
-def add_once(key: AggregateKey, added: Counter[str], listing: dict[str, str] | None, mark: str, token: str) -> bool:
+# Hour items whose quarter sets were found full by this container: it adds no more to them (a
+# conditional write that fails costs a write unit; each container pays it once per item).
+_full_sets = caches.Cache(maxsize=50_000)
+
+
+def add_once(
+    key: AggregateKey,
+    added: Counter[str],
+    listing: dict[str, str] | None,
+    mark: str,
+    token: str,
+    each: dict[int, set[str]] | None = None,
+) -> bool:
     """Add one item's deltas unless it holds ``token`` in ``mark`` already (a seam tests use);
-    False if it did."""
+    False if it did. ``each``: members for its quarters' sets, added only while every set stays
+    within ``ITEMIZED_CAP`` (else the deltas alone: a set left short is never read)."""
     if keys.is_credit_pk(key[0]):
         return credits().apply_once(store.Aggregates.key(*key), adding(dict(added)), mark, token)
-    change = store.Aggregates.adding_counters(dict(added), listing)
-    return store.aggregates().apply_once(store.Aggregates.key(*key), change, mark, token)
+    aggregates, item_key = store.aggregates(), store.Aggregates.key(*key)
+    if each and key not in _full_sets:
+        change = store.Aggregates.adding_counters(dict(added), listing)
+        if aggregates.apply_once(item_key, change, mark, token, store.Aggregates.listing_events(change, each)):
+            return True
+        _full_sets.put(key, True)  # or the token was there: the plain write below says which
+    return aggregates.apply_once(item_key, store.Aggregates.adding_counters(dict(added), listing), mark, token)
 
 
 def _day_of(key: AggregateKey) -> str:
@@ -331,7 +402,7 @@ def _apply(ledger: Ledger, deltas: Deltas, until: int) -> None:
             raise CommitFailed(f"shard {ledger.shard}: a commit ran past its time; it is voided next")
         try:
             added, listing = +written[key], deltas.listing.get(key)
-            transactions.writing(lambda: add_once(key, added, listing, mark, ledger.token))
+            transactions.writing(lambda: add_once(key, added, listing, mark, ledger.token, deltas.listed(key)))
         except Refused as error:
             refused[error.reason].append(key)
         except transactions.NotCommitted as error:

@@ -44,7 +44,7 @@ from meter.counting import distinct
 from meter.counting.aggregation import HORIZON_MS, coalesce, listing_attributes
 from meter.dal import keys, store
 from meter.dal.arrivals import LATE_AFTER_MS
-from meter.dal.dimensions import AGENT, AGENT_SCOPED, DIMENSIONS, TENANT, Dimension
+from meter.dal.dimensions import AGENT, AGENT_SCOPED, DIMENSIONS, TENANT, Dimension, is_each_attribute
 from meter.dal.keys import day_key, hour_key
 from meter.dal.records import UsageRecord
 from meter.dal.tenants import forget_tenant_settings, layout
@@ -53,7 +53,7 @@ from meter.reading.queries import counters, listed_items, tenant_records
 
 DUE_AFTER_MS = HOUR_MS + LATE_AFTER_MS + HORIZON_MS  # from an hour's start until it is reconciled
 MAX_HOURS_PER_RUN = 48  # a run that has fallen behind catches up in steps
-NOT_COUNTERS = {"pk", "sk", "lk", "v"}  # every other attribute of a bucket item but commit marks is a number
+NOT_COUNTERS = {"pk", "sk", "lk", "v"}  # every other attribute of a bucket item but marks and sets is a number
 
 AggregateKey = tuple[str, str]
 
@@ -135,9 +135,14 @@ def _stored(wanted: set[AggregateKey]) -> tuple[dict[AggregateKey, Counter], set
     malformed = {
         (item["pk"], item["sk"])
         for item in items
-        if any(not isinstance(v, int) for k, v in item.items() if k not in NOT_COUNTERS and not keys.is_commit_mark(k))
+        if any(not isinstance(v, int) for k, v in item.items() if _counter_attribute(k))
     }
     return {key: +found.get(key, Counter()) for key in ordered}, malformed
+
+
+def _counter_attribute(name: str) -> bool:
+    """Whether a bucket item's attribute is a counter (not a key, listing, commit mark or quarter set)."""
+    return name not in NOT_COUNTERS and not keys.is_commit_mark(name) and not is_each_attribute(name)
 
 
 def _raise_to(key: AggregateKey, seen: Counter, raised: Counter, listing: dict[str, str] | None = None) -> bool:

@@ -15,6 +15,13 @@ of the UTC day where its zones' local midnights fall, ``meter.dal.tenants.day_cu
 end, and ``>74`` counts the events the cut was kept for. A day item whose ``>74`` equals its
 ``events`` holds the cut for every event it counts, so a local day is two day items' reads, not a
 day item and an hour Query per local midnight. The parts ride on writes the day item takes anyway.
+
+Hour items of *itemized* dimensions (end users) also list each event of a quarter while it holds
+few: ``each@2`` is a string set of ``<ms into the quarter>/<count>/<credits>/<kind>``, up to
+``ITEMIZED_CAP`` members (``meter.counting.aggregation`` stops adding at the cap). A quarter whose set
+has as many members as the quarter counts events is *complete*: a ragged range edge in it is summed
+from the set, to the millisecond, with no raw record read. A set that stopped at the cap, or merged
+two identical events into one member, is short, and is never used.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from meter.dal import keys
@@ -40,6 +48,8 @@ QUARTER_MS = 15 * 60_000
 QUARTER_MARK = "@"  # credits@2: the hour's third quarter
 CUT_MARK = ">"  # credits>74: what fell from quarter 74 of the UTC day to its end
 QUARTERS_PER_DAY = 96
+EACH_MARK = "each@"  # each@2: the hour's third quarter's events, one set member each
+ITEMIZED_CAP = 10  # members a quarter's set holds at most (an end user's busy quarter has more)
 
 
 def quarter_of(ms: int) -> int:
@@ -96,15 +106,70 @@ def has_own_items(event_type: str) -> bool:
     return event_type not in WELL_KNOWN_TYPES and event_type.partition(".")[0] in SPLIT_FAMILIES
 
 
+def each_attribute(quarter: int) -> str:
+    """The attribute of an hour item listing the events of one quarter (0-3)."""
+    return f"{EACH_MARK}{quarter}"
+
+
+def is_each_attribute(name: str) -> bool:
+    """Whether an item's attribute is a quarter's set of events."""
+    return name.startswith(EACH_MARK)
+
+
+# One event of each kind that adds to a different set of counters (``contribution_of``): an
+# itemized event keeps its kind's index, and adds what that one would, with its count and credits.
+KINDS = (
+    "other",
+    "message",
+    "conversation",
+    "file",
+    "tokens.other",
+    *sorted(WELL_KNOWN_TYPES),
+)
+
+
+@lru_cache(maxsize=4096)
+def kind_of(event_type: str) -> int | None:
+    """The index in ``KINDS`` of the kind that adds to the same counters as ``event_type`` (None if
+    none does: such an event leaves its quarter's set short)."""
+    touched = set(contribution_of(event_type, 1, 1))
+    return next((index for index, kind in enumerate(KINDS) if set(contribution_of(kind, 1, 1)) == touched), None)
+
+
+def each_member(ms: int, event_type: str, count: int, credits: int) -> str | None:
+    """An event's member in its quarter's set (None if its kind has none)."""
+    kind = kind_of(event_type)
+    return None if kind is None else f"{ms % QUARTER_MS}/{count}/{credits}/{kind}"
+
+
+def each_event(member: str) -> tuple[int, Counter[str]]:
+    """A set member's ms into its quarter, and what its event adds (as ``contribution_of``)."""
+    offset, count, credits, kind = (int(part) for part in member.split("/"))
+    return offset, contribution_of(KINDS[kind], count, credits)
+
+
+def complete_quarter(item: dict, quarter: int) -> set[str] | None:
+    """An hour item's set of one quarter's events, if it holds every event the quarter counts."""
+    members = item.get(each_attribute(quarter), set())
+    return members if len(members) == quarter_sum(item, "events", quarter, quarter + 1) else None
+
+
+def quarter_sum(item: dict, counter: str, first: int, last: int) -> int:
+    """One counter's sum over quarters ``first..last-1`` (0-3) of an hour item."""
+    parts = [item.get(quarter_counter(counter, q), 0) for q in (1, 2, 3)]
+    return sum([item.get(counter, 0) - sum(parts), *parts][first:last])
+
+
 @dataclass(frozen=True)
 class Dimension:
-    """One way of slicing usage."""
+    """One way of slicing usage (``itemized``: its hour items list a quarter's few events)."""
 
     code: str
     value_of: Callable[[UsageRecord], str | None]
     hourly: bool
     listed: bool
     list_scope: Callable[[UsageRecord], str] = lambda _: ""
+    itemized: bool = False
 
     def pk(self, tenant: str, key: str) -> str:
         """Partition key of this dimension's aggregates for one value key."""
@@ -131,7 +196,7 @@ def _of_agent(record: UsageRecord) -> str:
 
 
 TENANT = Dimension("T", lambda r: "", hourly=True, listed=False)
-IDENTIFIER = Dimension("I", lambda r: r.identifier, hourly=True, listed=True)
+IDENTIFIER = Dimension("I", lambda r: r.identifier, hourly=True, listed=True, itemized=True)
 AGENT = Dimension("A", lambda r: r.agent_id, hourly=True, listed=True)
 AGENT_MODEL = Dimension("M", _agent_model, hourly=True, listed=True, list_scope=_of_agent)
 # Per-type token totals of an agent (DigitalOcean's measurements). Event types are free-form, so

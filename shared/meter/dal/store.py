@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from meter.core.config import get_settings
 from meter.dal import dynamo, keys
+from meter.dal.dimensions import ITEMIZED_CAP, each_attribute
 from meter.dal.expressions import Condition, Update, attr, every, request
 from meter.dal.models import Alert, ApiKey, Delivery, Ledger, PendingCommit, Tenant, Trigger
 from meter.dal.records import InvalidRecord, UsageRecord, record_from_item
@@ -84,11 +85,11 @@ class Table:
             raise
         return dynamo.deserialize(done.get("Attributes", {}))
 
-    def apply_once(self, key: ItemKey, change: Update, mark: str, token: str) -> bool:
+    def apply_once(self, key: ItemKey, change: Update, mark: str, token: str, also: Condition | None = None) -> bool:
         """Apply ``change`` and set ``mark`` to ``token``, unless the item already holds that token
-        there (the change was applied before); False if it did."""
+        there (the change was applied before); False if it did, or if ``also`` failed."""
         unapplied = attr(mark).absent() | attr(mark).ne(token)
-        return self.update(key, change.set(mark, token), unapplied) is not None
+        return self.update(key, change.set(mark, token), unapplied if also is None else unapplied & also) is not None
 
     def action(self, key: ItemKey, change: Update, condition: Condition | None = None) -> dict[str, Any]:
         """The same update as one action of a TransactWriteItems."""
@@ -254,6 +255,19 @@ class Aggregates(Table):
         if listing:
             change.set_if_absent("lk", listing["lk"]).set_if_absent("v", listing["v"])
         return change
+
+    @staticmethod
+    def listing_events(change: Update, each: dict[int, set[str]]) -> Condition:
+        """Add to ``change`` the members of each quarter's set in ``each``; the condition that every
+        set stays within ``ITEMIZED_CAP`` members."""
+        room = []
+        for quarter, members in sorted(each.items()):
+            change.add(each_attribute(quarter), members)
+            room.append(
+                attr(each_attribute(quarter)).absent()
+                | attr(each_attribute(quarter)).size_below(ITEMIZED_CAP - len(members) + 1)
+            )
+        return every(room)
 
     def raise_to(
         self, key: ItemKey, seen: dict[str, int], raised: dict[str, int], listing: dict[str, str] | None = None

@@ -22,9 +22,11 @@ from meter.dal.dimensions import (
     QUARTER_MS,
     TENANT,
     Dimension,
+    complete_quarter,
     contribution_of,
+    each_event,
     is_part_counter,
-    quarter_counter,
+    quarter_sum,
 )
 from meter.dal.keys import day_key
 from meter.dal.records import UsageRecord
@@ -126,12 +128,6 @@ def read_plan(start: int | None, end: int | None) -> ReadPlan:
     return plan_range(0 if start is None else start, open_end if end is None else end)
 
 
-def quarter_sum(item: dict[str, Any], counter: str, first: int, last: int) -> int:
-    """One counter's sum over quarters ``first..last-1`` (0-3) of an hour item."""
-    parts = [item.get(quarter_counter(counter, q), 0) for q in (1, 2, 3)]
-    return sum([item.get(counter, 0) - sum(parts), *parts][first:last])
-
-
 def hour_part(item: dict[str, Any], first: int, last: int) -> Totals:
     """What an hour item holds in its quarters ``first..last-1`` (0-3), per counter."""
     whole = counters(item)
@@ -158,9 +154,10 @@ def daily_totals_of(
 ) -> dict[str, dict[str, Totals]]:
     """``daily_totals`` of each of a few values of one dimension: their items read at once, and the
     raw records at the edges once for all (the models of one agent share its records). A ragged edge
-    in a quarter hour over ``SETTLED_MS`` ago reads raw records only where its hour item holds an
-    event of theirs in that quarter: most values have none there, and the tenant's records of those
-    minutes would cost the read a Query per ``ByTenant`` shard."""
+    in a quarter hour over ``SETTLED_MS`` ago is summed from the values' hour items where their
+    quarter's set lists every event it counts (an end user's few, or none), and read from raw
+    records only where it does not: the tenant's records of those minutes cost a Query per
+    ``ByTenant`` shard."""
     found: dict[str, dict[str, Totals]] = {value: defaultdict(Counter) for value in values}
     days, slots, edges = _day_plan(start, end)
     settled = _settled(edges) if values else []
@@ -177,8 +174,15 @@ def daily_totals_of(
     add_edges = partial(_add_edge_records, found, tenant, dimension, _edge_where(dimension, values))
     add_edges([edge for edge in edges if edge not in settled] if values else [])
     items_read = answers()
-    busy = _busy_quarters(items_read, watched)
-    add_edges([edge for edge in settled if any(quarter in busy for quarter in _quarters_of(edge))])
+    watched_items = _watched_items(reads, items_read, watched)
+    unlisted = []
+    for edge in settled:
+        listed = _listed_events(watched_items, values, edge)
+        if listed is None:
+            unlisted.append(edge)
+        for value, ms, added in listed or []:
+            found[value][day_key(ms)].update(added)
+    add_edges(unlisted)
     for (pk, value, _), items in zip(reads, items_read, strict=True):
         for item in items:
             if keys.is_hour_sk(item["sk"]):
@@ -204,17 +208,37 @@ def _settled(edges: list[Slice]) -> list[Slice]:
     return [edge for edge in edges if _quarters_of(edge)[-1] + QUARTER_MS <= settled_before]
 
 
-def _busy_quarters(answers: list[list[dict[str, Any]]], watched: set[int]) -> set[int]:
-    """The ``watched`` quarter hours (their starts) in which any hour item read counts an event."""
-    hours = {keys.hour_sk(keys.hour_key(quarter)): quarter - quarter % HOUR_MS for quarter in watched}
+def _watched_items(
+    reads: list[tuple[str, str, Any]], answers: list[list[dict[str, Any]]], watched: set[int]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The hour items read of the ``watched`` quarter hours (their starts), by value and sort key."""
+    hours = {keys.hour_sk(keys.hour_key(quarter)) for quarter in watched}
     return {
-        hours[item["sk"]] + index * QUARTER_MS
-        for items in answers
+        (value, item["sk"]): item
+        for (_, value, _), items in zip(reads, answers, strict=True)
         for item in items
         if item["sk"] in hours
-        for index in range(4)
-        if hours[item["sk"]] + index * QUARTER_MS in watched and quarter_sum(item, "events", index, index + 1)
     }
+
+
+def _listed_events(
+    items: dict[tuple[str, str], dict[str, Any]], values: list[str], edge: Slice
+) -> list[tuple[str, int, Totals]] | None:
+    """Each value's events in a raw slice (value, instant, what it adds), from its hour items'
+    quarter sets; None if a quarter it touches counts an event its set does not list (a value with
+    no hour item there has no event in it)."""
+    low, high = edge
+    found = []
+    for quarter in _quarters_of(edge):
+        hour = quarter - quarter % HOUR_MS
+        sk = keys.hour_sk(keys.hour_key(hour))
+        for value in (value for value in values if (value, sk) in items):
+            members = complete_quarter(items[value, sk], (quarter - hour) // QUARTER_MS)
+            if members is None:
+                return None
+            events = (each_event(member) for member in members)
+            found += [(value, quarter + offset, added) for offset, added in events if low <= quarter + offset < high]
+    return found
 
 
 def _add_edge_records(

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 
 from meter.core.timerange import DAY_MS, HOUR_MS, now_ms
 from meter.dal import boards, keys, store
-from meter.dal.dimensions import AGENT, AGENT_MODEL, IDENTIFIER, QUARTER_MS, TENANT, Dimension, quarter_of
+from meter.dal.dimensions import AGENT, AGENT_MODEL, IDENTIFIER, QUARTER_MS, TENANT, Dimension, quarter_of, quarter_sum
 from meter.dal.tenants import layout
 from meter.reading.plan import signed_pieces, split
-from meter.reading.queries import in_parallel, quarter_sum
+from meter.reading.queries import in_parallel
 
 if TYPE_CHECKING:
     from meter.reading.series import UsageQuery

@@ -37,12 +37,13 @@ from meter.dal.dimensions import (
     complete_cuts,
     cut_counter,
     has_own_items,
+    quarter_sum,
     type_counter,
 )
 from meter.dal.records import UsageRecord
 from meter.dal.tenants import keep_zone_cuts, layout
 from meter.reading.plan import Piece, Slice, Split, signed_pieces, split
-from meter.reading.queries import in_parallel, listed_values, quarter_sum, record_totals, tenant_records
+from meter.reading.queries import in_parallel, listed_values, record_totals, tenant_records
 from meter.reading.ranking import board_sums
 
 MAX_ROWS = 10_000  # rows of one answer (windows x groups with a value)
