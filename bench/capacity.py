@@ -3,6 +3,8 @@
 Hooks botocore's events, so the code under measurement is the code that ships, unchanged.
 Transactional writes are counted at AWS's rate of 2 WCU per item (per KB: every item our
 transactions touch is under 1 KB), whatever DynamoDB Local reports, plus what the indexes report.
+A single-item write whose condition failed reports nothing, but AWS bills it: it counts 1 WCU (the
+item's own KB are not known here; the items written conditionally are under 1 KB or near it).
 Every unit is also attributed to the partition key it landed on (the table's, or the index's for
 index writes and reads), which is what a partition's throughput limit applies to.
 """
@@ -42,6 +44,7 @@ class CapacityMeter:
         self.read_billed = 0.0  # AWS bills at least 0.5 RCU per read call; DynamoDB Local reports 0 for an empty one
         self.calls: Counter[str] = Counter()
         self.transact_items = 0
+        self.failed_conditions = 0  # single-item writes whose condition failed (each counted at 1 WCU)
         self.write_by: Counter[str] = Counter()  # "<table>" or "<table>.<index>" → WCU
         self.write_on: Counter[Place] = Counter()  # partition key → WCU
         self.read_on: Counter[Place] = Counter()  # partition key → RCU
@@ -94,6 +97,10 @@ class CapacityMeter:
         self.calls[model.name] += 1
         consumed = parsed.get("ConsumedCapacity") or []
         consumed = consumed if isinstance(consumed, list) else [consumed]
+        if not consumed and model.name in WRITES - {"TransactWriteItems"} and _failed_condition(parsed):
+            self.failed_conditions += 1
+            table = context["places"][0][0][0]
+            consumed = [{"TableName": table, "CapacityUnits": 1.0, "Table": {"CapacityUnits": 1.0}}]
         units = sum(c.get("CapacityUnits", 0.0) for c in consumed)
         places = [place for item in context.get("places", []) for place in item]
         if model.name in READS:
@@ -135,6 +142,10 @@ class CapacityMeter:
             if units > best.get(where, ("", -1.0))[1]:
                 best[where] = (key, units)
         return best
+
+
+def _failed_condition(parsed: dict[str, Any]) -> bool:
+    return (parsed.get("Error") or {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def _set_to(params: dict[str, Any], attribute: str) -> dict[str, Any] | None:

@@ -169,6 +169,7 @@ class Bench:
             "aggregation_delay_s": round(caught_up, 1),
             "window_s": self.source.tumbling_seconds,
             "wcu_per_event": round(self.meter.write / events, 3),
+            "failed_conditions_per_event": round(self.meter.failed_conditions / events, 4),
             "wcu_per_event_by_table": {
                 _short(place): round(units / events, 3) for place, units in sorted(self.meter.write_by.items())
             },
@@ -232,6 +233,7 @@ class Bench:
             "identifiers": shape.identifiers,
             "agents": shape.agents,
             "wcu_per_event": round(self.meter.write / len(data), 3),
+            "failed_conditions_per_event": round(self.meter.failed_conditions / len(data), 4),
             "wcu_per_event_by_table": {
                 _short(place): round(units / len(data), 3) for place, units in sorted(self.meter.write_by.items())
             },
@@ -626,6 +628,15 @@ def _writes_report(results: dict[str, Any]) -> list[str]:
     lines += _table(
         [[name, *(spread.get(p, 0) for p in places)] for name, spread in by_table.items()], ["workload", *places]
     )
+    failed = {
+        name: results[name].get("failed_conditions_per_event") for name in ("live", "backfill") if name in results
+    }
+    if any(n is not None for n in failed.values()):
+        shown = ", ".join(f"{name} {n}" for name, n in failed.items() if n is not None)
+        lines += [
+            "",
+            f"Writes whose condition failed, per event (each counted above at 1 WCU, as AWS bills it): {shown}.",
+        ]
     lines += _backfill_runs_line(results)
     first = results.get("live", {}).get("first_of_day")
     if first:
