@@ -11,6 +11,8 @@ from typing import Any
 from unittest import mock
 from urllib.parse import quote, urlencode
 
+from botocore.exceptions import ClientError
+
 from local.gateway import Gateway, Response
 from local.streams import StreamMapping
 from local.template import Stack
@@ -47,18 +49,28 @@ def clock_at_midday(monkeypatch: Any) -> int:
     return midday
 
 
-def queries_made(read: Callable[[], Any]) -> list[dict[str, Any]]:
-    """The parameters of every DynamoDB Query ``read()`` makes, in order (each still answered)."""
+def calls_made(operation: str, act: Callable[[], Any]) -> list[dict[str, Any]]:
+    """The parameters of every call of a DynamoDB client ``operation`` (``query``, ``update_item``)
+    ``act()`` makes, in order (each still answered), each with ``failed``: whether a condition failed."""
     made: list[dict[str, Any]] = []
-    real = dynamo.client().query
+    real = getattr(dynamo.client(), operation)
 
     def spy(**kwargs: Any) -> Any:
-        made.append(kwargs)
-        return real(**kwargs)
+        made.append({**kwargs, "failed": False})
+        try:
+            return real(**kwargs)
+        except ClientError as error:
+            made[-1]["failed"] = error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+            raise
 
-    with mock.patch.object(dynamo.client(), "query", side_effect=spy):
-        read()
+    with mock.patch.object(dynamo.client(), operation, side_effect=spy):
+        act()
     return made
+
+
+def queries_made(read: Callable[[], Any]) -> list[dict[str, Any]]:
+    """The parameters of every DynamoDB Query ``read()`` makes, in order (each still answered)."""
+    return calls_made("query", read)
 
 
 def sample_event_name(logical_id: str) -> str:

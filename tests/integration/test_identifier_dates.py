@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from meter.dal import keys, store
 from meter.dal.dimensions import IDENTIFIER, ITEMIZED_CAP, each_attribute
 from tests.conftest import STACK
-from tests.helpers import aggregator, call, identifier_path, queries_made
+from tests.helpers import aggregator, call, calls_made, identifier_path, queries_made
 
 DAY0 = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=5)
 
@@ -218,6 +218,20 @@ def test_a_quarter_with_more_events_than_its_set_holds_reads_raw_records(gateway
     assert api(who, **{"from": iso(low), "to": iso(high)}).json()["data"] == _credits_by_day(who, moments, low, high)
 
 
+def test_a_full_set_takes_no_more_tries(gateway, tokens, api):
+    """Once a commit sees a quarter's set full, the next commits write that hour item once, with no
+    member and no condition that fails (each failed write would cost a write unit)."""
+    who = "steady@example.com"
+    moments = [BUSY_QUARTER + timedelta(seconds=5 * n + 1) for n in range(ITEMIZED_CAP + 2)]
+    _send_and_count(gateway, tokens, who, moments[:ITEMIZED_CAP])
+    hour_key = store.Aggregates.key(IDENTIFIER.pk("acme", who), keys.hour_sk(keys.hour_key(_ms(BUSY_QUARTER))))
+    for n, at in enumerate(moments[ITEMIZED_CAP:], start=ITEMIZED_CAP):
+        writes = calls_made("update_item", lambda at=at, n=n: _send_and_count(gateway, tokens, who, [at], first=n))
+        assert [w["failed"] for w in writes if w["Key"] == hour_key] == [False]
+    item = _hour_item(who, BUSY_QUARTER)
+    assert (item["events"], len(item[each_attribute(0)])) == (ITEMIZED_CAP + 2, ITEMIZED_CAP)
+
+
 def test_identical_events_in_a_quarter_read_raw_records(gateway, tokens, api):
     """Two events alike in every listed field are one set member: the set is short, so not used."""
     who, at = "twins@example.com", BUSY_QUARTER + timedelta(minutes=5)
@@ -231,9 +245,13 @@ def test_identical_events_in_a_quarter_read_raw_records(gateway, tokens, api):
     ]
 
 
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
 def _hour_item(who: str, at: datetime) -> dict:
-    ms = int(at.timestamp() * 1000)
-    item = store.aggregates().get(store.Aggregates.key(IDENTIFIER.pk("acme", who), keys.hour_sk(keys.hour_key(ms))))
+    key = store.Aggregates.key(IDENTIFIER.pk("acme", who), keys.hour_sk(keys.hour_key(_ms(at))))
+    item = store.aggregates().get(key)
     assert item is not None
     return item
 

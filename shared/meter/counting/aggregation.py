@@ -71,6 +71,7 @@ from meter.dal.dimensions import (
     AGENT,
     DIMENSIONS,
     ITEMIZED_CAP,
+    complete_quarter,
     contribution_of,
     cut_parts,
     display_value,
@@ -323,9 +324,9 @@ def transact_retrying(actions: list[dict[str, Any]]) -> None:
         raise
 
 
-# Hour items whose quarter sets were found full by this container: it adds no more to them (a
-# conditional write that fails costs a write unit; each container pays it once per item).
-_full_sets = caches.Cache(maxsize=50_000)
+# The quarters of hour items whose sets this container saw full or short: it adds no more members
+# to them (a write whose condition fails costs a write unit; each container pays it once at most).
+_closed_sets = caches.Cache(maxsize=100_000)
 
 
 def add_once(
@@ -342,12 +343,22 @@ def add_once(
     if keys.is_credit_pk(key[0]):
         return credits().apply_once(store.Aggregates.key(*key), adding(dict(added)), mark, token)
     aggregates, item_key = store.aggregates(), store.Aggregates.key(*key)
-    if each and key not in _full_sets:
+    each = {quarter: members for quarter, members in (each or {}).items() if (key, quarter) not in _closed_sets}
+    if each:
         change = store.Aggregates.adding_counters(dict(added), listing)
-        if aggregates.apply_once(item_key, change, mark, token, store.Aggregates.listing_events(change, each)):
+        after = aggregates.applied_once(item_key, change, mark, token, store.Aggregates.listing_events(change, each))
+        closed = each if after is None else [q for q in range(4) if not _open_set(after, q)]
+        for quarter in closed:  # if the token was there instead, the plain write below says so
+            _closed_sets.put((key, quarter), True)
+        if after is not None:
             return True
-        _full_sets.put(key, True)  # or the token was there: the plain write below says which
     return aggregates.apply_once(item_key, store.Aggregates.adding_counters(dict(added), listing), mark, token)
+
+
+def _open_set(item: dict[str, Any], quarter: int) -> bool:
+    """Whether a quarter's set may take another member and still be read: complete, below the cap."""
+    members = complete_quarter(item, quarter)
+    return members is not None and len(members) < ITEMIZED_CAP
 
 
 def _day_of(key: AggregateKey) -> str:

@@ -85,11 +85,25 @@ class Table:
             raise
         return dynamo.deserialize(done.get("Attributes", {}))
 
-    def apply_once(self, key: ItemKey, change: Update, mark: str, token: str, also: Condition | None = None) -> bool:
+    def apply_once(self, key: ItemKey, change: Update, mark: str, token: str) -> bool:
         """Apply ``change`` and set ``mark`` to ``token``, unless the item already holds that token
-        there (the change was applied before); False if it did, or if ``also`` failed."""
+        there (the change was applied before); False if it did."""
+        return self.applied_once(key, change, mark, token, returns=None) is not None
+
+    def applied_once(
+        self,
+        key: ItemKey,
+        change: Update,
+        mark: str,
+        token: str,
+        also: Condition | None = None,
+        returns: str | None = "ALL_NEW",
+    ) -> dict[str, Any] | None:
+        """``apply_once`` if ``also`` holds too; the item after it (``ALL_NEW`` costs no capacity;
+        empty with ``returns=None``), or None if a condition failed."""
         unapplied = attr(mark).absent() | attr(mark).ne(token)
-        return self.update(key, change.set(mark, token), unapplied if also is None else unapplied & also) is not None
+        condition = unapplied if also is None else unapplied & also
+        return self.update(key, change.set(mark, token), condition, returns=returns)
 
     def action(self, key: ItemKey, change: Update, condition: Condition | None = None) -> dict[str, Any]:
         """The same update as one action of a TransactWriteItems."""
