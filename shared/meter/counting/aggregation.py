@@ -231,12 +231,12 @@ class Deltas:
             self._list(key, quarter, member)
 
     def _list(self, key: AggregateKey, quarter: int, member: str | None) -> None:
-        quarters = self.each[key]
-        listed = quarters.get(quarter, set())
-        if listed is None:
-            return
-        listed.add(member or "")
-        quarters[quarter] = listed if member is not None and len(listed) <= ITEMIZED_CAP else None
+        listed = self.each[key].get(quarter, set())
+        if listed is not None and member is not None and len(listed | {member}) <= ITEMIZED_CAP:
+            listed.add(member)
+            self.each[key][quarter] = listed
+        else:
+            self.each[key][quarter] = None
 
     def compressed(self) -> bytes:
         """The counters and listings, compressed (the window's state and a pending commit hold them)."""
@@ -326,7 +326,7 @@ def transact_retrying(actions: list[dict[str, Any]]) -> None:
 
 # The quarters of hour items whose sets this container saw full or short: it adds no more members
 # to them (a write whose condition fails costs a write unit; each container pays it once at most).
-_closed_sets = caches.Cache(maxsize=100_000)
+_closed_sets = caches.Cache(maxsize=50_000)
 
 
 def add_once(
@@ -348,7 +348,7 @@ def add_once(
         change = store.Aggregates.adding_counters(dict(added), listing)
         after = aggregates.applied_once(item_key, change, mark, token, store.Aggregates.listing_events(change, each))
         closed = each if after is None else [q for q in range(4) if not _open_set(after, q)]
-        for quarter in closed:  # if the token was there instead, the plain write below says so
+        for quarter in closed:  # or the token was there (a replay): the plain write below says so
             _closed_sets.put((key, quarter), True)
         if after is not None:
             return True
