@@ -212,8 +212,27 @@ def test_a_commits_sets_stop_at_the_cap_and_survive_its_pending_form(aws):
         deltas.add(keys.sequence_key(str(1000 + sequence)), record)
     hour = keys.periods(few[0].ts).hour
     assert deltas.listed((IDENTIFIER.pk("acme", "user-0"), hour)) == {
-        3: {each_member(r.ts, r.type, r.count, r.credits) for r in few}
+        2: None,  # too many: the commit adds none of them, and removes the set
+        3: {each_member(r.ts, r.type, r.count, r.credits) for r in few},
     }
     assert not deltas.listed((AGENT.pk("acme", "bot"), hour))  # agents' items list nothing
     back = aggregation.Deltas.decompressed(deltas.first, deltas.last, deltas.events, deltas.compressed())
     assert back.each == deltas.each and back.counters == deltas.counters
+
+
+def test_a_window_state_that_fits_only_without_its_sets_drops_them_instead_of_committing(aws, monkeypatch):
+    """Sets never cost a commit: a mid-window commit rewrites every item the window touched."""
+    records = [
+        _record(n, "acme", f"user-{n}", "bot", "m", None, None, None, "message", 1, 2, 30, False) for n in range(300)
+    ]
+    deltas = aggregation.Deltas()
+    for i, record in enumerate(records):
+        deltas.add(keys.sequence_key(str(1000 + i)), record)
+    with_sets = len(deltas.encode()["deltas"])
+    assert deltas.drop_sets() and not deltas.drop_sets()
+    monkeypatch.setattr(aggregation, "MAX_STATE_CHARS", (with_sets + len(deltas.encode()["deltas"])) // 2)
+    stream = [stream_record(1000 + i, r) for i, r in enumerate(records)]
+    answer = handle_window({"Records": stream, "shardId": "shard-a", "state": {}, "isFinalInvokeForWindow": False})
+    carried = aggregation.Deltas.decode(answer["state"])
+    assert carried.events == 300 and not aggregation.read_ledger("shard-a").seq  # carried, not committed
+    assert {members for quarters in carried.each.values() for members in quarters.values()} == {None}

@@ -75,10 +75,12 @@ from meter.dal.dimensions import (
     contribution_of,
     cut_parts,
     display_value,
+    each_attribute,
     each_member,
     quarter_of,
     quartered,
 )
+from meter.dal.expressions import Update
 from meter.dal.models import Ledger, PendingCommit
 from meter.dal.records import UsageRecord, record_from_item
 from meter.dal.store import adding
@@ -264,9 +266,17 @@ class Deltas:
                 deltas.each[(pk, sk)][int(quarter)] = None if members is None else set(members)
         return deltas
 
-    def listed(self, key: AggregateKey) -> dict[int, set[str]]:
-        """The set members this commit adds to an item, per quarter (none where the quarter has too many)."""
-        return {quarter: members for quarter, members in self.each.get(key, {}).items() if members}
+    def drop_sets(self) -> bool:
+        """Forget every set member (the quarters they were for are left short); whether any was held."""
+        held = any(members for quarters in self.each.values() for members in quarters.values())
+        for quarters in self.each.values():
+            quarters.update(dict.fromkeys(quarters))
+        return held
+
+    def listed(self, key: AggregateKey) -> dict[int, set[str] | None]:
+        """The set members this commit adds to an item, per quarter it adds events to (None where
+        the quarter has too many)."""
+        return dict(self.each.get(key, {}))
 
     def encode(self) -> dict[str, str]:
         """A compact JSON-safe form (Lambda keeps the state between invocations of a window)."""
@@ -335,24 +345,32 @@ def add_once(
     listing: dict[str, str] | None,
     mark: str,
     token: str,
-    each: dict[int, set[str]] | None = None,
+    each: dict[int, set[str] | None] | None = None,
 ) -> bool:
     """Add one item's deltas unless it holds ``token`` in ``mark`` already (a seam tests use);
-    False if it did. ``each``: members for its quarters' sets, added only while every set stays
-    within ``ITEMIZED_CAP`` (else the deltas alone: a set left short is never read)."""
+    False if it did. ``each``: per quarter the deltas add events to, the members for its set (None:
+    too many). They are added while every set stays within ``ITEMIZED_CAP``; a quarter's set that
+    this write leaves short (too many, or full) is removed instead: it would never be read, and an
+    item over 1 KB costs a write unit more per write."""
     if keys.is_credit_pk(key[0]):
         return credits().apply_once(store.Aggregates.key(*key), adding(dict(added)), mark, token)
-    aggregates, item_key = store.aggregates(), store.Aggregates.key(*key)
-    each = {quarter: members for quarter, members in (each or {}).items() if (key, quarter) not in _closed_sets}
-    if each:
-        change = store.Aggregates.adding_counters(dict(added), listing)
-        after = aggregates.applied_once(item_key, change, mark, token, store.Aggregates.listing_events(change, each))
-        closed = each if after is None else [q for q in range(4) if not _open_set(after, q)]
+    aggregates, item_key, quarters = store.aggregates(), store.Aggregates.key(*key), each or {}
+    opened = {q: members for q, members in quarters.items() if members and (key, q) not in _closed_sets}
+    if opened:
+        change = _adding(added, listing, [q for q in quarters if q not in opened])
+        after = aggregates.applied_once(item_key, change, mark, token, store.Aggregates.listing_events(change, opened))
+        closed = opened if after is None else [q for q in range(4) if not _open_set(after, q)]
         for quarter in closed:  # or the token was there (a replay): the plain write below says so
             _closed_sets.put((key, quarter), True)
         if after is not None:
             return True
-    return aggregates.apply_once(item_key, store.Aggregates.adding_counters(dict(added), listing), mark, token)
+    return aggregates.apply_once(item_key, _adding(added, listing, list(quarters)), mark, token)
+
+
+def _adding(added: Counter[str], listing: dict[str, str] | None, dropped: list[int]) -> Update:
+    """The change adding an item's deltas, removing the sets of the ``dropped`` quarters."""
+    change = store.Aggregates.adding_counters(dict(added), listing)
+    return change.remove(*(each_attribute(quarter) for quarter in sorted(dropped))) if dropped else change
 
 
 def _open_set(item: dict[str, Any], quarter: int) -> bool:
@@ -506,8 +524,8 @@ def handle_window(event: dict[str, Any]) -> dict[str, Any]:
                 folded.append(record)
         final = event.get("isFinalInvokeForWindow") or event.get("isWindowTerminatedEarly") or "shardId" not in event
         if not final and len(deltas.counters) <= MAX_STATE_ITEMS:
-            state = deltas.encode()
-            if len(state.get("deltas", "")) <= MAX_STATE_CHARS:
+            state = _carried_state(deltas)
+            if state is not None:
                 _check_alerts(deltas.counters, folded, deltas.counters)
                 return {"state": state, "batchItemFailures": []}
         try:
@@ -520,6 +538,16 @@ def handle_window(event: dict[str, Any]) -> dict[str, Any]:
         _check_alerts({**carried.counters, **deltas.counters}, folded, None)
         return {"state": {}, "batchItemFailures": []}
     raise CommitFailed(f"shard {shard}: the ledger kept moving")
+
+
+def _carried_state(deltas: Deltas) -> dict[str, str] | None:
+    """The window's state for its next invocation, if it fits in ``MAX_STATE_CHARS``; without the
+    quarters' sets where only they would not fit (sets are worth no extra commit: a commit rewrites
+    every item the window touched, and the quarters are then read from raw records instead)."""
+    state = deltas.encode()
+    if len(state.get("deltas", "")) > MAX_STATE_CHARS and deltas.drop_sets():
+        state = deltas.encode()
+    return state if len(state.get("deltas", "")) <= MAX_STATE_CHARS else None
 
 
 def _shard_busy_rosters(counters: dict[AggregateKey, Counter]) -> None:
