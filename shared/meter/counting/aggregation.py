@@ -75,12 +75,10 @@ from meter.dal.dimensions import (
     contribution_of,
     cut_parts,
     display_value,
-    each_attribute,
     each_member,
     quarter_of,
     quartered,
 )
-from meter.dal.expressions import Update
 from meter.dal.models import Ledger, PendingCommit
 from meter.dal.records import UsageRecord, record_from_item
 from meter.dal.store import adding
@@ -154,14 +152,12 @@ def listing_attributes(record: UsageRecord) -> dict[AggregateKey, dict[str, str]
 def itemized(record: UsageRecord) -> list[tuple[AggregateKey, int, str | None]]:
     """The record's member of its quarter's set (``meter.dal.dimensions.each_member``) in its hour
     item of each itemized dimension, with the quarter."""
+    values = [(d, v) for d in DIMENSIONS if d.itemized and (v := d.value_of(record)) is not None]
+    if not values:  # most records of a tenant without end users: no member to build
+        return []
     hour, quarter = keys.periods(record.ts).hour, quarter_of(record.ts)
     member = each_member(record.ts, record.type, record.count, record.credits)
-    found = []
-    for dimension in DIMENSIONS:
-        value = dimension.value_of(record) if dimension.itemized else None
-        if value is not None:
-            found.append(((dimension.pk(record.tenant, value), hour), quarter, member))
-    return found
+    return [((dimension.pk(record.tenant, value), hour), quarter, member) for dimension, value in values]
 
 
 def roster_additions(record: UsageRecord, layout: Layout = UNSHARDED) -> list[tuple[AggregateKey, Counter[str]]]:
@@ -357,20 +353,16 @@ def add_once(
     aggregates, item_key, quarters = store.aggregates(), store.Aggregates.key(*key), each or {}
     opened = {q: members for q, members in quarters.items() if members and (key, q) not in _closed_sets}
     if opened:
-        change = _adding(added, listing, [q for q in quarters if q not in opened])
+        change = store.Aggregates.adding_counters(dict(added), listing, [q for q in quarters if q not in opened])
         after = aggregates.applied_once(item_key, change, mark, token, store.Aggregates.listing_events(change, opened))
         closed = opened if after is None else [q for q in range(4) if not _open_set(after, q)]
         for quarter in closed:  # or the token was there (a replay): the plain write below says so
             _closed_sets.put((key, quarter), True)
         if after is not None:
             return True
-    return aggregates.apply_once(item_key, _adding(added, listing, list(quarters)), mark, token)
-
-
-def _adding(added: Counter[str], listing: dict[str, str] | None, dropped: list[int]) -> Update:
-    """The change adding an item's deltas, removing the sets of the ``dropped`` quarters."""
-    change = store.Aggregates.adding_counters(dict(added), listing)
-    return change.remove(*(each_attribute(quarter) for quarter in sorted(dropped))) if dropped else change
+    return aggregates.apply_once(
+        item_key, store.Aggregates.adding_counters(dict(added), listing, quarters), mark, token
+    )
 
 
 def _open_set(item: dict[str, Any], quarter: int) -> bool:

@@ -10,7 +10,7 @@ paginators). Use cases ask them for records, aggregates, ledgers, windows, tenan
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -262,13 +262,14 @@ class Aggregates(Table):
         return dynamo.deserialize(items[0]) if items else None
 
     @staticmethod
-    def adding_counters(added: dict[str, int], listing: dict[str, str] | None) -> Update:
+    def adding_counters(added: dict[str, int], listing: dict[str, str] | None, short: Iterable[int] = ()) -> Update:
         """The change adding to an item's counters; ``listing`` (``lk``, ``v``) puts a new day item
-        of a listed dimension on ``ByList``."""
+        of a listed dimension on ``ByList``; the sets of the ``short`` quarters are removed."""
         change = adding(added)
         if listing:
             change.set_if_absent("lk", listing["lk"]).set_if_absent("v", listing["v"])
-        return change
+        dropped = sorted(short)
+        return change.remove(*(each_attribute(quarter) for quarter in dropped)) if dropped else change
 
     @staticmethod
     def listing_events(change: Update, each: dict[int, set[str]]) -> Condition:
